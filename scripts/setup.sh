@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Set up everything spikevision needs on a fresh machine (idempotent):
+#   a virtual environment in .venv (override with SPIKEVISION_VENV), torch and
+#   torchvision pinned for this machine, spikevision itself with its test
+#   extras, and the Debian Fashion-MNIST package when apt is available.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${SPIKEVISION_VENV:-.venv}"
+PY="$(command -v python3.11 || command -v python3)"
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "[setup] creating virtual environment $VENV"
+    "$PY" -m venv "$VENV"
+fi
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+if ! "$VENV/bin/python" -c "import torch, torchvision, spikevision, pytest" >/dev/null 2>&1; then
+    echo "[setup] installing packages (torch from requirements/torch.txt)"
+    "${PIP[@]}" install -r requirements/torch.txt
+    "${PIP[@]}" install -e ".[test]"
+fi
+
+FMNIST=/usr/share/datasets/fashion-mnist
+if [ ! -f "$FMNIST/train-images-idx3-ubyte.gz" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "[setup] installing Debian package dataset-fashion-mnist"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
+        || echo "[setup] could not install dataset-fashion-mnist; pass --data-root to a folder with the IDX files"
+fi
+echo "[setup] ready: $VENV"

@@ -1,0 +1,5 @@
+import sys
+
+from spikevision.cli import main
+
+sys.exit(main())

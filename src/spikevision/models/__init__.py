@@ -1,0 +1,16 @@
+"""Model zoo: every architecture of the four papers, built by name.
+
+>>> from spikevision.models import create_model, list_models
+>>> model = create_model("ms_resnet18", num_classes=1000, T=6)
+"""
+
+from spikevision.models.base import SpikingClassifier
+from spikevision.models.registry import ModelInfo, UnknownModelError, create_model, get_model_info, list_models, register_model
+
+# Family modules register their builders on import (keep this list sorted).
+# (families are added here as they land)
+
+__all__ = [
+    "SpikingClassifier", "ModelInfo", "UnknownModelError",
+    "create_model", "get_model_info", "list_models", "register_model",
+]

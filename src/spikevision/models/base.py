@@ -1,0 +1,63 @@
+"""The one interface every spikevision classifier exposes (rule 6 of STYLE.md).
+
+Analysis, deployment and the CLI rely on nothing else:
+
+* ``num_classes`` and ``T`` attributes;
+* ``encoder``: the module turning a static image ``[B, C, H, W]`` into
+  ``[T, B, C, H, W]`` (an event sequence is passed through unchanged);
+* ``forward_features(x)``: ``[T, B, ...]`` input sequence to the final feature
+  sequence ``[T, B, C, H, W]`` (or ``[T, B, C]``), before pooling;
+* ``forward_head(features, pre_logits=False, per_step=False)``: pooled
+  features ``[T, B, C]`` if ``pre_logits``, else logits, averaged over time
+  ``[B, classes]`` unless ``per_step`` (``[T, B, classes]``, for TET losses);
+* ``reset_classifier(num_classes)``: replace the classifier.
+
+``forward(x)`` = encode (if 4-D) then features then head: ``[B, classes]``.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from spikevision.layers.encoders import check_image
+from spikevision.layers.temporal import check_T
+from spikevision.neuron.functional import check_sequence
+
+__all__ = ["SpikingClassifier"]
+
+
+class SpikingClassifier(nn.Module):
+    """Base class: input handling and the shared ``forward``.
+
+    Subclasses set ``self.T``, ``self.num_classes``, ``self.encoder`` and
+    implement ``forward_features``, ``forward_head`` and ``reset_classifier``.
+    """
+
+    T: int
+    num_classes: int
+    encoder: nn.Module
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Static image ``[B, C, H, W]`` through the encoder; sequences ``[T, B, C, H, W]`` checked and passed."""
+        if x.dim() == 4:
+            check_image(x, type(self).__name__)
+            return self.encoder(x)
+        check_sequence(x, name=f"{type(self).__name__} input", min_dim=5)
+        if x.dim() != 5:
+            raise ValueError(
+                f"{type(self).__name__} expects [B, C, H, W] images or [T, B, C, H, W] sequences, got {list(x.shape)}"
+            )
+        check_T(x, self.T, type(self).__name__)
+        return x
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False, per_step: bool = False) -> Tensor:
+        raise NotImplementedError
+
+    def reset_classifier(self, num_classes: int) -> None:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(self.encode(x)))
