@@ -17,13 +17,36 @@ Analysis, deployment and the CLI rely on nothing else:
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
 from torch import Tensor, nn
 
 from spikevision.layers.encoders import check_image
 from spikevision.layers.temporal import check_T
-from spikevision.neuron.functional import check_sequence
+from spikevision.neuron.functional import NeuronParams, check_sequence
 
-__all__ = ["SpikingClassifier"]
+__all__ = ["SpikingClassifier", "resolve_neuron_params"]
+
+
+def resolve_neuron_params(default: NeuronParams, override: NeuronParams | Mapping[str, Any] | None) -> NeuronParams:
+    """A family's neuron constants with a builder's override applied.
+
+    Args:
+        default: the family's paper constants (e.g. ``MS_RESNET_NEURON``).
+        override: None (keep ``default``), a full :class:`NeuronParams`, or a
+            mapping of fields to change (what a YAML config gives, e.g.
+            ``{"v_th": 1.0, "surrogate": "triangle"}``).
+
+    Raises:
+        TypeError: unknown field names (listing the valid ones).
+    """
+    if override is None:
+        return default
+    if isinstance(override, NeuronParams):
+        return override
+    if isinstance(override, Mapping):
+        return default.replace(**dict(override))
+    raise TypeError(f"neuron_params must be NeuronParams or a mapping of fields, got {type(override).__name__}")
 
 
 class SpikingClassifier(nn.Module):
