@@ -1,6 +1,7 @@
 """Layers for spiking sequences: time folding, normalisation, input encoders."""
 
 from spikevision.layers.encoders import DirectEncoder, PoissonEncoder, check_image
+from spikevision.layers.gac import GatedAttentionCoding  # noqa: F401
 from spikevision.layers.norm import BNTT2d, TDBatchNorm1d, TDBatchNorm2d, TokenBatchNorm1d
 from spikevision.layers.temporal import TimeFolded, check_T, fold, unfold
 
