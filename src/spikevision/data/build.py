@@ -1,0 +1,226 @@
+"""Build data sets, transforms, loaders and Mixup from names and a ``DataConfig``.
+
+The training engine needs four calls::
+
+    cfg = DataConfig.from_dict(recipe["data"])
+    train_loader = build_loader(cfg, "train", rank=rank, world_size=world)
+    eval_loader = build_loader(cfg, "test", rank=rank, world_size=world)
+    mixup = build_mixup(cfg, get_dataset_info(cfg.name).num_classes)  # None when off
+
+and, before each epoch, ``set_loader_epoch(train_loader, epoch)``. A loader
+yields ``(x, y)``: ``x`` float ``[B, C, H, W]`` for images (the model's encoder
+makes the sequence) or ``[T, B, 2, 128, 128]`` for event data; ``y`` int64
+``[B]``. The tensor fast path yields on ``cfg.device``; DataLoaders on CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from spikevision.data import constants as K
+from spikevision.data.config import DataConfig
+from spikevision.data.errors import UnknownDatasetError, closest
+from spikevision.data.memory import ShardSampler, TensorBatchLoader, time_major_collate
+from spikevision.data.transforms import build_transform, resolve_mean_std
+
+__all__ = ["DatasetInfo", "DATASETS", "get_dataset_info", "list_datasets", "build_dataset", "build_loader",
+           "build_mixup", "uses_fast_path"]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Facts about a data set the engine and models need.
+
+    Attributes:
+        name: registry name.
+        num_classes: classes.
+        in_channels: image channels (2 polarities for event data).
+        img_size: native side length (ImageNet: the usual 224 crop).
+        mean, std: normalisation constants (``data/constants.py``).
+        is_event: samples are frame sequences ``[T, C, H, W]``.
+        in_memory: decoded into one uint8 tensor (tensor fast path possible).
+        variable_size: images of varying size (eval uses resize + centre crop).
+    """
+
+    name: str
+    num_classes: int
+    in_channels: int
+    img_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    is_event: bool = False
+    in_memory: bool = False
+    variable_size: bool = False
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "fashion_mnist": DatasetInfo("fashion_mnist", 10, 1, 28, K.FASHION_MNIST_MEAN, K.FASHION_MNIST_STD, in_memory=True),
+    "mnist": DatasetInfo("mnist", 10, 1, 28, K.MNIST_MEAN, K.MNIST_STD, in_memory=True),
+    "cifar10": DatasetInfo("cifar10", 10, 3, 32, K.CIFAR10_MEAN, K.CIFAR10_STD, in_memory=True),
+    "cifar100": DatasetInfo("cifar100", 100, 3, 32, K.CIFAR100_MEAN, K.CIFAR100_STD, in_memory=True),
+    "imagenet": DatasetInfo("imagenet", 1000, 3, 224, K.IMAGENET_MEAN, K.IMAGENET_STD, variable_size=True),
+    "cifar10_dvs": DatasetInfo("cifar10_dvs", 10, 2, 128, (0.0, 0.0), (1.0, 1.0), is_event=True),
+}
+
+
+def list_datasets() -> list[str]:
+    """Registered data set names."""
+    return list(DATASETS)
+
+
+def get_dataset_info(name: str) -> DatasetInfo:
+    """The :class:`DatasetInfo` of ``name``; unknown names suggest the nearest valid one."""
+    if name not in DATASETS:
+        raise UnknownDatasetError(f"unknown data set {name!r}{closest(name, DATASETS)} (known: {', '.join(DATASETS)})")
+    return DATASETS[name]
+
+
+def build_dataset(name: str, split: str, root: str | Path | None = None, transform: Callable | None = None,
+                  **options) -> Dataset:
+    """Construct data set ``name`` for ``split`` (``"train"`` or ``"test"``; ``"val"`` = ``"test"``).
+
+    Args:
+        name: a registered name (see :func:`list_datasets`).
+        split: ``"train"`` or ``"test"``.
+        root: folder of the files (None: the data set's default location, if any).
+        transform: per-sample transform (PIL in for images; frames tensor for event data).
+        **options: event-data options of :class:`~spikevision.data.cifar10_dvs.CIFAR10DVS`
+            (``frames``, ``split_by``, ``orientation``, ``split_rule``, ``train_ratio``,
+            ``split_seed``, ``cache_dir``).
+
+    Raises:
+        UnknownDatasetError: unknown name (nearest names suggested).
+        DatasetNotFoundError: files missing (says where to put them).
+        CorruptFileError: a damaged file (named).
+        TypeError: options given to a data set that takes none.
+    """
+    info = get_dataset_info(name)
+    if options and not info.is_event:
+        raise TypeError(f"data set {name!r} takes no options, got {sorted(options)}")
+    if name in ("fashion_mnist", "mnist"):
+        from spikevision.data.mnist import MNIST, FashionMNIST
+
+        return (FashionMNIST if name == "fashion_mnist" else MNIST)(root, split, transform)
+    if name in ("cifar10", "cifar100"):
+        from spikevision.data.cifar import CIFAR10, CIFAR100
+
+        return (CIFAR10 if name == "cifar10" else CIFAR100)(root, split, transform)  # type: ignore[arg-type]
+    if name == "imagenet":
+        from spikevision.data.imagenet import ImageNetFolder
+
+        return ImageNetFolder(root, split, transform)
+    from spikevision.data.cifar10_dvs import CIFAR10DVS
+
+    return CIFAR10DVS(root, split, transform=transform, **options)  # type: ignore[arg-type]
+
+
+def uses_fast_path(cfg: DataConfig, split: str) -> bool:
+    """Whether ``build_loader(cfg, split)`` serves batches through :class:`TensorBatchLoader`.
+
+    Raises:
+        ValueError: ``fast_path="on"`` where it cannot apply (says why).
+    """
+    info = get_dataset_info(cfg.name)
+    train = split == "train"
+    reasons = []
+    if not info.in_memory:
+        reasons.append(f"{cfg.name} is not an in-memory data set")
+    if train and cfg.augment != "none":
+        reasons.append(f"augment={cfg.augment!r} needs per-sample transforms")
+    if cfg.img_size not in (None, info.img_size):
+        reasons.append(f"img_size={cfg.img_size} differs from the native {info.img_size} (resizing needed)")
+    if train and cfg.repeated_aug > 0:
+        reasons.append("repeated_aug needs its sampler")
+    if cfg.fast_path == "off":
+        return False
+    if cfg.fast_path == "on" and reasons:
+        raise ValueError(f"fast_path='on' cannot apply to the {split} split: {'; '.join(reasons)}. "
+                         "Use fast_path='auto' or 'off'.")
+    return not reasons
+
+
+def _event_options(cfg: DataConfig) -> dict:
+    if cfg.frames is None:
+        raise ValueError(f"{cfg.name} needs data.frames = the model's T (e.g. data.frames=16); "
+                         "the engine sets it from the model when left unset")
+    return dict(frames=cfg.frames, split_by=cfg.split_by, orientation=cfg.orientation, split_rule=cfg.split_rule,
+                train_ratio=cfg.train_ratio, split_seed=cfg.split_seed, cache_dir=cfg.cache_dir)
+
+
+def build_loader(cfg: DataConfig, split: str, *, rank: int = 0, world_size: int = 1):
+    """Loader of one split for ``cfg`` (a ``DataLoader`` or a ``TensorBatchLoader``).
+
+    Training shuffles (seeded by ``cfg.seed``), drops the last incomplete batch
+    when ``cfg.drop_last``, and with several ranks shards by
+    ``DistributedSampler`` (or timm's ``RepeatAugSampler`` when
+    ``cfg.repeated_aug > 0``: each rank sees ``floor(N/256)*256/world_size``
+    samples per epoch). Evaluation keeps order and, with several ranks, shards
+    without padding (:class:`ShardSampler`) so summed counts are exact.
+
+    Args:
+        cfg: the data config.
+        split: ``"train"`` or ``"test"`` (``"val"`` = ``"test"``).
+        rank, world_size: this process's place in a distributed run.
+
+    Returns:
+        an iterable of ``(x, y)`` with ``len()`` = batches per epoch.
+    """
+    cfg.validate()
+    if split not in ("train", "test", "val"):
+        raise ValueError(f"split must be 'train' or 'test' ('val' = 'test'), got {split!r}")
+    info = get_dataset_info(cfg.name)
+    train = split == "train"
+    batch_size = cfg.batch_size if train else (cfg.eval_batch_size or cfg.batch_size)
+    options = _event_options(cfg) if info.is_event else {}
+
+    if uses_fast_path(cfg, split):
+        ds = build_dataset(cfg.name, split, cfg.root)
+        images, targets = ds.tensors()  # type: ignore[attr-defined]
+        mean, std = resolve_mean_std(cfg)
+        return TensorBatchLoader(images, targets, batch_size, mean, std, shuffle=train,
+                                 drop_last=train and cfg.drop_last, device=cfg.device, seed=cfg.seed,
+                                 rank=rank, world_size=world_size)
+
+    ds = build_dataset(cfg.name, split, cfg.root, build_transform(cfg, train), **options)
+    sampler = None
+    if train and cfg.repeated_aug > 0:
+        from timm.data.distributed_sampler import RepeatAugSampler
+
+        sampler = RepeatAugSampler(ds, num_replicas=world_size, rank=rank, shuffle=True,
+                                   num_repeats=cfg.repeated_aug)
+    elif train and world_size > 1:
+        sampler = DistributedSampler(ds, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg.seed,
+                                     drop_last=cfg.drop_last)
+    elif not train and world_size > 1:
+        sampler = ShardSampler(len(ds), rank, world_size)  # type: ignore[arg-type]
+    shuffle = train and sampler is None
+    return DataLoader(
+        ds, batch_size=batch_size, shuffle=shuffle, sampler=sampler, num_workers=cfg.num_workers,
+        pin_memory=cfg.pin_memory, drop_last=train and cfg.drop_last,
+        collate_fn=time_major_collate if info.is_event else None,
+        persistent_workers=cfg.num_workers > 0,
+        generator=torch.Generator().manual_seed(cfg.seed) if shuffle else None,
+    )
+
+
+def build_mixup(cfg: DataConfig, num_classes: int | None = None):
+    """timm ``Mixup`` (batch mode) for ``cfg``, or None when both alphas are 0.
+
+    Call it on a training batch ``x, y_soft = mixup(x, y)`` (``x`` ``[B, C, H, W]``,
+    even ``B``); it returns soft targets with ``cfg.label_smoothing`` applied.
+    Mixup and CutMix are truly optional: nothing is called when they are off
+    (unlike the spiking-MLP code). GAC's released per-epoch CutMix draw is the
+    engine's choice of calling it for whole epochs.
+    """
+    if cfg.mixup_alpha <= 0 and cfg.cutmix_alpha <= 0:
+        return None
+    from timm.data import Mixup
+
+    return Mixup(mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.cutmix_alpha, prob=cfg.mix_prob,
+                 switch_prob=cfg.mix_switch_prob, mode="batch", label_smoothing=cfg.label_smoothing,
+                 num_classes=num_classes or get_dataset_info(cfg.name).num_classes)
