@@ -43,7 +43,7 @@ def _bn(c):
     return 2 * c
 
 
-def _count(stem, layers, widths, strides, stem_width, classes, avgpool_proj=False):
+def _count(stem, layers, widths, strides, stem_width, classes):
     """Architecture formula, written from the paper's tables, not from the model code."""
     total, cin = stem, stem_width
     for n, w, s in zip(layers, widths, strides):
@@ -73,7 +73,7 @@ def test_ms_resnet18_and_34_parameter_counts():
 
 def test_ms_resnet104_and_cifar_parameter_counts():
     deep_stem = _conv(3, 64, 3, bias=True) + 2 * _conv(64, 64, 3, bias=True) + _bn(64)
-    expected104 = _count(deep_stem, (3, 8, 32, 8), (64, 128, 256, 512), (2, 2, 2, 2), 64, 1000, avgpool_proj=True)
+    expected104 = _count(deep_stem, (3, 8, 32, 8), (64, 128, 256, 512), (2, 2, 2, 2), 64, 1000)
     assert sum(q.numel() for q in create_model("ms_resnet104").parameters()) == expected104
     cifar_stem = _conv(3, 16, 3) + _bn(16)
     for depth, n in [(20, 3), (56, 9), (482, 80)]:
