@@ -49,7 +49,9 @@ from spikevision.neuron.surrogate import Triangle
 
 __all__ = ["GAC_CIFAR_NEURON", "GAC_IMAGENET_NEURON", "GAC_APPENDIX_NEURON"]
 
-PAPER = "Qiu et al., Gated Attention Coding for Training High-performance and Efficient SNNs, AAAI 2024 (arXiv 2308.06582)"
+PAPER = (
+    "Qiu et al., Gated Attention Coding for Training High-performance and Efficient SNNs, AAAI 2024 (arXiv 2308.06582)"
+)
 
 #: GAC CIFAR code: u <- 0.5 u + x; spike if u > 1; u <- (1 - s) u, the spike
 #: *not* detached in the reset; triangle surrogate max(0, 1 - |u - 1|).

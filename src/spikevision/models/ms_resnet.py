@@ -165,7 +165,9 @@ def _shortcut(kind: ShortcutKind, cin: int, cout: int, stride: int, *, spiking: 
         layers.append(TimeFolded(nn.AvgPool2d(2)))
         conv_stride = 1
     elif kind not in ("conv", "avgpool_conv") or stride not in (1, 2):
-        raise ValueError(f"unsupported shortcut {kind!r} with stride {stride}; use 'conv' or 'avgpool_conv', stride 1/2")
+        raise ValueError(
+            f"unsupported shortcut {kind!r} with stride {stride}; use 'conv' or 'avgpool_conv' with stride 1 or 2"
+        )
     if spiking:
         layers.append(build_neuron(neuron, params))
     layers.append(TimeFolded(nn.Conv2d(cin, cout, 1, stride=conv_stride, bias=False)))
@@ -174,7 +176,12 @@ def _shortcut(kind: ShortcutKind, cin: int, cout: int, stride: int, *, spiking: 
 
 
 def _stem(kind: StemKind, in_chans: int, width: int, bn_weight_init: float) -> nn.Sequential:
-    """Per-frame stem ``[N, in_chans, H, W] -> [N, width, H', W']``: conv(s) then BN, no neuron."""
+    """Per-frame stem ``[N, in_chans, H, W] -> [N, width, H', W']``: conv(s) then BN, no neuron.
+
+    Per-frame (not time-major) so that the GAC encoder can run it once on a
+    static image; applied to ``[T*B, ...]`` by :class:`TimeFolded` its BN is
+    exactly tdBN (statistics over time and batch).
+    """
     if kind == "conv7x7":  # ResNet-18/34: 7x7/2, no bias; the max-pool is defined but unused
         convs = [nn.Conv2d(in_chans, width, 7, stride=2, padding=3, bias=False)]
     elif kind == "deep3x3":  # ResNet-104: three 3x3 convs with bias, no nonlinearity between (released)
@@ -222,6 +229,11 @@ class MSResNet(SpikingClassifier):
         last_bn_weight_init: gamma of the last BN of each branch.
 
     Shape: ``[B, C, H, W]`` (or ``[T, B, C, H, W]``) to ``[B, num_classes]``.
+
+    Raises:
+        ValueError: mismatched stage lists, an unknown ``block_type``, vanilla
+            blocks behind an encoder with its own stem; at call time, inputs
+            with the wrong channel count or ``T``.
     """
 
     def __init__(self, *, layers: Sequence[int], widths: Sequence[int], strides: Sequence[int], stem: nn.Module,
