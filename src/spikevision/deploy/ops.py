@@ -1,0 +1,211 @@
+"""Count every arithmetic operation a model executes, by kind and by layer.
+
+:class:`OpCounter` is a ``TorchDispatchMode``: it sees each ATen operation
+that actually runs (whatever Python code issued it) and classifies it:
+
+| kind | ATen operations | counted elements |
+|---|---|---|
+| ``add`` | add, sub, neg, sum, index_add, cumsum | one per output element (per summed input element for reductions, per source element for index_add) |
+| ``shift`` | ``<<``, ``>>`` | one per element |
+| ``compare`` | gt, ge, lt, le, eq, ne, max/min, clamp, relu, max-pooling, bit logic | one per element (per window element for pooling) |
+| ``select`` | where, masked_fill (a multiplexer) | one per element |
+| ``mul`` | mul, div, convolution, mm/bmm/addmm, addcmul, mean, avg-pooling, batch norm | one per multiplication (MACs for convolutions and matrix products) |
+| ``float`` | sigmoid, exp, log, tanh, sqrt, pow, softmax | one per element (transcendental: certainly not multiplication-free) |
+
+Everything else (views, copies, dtype conversions, indexing, ``nonzero``,
+concatenation, ``im2col``, rounding) moves data and is counted as ``other``.
+Because it watches ATen, not our Python, a multiplication hidden anywhere in a
+layer (``x * w``, ``x @ w``, ``F.conv2d``) is caught: that is what
+:meth:`OpCounter.assert_multiplication_free` relies on.
+
+Each operation is charged to the innermost module running when it executed
+(module forward hooks keep a stack of qualified names); operations in a
+block's own ``forward`` (a residual ``+``) are charged to the block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections import defaultdict
+from typing import Iterable
+
+from torch import Tensor, nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+__all__ = ["OpCounter", "KINDS", "MultiplicationError", "uncounted"]
+
+_ACTIVE: list["OpCounter"] = []
+
+
+@contextlib.contextmanager
+def uncounted():
+    """Pause the active :class:`OpCounter` (if any) for bookkeeping: input checks, statistics."""
+    counter = _ACTIVE[-1] if _ACTIVE else None
+    if counter is None:
+        yield
+        return
+    with counter.paused():
+        yield
+
+KINDS = ("add", "shift", "compare", "select", "mul", "float", "other")
+
+_ADD = {"add", "add_", "sub", "sub_", "rsub", "neg", "neg_", "cumsum"}
+_REDUCE_ADD = {"sum"}
+_SHIFT = {"__lshift__", "__rshift__", "__ilshift__", "__irshift__", "bitwise_left_shift", "bitwise_right_shift"}
+_COMPARE = {
+    "gt", "ge", "lt", "le", "eq", "ne", "maximum", "minimum", "clamp", "clamp_", "clamp_min", "clamp_max",
+    "relu", "relu_", "sign", "abs", "logical_and", "logical_or", "logical_not", "bitwise_and", "bitwise_or",
+    "bitwise_not", "bitwise_xor", "__and__", "__or__", "__xor__",
+}
+_REDUCE_COMPARE = {"max", "min", "amax", "amin", "argmax", "argmin", "all", "any"}
+_SELECT = {"where", "masked_fill", "masked_fill_"}
+_MUL = {"mul", "mul_", "div", "div_", "floor_divide", "remainder", "reciprocal", "addcmul", "addcdiv", "lerp"}
+_FLOAT = {"sigmoid", "exp", "log", "tanh", "sqrt", "rsqrt", "pow", "_softmax", "_log_softmax", "erf", "gelu", "silu"}
+
+
+class MultiplicationError(AssertionError):
+    """A layer that must be multiplication-free executed a multiplication."""
+
+
+def _numel(x) -> int:
+    return x.numel() if isinstance(x, Tensor) else 1
+
+
+def _classify(name: str, args: tuple, out) -> dict[str, int]:
+    """Kinds and element counts of one ATen call."""
+    first = args[0] if args else None
+    o = out[0] if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor) else out
+    n_out = _numel(o)
+    if name in _ADD:
+        return {"add": n_out}
+    if name in _REDUCE_ADD:
+        return {"add": max(_numel(first) - n_out, 0)}
+    if name in ("index_add", "index_add_"):
+        return {"add": _numel(args[3])}
+    if name in _SHIFT:
+        return {"shift": n_out}
+    if name in _COMPARE:
+        return {"compare": n_out}
+    if name in _REDUCE_COMPARE:
+        return {"compare": _numel(first)}
+    if name in ("max_pool2d_with_indices", "max_pool2d", "adaptive_max_pool2d"):
+        return {"compare": _numel(first)}
+    if name in _SELECT:
+        return {"select": n_out}
+    if name in _MUL:
+        return {"mul": n_out}
+    if name in ("mean", "avg_pool2d", "_adaptive_avg_pool2d", "adaptive_avg_pool2d"):
+        return {"add": _numel(first), "mul": n_out}
+    if name == "convolution":
+        w = args[1]
+        macs = n_out * w.shape[1] * math.prod(w.shape[2:])
+        return {"mul": macs, "add": macs}
+    if name in ("mm", "bmm", "addmm", "baddbmm", "mv", "dot"):
+        a, b = (args[1], args[2]) if name in ("addmm", "baddbmm") else (args[0], args[1])
+        macs = n_out * a.shape[-1]
+        return {"mul": macs, "add": macs}
+    if "batch_norm" in name:
+        return {"mul": 2 * n_out, "add": 2 * n_out}
+    if name in _FLOAT:
+        return {"float": n_out}
+    return {"other": n_out}
+
+
+class OpCounter(TorchDispatchMode):
+    """Count executed operations per layer and kind (see the module docstring).
+
+    Use as a context manager around a forward pass::
+
+        counter = OpCounter(model)
+        with counter:
+            model(x)
+        counter.totals()            # {"add": ..., "mul": ...}
+        counter.assert_multiplication_free(["conv2"])
+
+    Args:
+        model: the module whose submodule names label the counts.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(KINDS, 0))
+        self.ops: dict[str, set[str]] = defaultdict(set)
+        self._stack: list[str] = [""]
+        self._paused = 0
+        self._handles: list = []
+
+    # -- layer attribution -------------------------------------------------
+    def __enter__(self):
+        names = {id(m): n for n, m in self.model.named_modules()}
+
+        def pre(module, args):
+            self._stack.append(names.get(id(module), "?"))
+
+        def post(module, args, out):
+            self._stack.pop()
+
+        for m in self.model.modules():
+            if m is not self.model:
+                self._handles.append(m.register_forward_pre_hook(pre))
+                self._handles.append(m.register_forward_hook(post))
+        _ACTIVE.append(self)
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        _ACTIVE.remove(self)
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._stack[:] = [""]
+        return super().__exit__(*exc)
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Run bookkeeping (checks, statistics) without counting it."""
+        self._paused += 1
+        try:
+            yield
+        finally:
+            self._paused -= 1
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if not self._paused:
+            name = func.overloadpacket.__name__
+            layer = self._stack[-1]
+            for kind, n in _classify(name, args, out).items():
+                self.counts[layer][kind] += int(n)
+                if kind in ("mul", "float"):
+                    self.ops[layer].add(name)
+        return out
+
+    # -- results -------------------------------------------------------------
+    def totals(self, layers: Iterable[str] | None = None) -> dict[str, int]:
+        """Summed counts over ``layers`` (default: all, including the model's own code)."""
+        keys = list(self.counts) if layers is None else list(layers)
+        total = dict.fromkeys(KINDS, 0)
+        for k in keys:
+            for kind, n in self.counts.get(k, {}).items():
+                total[kind] += n
+        return total
+
+    def layer_counts(self, prefix: str) -> dict[str, int]:
+        """Counts of the layer named ``prefix`` and everything below it."""
+        return self.totals(k for k in self.counts if k == prefix or k.startswith(prefix + ".") or prefix == "")
+
+    def assert_multiplication_free(self, layers: Iterable[str]) -> None:
+        """Raise :class:`MultiplicationError` if any of ``layers`` multiplied.
+
+        Raises:
+            MultiplicationError: naming each offending layer and ATen operation.
+        """
+        bad = []
+        for layer in layers:
+            c = self.layer_counts(layer)
+            if c["mul"] or c["float"]:
+                ops = sorted(set().union(*(self.ops[k] for k in self.counts if k == layer or k.startswith(layer + "."))))
+                bad.append(f"{layer}: {c['mul']} mul + {c['float']} float ops ({', '.join(ops)})")
+        if bad:
+            raise MultiplicationError("layers expected to be multiplication-free multiplied:\n  " + "\n  ".join(bad))

@@ -1,0 +1,201 @@
+"""Record the data flow of a model on one example input.
+
+Deployment needs to know how tensors flow between layers (which BN reads a
+conv's output and nothing else reads it; which additions form residual sums;
+which code between layers is not a plain addition). :func:`trace_model` runs
+the model once under a ``TorchFunctionMode`` plus module hooks and records two
+kinds of calls in execution order:
+
+* **atomic calls**: modules of a known layer type (:data:`ATOMIC_TYPES`:
+  ``TimeFolded``, convolutions, linear layers, pooling, normalisation,
+  neurons, encoders) seen as a whole;
+* **glue calls**: torch functions executed in a model's own ``forward`` code
+  outside any atomic module (residual ``+``, ``torch.cat``, reshapes, the mean
+  over time of the head, a gate's product, ...), each attributed to the
+  innermost module whose ``forward`` ran it.
+
+Every recorded tensor gets a producer (the call index that created it,
+``"input"`` for the model input, ``"const"`` for parameters and other
+tensors from outside the graph). Calls that return no tensor (shape queries)
+are not recorded. The trace is data, not code: nothing of the model is
+modified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
+
+from spikevision.layers.encoders import DirectEncoder, PoissonEncoder
+from spikevision.layers.norm import BNTT2d
+from spikevision.layers.temporal import TimeFolded
+from spikevision.neuron.modules import LIF, PLIF
+
+__all__ = ["ATOMIC_TYPES", "Call", "Trace", "trace_model"]
+
+#: Module types the deploy path understands as a whole (never looked inside).
+ATOMIC_TYPES: tuple[type[nn.Module], ...] = (
+    TimeFolded, nn.Conv1d, nn.Conv2d, nn.Linear,
+    nn.modules.batchnorm._BatchNorm, BNTT2d,
+    nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.MaxPool2d, nn.AdaptiveMaxPool2d,
+    nn.Flatten, nn.Identity, nn.Dropout,
+    LIF, PLIF, DirectEncoder, PoissonEncoder,
+)
+
+
+@dataclass
+class Call:
+    """One recorded call.
+
+    Attributes:
+        index: position in execution order.
+        kind: ``"module"`` (an atomic module) or ``"glue"`` (a torch function).
+        name: qualified module name (``"layer1.0.conv1"``) or the function name.
+        owner: for glue, the qualified name of the module whose forward ran it
+            (``""`` is the model itself); for modules, the module's own name.
+        inputs: producers of the tensor arguments, in order (call indices,
+            ``"input"`` or ``"const"``).
+        in_shapes: shapes of those tensor arguments.
+        out_shape: shape of the (first) output tensor.
+        func: the torch function for glue calls.
+        args: the glue call's positional arguments (tensors replaced by None).
+        kwargs: the glue call's keyword arguments.
+    """
+
+    index: int
+    kind: str
+    name: str
+    owner: str
+    inputs: list[Any]
+    in_shapes: list[tuple[int, ...]]
+    out_shape: tuple[int, ...]
+    func: Callable | None = None
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class Trace:
+    """Result of :func:`trace_model`: calls in order, and the output's producer(s)."""
+
+    calls: list[Call]
+    outputs: list[Any]
+    modules: dict[str, nn.Module]
+
+    def consumers(self, index: int) -> list[Call]:
+        """Calls that read a tensor produced by call ``index``."""
+        return [c for c in self.calls if index in c.inputs]
+
+    def module_call(self, name: str) -> list[Call]:
+        """All atomic calls of the module named ``name``."""
+        return [c for c in self.calls if c.kind == "module" and c.name == name]
+
+
+class _Recorder(TorchFunctionMode):
+    def __init__(self, owner_stack: list[str], atomic_depth: list[int], record: Callable) -> None:
+        super().__init__()
+        self.owner_stack, self.atomic_depth, self.record = owner_stack, atomic_depth, record
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if self.atomic_depth[0] == 0:
+            self.record(func, args, kwargs, out)
+        return out
+
+
+def _name_of(func: Callable) -> str:
+    name = getattr(func, "__name__", None) or repr(func)
+    return name
+
+
+def trace_model(model: nn.Module, example: Tensor, atomic: tuple[type[nn.Module], ...] = ATOMIC_TYPES) -> Trace:
+    """Run ``model(example)`` once (no grad) and record its data flow.
+
+    Args:
+        model: any module; put it in eval mode first if BN statistics matter.
+        example: a valid input (e.g. ``[B, C, H, W]`` images).
+        atomic: module types recorded as a whole.
+
+    Returns:
+        The :class:`Trace`.
+    """
+    calls: list[Call] = []
+    producer: dict[int, Any] = {}
+    keep: list[Tensor] = []  # holds every recorded tensor so ids stay unique
+    owner_stack: list[str] = [""]
+    atomic_depth = [0]
+    names = {id(m): n for n, m in model.named_modules()}
+    modules = dict(model.named_modules())
+
+    def producers_of(values) -> tuple[list[Any], list[tuple[int, ...]]]:
+        flat, _ = tree_flatten(values)
+        tensors = [v for v in flat if isinstance(v, Tensor)]
+        return [producer.get(id(t), "const") for t in tensors], [tuple(t.shape) for t in tensors]
+
+    def register_outputs(out, index: int) -> tuple[int, ...] | None:
+        flat, _ = tree_flatten(out)
+        shape = None
+        for t in flat:
+            if isinstance(t, Tensor):
+                producer[id(t)] = index
+                keep.append(t)
+                shape = tuple(t.shape) if shape is None else shape
+        return shape
+
+    def record_glue(func, args, kwargs, out) -> None:
+        flat, _ = tree_flatten(out)
+        if not any(isinstance(t, Tensor) for t in flat):
+            return
+        inputs, shapes = producers_of((args, kwargs))
+        index = len(calls)
+        shape = register_outputs(out, index)
+        plain_args = tuple(None if isinstance(a, Tensor) else a for a in args)
+        calls.append(Call(index, "glue", _name_of(func), owner_stack[-1], inputs, shapes, shape or (),
+                          func=func, args=plain_args, kwargs={k: v for k, v in kwargs.items() if not isinstance(v, Tensor)}))
+
+    pending: dict[int, list] = {}
+
+    def pre_hook(module, args):
+        name = names[id(module)]
+        if isinstance(module, atomic) and atomic_depth[0] == 0:
+            pending[id(module)] = list(producers_of(args))
+            atomic_depth[0] += 1
+        elif isinstance(module, atomic):
+            atomic_depth[0] += 1
+        else:
+            owner_stack.append(name)
+
+    def post_hook(module, args, out):
+        name = names[id(module)]
+        if isinstance(module, atomic):
+            atomic_depth[0] -= 1
+            if atomic_depth[0] == 0:
+                inputs, shapes = pending.pop(id(module))
+                index = len(calls)
+                shape = register_outputs(out, index)
+                calls.append(Call(index, "module", name, name, inputs, shapes, shape or ()))
+        else:
+            owner_stack.pop()
+
+    handles = []
+    for m in modules.values():
+        if m is model:
+            continue
+        handles.append(m.register_forward_pre_hook(pre_hook))
+        handles.append(m.register_forward_hook(post_hook))
+    producer[id(example)] = "input"
+    keep.append(example)
+    try:
+        with torch.no_grad(), _Recorder(owner_stack, atomic_depth, record_glue):
+            out = model(example)
+    finally:
+        for h in handles:
+            h.remove()
+    outputs, _ = producers_of(out)
+    return Trace(calls, outputs, modules)
