@@ -37,6 +37,7 @@ Each frame counts events per ``(polarity, y, x)``: ``[F, 2, H, W]``.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -134,7 +135,7 @@ def read_events_npz(path: str | Path) -> Events:
             ev = Events(*(np.asarray(z[k]).astype(np.int64).ravel() for k in ("t", "x", "y", "p")))
     except FileNotFoundError:
         raise
-    except (OSError, ValueError, KeyError, EOFError) as e:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         raise CorruptFileError(path, f"cannot read events npz with arrays t, x, y, p ({type(e).__name__}: {e})") from e
     if not len({len(a) for a in ev}) == 1:
         raise CorruptFileError(path, f"arrays t, x, y, p differ in length {[len(a) for a in ev]}")

@@ -1,0 +1,117 @@
+import numpy as np
+import pytest
+import torch
+
+from spikevision.data import (
+    AUGMENT_RECIPES,
+    DataConfig,
+    DataConfigError,
+    TensorBatchLoader,
+    UnknownDatasetError,
+    build_dataset,
+    build_loader,
+    build_mixup,
+    build_transform,
+    get_dataset_info,
+    uses_fast_path,
+)
+from spikevision.data.constants import CIFAR10_MEAN, CIFAR10_STD
+
+
+def test_unknown_names_suggest_nearest():
+    with pytest.raises(UnknownDatasetError, match="'cifar10'"):
+        build_dataset("cifar_10", "train")
+    with pytest.raises(DataConfigError, match="did you mean 'batch_size'"):
+        DataConfig.from_dict({"name": "mnist", "batchsize": 3})
+    with pytest.raises(DataConfigError) as e:
+        DataConfig.from_dict({"name": "fashion_mist", "augment": "crop_flp", "batch_size": 0})
+    msg = str(e.value)  # every problem at once
+    assert "fashion_mnist" in msg and "crop_flip" in msg and "batch_size" in msg
+
+
+def test_config_roundtrip():
+    cfg = DataConfig.from_dict({"name": "cifar10", "mean": [0.1, 0.2, 0.3], "std": [1, 1, 1]})
+    assert cfg.mean == (0.1, 0.2, 0.3)
+    assert DataConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(DataConfigError, match="even batch_size"):
+        DataConfig(name="cifar10", batch_size=3, cutmix_alpha=1.0).validate()
+
+
+@pytest.mark.parametrize("recipe", AUGMENT_RECIPES)
+@pytest.mark.parametrize("name,size", [("cifar10", None), ("imagenet", 64), ("fashion_mnist", None)])
+def test_every_recipe_builds_and_runs(recipe, name, size):
+    from PIL import Image
+
+    if recipe.startswith("imagenet") and name == "fashion_mnist":
+        pytest.skip("ImageNet colour recipes are for RGB data")
+    cfg = DataConfig(name=name, img_size=size, augment=recipe, random_erasing=0.25)
+    info = get_dataset_info(name)
+    c, s = info.in_channels, size or info.img_size
+    mode = "L" if c == 1 else "RGB"
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (s + 9, s + 5, 3)[: 2 if c == 1 else 3],
+                                                             dtype=np.uint8), mode)
+    if not info.variable_size:
+        img = img.resize((s, s))
+    for train in (True, False):
+        out = build_transform(cfg, train)(img)
+        assert out.shape == (c, s, s) and out.dtype == torch.float32
+
+
+def test_eval_transform_normalises_like_constants():
+    from PIL import Image
+
+    cfg = DataConfig(name="cifar10")
+    arr = np.full((32, 32, 3), 128, np.uint8)
+    out = build_transform(cfg, train=False)(Image.fromarray(arr))
+    for ch in range(3):
+        assert torch.allclose(out[ch], torch.tensor((128 / 255 - CIFAR10_MEAN[ch]) / CIFAR10_STD[ch]), atol=1e-6)
+    assert build_transform(DataConfig(name="cifar10_dvs"), train=True) is None
+
+
+def test_loaders_choose_fast_path(tmp_path, idx_set, cifar_set):
+    idx_set(tmp_path, n_train=10, n_test=6)
+    cfg = DataConfig(name="fashion_mnist", root=str(tmp_path), batch_size=4, num_workers=0)
+    loader = build_loader(cfg, "train")
+    assert isinstance(loader, TensorBatchLoader) and len(loader) == 2  # drop_last
+    x, y = next(iter(loader))
+    assert x.shape == (4, 1, 28, 28) and y.dtype == torch.long
+    ev = build_loader(cfg, "test")
+    assert isinstance(ev, TensorBatchLoader) and sum(len(b[1]) for b in ev) == 6
+    aug = DataConfig(name="cifar10", root=str(tmp_path), batch_size=4, num_workers=0, augment="crop_flip")
+    cifar_set(tmp_path)
+    dl = build_loader(aug, "train")
+    assert not uses_fast_path(aug, "train") and uses_fast_path(aug, "test")
+    assert next(iter(dl))[0].shape == (4, 3, 32, 32)
+    with pytest.raises(ValueError, match="augment='crop_flip'"):
+        uses_fast_path(DataConfig(name="cifar10", augment="crop_flip", fast_path="on"), "train")
+
+
+def test_repeated_aug_and_sharded_eval(tmp_path, cifar_set):
+    cifar_set(tmp_path, per_batch=4)  # 20 train, 4 test
+    cfg = DataConfig(name="cifar10", root=str(tmp_path), batch_size=2, num_workers=0, repeated_aug=3,
+                     augment="crop_flip")
+    dl = build_loader(cfg, "train", rank=0, world_size=2)
+    assert type(dl.sampler).__name__ == "RepeatAugSampler"
+    ev = [build_loader(DataConfig(name="cifar10", root=str(tmp_path), batch_size=3, num_workers=0, fast_path="off"),
+                       "test", rank=r, world_size=3) for r in range(3)]
+    assert sum(len(b[1]) for loader in ev for b in loader) == 4  # no padding duplicates
+
+
+def test_event_loader_is_time_major(tmp_path, dvs_root):
+    dvs_root(tmp_path, per_class=1, n_events=9)
+    cfg = DataConfig(name="cifar10_dvs", root=str(tmp_path), batch_size=3, num_workers=0, frames=4,
+                     cache_dir=str(tmp_path / "cache"))
+    x, y = next(iter(build_loader(cfg, "train")))
+    assert x.shape == (4, 3, 2, 128, 128) and y.shape == (3,)
+    assert torch.equal(x.sum(dim=(0, 2, 3, 4)), torch.tensor([9.0, 9.0, 9.0]))
+    with pytest.raises(ValueError, match="frames"):
+        build_loader(DataConfig(name="cifar10_dvs", root=str(tmp_path)), "train")
+
+
+def test_mixup_built_only_when_on():
+    assert build_mixup(DataConfig(name="cifar10")) is None
+    mix = build_mixup(DataConfig(name="cifar10", mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1))
+    x, y = torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
+    xm, ym = mix(x, y)
+    assert xm.shape == x.shape and ym.shape == (4, 10)
+    assert torch.allclose(ym.sum(1), torch.ones(4)) and float(ym.min()) >= 0.1 / 10 - 1e-6

@@ -1,0 +1,89 @@
+import pytest
+import torch
+from torch.utils.data import DataLoader
+from torchvision import transforms as T
+
+from spikevision.data.memory import (
+    InMemoryImageDataset,
+    ShardSampler,
+    TensorBatchLoader,
+    set_loader_epoch,
+    time_major_collate,
+)
+
+
+def _data(n=10, c=3):
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (n, c, 5, 6), dtype=torch.uint8, generator=g), torch.arange(n) % 4
+
+
+def test_tensor_path_equals_per_sample_transforms():
+    images, targets = _data()
+    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+    ds = InMemoryImageDataset(images, targets, ["a", "b", "c", "d"], transform=T.Compose([T.ToTensor(), T.Normalize(mean, std)]))
+    ref = DataLoader(ds, batch_size=4, shuffle=False)
+    fast = TensorBatchLoader(images, targets, 4, mean, std, shuffle=False)
+    assert len(fast) == len(ref) == 3
+    for (xa, ya), (xb, yb) in zip(ref, fast):
+        assert torch.allclose(xa, xb, atol=1e-5) and torch.equal(ya, yb)
+
+
+def test_shuffle_per_epoch_reproducible_and_complete():
+    images, targets = _data(n=11, c=1)
+    loader = TensorBatchLoader(images, targets, 3, (0.0,), (1.0,), shuffle=True, seed=5)
+
+    def order(ld):
+        return torch.cat([x.flatten(1)[:, 0] for x, _ in ld])
+
+    e0, e1 = order(loader), order(loader)
+    assert not torch.equal(e0, e1)  # reshuffled on the next iteration
+    assert torch.allclose(e0.sort().values, (images.flatten(1)[:, 0].float() / 255).sort().values)
+    loader.set_epoch(0)
+    assert torch.equal(order(loader), e0)
+    other = TensorBatchLoader(images, targets, 3, (0.0,), (1.0,), shuffle=True, seed=5)
+    assert torch.equal(order(other), e0)
+
+
+def test_drop_last_and_shards_cover_everything_once():
+    images, targets = torch.zeros(10, 1, 2, 2, dtype=torch.uint8), torch.arange(10)
+    assert len(TensorBatchLoader(images, targets, 4, (0.0,), (1.0,), drop_last=True)) == 2
+    seen = []
+    for r in range(3):
+        ld = TensorBatchLoader(images, targets, 2, (0.0,), (1.0,), shuffle=True, rank=r, world_size=3)
+        seen += torch.cat([y for _, y in ld]).tolist()
+    assert sorted(seen) == list(range(10))
+    even = [len(TensorBatchLoader(images, targets, 1, (0.0,), (1.0,), drop_last=True, rank=r, world_size=3))
+            for r in range(3)]
+    assert even == [3, 3, 3]  # DDP: equal steps on every rank
+    assert sorted(i for r in range(3) for i in ShardSampler(10, r, 3)) == list(range(10))
+
+
+def test_bad_inputs():
+    images, targets = _data()
+    with pytest.raises(ValueError, match="3 values"):
+        TensorBatchLoader(images, targets, 2, (0.5,), (0.5,))
+    with pytest.raises(ValueError, match="uint8"):
+        TensorBatchLoader(images.float(), targets, 2, (0.5,) * 3, (0.5,) * 3)
+    with pytest.raises(ValueError, match="rank"):
+        ShardSampler(4, rank=2, world_size=2)
+
+
+def test_time_major_collate_and_set_epoch():
+    batch = [(torch.full((4, 2, 3, 3), float(i)), i) for i in range(5)]
+    x, y = time_major_collate(batch)
+    assert x.shape == (4, 5, 2, 3, 3) and torch.equal(x[2, 3], batch[3][0][2]) and y.tolist() == [0, 1, 2, 3, 4]
+
+    class S(torch.utils.data.Sampler):
+        epoch = -1
+
+        def __iter__(self):
+            return iter(range(3))
+
+        def __len__(self):
+            return 3
+
+        def set_epoch(self, e):
+            S.epoch = e
+
+    set_loader_epoch(DataLoader(list(range(3)), sampler=S()), 7)
+    assert S.epoch == 7
