@@ -51,7 +51,7 @@ def make_cifar(root: Path, hundred: bool = False, per_batch: int = 4, seed: int 
             written[split].append((data, labels))
     with open(folder / meta_name, "wb") as f:
         pickle.dump({names_key: [f"class{i}".encode() for i in range(n_cls)]}, f, protocol=2)
-    return {s: (np.concatenate([d for d, _ in v]), np.concatenate([l for _, l in v])) for s, v in written.items()}
+    return {s: (np.concatenate([d for d, _ in v]), np.concatenate([lab for _, lab in v])) for s, v in written.items()}
 
 
 def make_image_folder(root: Path, split: str, classes=("cat", "dog"), per_class: int = 2, size: int = 40) -> dict:

@@ -115,3 +115,24 @@ def test_mixup_built_only_when_on():
     xm, ym = mix(x, y)
     assert xm.shape == x.shape and ym.shape == (4, 10)
     assert torch.allclose(ym.sum(1), torch.ones(4)) and float(ym.min()) >= 0.1 / 10 - 1e-6
+
+
+def test_epoch_draw_mix_is_all_or_nothing_per_epoch():
+    from spikevision.data import EpochDrawMix
+
+    cfg = DataConfig(name="cifar10", cutmix_alpha=1.0, mix_prob=0.5, mix_draw="epoch", seed=1)
+    mix = build_mixup(cfg)
+    assert isinstance(mix, EpochDrawMix)
+    x = torch.arange(4 * 3 * 32 * 32, dtype=torch.float32).reshape(4, 3, 32, 32)
+    y = torch.tensor([0, 1, 2, 3])
+    np.random.seed(0)  # timm draws lambda from numpy's global RNG
+    states = []
+    for epoch in range(12):
+        mix.set_epoch(epoch)
+        changed = [not torch.equal(mix(x.clone(), y)[0], x) for _ in range(4)]
+        assert len(set(changed)) == 1  # every batch of an epoch alike
+        states.append(changed[0])
+    assert any(states) and not all(states)
+    mix.active = False
+    _, soft = mix(x, y)
+    assert torch.equal(soft, torch.eye(10)[:4])

@@ -19,7 +19,8 @@ def test_roundtrip_every_type(tmp_path, dtype):
 
 def test_header_bytes_are_the_published_layout(tmp_path):
     # Hand-built file: magic 0x00000803, dims 2 x 2 x 3 (big-endian), then the pixels.
-    raw = bytes([0, 0, 8, 3]) + (2).to_bytes(4, "big") + (2).to_bytes(4, "big") + (3).to_bytes(4, "big") + bytes(range(12))
+    dims = (2).to_bytes(4, "big") + (2).to_bytes(4, "big") + (3).to_bytes(4, "big")
+    raw = bytes([0, 0, 8, 3]) + dims + bytes(range(12))
     (tmp_path / "x-idx3-ubyte").write_bytes(raw)
     a = read_idx(tmp_path / "x-idx3-ubyte")
     assert a.shape == (2, 2, 3) and a[1, 0, 2] == 8

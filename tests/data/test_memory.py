@@ -20,11 +20,12 @@ def _data(n=10, c=3):
 def test_tensor_path_equals_per_sample_transforms():
     images, targets = _data()
     mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
-    ds = InMemoryImageDataset(images, targets, ["a", "b", "c", "d"], transform=T.Compose([T.ToTensor(), T.Normalize(mean, std)]))
+    tf = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
+    ds = InMemoryImageDataset(images, targets, ["a", "b", "c", "d"], transform=tf)
     ref = DataLoader(ds, batch_size=4, shuffle=False)
     fast = TensorBatchLoader(images, targets, 4, mean, std, shuffle=False)
     assert len(fast) == len(ref) == 3
-    for (xa, ya), (xb, yb) in zip(ref, fast):
+    for (xa, ya), (xb, yb) in zip(ref, fast, strict=True):
         assert torch.allclose(xa, xb, atol=1e-5) and torch.equal(ya, yb)
 
 

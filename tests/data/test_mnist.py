@@ -16,7 +16,8 @@ def test_decoded_values_equal_written(tmp_path, idx_set):
     assert np.array_equal(ds.images[:, 0].numpy(), w["train_images"])
     assert ds.targets.tolist() == w["train_labels"].tolist()
     x, y = ds[3]  # no transform: float in [0, 1]
-    assert torch.equal(x, torch.from_numpy(w["train_images"][3]).float().unsqueeze(0) / 255) and y == w["train_labels"][3]
+    assert torch.equal(x, torch.from_numpy(w["train_images"][3]).float().unsqueeze(0) / 255)
+    assert y == w["train_labels"][3]
     test = MNIST(tmp_path, "test")
     assert np.array_equal(test.images[:, 0].numpy(), w["t10k_images"])
 
@@ -39,7 +40,8 @@ def test_missing_files_say_how_to_get_them(tmp_path):
     with pytest.raises(DatasetNotFoundError) as e:
         FashionMNIST(tmp_path, "train")
     msg = str(e.value)
-    assert "apt-get install dataset-fashion-mnist" in msg and str(tmp_path) in msg and "train-images-idx3-ubyte.gz" in msg
+    assert "apt-get install dataset-fashion-mnist" in msg and str(tmp_path) in msg
+    assert "train-images-idx3-ubyte.gz" in msg
     with pytest.raises(DatasetNotFoundError, match="MNIST IDX files"):
         MNIST(tmp_path, "test")
 

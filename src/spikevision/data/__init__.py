@@ -27,6 +27,7 @@ from spikevision.data.memory import (
     set_loader_epoch,
     time_major_collate,
 )
+from spikevision.data.mix import EpochDrawMix
 from spikevision.data.mnist import MNIST, FashionMNIST
 from spikevision.data.transforms import build_transform
 
@@ -43,7 +44,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "AUGMENT_RECIPES", "CIFAR10", "CIFAR100", "CIFAR10DVS", "CorruptFileError", "DATASETS", "DataConfig",
-    "DataConfigError", "DatasetInfo", "DatasetNotFoundError", "FashionMNIST", "FrameParams", "ImageNetFolder",
+    "DataConfigError", "DatasetInfo", "DatasetNotFoundError", "EpochDrawMix", "FashionMNIST", "FrameParams", "ImageNetFolder",
     "InMemoryImageDataset", "MNIST", "ShardSampler", "TensorBatchLoader", "UnknownDatasetError", "build_dataset",
     "build_loader", "build_mixup", "build_transform", "events_to_frames", "get_dataset_info", "list_datasets",
     "load_dvs128_events", "read_aedat2", "read_idx", "set_loader_epoch", "time_major_collate", "uses_fast_path",

@@ -209,18 +209,30 @@ def build_loader(cfg: DataConfig, split: str, *, rank: int = 0, world_size: int 
 
 
 def build_mixup(cfg: DataConfig, num_classes: int | None = None):
-    """timm ``Mixup`` (batch mode) for ``cfg``, or None when both alphas are 0.
+    """Mixup/CutMix for ``cfg``, or None when both alphas are 0.
 
     Call it on a training batch ``x, y_soft = mixup(x, y)`` (``x`` ``[B, C, H, W]``,
-    even ``B``); it returns soft targets with ``cfg.label_smoothing`` applied.
-    Mixup and CutMix are truly optional: nothing is called when they are off
-    (unlike the spiking-MLP code). GAC's released per-epoch CutMix draw is the
-    engine's choice of calling it for whole epochs.
+    even ``B``); it returns soft targets ``[B, classes]`` with
+    ``cfg.label_smoothing`` applied. Mixup and CutMix are truly optional:
+    nothing is built when they are off (unlike the spiking-MLP code).
+
+    Returns:
+        timm ``Mixup`` (``mix_draw="batch"``), or
+        :class:`~spikevision.data.mix.EpochDrawMix` (``mix_draw="epoch"``, GAC's
+        released per-epoch draw; call its ``set_epoch(epoch)`` every epoch, e.g.
+        through :func:`~spikevision.data.memory.set_loader_epoch`), or None.
     """
     if cfg.mixup_alpha <= 0 and cfg.cutmix_alpha <= 0:
         return None
     from timm.data import Mixup
 
-    return Mixup(mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.cutmix_alpha, prob=cfg.mix_prob,
-                 switch_prob=cfg.mix_switch_prob, mode="batch", label_smoothing=cfg.label_smoothing,
-                 num_classes=num_classes or get_dataset_info(cfg.name).num_classes)
+    n = num_classes or get_dataset_info(cfg.name).num_classes
+    per_batch_prob = cfg.mix_prob if cfg.mix_draw == "batch" else 1.0
+    mixup = Mixup(mixup_alpha=cfg.mixup_alpha, cutmix_alpha=cfg.cutmix_alpha, prob=per_batch_prob,
+                  switch_prob=cfg.mix_switch_prob, mode="batch", label_smoothing=cfg.label_smoothing,
+                  num_classes=n)
+    if cfg.mix_draw == "batch":
+        return mixup
+    from spikevision.data.mix import EpochDrawMix
+
+    return EpochDrawMix(mixup, cfg.mix_prob, n, cfg.label_smoothing, cfg.seed)

@@ -62,6 +62,8 @@ class DataConfig:
         mixup_alpha, cutmix_alpha: timm Mixup/CutMix alphas (0 = off; spiking MLP 0.8 / 1.0).
         mix_prob: probability a batch is mixed (spiking MLP 1.0; GAC CIFAR CutMix 0.5).
         mix_switch_prob: probability of CutMix instead of Mixup when both are on (0.5).
+        mix_draw: ``"batch"`` (each batch mixed with ``mix_prob``; timm, spiking
+            MLP) or ``"epoch"`` (one draw per epoch: GAC's released CIFAR quirk).
         label_smoothing: label smoothing inside Mixup targets (spiking MLP 0.1).
         repeated_aug: repeated-augmentation repeats (0 = off; spiking MLP 3), timm's RepeatAugSampler.
         drop_last: drop the last incomplete training batch.
@@ -97,6 +99,7 @@ class DataConfig:
     cutmix_alpha: float = 0.0
     mix_prob: float = 1.0
     mix_switch_prob: float = 0.5
+    mix_draw: Literal["batch", "epoch"] = "batch"
     label_smoothing: float = 0.0
     repeated_aug: int = 0
     drop_last: bool = True
@@ -162,6 +165,8 @@ class DataConfig:
                 e.append(f"{key} must be >= 0, got {getattr(self, key)!r}")
         if (self.mixup_alpha > 0 or self.cutmix_alpha > 0) and self.batch_size % 2:
             e.append(f"Mixup/CutMix need an even batch_size, got {self.batch_size}")
+        if self.mix_draw not in ("batch", "epoch"):
+            e.append(f"mix_draw must be 'batch' or 'epoch', got {self.mix_draw!r}")
         if not isinstance(self.repeated_aug, int) or self.repeated_aug < 0:
             e.append(f"repeated_aug must be an int >= 0 (0 = off), got {self.repeated_aug!r}")
         if not 0.0 < self.crop_pct <= 1.0:

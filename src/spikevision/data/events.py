@@ -114,7 +114,8 @@ def encode_dvs128_address(x: np.ndarray, y: np.ndarray, p: np.ndarray) -> np.nda
     return (np.asarray(y, np.int64) << 8) | (np.asarray(x, np.int64) << 1) | np.asarray(p, np.int64)
 
 
-def write_aedat2(path: str | Path, t: np.ndarray, addr: np.ndarray, header: str = "# written by spikevision\r\n") -> None:
+def write_aedat2(path: str | Path, t: np.ndarray, addr: np.ndarray,
+                 header: str = "# written by spikevision\r\n") -> None:
     """Write an AEDAT 2.0 file (``#!AER-DAT2.0`` header, big-endian address/timestamp pairs)."""
     body = np.empty((len(t), 2), dtype=">u4")
     body[:, 0] = addr

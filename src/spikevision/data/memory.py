@@ -49,7 +49,8 @@ class InMemoryImageDataset(Dataset):
         target_transform: Callable | None = None,
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
-            raise ValueError(f"images must be uint8 [N, C, H, W] with C in (1, 3), got {images.dtype} {list(images.shape)}")
+            raise ValueError(f"images must be uint8 [N, C, H, W] with C in (1, 3), "
+                             f"got {images.dtype} {list(images.shape)}")
         if targets.shape != (images.shape[0],):
             raise ValueError(f"targets must be [N] = [{images.shape[0]}], got {list(targets.shape)}")
         self.images = images
@@ -124,7 +125,8 @@ class TensorBatchLoader:
         world_size: int = 1,
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
-            raise ValueError(f"TensorBatchLoader needs uint8 images [N, C, H, W], got {images.dtype} {list(images.shape)}")
+            raise ValueError(f"TensorBatchLoader needs uint8 images [N, C, H, W], "
+                             f"got {images.dtype} {list(images.shape)}")
         C = images.shape[1]
         if len(mean) != C or len(std) != C:
             raise ValueError(f"mean/std need {C} values (one per channel), got {len(mean)} and {len(std)}")

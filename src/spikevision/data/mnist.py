@@ -50,7 +50,8 @@ def _find(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _locate(root: str | Path | None, default_root: str, sub: str, stems: tuple[str, ...], how_to_get: str) -> list[Path]:
+def _locate(root: str | Path | None, default_root: str, sub: str, stems: tuple[str, ...],
+            how_to_get: str) -> list[Path]:
     roots = [Path(default_root)] if root is None else [Path(root)]
     candidates = [p for r in roots for p in (r, r / sub / "raw")]
     for folder in candidates:
