@@ -17,8 +17,9 @@ Two block types share one network class (``block_type``):
 * ``"ms"`` (:class:`MSBlock`): pre-activation ``LIF -> conv -> BN -> LIF ->
   conv -> BN`` plus the shortcut, **no neuron after the addition**: the
   residual stream carries real-valued membrane inputs and the main path is an
-  identity. With the last BN of each branch at gamma 0, every block is exactly
-  the identity at initialisation (block dynamical isometry).
+  identity. With the last BN of each branch at gamma 0, every block equals its
+  shortcut at initialisation, i.e. exactly the identity unless it projects
+  (block dynamical isometry; gradients are equal at the inputs of a stage).
 * ``"vanilla"`` (:class:`SpikingBasicBlock`): the ANN ResNet with ReLUs
   replaced by LIFs, ``conv -> BN -> LIF -> conv -> BN``, add, then a LIF on
   the main path (the paper's degradation baseline, family ``spiking_resnet``).
