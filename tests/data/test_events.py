@@ -118,3 +118,10 @@ def test_spikingjelly_npz_events(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04garbage")
     with pytest.raises(CorruptFileError, match="bad.npz"):
         load_dvs128_events(tmp_path / "bad.npz")
+
+
+def test_headerless_file_read_as_2_0(tmp_path):
+    (tmp_path / "n.aedat").write_bytes(bytes.fromhex("00000003" "0000000A" "00007F00" "0000000B"))
+    ev = load_dvs128_events(tmp_path / "n.aedat", "raw")
+    assert ev.t.tolist() == [10, 11] and ev.x.tolist() == [1, 0] and ev.y.tolist() == [0, 127]
+    assert ev.p.tolist() == [1, 0]

@@ -1,15 +1,21 @@
 """Event-camera files and event-to-frame integration.
 
 AEDAT 2.0 (jAER), the format of the CIFAR10-DVS recordings (Li et al., Front.
-Neurosci. 2017, figshare), read with numpy:
+Neurosci. 2017, figshare), read with numpy. Specification: iniVation, "AEDAT
+File Formats" (docs.inivation.com, software-advanced-usage/file-formats):
 
-* a text header of lines starting with ``#`` (the first is ``#!AER-DAT2.0``),
-  each ending in ``\\r\\n``;
-* then events of 8 bytes each: a big-endian ``uint32`` address followed by a
-  big-endian ``uint32`` timestamp in microseconds;
+* a text header of lines starting with ``#`` and ending in CRLF; the first is
+  the version line ``#!AER-DAT2.0``;
+* then events of 8 bytes each: a big-endian 32-bit address followed by a
+  big-endian 32-bit timestamp in microseconds (read as unsigned, like
+  SpikingJelly; recordings last about a second, far from any wrap);
 * DVS128 address bits: ``p = addr & 1`` (1 = ON), ``x = (addr >> 1) & 0x7F``,
-  ``y = (addr >> 8) & 0x7F``; bit 15 (external events) is not filtered, as in
-  SpikingJelly.
+  ``y = (addr >> 8) & 0x7F`` with (0, 0) at the lower left; bit 15 (external
+  events) is not filtered, as in SpikingJelly.
+
+Another version line (3.x, 4.x) is an error. A file with no version line is
+read as 2.0, as SpikingJelly does (the specification would call it 1.0, with
+6-byte events; CIFAR10-DVS files all carry the 2.0 line).
 
 No maintained Python decoder covers this old layout cheaply: ``aedat`` and
 ``expelliarmus`` read AEDAT 4 and Prophesee formats, and tonic's CIFAR10-DVS
