@@ -15,8 +15,9 @@ from torch import nn
 from spikevision.layers.encoders import PoissonEncoder
 from spikevision.models import create_model, list_models
 from spikevision.models.sresnet import (
-    RESIDUAL_MODES, SRESNET_NEURON, SResBlock, SResNet, load_sresnet_checkpoint, remap_sresnet_checkpoint,
+    RESIDUAL_MODES, SRESNET_NEURON, SResBlock, SResNet, load_sresnet_checkpoint, make_norm, remap_sresnet_checkpoint,
 )
+from spikevision.layers.norm import BNTT2d, TDBatchNorm2d
 from spikevision.neuron import Triangle
 
 TINY = dict(T=2, width=4)
@@ -56,8 +57,9 @@ def test_builder_forward_backward(name):
     torch.manual_seed(0)
     model = create_model(name, **TINY)
     assert isinstance(model, SResNet) and model.T == 2 and model.num_classes == 10
-    out = model(_input(name))
-    assert out.shape == (_input(name).shape[1] if name.endswith("dvs") else 2, 10)
+    x = _input(name)
+    out = model(x)
+    assert out.shape == (x.shape[1] if x.dim() == 5 else x.shape[0], 10)
     assert torch.isfinite(out).all()
     out.square().sum().backward()
     for pname, p in model.named_parameters():
@@ -165,7 +167,8 @@ def _block_reference(block: SResBlock, x: torch.Tensor, mode: str) -> torch.Tens
 def test_block_modes_match_reference(mode, stride):
     torch.manual_seed(1)
     cout = 4 * stride
-    block = SResBlock(4, cout, stride, 3, residual=mode, bntt_bias=True, neuron="lif", params=SRESNET_NEURON)
+    block = SResBlock(4, cout, stride, residual=mode, norm_layer=make_norm("bntt", 3), neuron="lif",
+                      params=SRESNET_NEURON)
     block.eval()  # fixed BN statistics; deterministic for the reference
     for bn in block.modules():
         if isinstance(bn, nn.BatchNorm2d):
@@ -194,8 +197,25 @@ def test_model_features_binary_per_mode(mode):
         assert model.residual == "post_lif_add"
     model(torch.randn(2, 3, 32, 32)).sum().backward()  # every mode is connected to every parameter
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_unknown_options_raise():
     with pytest.raises(ValueError, match="unknown residual mode"):
         create_model("sresnet20", residual="add", **TINY)
+    with pytest.raises(ValueError, match="unknown norm"):
+        create_model("sresnet20", norm="bn", **TINY)
+
+
+def test_tdbn_norm_option():
+    torch.manual_seed(0)
+    model = create_model("sresnet20", norm="tdbn", bntt_bias=False, **TINY)
+    norms = [m for m in model.modules() if isinstance(m, (BNTT2d, nn.BatchNorm2d))]
+    assert norms and all(isinstance(m, TDBatchNorm2d) for m in norms)
+    assert all(not m.bias.requires_grad for m in norms)
+    model(torch.randn(2, 3, 32, 32)).sum().backward()
+    assert all(m.weight.grad is not None for m in norms)
+    with pytest.raises(ValueError, match="norm='bntt'"):
+        load_sresnet_checkpoint(model, {})
 
 
 # ---------------------------------------------------------------------------
@@ -248,7 +268,8 @@ def test_poisson_encoding_signed_and_reproducible():
     assert isinstance(model.encoder, PoissonEncoder) and model.encoder.signed
     spikes = model.encode(x)
     assert torch.equal(spikes, make(7).encode(x)) and not torch.equal(spikes, make(8).encode(x))
-    assert set(spikes[:, :, 0].unique().tolist()) == {-1.0, 0.0} and set(spikes[:, :, 1:].unique().tolist()) == {0.0, 1.0}
+    assert set(spikes[:, :, 0].unique().tolist()) == {-1.0, 0.0}  # sign(x) spikes
+    assert set(spikes[:, :, 1:].unique().tolist()) == {0.0, 1.0}
     assert spikes.abs().mean().item() == pytest.approx(0.5, abs=0.03)  # probability min(|x| / 2, 1)
     with pytest.raises(ValueError, match="unknown encoding"):
         create_model("sresnet20", encoding="rate", **TINY)

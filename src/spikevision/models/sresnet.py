@@ -30,7 +30,8 @@ spikevision's own provisional names for the design space of the paper's
 residual study, whose variant names are not known; see :class:`SResBlock`.
 
 Released quirks kept by default (clean options in brackets): the BNTT biases
-are trained (quirk Q1) [``bntt_bias=False``]. Fixed, not copied: the
+are trained (quirk Q1) [``bntt_bias=False``]; BNTT itself can be swapped for
+tdBN, one BatchNorm over time and batch [``norm="tdbn"``]. Fixed, not copied: the
 hard-coded CUDA device (Q2) and lenient loading with another ``T`` (Q5: here
 any ``T`` mismatch raises; :func:`remap_sresnet_checkpoint` truncates only on
 request).
@@ -39,14 +40,14 @@ request).
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikevision.layers.encoders import DirectEncoder, PoissonEncoder
-from spikevision.layers.norm import BNTT2d
+from spikevision.layers.norm import BNTT2d, TDBatchNorm2d
 from spikevision.layers.temporal import TimeFolded, fold, unfold
 from spikevision.models.base import SpikingClassifier, resolve_neuron_params
 from spikevision.models.registry import register_model
@@ -56,13 +57,15 @@ from spikevision.neuron.surrogate import Triangle
 
 __all__ = [
     "SResNet", "SResBlock", "ConvBNTTLIF", "Projection", "SRESNET_NEURON", "RESIDUAL_MODES",
-    "remap_sresnet_checkpoint", "load_sresnet_checkpoint",
+    "make_norm", "resolve_residual", "remap_sresnet_checkpoint", "load_sresnet_checkpoint",
 ]
 
 NeuronKind = str | type[nn.Module]
 ParamsLike = NeuronParams | Mapping[str, Any] | None
 ResidualMode = Literal["post_lif_add", "pre_lif_add", "post_add_lif", "sew_add", "sew_and", "sew_iand"]
 Encoding = Literal["direct", "poisson"]
+NormKind = Literal["bntt", "tdbn"]
+NormLayer = Callable[[int], nn.Module]
 
 PAPER = ("Vicente-Sola et al., Keys to Accurate Feature Extraction Using Residual Spiking Neural Networks, "
          "NCE 2022 (arXiv 2111.05955)")
@@ -107,8 +110,30 @@ def resolve_residual(mode: str) -> str:
     return mode
 
 
-def _bntt(channels: int, T: int, bias: bool) -> BNTT2d:
-    return BNTT2d(channels, T, bias=bias, eps=BNTT_EPS, momentum=BNTT_MOMENTUM)
+def make_norm(kind: str, T: int, bias: bool = True) -> NormLayer:
+    """Factory ``channels -> norm module`` for every S-ResNet layer.
+
+    Args:
+        kind: ``"bntt"`` (released: one BatchNorm per time step, Kim & Panda,
+            Frontiers in Neuroscience 2021) or ``"tdbn"`` (statistics over time
+            and batch, Zheng et al., AAAI 2021; gamma 1 = alpha * V_th; not tied to ``T``).
+        T: time steps (BNTT only).
+        bias: train the BN shifts (released quirk Q1) or keep them frozen at 0.
+
+    Both use eps 1e-4 and momentum 0.1 [code].
+    """
+    if kind not in ("bntt", "tdbn"):
+        raise ValueError(f"unknown norm {kind!r}; choose 'bntt' (released) or 'tdbn'")
+
+    def build(channels: int) -> nn.Module:
+        if kind == "bntt":
+            return BNTT2d(channels, T, bias=bias, eps=BNTT_EPS, momentum=BNTT_MOMENTUM)
+        bn = TDBatchNorm2d(channels, eps=BNTT_EPS, momentum=BNTT_MOMENTUM)
+        if not bias:
+            bn.bias.requires_grad_(False)
+        return bn
+
+    return build
 
 
 class ConvBNTTLIF(nn.Module):
@@ -120,18 +145,17 @@ class ConvBNTTLIF(nn.Module):
     Args:
         cin, cout: channels in and out.
         stride: conv stride (2 at the first conv of stages 2 and 3, and the DVS stem).
-        T: time steps (one BatchNorm per step).
-        bntt_bias: train the BN shifts (released quirk Q1, True) or not (False).
+        norm_layer: ``channels -> norm`` (:func:`make_norm`; released: BNTT with biases).
         neuron, params: neuron kind and constants.
 
     Shape: ``[T, B, cin, H, W]`` to spikes ``[T, B, cout, H/stride, W/stride]``.
     """
 
-    def __init__(self, cin: int, cout: int, stride: int, T: int, *, bntt_bias: bool, neuron: NeuronKind,
+    def __init__(self, cin: int, cout: int, stride: int, *, norm_layer: NormLayer, neuron: NeuronKind,
                  params: NeuronParams) -> None:
         super().__init__()
         self.conv = TimeFolded(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False))
-        self.bn = _bntt(cout, T, bntt_bias)
+        self.bn = norm_layer(cout)
         self.lif = build_neuron(neuron, params)
 
     def current(self, x: Tensor) -> Tensor:
@@ -153,11 +177,11 @@ class Projection(nn.Module):
     Shape: ``[T, B, cin, H, W]`` to ``[T, B, cout, H/stride, W/stride]``.
     """
 
-    def __init__(self, cin: int, cout: int, stride: int, T: int, *, bntt_bias: bool, spiking: bool,
+    def __init__(self, cin: int, cout: int, stride: int, *, norm_layer: NormLayer, spiking: bool,
                  neuron: NeuronKind, params: NeuronParams) -> None:
         super().__init__()
         self.conv = TimeFolded(nn.Conv2d(cin, cout, 1, stride=stride, bias=False))
-        self.bn = _bntt(cout, T, bntt_bias)
+        self.bn = norm_layer(cout)
         self.lif = build_neuron(neuron, params) if spiking else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -184,24 +208,23 @@ class SResBlock(nn.Module):
     Args:
         cin, cout: channels in and out.
         stride: stride of ``conv_a`` (and of the projection).
-        T: time steps.
         residual: mode (see the table).
-        bntt_bias, neuron, params: as :class:`ConvBNTTLIF`.
+        norm_layer, neuron, params: as :class:`ConvBNTTLIF`.
 
     Shape: ``[T, B, cin, H, W]`` to ``[T, B, cout, H/stride, W/stride]``.
     """
 
-    def __init__(self, cin: int, cout: int, stride: int, T: int, *, residual: str, bntt_bias: bool,
+    def __init__(self, cin: int, cout: int, stride: int, *, residual: str, norm_layer: NormLayer,
                  neuron: NeuronKind, params: NeuronParams) -> None:
         super().__init__()
         self.residual = resolve_residual(residual)
-        unit = dict(bntt_bias=bntt_bias, neuron=neuron, params=params)
-        self.unit_a = ConvBNTTLIF(cin, cout, stride, T, **unit)
-        self.unit_b = ConvBNTTLIF(cout, cout, 1, T, **unit)
+        unit = dict(norm_layer=norm_layer, neuron=neuron, params=params)
+        self.unit_a = ConvBNTTLIF(cin, cout, stride, **unit)
+        self.unit_b = ConvBNTTLIF(cout, cout, 1, **unit)
         if stride == 1 and cin == cout:
             self.shortcut: nn.Module = nn.Identity()
         else:
-            self.shortcut = Projection(cin, cout, stride, T, spiking=self.residual in BINARY_SKIP_MODES, **unit)
+            self.shortcut = Projection(cin, cout, stride, spiking=self.residual in BINARY_SKIP_MODES, **unit)
         self.lif_out = build_neuron(neuron, params) if self.residual == "post_add_lif" else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -235,6 +258,7 @@ class SResNet(SpikingClassifier):
 
     BNTT holds one BatchNorm per step, so the model is tied to ``T``: any other
     number of steps raises (fix of the released lenient loading, quirk Q5).
+    Every input sequence must have ``T`` steps, whatever the norm.
 
     Args:
         n: blocks per stage (depth ``6n + 2``).
@@ -250,6 +274,7 @@ class SResNet(SpikingClassifier):
         input_resize: resize each step to this square size first (DVS: 64), or None.
         residual: residual mode (see :class:`SResBlock`). Released: ``"post_lif_add"``.
         boosting: 10 output neurons per class, averaged. Released option (CIFAR only).
+        norm: ``"bntt"`` (released) or ``"tdbn"`` (see :func:`make_norm`).
         bntt_bias: train BN shifts (released quirk Q1: True; clean BNTT: False).
         neuron, neuron_params: neuron kind and constants of every LIF.
 
@@ -258,7 +283,7 @@ class SResNet(SpikingClassifier):
 
     def __init__(self, *, n: int, width: int, in_chans: int, num_classes: int, T: int, encoder: nn.Module,
                  event_input: bool, stem_stride: int, input_resize: int | None, residual: str, boosting: bool,
-                 bntt_bias: bool, neuron: NeuronKind, neuron_params: NeuronParams) -> None:
+                 norm: str, bntt_bias: bool, neuron: NeuronKind, neuron_params: NeuronParams) -> None:
         super().__init__()
         for name, value in (("n", n), ("width", width), ("T", T), ("num_classes", num_classes)):
             if not isinstance(value, int) or value < 1:
@@ -270,14 +295,15 @@ class SResNet(SpikingClassifier):
         self.event_input = event_input
         self.input_resize = input_resize
         self.boost_group = BOOST_GROUP if boosting else 1
-        unit = dict(bntt_bias=bntt_bias, neuron=neuron, params=neuron_params)
-        self.stem = ConvBNTTLIF(in_chans, width, stem_stride, T, **unit)
+        self.norm = norm
+        unit = dict(norm_layer=make_norm(norm, T, bntt_bias), neuron=neuron, params=neuron_params)
+        self.stem = ConvBNTTLIF(in_chans, width, stem_stride, **unit)
         stages, cin = [], width
         for i, cout in enumerate((width, 2 * width, 4 * width)):
             blocks = []
             for j in range(n):
                 stride = 2 if (i > 0 and j == 0) else 1
-                blocks.append(SResBlock(cin, cout, stride, T, residual=self.residual, **unit))
+                blocks.append(SResBlock(cin, cout, stride, residual=self.residual, **unit))
                 cin = cout
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
@@ -381,7 +407,8 @@ def remap_sresnet_checkpoint(checkpoint: Mapping[str, Any], *, T: int | None = N
     """
     sd = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, Mapping) else None
     if not isinstance(sd, Mapping):
-        raise TypeError(f"expected a state dict or a checkpoint dict with 'state_dict', got {type(checkpoint).__name__}")
+        raise TypeError(f"expected a state dict or a checkpoint dict with 'state_dict', "
+                        f"got {type(checkpoint).__name__}")
     canon: dict[str, Tensor] = {}
     aliases: dict[str, Tensor] = {}
     for key, value in sd.items():
@@ -434,6 +461,9 @@ def load_sresnet_checkpoint(model: SResNet, checkpoint: Mapping[str, Any], *,
     The model must match the checkpoint: depth ``n``, width, boosting and ``T``
     (see :func:`remap_sresnet_checkpoint` for ``allow_fewer_steps``).
     """
+    if model.norm != "bntt":
+        raise ValueError(f"the authors' checkpoints hold BNTT layers; build the model with norm='bntt', "
+                         f"not {model.norm!r}")
     model.load_state_dict(remap_sresnet_checkpoint(checkpoint, T=model.T, n=model.n,
                                                    allow_fewer_steps=allow_fewer_steps), strict=True)
     return model
@@ -444,43 +474,46 @@ def load_sresnet_checkpoint(model: SResNet, checkpoint: Mapping[str, Any], *,
 # ---------------------------------------------------------------------------
 
 
-def _sresnet(n: int, *, num_classes: int, T: int, in_chans: int, width: int, residual: str, bntt_bias: bool,
-             neuron: NeuronKind, neuron_params: ParamsLike, boosting: bool = False, encoding: str = "direct",
-             poisson_seed: int | None = None, dvs: bool = False, input_resize: int | None = None) -> SResNet:
+def _sresnet(n: int, *, num_classes: int, T: int, in_chans: int, width: int, residual: str, norm: str,
+             bntt_bias: bool, neuron: NeuronKind, neuron_params: ParamsLike, boosting: bool = False,
+             encoding: str = "direct", poisson_seed: int | None = None, dvs: bool = False,
+             input_resize: int | None = None) -> SResNet:
     """Family builder shared by the CIFAR and DVS S-ResNets."""
     if not isinstance(T, int) or T < 1:
         raise ValueError(f"T must be a positive integer, got {T!r}")
     params = resolve_neuron_params(SRESNET_NEURON, neuron_params)
-    if encoding == "direct":
-        encoder: nn.Module = DirectEncoder(T)
+    if dvs:
+        encoder: nn.Module = nn.Identity()  # event frames are already a sequence
+    elif encoding == "direct":
+        encoder = DirectEncoder(T)
     elif encoding == "poisson":
         encoder = PoissonEncoder(T, signed=True, seed=poisson_seed)
     else:
         raise ValueError(f"unknown encoding {encoding!r}; choose 'direct' or 'poisson'")
     model = SResNet(n=n, width=width, in_chans=in_chans, num_classes=num_classes, T=T, encoder=encoder,
                     event_input=dvs, stem_stride=2 if dvs else 1, input_resize=input_resize, residual=residual,
-                    boosting=boosting, bntt_bias=bntt_bias, neuron=neuron, neuron_params=params)
+                    boosting=boosting, norm=norm, bntt_bias=bntt_bias, neuron=neuron, neuron_params=params)
     _init_xavier(model)
     return model
 
 
-_FAMILY = dict(family="sresnet", paper=PAPER, neuron=SRESNET_NEURON)
+_FAMILY = dict(family="sresnet", paper=PAPER, neuron=SRESNET_NEURON, T=DEFAULT_T, num_classes=10)
 
 
-@register_model(**_FAMILY, T=DEFAULT_T, input_size=CIFAR_INPUT, num_classes=10)
+@register_model(**_FAMILY, input_size=CIFAR_INPUT)
 def sresnet20(*, num_classes: int = 10, T: int = DEFAULT_T, in_chans: int = 3, width: int = DEFAULT_WIDTH,
               residual: ResidualMode = "post_lif_add", boosting: bool = False, encoding: Encoding = "direct",
-              poisson_seed: int | None = None, bntt_bias: bool = True, neuron: NeuronKind = "lif",
-              neuron_params: ParamsLike = None) -> SResNet:
+              poisson_seed: int | None = None, norm: NormKind = "bntt", bntt_bias: bool = True,
+              neuron: NeuronKind = "lif", neuron_params: ParamsLike = None) -> SResNet:
     """S-ResNet-20 for CIFAR (n = 3). Arguments as :func:`sresnet38`."""
     return _sresnet(3, **locals())
 
 
-@register_model(**_FAMILY, T=DEFAULT_T, input_size=CIFAR_INPUT, num_classes=10)
+@register_model(**_FAMILY, input_size=CIFAR_INPUT)
 def sresnet38(*, num_classes: int = 10, T: int = DEFAULT_T, in_chans: int = 3, width: int = DEFAULT_WIDTH,
               residual: ResidualMode = "post_lif_add", boosting: bool = False, encoding: Encoding = "direct",
-              poisson_seed: int | None = None, bntt_bias: bool = True, neuron: NeuronKind = "lif",
-              neuron_params: ParamsLike = None) -> SResNet:
+              poisson_seed: int | None = None, norm: NormKind = "bntt", bntt_bias: bool = True,
+              neuron: NeuronKind = "lif", neuron_params: ParamsLike = None) -> SResNet:
     """S-ResNet-38 for CIFAR-10/100 (n = 6, F = 32, T = 50): the paper's headline model.
 
     Args:
@@ -494,30 +527,32 @@ def sresnet38(*, num_classes: int = 10, T: int = DEFAULT_T, in_chans: int = 3, w
         encoding: ``"direct"`` (released default) or ``"poisson"`` (signed,
             probability ``min(|x|/2, 1)``).
         poisson_seed: seed of the Poisson encoder's private generator (None: global RNG).
-        bntt_bias: released quirk Q1 (True) or the clean BNTT without shifts (False).
+        norm: ``"bntt"`` (released) or ``"tdbn"`` (see :func:`make_norm`).
+        bntt_bias: released quirk Q1 (True) or norms without trained shifts (False).
         neuron, neuron_params: neuron kind and constant overrides (default :data:`SRESNET_NEURON`).
     """
     return _sresnet(6, **locals())
 
 
-@register_model(**_FAMILY, T=DEFAULT_T, input_size=CIFAR_INPUT, num_classes=10)
+@register_model(**_FAMILY, input_size=CIFAR_INPUT)
 def sresnet56(*, num_classes: int = 10, T: int = DEFAULT_T, in_chans: int = 3, width: int = DEFAULT_WIDTH,
               residual: ResidualMode = "post_lif_add", boosting: bool = False, encoding: Encoding = "direct",
-              poisson_seed: int | None = None, bntt_bias: bool = True, neuron: NeuronKind = "lif",
-              neuron_params: ParamsLike = None) -> SResNet:
+              poisson_seed: int | None = None, norm: NormKind = "bntt", bntt_bias: bool = True,
+              neuron: NeuronKind = "lif", neuron_params: ParamsLike = None) -> SResNet:
     """S-ResNet-56 for CIFAR (n = 9). Arguments as :func:`sresnet38`."""
     return _sresnet(9, **locals())
 
 
-@register_model(**_FAMILY, T=DEFAULT_T, input_size=DVS_INPUT, num_classes=10)
+@register_model(**_FAMILY, input_size=DVS_INPUT)
 def sresnet38_dvs(*, num_classes: int = 10, T: int = DEFAULT_T, in_chans: int = 2, width: int = DEFAULT_WIDTH,
-                  residual: ResidualMode = "post_lif_add", bntt_bias: bool = True, neuron: NeuronKind = "lif",
-                  neuron_params: ParamsLike = None, input_resize: int | None = DVS_RESIZE) -> SResNet:
+                  residual: ResidualMode = "post_lif_add", norm: NormKind = "bntt", bntt_bias: bool = True,
+                  neuron: NeuronKind = "lif", neuron_params: ParamsLike = None,
+                  input_resize: int | None = DVS_RESIZE) -> SResNet:
     """S-ResNet-38 for CIFAR10-DVS (the authors' ``SResnetNM``; n = 6, F = 32, T = 50 frames).
 
     Input: event count frames ``[T, B, 2, 128, 128]`` (no encoder). Each step
-    is resized bilinearly (no antialias) to ``input_resize`` (64) inside the
-    model, then a stride-2 stem gives 32x32 feature maps. No boosting.
-    Other arguments as :func:`sresnet38`.
+    is resized bilinearly (no antialias) to ``input_resize`` (64; None keeps
+    the input size) inside the model, then a stride-2 stem gives 32x32 feature
+    maps. No boosting. Other arguments as :func:`sresnet38`.
     """
     return _sresnet(6, dvs=True, **locals())
