@@ -132,3 +132,11 @@ def test_missing_root_and_class(tmp_path, dvs_root):
         CIFAR10DVS(tmp_path, "train", frames=2)
     with pytest.raises(ValueError, match="frames"):
         CIFAR10DVS(tmp_path, "train")
+
+
+def test_unwritable_cache_fails_early(tmp_path, dvs_root):
+    dvs_root(tmp_path, per_class=1, n_events=4)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(PermissionError, match="cache_dir"):
+        CIFAR10DVS(tmp_path, "train", frames=2, cache_dir=blocker / "cache")

@@ -73,6 +73,7 @@ def test_loaders_choose_fast_path(tmp_path, idx_set, cifar_set):
     cfg = DataConfig(name="fashion_mnist", root=str(tmp_path), batch_size=4, num_workers=0)
     loader = build_loader(cfg, "train")
     assert isinstance(loader, TensorBatchLoader) and len(loader) == 2  # drop_last
+    assert len(loader.dataset) == 10 and loader.dataset.classes[1] == "Trouser"
     x, y = next(iter(loader))
     assert x.shape == (4, 1, 28, 28) and y.dtype == torch.long
     ev = build_loader(cfg, "test")

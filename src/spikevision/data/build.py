@@ -184,7 +184,7 @@ def build_loader(cfg: DataConfig, split: str, *, rank: int = 0, world_size: int 
         mean, std = resolve_mean_std(cfg)
         return TensorBatchLoader(images, targets, batch_size, mean, std, shuffle=train,
                                  drop_last=train and cfg.drop_last, device=cfg.device, seed=cfg.seed,
-                                 rank=rank, world_size=world_size)
+                                 rank=rank, world_size=world_size, dataset=ds)
 
     ds = build_dataset(cfg.name, split, cfg.root, build_transform(cfg, train), **options)
     sampler = None

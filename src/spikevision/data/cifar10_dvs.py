@@ -155,6 +155,16 @@ def _atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def _check_writable(folder: Path) -> None:
+    """Raise now (before any conversion) if the cache folder cannot be created or written."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not (existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)):
+        raise PermissionError(f"cannot write the frame cache {folder} ({existing} is not a writable folder); "
+                              "pass cache_dir=<a writable folder> (data.cache_dir) or cache_dir=False")
+
+
 class CIFAR10DVS(Dataset):
     """CIFAR10-DVS event recordings as count frames ``[F, 2, 128, 128]``.
 
@@ -226,6 +236,7 @@ class CIFAR10DVS(Dataset):
         else:
             base = self.root if cache_dir is None else Path(cache_dir)
             self.cache_root = base / self.params.cache_name()
+            _check_writable(self.cache_root)
         self.transform = transform
         self.target_transform = target_transform
 

@@ -106,6 +106,8 @@ class TensorBatchLoader:
         seed: base seed of the shuffling.
         rank, world_size: shard of a distributed run (rank r takes every
             ``world_size``-th index of the permutation).
+        dataset: the data set the tensors came from, kept as ``.dataset``
+            (like ``DataLoader.dataset``: ``len(loader.dataset)``, ``classes``).
 
     Yields ``(x, y)``: float32 ``[B, C, H, W]`` and int64 ``[B]`` on ``device``.
     """
@@ -123,6 +125,7 @@ class TensorBatchLoader:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        dataset: Dataset | None = None,
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"TensorBatchLoader needs uint8 images [N, C, H, W], "
@@ -145,6 +148,7 @@ class TensorBatchLoader:
         self._scale = (1.0 / (255.0 * std_t)).view(1, C, 1, 1).to(self.device)
         self._shift = (-torch.tensor(mean, dtype=torch.float32) / std_t).view(1, C, 1, 1).to(self.device)
         self._epoch = 0
+        self.dataset = dataset
 
     def set_epoch(self, epoch: int) -> None:
         """Use the permutation of ``epoch`` on the next iteration."""
