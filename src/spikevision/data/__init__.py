@@ -44,7 +44,8 @@ def __getattr__(name: str):
 
 __all__ = [
     "AUGMENT_RECIPES", "CIFAR10", "CIFAR100", "CIFAR10DVS", "CorruptFileError", "DATASETS", "DataConfig",
-    "DataConfigError", "DatasetInfo", "DatasetNotFoundError", "EpochDrawMix", "FashionMNIST", "FrameParams", "ImageNetFolder",
+    "DataConfigError", "DatasetInfo", "DatasetNotFoundError", "EpochDrawMix", "FashionMNIST", "FrameParams",
+    "ImageNetFolder",
     "InMemoryImageDataset", "MNIST", "ShardSampler", "TensorBatchLoader", "UnknownDatasetError", "build_dataset",
     "build_loader", "build_mixup", "build_transform", "events_to_frames", "get_dataset_info", "list_datasets",
     "load_dvs128_events", "read_aedat2", "read_idx", "set_loader_epoch", "time_major_collate", "uses_fast_path",
