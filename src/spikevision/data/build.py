@@ -100,6 +100,9 @@ def build_dataset(name: str, split: str, root: str | Path | None = None, transfo
         TypeError: options given to a data set that takes none.
     """
     info = get_dataset_info(name)
+    root = Path(root).expanduser() if root is not None else None
+    if options.get("cache_dir"):
+        options["cache_dir"] = Path(options["cache_dir"]).expanduser()
     if options and not info.is_event:
         raise TypeError(f"data set {name!r} takes no options, got {sorted(options)}")
     if name in ("fashion_mnist", "mnist"):
