@@ -18,6 +18,8 @@ __all__ = ["main", "COMMANDS"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "version": ("spikevision.commands.version", "print the spikevision, torch and Python versions"),
     "smoke": ("spikevision.commands.smoke", "build a small spiking network and push a batch through it"),
+    "models": ("spikevision.commands.models", "list the model zoo: name, family, paper, T, input, parameters"),
+    "profile": ("spikevision.commands.profile", "per-layer firing rates, ACs/MACs and energy of a model or run"),
 }
 
 

@@ -66,7 +66,7 @@ from spikevision.analysis.monitors import SPIKING_TYPES
 
 __all__ = [
     "SYNAPTIC_TYPES", "InputKind", "IntegerMode", "LayerOps", "OpsResult", "OpsCounter", "input_kind",
-    "conv_connections", "linear_connections", "footprint", "connection_sparsity",
+    "conv_connections", "linear_connections", "footprint", "connection_sparsity", "dense_macs",
 ]
 
 SYNAPTIC_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -382,3 +382,28 @@ def connection_sparsity(model: nn.Module) -> float:
             zeros += int((m.weight == 0).sum())
             total += m.weight.numel()
     return zeros / total if total else 0.0
+
+
+def dense_macs(model: nn.Module, x: Tensor) -> dict[str, float]:
+    """Dense MACs (output elements x fan-in) of every conv/linear layer for one forward of ``x``.
+
+    Only shapes are used, so this also runs on the ``meta`` device (no memory,
+    no arithmetic): ``dense_macs(model.to("meta"), torch.empty(..., device="meta"))``.
+    Totals over the whole call (all samples, all time steps).
+    """
+    counts: dict[str, float] = {}
+
+    def hook_for(name: str):
+        def hook(module, inputs, output):
+            counts[name] = counts.get(name, 0.0) + output.numel() * _fan_in(module)
+
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(n)) for n, m in model.named_modules() if isinstance(m, SYNAPTIC_TYPES)]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return counts

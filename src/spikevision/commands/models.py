@@ -1,0 +1,94 @@
+"""``spikevision models``: the model zoo as a table (name, family, paper, T, input, parameters[, MACs]).
+
+Models are built on PyTorch's ``meta`` device (shapes only, no memory, no
+arithmetic), so listing every ImageNet net stays fast. ``--macs`` adds the
+dense MACs per time step at the default input size, from one shape-only
+forward of batch 1 with ``T = 1`` (or the default ``T``, divided by ``T``,
+where a model needs more steps, e.g. GAC's temporal attention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--family", default=None, help="only this family (e.g. ms_resnet, spiking_mlp, gac, sresnet)")
+    parser.add_argument("--macs", action="store_true",
+                        help="also compute dense MACs per time step at the default input size (slower)")
+
+
+def _short_paper(paper: str) -> str:
+    venue = re.search(r"\b([A-Z][A-Za-z]+ (?:19|20)\d\d)\b", paper)
+    return paper.split(",")[0] + (f", {venue.group(1)}" if venue else "")
+
+
+def _meta_model(name: str, **kwargs):
+    import torch
+
+    from spikevision.models import create_model
+
+    with torch.device("meta"):
+        return create_model(name, **kwargs)
+
+
+def model_macs_per_step(info) -> float:
+    """Dense MACs per time step at ``info.input_size``, batch 1 (shape-only forward on ``meta``).
+
+    Tries ``T = 1`` then the default ``T``; an image ``[1, C, H, W]`` then a
+    sequence ``[T, 1, C, H, W]`` (event models take sequences only).
+
+    Raises:
+        RuntimeError: no input form worked (the last error is chained).
+    """
+    import torch
+
+    from spikevision.analysis.ops import dense_macs
+
+    last: Exception | None = None
+    for T in dict.fromkeys((1, info.T)):
+        for seq in (False, True):
+            shape = ((T,) if seq else ()) + (1, *info.input_size)
+            try:
+                model = _meta_model(info.name, T=T)
+                return sum(dense_macs(model, torch.empty(shape, device="meta")).values()) / T
+            except (ValueError, RuntimeError, TypeError, NotImplementedError) as e:
+                last = e
+    raise RuntimeError(f"could not count MACs of {info.name}: {last}") from last
+
+
+def _human(n: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from spikevision.models import list_models
+
+    infos = list_models(args.family)
+    rows = []
+    for info in infos:
+        try:
+            params = _human(sum(p.numel() for p in _meta_model(info.name).parameters()))
+        except Exception as e:  # a builder that cannot run on meta: say so in the table, keep listing
+            params = f"error: {type(e).__name__}"
+        row = [info.name, info.family, _short_paper(info.paper), str(info.T), "x".join(map(str, info.input_size)),
+               params]
+        if args.macs:
+            try:
+                row.append(_human(model_macs_per_step(info)))
+            except RuntimeError as e:
+                row.append("n/a")
+                print(f"# {e}")
+        rows.append(row)
+    header = ["name", "family", "paper", "T", "input", "params"] + (["MACs/step"] if args.macs else [])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+    print(f"{len(rows)} models" + ("; MACs: dense, per time step, batch 1, default input size" if args.macs else ""))
+    return 0
