@@ -13,11 +13,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from spikevision.layers.encoders import PoissonEncoder
+from spikevision.layers.norm import BNTT2d, TDBatchNorm2d
 from spikevision.models import create_model, list_models
 from spikevision.models.sresnet import (
     RESIDUAL_MODES, SRESNET_NEURON, SResBlock, SResNet, load_sresnet_checkpoint, make_norm, remap_sresnet_checkpoint,
 )
-from spikevision.layers.norm import BNTT2d, TDBatchNorm2d
 from spikevision.neuron import Triangle
 
 TINY = dict(T=2, width=4)
@@ -392,5 +392,7 @@ def test_remap_errors_and_fewer_steps():
     bad = dict(sd, **{"conv1.weight": sd["conv1.weight"] + 1})
     with pytest.raises(ValueError, match="alias"):
         remap_sresnet_checkpoint(bad)
+    with pytest.raises(ValueError, match="no BNTT entries"):
+        remap_sresnet_checkpoint({k: v for k, v in sd.items() if "bn" not in k})
     with pytest.raises(ValueError, match="unexpected key"):
         remap_sresnet_checkpoint(dict(sd, extra=torch.zeros(1)))

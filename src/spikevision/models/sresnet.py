@@ -430,7 +430,10 @@ def remap_sresnet_checkpoint(checkpoint: Mapping[str, Any], *, T: int | None = N
     n_ckpt = (len(layers) - 1) // 6
     if n is not None and n != n_ckpt:
         raise ValueError(f"checkpoint has n={n_ckpt} blocks per stage (S-ResNet-{6 * n_ckpt + 2}), model has n={n}")
-    steps = 1 + max(int(m.group(2)) for k in canon if (m := _BNTT_KEY.match(k) or _PROJ_BN_KEY.match(k)))
+    bn_steps = [int(m.group(2)) for k in canon if (m := _BNTT_KEY.match(k) or _PROJ_BN_KEY.match(k))]
+    if not bn_steps:
+        raise ValueError("no BNTT entries (bntt_list.i.t.*) in the checkpoint; is it an S-ResNet checkpoint?")
+    steps = 1 + max(bn_steps)
     if T is not None and T != steps and not (allow_fewer_steps and T < steps):
         hint = "; pass allow_fewer_steps=True to keep the first T BN sets" if T < steps else ""
         raise ValueError(f"checkpoint was trained with T={steps} (one BN set per step), model has T={T}{hint}")
