@@ -10,6 +10,7 @@ from spikevision.models.registry import ModelInfo, UnknownModelError, create_mod
 # Family modules register their builders on import (keep this list sorted).
 # (families are added here as they land)
 from spikevision.models import gac, ms_resnet  # noqa: F401,E402
+from spikevision.models import spiking_mlp  # noqa: F401,E402
 from spikevision.models import sresnet  # noqa: F401,E402
 
 __all__ = [

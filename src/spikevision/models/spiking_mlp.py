@@ -1,0 +1,529 @@
+"""Spiking MLPs with spiking patch encoding (MLP-SPE-T/S/B, MLP-S).
+
+Li, Leng, Shen, Zhang, Zhang, Liao, Cheng, "Efficient Deep Spiking
+Multi-Layer Perceptrons with Multiplication-Free Inference", IEEE TNNLS 2024
+(arXiv 2306.12465; earlier ICLR 2023 submission "Rethinking Deep Spiking
+Neural Networks: A Multi-Layer Perceptron Approach"). Authors' code:
+EMI-Group/mixer-snn (PyTorch + SpikingJelly). Spec: ``specs/spiking-mlp.md``.
+
+BibTeX::
+
+    @article{li2024efficient,
+      title={Efficient Deep Spiking Multi-Layer Perceptrons with Multiplication-Free Inference},
+      author={Li, Boyan and Leng, Luziwei and Shen, Shuaijie and Zhang, Kaixuan and
+              Zhang, Jianguo and Liao, Jianxing and Cheng, Ran},
+      journal={IEEE Transactions on Neural Networks and Learning Systems},
+      year={2024}}
+
+A four-stage sMLPNet-style network: axial token mixing (:class:`TokenMixing`)
+and channel MLPs (:class:`ChannelMLP`), BatchNorm only, so that at inference
+normalisation folds into the weights and every synaptic operation after the
+stem acts on binary spikes (multiplication-free inference). Stages 2-4 start
+with a spiking patch encoding cell (:class:`SpikingPatchEncoding`).
+
+Residual wiring of one stage (exact released code)::
+
+    m = Downsample(x_prev)            # analog (BN output)
+    x = LIF_entry(m)
+    for each block j:
+        a = m + TokenMixing_j(x)      # the stage-entry m is added in EVERY block
+        x_tok = LIF_tok_j(a)
+        x = LIF_ch_j(a + ChannelMLP_j(x_tok))
+
+Both shortcuts are analog additions before a LIF; block ``j`` reaches block
+``j + 1`` only through spikes. Head: BN2d -> global average pool -> Linear,
+logits averaged over ``T``.
+
+Released behaviour is the default; clean or alternative options (not from
+the paper) are labelled as such:
+
+* ``channel_norm="token"`` (quirk): the channel MLP's BatchNorm1d sees
+  ``[T*B, N, C]``, normalising **per token position**; ``"channel"`` is the
+  clean per-channel, foldable norm.
+* ``running_stream=False`` (released): every block adds the stage-entry ``m``;
+  ``True`` (not from the paper) carries each block's pre-LIF sum forward.
+* ``head_lif=False`` (code): no LIF in the head; ``True`` adds the README
+  figure's LIF after the pooling.
+
+The token mixing and the per-token BN tie a model to its ``img_size``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from spikevision.layers.encoders import DirectEncoder
+from spikevision.layers.norm import TDBatchNorm1d, TDBatchNorm2d, TokenBatchNorm1d
+from spikevision.layers.temporal import TimeFolded
+from spikevision.models.base import SpikingClassifier, resolve_neuron_params
+from spikevision.models.registry import register_model
+from spikevision.neuron.functional import NeuronParams
+from spikevision.neuron.modules import build_neuron
+from spikevision.neuron.surrogate import Sigmoid
+
+__all__ = [
+    "SpikingMLP", "SpikingPatchEncoding", "TokenMixing", "ChannelMLP", "MLPBlock", "MLPStage", "MLP_NEURON",
+]
+
+NeuronKind = str | type[nn.Module]
+ParamsLike = NeuronParams | Mapping[str, Any] | None
+ChannelNorm = Literal["token", "channel"]
+DownsampleKind = Literal["spe", "conv"]
+
+PAPER = (
+    "Li et al., Efficient Deep Spiking Multi-Layer Perceptrons with Multiplication-Free Inference, "
+    "TNNLS 2024 (arXiv 2306.12465)"
+)
+
+#: SpikingJelly ``LIFNode`` defaults [code]: H = V + (X - V) / 2 (tau 2, decay_input), spike if H >= 1,
+#: hard reset to 0, reset path detached, surrogate d/dx sigmoid(4 x).
+MLP_NEURON = NeuronParams.from_tau(
+    2.0, decay_input=True, v_th=1.0, v_reset=0.0, reset="hard", strict=False, detach_reset=True,
+    surrogate=Sigmoid(alpha=4.0),
+)
+
+IMAGENET_SIZE = 224
+IMAGENET_DEPTHS = (2, 8, 14, 2)
+STEM_PATCH = 4  # stage 1: 4x4 stride-4 conv, 224 -> 56x56 tokens
+MLP_RATIO = 3  # channel-MLP expansion
+SPE_BRANCHES = 3  # SPE output = concat of three nodes, so C_out % 3 == 0
+MLP_SPE_T_DIM = 78  # authors' config "small" (the paper's Tiny)
+MLP_SPE_S_DIM = 96  # authors' config "big" (the paper's Small)
+MLP_S_DIM = 96
+#: MLP-SPE-B is not released. UNCONFIRMED default: d = 108 with 2-10-24-2 (65.61M parameters at 1000
+#: classes, the closer of the spec's two ~66M candidates; the other, d = 126 with 2-8-14-2, has 65.01M).
+MLP_SPE_B_DIM = 108
+MLP_SPE_B_DEPTHS = (2, 10, 24, 2)
+#: spikevision's own small-image configuration (NOT from the paper), for Fashion-MNIST/CIFAR quickstarts.
+MINI_SIZE = 28
+MINI_PATCH = 2  # 28 -> 14x14 tokens, then 7x7
+MINI_DIM = 24
+MINI_DEPTHS = (1, 1)
+
+
+def _conv_bn(cin: int, cout: int, kernel: int, stride: int, padding: int) -> nn.Sequential:
+    """Per-step ``Conv2d`` (no bias) then BatchNorm over time and batch: ``[T, B, cin, H, W]`` to ``[T, B, cout, H', W']``."""
+    return nn.Sequential(TimeFolded(nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=False)),
+                         TDBatchNorm2d(cout))
+
+
+class SpikingPatchEncoding(nn.Module):
+    """Spiking patch encoding (SPE) cell, the authors' ``PatchCell``: a small DARTS-style cell.
+
+    Li et al., TNNLS 2024 (arXiv 2306.12465). With ``ConvBN_s`` = 3x3 conv
+    (padding 1, stride ``s``, no bias) -> BN2d(n) and ``n = cout / 3``::
+
+        node1 = ConvBN_2(x)
+        node2 = ConvBN_2(x) + ConvBN_1(LIF_A(node1))
+        node3 = ConvBN_2(x) + node1 + ConvBN_1(LIF_B(node2))
+        out   = concat[node1, node2, node3]        # analog
+
+    Args:
+        cin: input channels (spikes).
+        cout: output channels, divisible by 3 (released nets: ``2 * cin``).
+        neuron, params: neuron kind and constants of LIF_A and LIF_B.
+
+    Shape: ``[T, B, cin, H, W]`` to ``[T, B, cout, ceil(H/2), ceil(W/2)]``.
+
+    Raises:
+        ValueError: ``cout`` not divisible by 3.
+    """
+
+    def __init__(self, cin: int, cout: int, *, neuron: NeuronKind = "lif", params: NeuronParams = MLP_NEURON) -> None:
+        super().__init__()
+        if cout % SPE_BRANCHES:
+            raise ValueError(
+                f"SpikingPatchEncoding concatenates {SPE_BRANCHES} nodes, so its output channels must be divisible "
+                f"by {SPE_BRANCHES}, got {cout} (= 2 x {cin} input channels); choose a base width d that is a "
+                f"multiple of 3 (e.g. 78 or 96; the authors' d = 80 crashes here)"
+            )
+        n = cout // SPE_BRANCHES
+        self.branch1 = _conv_bn(cin, n, 3, 2, 1)
+        self.branch2 = _conv_bn(cin, n, 3, 2, 1)
+        self.branch3 = _conv_bn(cin, n, 3, 2, 1)
+        self.lif_a = build_neuron(neuron, params)
+        self.conv_a = _conv_bn(n, n, 3, 1, 1)
+        self.lif_b = build_neuron(neuron, params)
+        self.conv_b = _conv_bn(n, n, 3, 1, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        node1 = self.branch1(x)  # [T, B, n, H/2, W/2]
+        node2 = self.branch2(x) + self.conv_a(self.lif_a(node1))
+        node3 = self.branch3(x) + node1 + self.conv_b(self.lif_b(node2))
+        return torch.cat([node1, node2, node3], dim=2)  # [T, B, 3n, H/2, W/2]
+
+
+class TokenMixing(nn.Module):
+    """Axial token mixing of sMLPNet on spikes, the authors' ``sMLPBlock``.
+
+    Li et al., TNNLS 2024 (arXiv 2306.12465). The H-branch treats the rows as
+    channels: a 1x1 conv ``H -> H`` with bias (one ``H x H`` matrix shared by
+    all channels and columns), BN2d(H) (one statistic per output row), LIF;
+    the W-branch does the same along columns. The fuse step concatenates
+    ``[identity(x), x_h, x_w]`` and maps ``3C -> C`` by a 1x1 conv without
+    bias, then BN2d(C). No depthwise conv (sMLPNet's ANN has one).
+
+    Args:
+        dim: channels ``C``.
+        height, width: token grid ``H x W`` (fixed: the branches' weights are ``H x H`` and ``W x W``).
+        identity_norm: identity path ``LIF(BN(x))`` (MLP-S, no SPE) instead of raw ``x`` (MLP-SPE).
+        neuron, params: neuron kind and constants.
+
+    Shape: spikes ``[T, B, C, H, W]`` to analog ``[T, B, C, H, W]``.
+    """
+
+    def __init__(self, dim: int, height: int, width: int, *, identity_norm: bool = False, neuron: NeuronKind = "lif",
+                 params: NeuronParams = MLP_NEURON) -> None:
+        super().__init__()
+        self.proj_h = TimeFolded(nn.Conv2d(height, height, 1))
+        self.norm_h = TDBatchNorm2d(height)
+        self.lif_h = build_neuron(neuron, params)
+        self.proj_w = TimeFolded(nn.Conv2d(width, width, 1))
+        self.norm_w = TDBatchNorm2d(width)
+        self.lif_w = build_neuron(neuron, params)
+        self.identity = (nn.Sequential(TDBatchNorm2d(dim), build_neuron(neuron, params)) if identity_norm
+                         else nn.Identity())
+        self.fuse = TimeFolded(nn.Conv2d(SPE_BRANCHES * dim, dim, 1, bias=False))
+        self.norm = TDBatchNorm2d(dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # contiguous copies: conv and BN on transposed strides take slow paths (about 10x on CPU)
+        x_h = x.transpose(2, 3).contiguous()  # [T, B, H, C, W]: rows as channels
+        x_h = self.lif_h(self.norm_h(self.proj_h(x_h))).transpose(2, 3)  # [T, B, C, H, W]
+        x_w = x.transpose(2, 4).contiguous()  # [T, B, W, H, C]: columns as channels
+        x_w = self.lif_w(self.norm_w(self.proj_w(x_w))).transpose(2, 4)  # [T, B, C, H, W]
+        x = torch.cat([self.identity(x), x_h, x_w], dim=2)  # [T, B, 3C, H, W]
+        return self.norm(self.fuse(x))  # [T, B, C, H, W]
+
+
+class _PerChannelNorm(nn.Module):
+    """Clean option: per-channel BN (tdBN-style) on tokens ``[T, B, N, C]``."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.bn = TDBatchNorm1d(dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.bn(x.transpose(2, 3)).transpose(2, 3)  # [T, B, N, C] -> [T, B, C, N] -> back
+
+
+def _token_norm(kind: ChannelNorm, dim: int, num_tokens: int) -> nn.Module:
+    if kind == "token":
+        return TokenBatchNorm1d(num_tokens)
+    if kind == "channel":
+        return _PerChannelNorm(dim)
+    raise ValueError(f"unknown channel_norm {kind!r}; choose 'token' (released, per token position) or 'channel'")
+
+
+class ChannelMLP(nn.Module):
+    """Channel MLP on spike tokens, the authors' ``FeedForward``.
+
+    Li et al., TNNLS 2024 (arXiv 2306.12465). ``Linear(C, rC) -> BN -> LIF ->
+    Linear(rC, C) -> BN`` on the ``N = H * W`` tokens (row-major).
+
+    Args:
+        dim: channels ``C``.
+        num_tokens: ``N = H * W``.
+        mlp_ratio: expansion ``r`` (paper: 3).
+        channel_norm: ``"token"`` (released quirk: ``BatchNorm1d(N)`` on
+            ``[T*B, N, C]``, one statistic per token position over time, batch
+            and channels; ties the model to one input size and does not fold
+            into a shared matrix) or ``"channel"`` (clean, per channel).
+        neuron, params: neuron kind and constants.
+
+    Shape: spikes ``[T, B, C, H, W]`` to analog ``[T, B, C, H, W]``.
+    """
+
+    def __init__(self, dim: int, num_tokens: int, *, mlp_ratio: int = MLP_RATIO, channel_norm: ChannelNorm = "token",
+                 neuron: NeuronKind = "lif", params: NeuronParams = MLP_NEURON) -> None:
+        super().__init__()
+        hidden = mlp_ratio * dim
+        self.fc1 = nn.Linear(dim, hidden)  # acts on the last dim, no time folding needed
+        self.norm1 = _token_norm(channel_norm, hidden, num_tokens)
+        self.lif = build_neuron(neuron, params)
+        self.fc2 = nn.Linear(hidden, dim)
+        self.norm2 = _token_norm(channel_norm, dim, num_tokens)
+
+    def forward(self, x: Tensor) -> Tensor:
+        T, B, C, H, W = x.shape
+        t = x.flatten(3).transpose(2, 3)  # [T, B, N, C]
+        t = self.norm2(self.fc2(self.lif(self.norm1(self.fc1(t)))))  # [T, B, N, C]
+        return t.transpose(2, 3).reshape(T, B, C, H, W)
+
+
+class MLPBlock(nn.Module):
+    """One block: token mixing and channel MLP, each with an analog shortcut before its LIF.
+
+    Li et al., TNNLS 2024 (arXiv 2306.12465)::
+
+        a = m + TokenMixing(x);  x_tok = LIF_tok(a);  out = LIF_ch(a + ChannelMLP(x_tok))
+
+    Shape: spikes ``x`` and analog stream ``m`` ``[T, B, C, H, W]`` to
+    (spikes, pre-LIF sum ``a + ChannelMLP(x_tok)``), both ``[T, B, C, H, W]``.
+    """
+
+    def __init__(self, dim: int, height: int, width: int, *, mlp_ratio: int, channel_norm: ChannelNorm,
+                 identity_norm: bool, neuron: NeuronKind, params: NeuronParams) -> None:
+        super().__init__()
+        self.token = TokenMixing(dim, height, width, identity_norm=identity_norm, neuron=neuron, params=params)
+        self.lif_tok = build_neuron(neuron, params)
+        self.channel = ChannelMLP(dim, height * width, mlp_ratio=mlp_ratio, channel_norm=channel_norm,
+                                  neuron=neuron, params=params)
+        self.lif_ch = build_neuron(neuron, params)
+
+    def forward(self, x: Tensor, m: Tensor) -> tuple[Tensor, Tensor]:
+        a = m + self.token(x)
+        out = a + self.channel(self.lif_tok(a))
+        return self.lif_ch(out), out
+
+
+class MLPStage(nn.Module):
+    """Downsampler, entry LIF and blocks; every block adds the stage-entry stream ``m``.
+
+    Li et al., TNNLS 2024 (arXiv 2306.12465).
+
+    Args:
+        downsample: stem (stage 1), SPE cell or strided conv + BN; analog output.
+        blocks: the stage's :class:`MLPBlock` list.
+        entry_neuron: LIF turning ``m`` into the first block's spikes.
+        running_stream: not from the paper: ``m`` becomes each block's pre-LIF
+            sum (False: the released wiring, ``m`` fixed for the whole stage).
+
+    Shape: ``[T, B, C_in, H_in, W_in]`` to spikes ``[T, B, C, H, W]``.
+    """
+
+    def __init__(self, downsample: nn.Module, blocks: Sequence[MLPBlock], entry_neuron: nn.Module,
+                 running_stream: bool = False) -> None:
+        super().__init__()
+        self.downsample = downsample
+        self.lif_entry = entry_neuron
+        self.blocks = nn.ModuleList(blocks)
+        self.running_stream = running_stream
+
+    def forward(self, x: Tensor) -> Tensor:
+        m = self.downsample(x)  # [T, B, C, H, W], analog
+        x = self.lif_entry(m)
+        for block in self.blocks:
+            x, out = block(x, m)
+            if self.running_stream:
+                m = out
+        return x
+
+    def extra_repr(self) -> str:
+        return f"running_stream={self.running_stream}"
+
+
+class SpikingMLP(SpikingClassifier):
+    """Spiking MLP (MLP-SPE / MLP-S) of Li et al., TNNLS 2024 (arXiv 2306.12465).
+
+    Holds no variant tables: the registered builders fix the published numbers.
+    Stage ``i`` has ``dim * 2**i`` channels on a ``img_size / (patch_size * 2**i)``
+    square token grid. Stage 1 starts with the stem (``patch_size`` conv with
+    stride ``patch_size``, no bias, then BN2d); later stages with an SPE cell
+    (``downsample="spe"``) or a 2x2 stride-2 conv + BN (``"conv"``, MLP-S).
+
+    Args:
+        dim: base width ``d``.
+        depths: blocks per stage (paper: 2-8-14-2).
+        img_size: square input side; fixed by the token mixing and per-token BN.
+        patch_size: stem patch (paper: 4).
+        in_chans: input channels.
+        num_classes: classes (0: identity head, ``pre_logits`` only).
+        T: time steps (paper: 4; 6 for the T = 6 rows).
+        downsample: ``"spe"`` (MLP-SPE) or ``"conv"`` (MLP-S).
+        identity_norm: token identity path ``LIF(BN(x))`` (MLP-S) instead of ``x``.
+        mlp_ratio: channel-MLP expansion (paper: 3).
+        channel_norm: ``"token"`` (released quirk) or ``"channel"`` (clean).
+        running_stream: carry each block's pre-LIF sum as the next ``m``
+            (not from the paper; default False, the released wiring).
+        head_lif: LIF after the pooling (README figure; default False, the code).
+        neuron, neuron_params: kind and constants of every neuron.
+
+    Shape: ``[B, C, H, W]`` (or ``[T, B, C, H, W]``) to ``[B, num_classes]``.
+
+    Raises:
+        ValueError: ``img_size`` not divisible by ``patch_size * 2**(stages - 1)``;
+            SPE width not divisible by 3; inputs of another shape.
+    """
+
+    def __init__(self, *, dim: int, depths: Sequence[int], img_size: int, patch_size: int, in_chans: int,
+                 num_classes: int, T: int, downsample: DownsampleKind, identity_norm: bool, mlp_ratio: int,
+                 channel_norm: ChannelNorm, running_stream: bool, head_lif: bool, neuron: NeuronKind,
+                 neuron_params: NeuronParams) -> None:
+        super().__init__()
+        depths = tuple(int(n) for n in depths)
+        if not depths or min(depths) < 1 or dim < 1 or patch_size < 1 or mlp_ratio < 1:
+            raise ValueError(f"need dim, patch_size, mlp_ratio >= 1 and depths >= 1, got dim={dim}, "
+                             f"patch_size={patch_size}, mlp_ratio={mlp_ratio}, depths={list(depths)}")
+        if downsample not in ("spe", "conv"):
+            raise ValueError(f"unknown downsample {downsample!r}; choose 'spe' (MLP-SPE) or 'conv' (MLP-S)")
+        factor = patch_size * 2 ** (len(depths) - 1)
+        if img_size % factor:
+            raise ValueError(
+                f"img_size={img_size} must be divisible by patch_size x 2^(stages-1) = {patch_size} x "
+                f"{2 ** (len(depths) - 1)} = {factor} (each of the {len(depths)} stages halves the token grid); "
+                f"use e.g. img_size={max(factor, round(img_size / factor) * factor)}"
+            )
+        self.T, self.num_classes, self.in_chans, self.img_size = T, num_classes, in_chans, img_size
+        self.encoder = DirectEncoder(T)
+        stages, cin, side = [], in_chans, img_size // patch_size
+        for i, n_blocks in enumerate(depths):
+            cout = dim * 2 ** i
+            if i == 0:
+                down = _conv_bn(in_chans, cout, patch_size, patch_size, 0)
+            elif downsample == "spe":
+                down = SpikingPatchEncoding(cin, cout, neuron=neuron, params=neuron_params)
+                side //= 2
+            else:
+                down = _conv_bn(cin, cout, 2, 2, 0)
+                side //= 2
+            blocks = [MLPBlock(cout, side, side, mlp_ratio=mlp_ratio, channel_norm=channel_norm,
+                               identity_norm=identity_norm, neuron=neuron, params=neuron_params)
+                      for _ in range(n_blocks)]
+            stages.append(MLPStage(down, blocks, build_neuron(neuron, neuron_params), running_stream))
+            cin = cout
+        self.stages = nn.Sequential(*stages)
+        self.num_features = cin
+        self.head_norm = TDBatchNorm2d(cin)
+        self.head_lif = build_neuron(neuron, neuron_params) if head_lif else nn.Identity()
+        self.fc = nn.Linear(cin, num_classes) if num_classes > 0 else nn.Identity()
+
+    def _check_input(self, x: Tensor) -> None:
+        expected = (self.in_chans, self.img_size, self.img_size)
+        if x.dim() in (4, 5) and tuple(x.shape[-3:]) != expected:
+            raise ValueError(
+                f"{type(self).__name__} was built for inputs [.., {self.in_chans}, {self.img_size}, {self.img_size}] "
+                f"(in_chans, img_size; its token mixing and per-token BN are size-specific), got shape "
+                f"{list(x.shape)}; resize the input or rebuild with in_chans={x.shape[-3]}, img_size={x.shape[-1]}"
+            )
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Images ``[B, C, H, W]`` repeated over ``T`` (direct coding); sequences checked and passed."""
+        self._check_input(x)
+        return super().encode(x)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """``[T, B, C, H, W]`` (encoder output) to the last block's spikes ``[T, B, 8d, H/32, W/32]``."""
+        if x.dim() != 5:
+            raise ValueError(f"forward_features expects a sequence [T, B, C, H, W], got shape {list(x.shape)}; "
+                             f"call the model (which encodes images) or model.encode(x) first")
+        self._check_input(x)
+        return self.stages(x)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False, per_step: bool = False) -> Tensor:
+        """BN2d -> global average pool [-> LIF] -> Linear; logits averaged over ``T`` unless ``per_step``."""
+        x = self.head_lif(self.head_norm(x).mean(dim=(-2, -1)))  # [T, B, C]
+        if pre_logits:
+            return x
+        if per_step:
+            return self.fc(x)  # [T, B, classes]
+        return self.fc(x.mean(0))  # [B, classes]; equals the mean of per-step logits (fc is affine)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the classifier by a fresh ``Linear(num_features, num_classes)`` (0: identity)."""
+        self.num_classes = num_classes
+        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+
+# Initialisation: PyTorch defaults everywhere (released code), so there is no init function.
+
+
+def _spiking_mlp(*, dim: int, depths: Sequence[int], img_size: int, patch_size: int = STEM_PATCH,
+                 downsample: DownsampleKind = "spe", identity_norm: bool = False, num_classes: int, T: int,
+                 in_chans: int, neuron: NeuronKind, neuron_params: ParamsLike, mlp_ratio: int = MLP_RATIO,
+                 channel_norm: ChannelNorm = "token", running_stream: bool = False,
+                 head_lif: bool = False) -> SpikingMLP:
+    """Family builder shared by every registered spiking MLP."""
+    if T < 1:
+        raise ValueError(f"T must be >= 1, got {T}")
+    if channel_norm not in ("token", "channel"):
+        raise ValueError(f"unknown channel_norm {channel_norm!r}; choose 'token' (released) or 'channel' (clean)")
+    params = resolve_neuron_params(MLP_NEURON, neuron_params)
+    return SpikingMLP(dim=dim, depths=depths, img_size=img_size, patch_size=patch_size, in_chans=in_chans,
+                      num_classes=num_classes, T=T, downsample=downsample, identity_norm=identity_norm,
+                      mlp_ratio=mlp_ratio, channel_norm=channel_norm, running_stream=running_stream,
+                      head_lif=head_lif, neuron=neuron, neuron_params=params)
+
+
+# ---------------------------------------------------------------------------
+# Registered builders (family "spiking_mlp")
+# ---------------------------------------------------------------------------
+
+_FAMILY = dict(family="spiking_mlp", paper=PAPER, neuron=MLP_NEURON)
+_IMAGENET = dict(T=4, input_size=(3, IMAGENET_SIZE, IMAGENET_SIZE), num_classes=1000)
+
+
+@register_model(**_FAMILY, **_IMAGENET)
+def mlp_spe_t(*, num_classes: int = 1000, T: int = 4, in_chans: int = 3, img_size: int = IMAGENET_SIZE,
+              neuron: NeuronKind = "lif", neuron_params: ParamsLike = None, channel_norm: ChannelNorm = "token",
+              running_stream: bool = False, head_lif: bool = False) -> SpikingMLP:
+    """MLP-SPE-T: d = 78, 2-8-14-2, stem + SPE (README: 25M parameters; 66.39% ImageNet top-1 at T = 4)."""
+    return _spiking_mlp(dim=MLP_SPE_T_DIM, depths=IMAGENET_DEPTHS, img_size=img_size, num_classes=num_classes, T=T,
+                        in_chans=in_chans, neuron=neuron, neuron_params=neuron_params, channel_norm=channel_norm,
+                        running_stream=running_stream, head_lif=head_lif)
+
+
+@register_model(**_FAMILY, **_IMAGENET)
+def mlp_spe_s(*, num_classes: int = 1000, T: int = 4, in_chans: int = 3, img_size: int = IMAGENET_SIZE,
+              neuron: NeuronKind = "lif", neuron_params: ParamsLike = None, channel_norm: ChannelNorm = "token",
+              running_stream: bool = False, head_lif: bool = False) -> SpikingMLP:
+    """MLP-SPE-S: d = 96, 2-8-14-2, stem + SPE (README: 38M parameters; 68.84% at T = 4)."""
+    return _spiking_mlp(dim=MLP_SPE_S_DIM, depths=IMAGENET_DEPTHS, img_size=img_size, num_classes=num_classes, T=T,
+                        in_chans=in_chans, neuron=neuron, neuron_params=neuron_params, channel_norm=channel_norm,
+                        running_stream=running_stream, head_lif=head_lif)
+
+
+@register_model(**_FAMILY, **_IMAGENET)
+def mlp_s(*, num_classes: int = 1000, T: int = 4, in_chans: int = 3, img_size: int = IMAGENET_SIZE,
+          neuron: NeuronKind = "lif", neuron_params: ParamsLike = None, channel_norm: ChannelNorm = "token",
+          running_stream: bool = False, head_lif: bool = False) -> SpikingMLP:
+    """MLP-S (no SPE): d = 96, 2-8-14-2, 2x2 stride-2 conv + BN between stages, token identity ``LIF(BN(x))``.
+
+    README: 34M parameters, 63.25% at T = 4. The file-to-model mapping of the
+    authors' no-SPE code is inferred, and that model is not wired into their
+    training script.
+    """
+    return _spiking_mlp(dim=MLP_S_DIM, depths=IMAGENET_DEPTHS, img_size=img_size, downsample="conv",
+                        identity_norm=True, num_classes=num_classes, T=T, in_chans=in_chans, neuron=neuron,
+                        neuron_params=neuron_params, channel_norm=channel_norm, running_stream=running_stream,
+                        head_lif=head_lif)
+
+
+@register_model(**_FAMILY, T=6, input_size=(3, IMAGENET_SIZE, IMAGENET_SIZE), num_classes=1000)
+def mlp_spe_b(*, num_classes: int = 1000, T: int = 6, in_chans: int = 3, img_size: int = IMAGENET_SIZE,
+              dim: int = MLP_SPE_B_DIM, depths: Sequence[int] = MLP_SPE_B_DEPTHS, neuron: NeuronKind = "lif",
+              neuron_params: ParamsLike = None, channel_norm: ChannelNorm = "token", running_stream: bool = False,
+              head_lif: bool = False) -> SpikingMLP:
+    """MLP-SPE-B: **CONFIGURATION UNCONFIRMED** (not released; README: 66M parameters, 71.64% at T = 6).
+
+    The default d = 108 with 2-10-24-2 (65.61M parameters) is a guess chosen
+    because it matches the quoted 66M best; d = 126 with 2-8-14-2 (65.01M)
+    fits almost as well. Neither is confirmed by the paper or the code: pass
+    ``dim`` and ``depths`` to choose. ``dim`` must be a multiple of 3 (SPE).
+    """
+    return _spiking_mlp(dim=dim, depths=depths, img_size=img_size, num_classes=num_classes, T=T,
+                        in_chans=in_chans, neuron=neuron, neuron_params=neuron_params, channel_norm=channel_norm,
+                        running_stream=running_stream, head_lif=head_lif)
+
+
+@register_model(family="spiking_mlp", paper=PAPER + "; spikevision's small-image configuration, not the paper's",
+                neuron=MLP_NEURON, T=4, input_size=(1, MINI_SIZE, MINI_SIZE), num_classes=10)
+def mlp_spe_mini(*, num_classes: int = 10, T: int = 4, in_chans: int = 1, img_size: int = MINI_SIZE,
+                 dim: int = MINI_DIM, depths: Sequence[int] = MINI_DEPTHS, patch_size: int = MINI_PATCH,
+                 mlp_ratio: int = MLP_RATIO, neuron: NeuronKind = "lif", neuron_params: ParamsLike = None,
+                 channel_norm: ChannelNorm = "token", running_stream: bool = False,
+                 head_lif: bool = False) -> SpikingMLP:
+    """Small MLP-SPE for 28x28 / 32x32 images: spikevision's own configuration, NOT from the paper.
+
+    The paper's blocks and wiring at a CPU-friendly size: stem patch 2
+    (28 -> 14x14 tokens), two stages (d, then 2d after one SPE cell at 7x7),
+    one block each. For CIFAR pass ``in_chans=3, img_size=32`` (16x16 and
+    8x8 tokens). ``dim`` must be a multiple of 3 (SPE) and ``img_size``
+    divisible by ``patch_size * 2**(len(depths) - 1)``.
+    """
+    return _spiking_mlp(dim=dim, depths=depths, img_size=img_size, patch_size=patch_size, num_classes=num_classes,
+                        T=T, in_chans=in_chans, neuron=neuron, neuron_params=neuron_params, mlp_ratio=mlp_ratio,
+                        channel_norm=channel_norm, running_stream=running_stream, head_lif=head_lif)
