@@ -1,12 +1,20 @@
 """Layers for spiking sequences: time folding, normalisation, input encoders."""
 
 from spikevision.layers.encoders import DirectEncoder, PoissonEncoder, check_image
-from spikevision.layers.gac import GatedAttentionCoding  # noqa: F401
-from spikevision.layers.norm import BNTT2d, TDBatchNorm1d, TDBatchNorm2d, TokenBatchNorm1d
+from spikevision.layers.gac import GatedAttentionCoding
+from spikevision.layers.norm import (
+    BNTT2d,
+    TDBatchNorm1d,
+    TDBatchNorm2d,
+    TimeFoldedSyncBatchNorm,
+    TokenBatchNorm1d,
+    convert_sync_batchnorm,
+)
 from spikevision.layers.temporal import TimeFolded, check_T, fold, unfold
 
 __all__ = [
     "TimeFolded", "fold", "unfold", "check_T",
     "TDBatchNorm2d", "TDBatchNorm1d", "BNTT2d", "TokenBatchNorm1d",
-    "DirectEncoder", "PoissonEncoder", "check_image",
+    "TimeFoldedSyncBatchNorm", "convert_sync_batchnorm",
+    "DirectEncoder", "PoissonEncoder", "check_image", "GatedAttentionCoding",
 ]

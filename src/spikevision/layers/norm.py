@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from spikevision.layers.temporal import check_T, fold, unfold
 from spikevision.neuron.functional import check_sequence
 
-__all__ = ["TDBatchNorm2d", "TDBatchNorm1d", "BNTT2d", "TokenBatchNorm1d"]
+__all__ = ["TDBatchNorm2d", "TDBatchNorm1d", "BNTT2d", "TokenBatchNorm1d", "TimeFoldedSyncBatchNorm", "convert_sync_batchnorm"]
 
 
 def _check_channels(x: Tensor, dim: int, expected: int, ndim: int, layout: str, name: str) -> None:
@@ -129,3 +129,42 @@ class BNTT2d(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, T={self.T}"
+
+
+class TimeFoldedSyncBatchNorm(nn.SyncBatchNorm):
+    """SyncBatchNorm for ``[T, B, C, ...]`` sequences (statistics over T, B and all ranks).
+
+    Built by :func:`convert_sync_batchnorm` from :class:`TDBatchNorm2d`,
+    :class:`TDBatchNorm1d` or :class:`TokenBatchNorm1d`; parameter and buffer
+    names are unchanged, so checkpoints load either way.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_sequence(x, name="TimeFoldedSyncBatchNorm input", min_dim=3)
+        return unfold(super().forward(fold(x)), x.shape[0])
+
+
+_TIME_FOLDED_BN = (TDBatchNorm2d, TDBatchNorm1d, TokenBatchNorm1d)
+
+
+def convert_sync_batchnorm(module: nn.Module, process_group=None) -> nn.Module:
+    """Replace every BatchNorm by a SyncBatchNorm, keeping spikevision's time folding.
+
+    ``torch.nn.SyncBatchNorm.convert_sync_batchnorm`` would turn a
+    :class:`TDBatchNorm2d` into a plain SyncBatchNorm that reads ``T`` as the
+    batch and ``B`` as channels; this converts those to
+    :class:`TimeFoldedSyncBatchNorm` and the rest (plain BNs, BNTT's per-step
+    BNs) with PyTorch's converter.
+    """
+    if isinstance(module, _TIME_FOLDED_BN):
+        new = TimeFoldedSyncBatchNorm(
+            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats, process_group
+        )
+        new.load_state_dict(module.state_dict())
+        new.train(module.training)
+        return new
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module, process_group)
+    for name, child in module.named_children():
+        module.add_module(name, convert_sync_batchnorm(child, process_group))
+    return module
