@@ -1,0 +1,67 @@
+"""`spikevision models` and `spikevision profile` on the registered zoo and a tiny model."""
+
+import re
+
+import pytest
+
+from spikevision.cli import main
+from spikevision.commands.models import model_macs_per_step
+from spikevision.models import get_model_info, list_models
+
+
+def test_models_table_lists_every_registered_name(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    names = [i.name for i in list_models()]
+    assert names, "no model registered"
+    listed = {line.split()[0] for line in out.splitlines()[2:-1]}
+    assert listed == set(names)
+    assert f"{len(names)} models" in out
+
+
+def test_models_family_filter(capsys):
+    family = list_models()[0].family
+    assert main(["models", "--family", family]) == 0
+    out = capsys.readouterr().out
+    assert all(line.split()[1] == family for line in out.splitlines()[2:-1])
+    with pytest.raises(ValueError, match="unknown family"):
+        main(["models", "--family", "no_such_family"])
+
+
+@pytest.mark.skipif("ms_resnet20" not in {i.name for i in list_models()}, reason="ms_resnet20 not registered")
+def test_macs_per_step_of_ms_resnet20_by_hand():
+    hw = 32 * 32
+    stem = 3 * 16 * 9 * hw
+    stage1 = 6 * 16 * 16 * 9 * hw
+    stage2 = 16 * 32 * 9 * hw // 4 + 5 * 32 * 32 * 9 * hw // 4 + 16 * 32 * hw // 4  # + projection
+    stage3 = 32 * 64 * 9 * hw // 16 + 5 * 64 * 64 * 9 * hw // 16 + 32 * 64 * hw // 16
+    fc = 64 * 10
+    assert model_macs_per_step(get_model_info("ms_resnet20")) == stem + stage1 + stage2 + stage3 + fc
+
+
+@pytest.mark.skipif("ms_resnet20" not in {i.name for i in list_models()}, reason="ms_resnet20 not registered")
+def test_profile_tiny_model(capsys):
+    assert main(["profile", "ms_resnet20", "--T", "2", "--batch-size", "1", "--input-size", "3", "8", "8"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^stem\.module\.0\s+Conv2d\s+real\s+1\.000", out, re.M)
+    assert re.search(r"^stages\.0\.0\.conv1\.module\s+Conv2d\s+binary", out, re.M)
+    assert "convention: E = 4.6 pJ x MACs + 0.9 pJ x ACs" in out
+    assert "final_neuron" in out  # spiking-layer rows
+    # per-sample dense MACs at 8x8 by hand: every conv runs T = 2 times, the classifier once (on the T-mean)
+    hw = 8 * 8
+    per_step = (3 * 16 * 9 * hw + 6 * 16 * 16 * 9 * hw
+                + (16 * 32 * 9 + 5 * 32 * 32 * 9 + 16 * 32) * hw // 4
+                + (32 * 64 * 9 + 5 * 64 * 64 * 9 + 32 * 64) * hw // 16)
+    total = 2 * per_step + 64 * 10
+    assert f"dense MACs {total / 1e6:.3f}M" in out
+
+def test_profile_errors(capsys, tmp_path):
+    from spikevision.models import UnknownModelError
+
+    with pytest.raises(UnknownModelError, match="unknown model"):
+        main(["profile", "no_such_net"])
+    try:
+        import spikevision.train.checkpoint  # noqa: F401
+    except ImportError:
+        with pytest.raises(SystemExit, match="spikevision.train.checkpoint"):
+            main(["profile", str(tmp_path)])
