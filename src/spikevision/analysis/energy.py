@@ -71,8 +71,10 @@ class EnergyModel:
 
     def convention(self) -> str:
         """One line stating the formula and its source, printed with every number."""
-        return (f"E = {self.e_mac_pj:g} pJ x MACs + {self.e_ac_pj:g} pJ x ACs "
-                f"(45 nm, Horowitz ISSCC 2014; compute only, no memory access)")
+        is_paper = (self.e_mac_pj, self.e_ac_pj) == (E_MAC_45NM_PJ, E_AC_45NM_PJ)
+        source = "45 nm, Horowitz ISSCC 2014" if is_paper else (
+            f"user-set constants; the 45 nm values are {E_MAC_45NM_PJ:g}/{E_AC_45NM_PJ:g} pJ")
+        return f"E = {self.e_mac_pj:g} pJ x MACs + {self.e_ac_pj:g} pJ x ACs ({source}; compute only, no memory access)"
 
 
 @dataclass(frozen=True)
