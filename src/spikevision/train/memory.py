@@ -1,0 +1,286 @@
+"""Memory-saving training: recompute residual blocks in the backward pass.
+
+Activation checkpointing (Chen, Xu, Zhang, Guestrin, "Training Deep Nets with
+Sublinear Memory Cost", arXiv 1604.06174) applied per residual block. A deep
+SNN keeps, for every layer, activations of shape ``[T, B, C, H, W]`` for BPTT,
+so training memory grows linearly with ``T`` times depth. With memory saving
+on, each wrapped block keeps only its input; everything inside it (neuron
+membranes, spikes fed to convs, BN inputs) is recomputed during backward, one
+block at a time. Cost: about one extra forward pass of the wrapped blocks.
+
+Exactness. Gradients are identical to the default mode (bit for bit on CPU in
+the tests), because the recomputation replays the same deterministic ops:
+
+* BatchNorm (and any other buffer, e.g. BNTT statistics) is updated **once**
+  per step: during recomputation every buffer of the wrapped module is swapped
+  for a scratch copy, so running statistics and ``num_batches_tracked`` are
+  left exactly as the first forward set them. Training-mode BN normalises with
+  batch statistics, so the recomputed outputs do not depend on the swap.
+* Dropout and Poisson draws inside a block get the same random numbers
+  (``preserve_rng_state=True``: the CPU and CUDA RNG states are replayed).
+* ``torch.utils.checkpoint`` with ``use_reentrant=False``: works with DDP,
+  autocast (the autocast state is replayed), inputs that do not require grad,
+  and blocks with several inputs or outputs (the spiking MLP's block).
+
+Use::
+
+    model = create_model("ms_resnet110", T=16)
+    enable_memory_saving(model)             # wraps every residual block
+    ...train as usual...
+    disable_memory_saving(model)            # back to the default mode
+
+The state dict is unchanged (the block's ``forward`` is replaced on the
+instance; no wrapper module, no renamed keys), so checkpoints load in either
+mode. Save weights with ``state_dict`` (the house rule); a whole-module pickle
+of a model in memory-saving mode is not supported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterable, Iterator, Literal, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+__all__ = [
+    "MEMORY_SAVING_MODES",
+    "default_block_types",
+    "enable_memory_saving",
+    "disable_memory_saving",
+    "memory_saving_modules",
+    "SavedTensorMeter",
+]
+
+MemoryMode = Literal["none", "blocks", "stages"]
+#: ``"none"``: default autograd; ``"blocks"``: recompute each residual block;
+#: ``"stages"``: recompute each stage (the module that runs a run of blocks) as one segment.
+MEMORY_SAVING_MODES: tuple[str, ...] = ("none", "blocks", "stages")
+
+_FLAG = "_spikevision_memory_saving"
+
+
+def default_block_types() -> tuple[type[nn.Module], ...]:
+    """The residual blocks of every registered family (recomputed by ``mode="blocks"``)."""
+    from spikevision.models.ms_resnet import MSBlock, SpikingBasicBlock
+    from spikevision.models.sresnet import SResBlock
+    from spikevision.models.spiking_mlp import MLPBlock
+
+    return (MSBlock, SpikingBasicBlock, SResBlock, MLPBlock)
+
+
+@contextlib.contextmanager
+def _scratch_buffers(module: nn.Module) -> Iterator[None]:
+    """Swap every buffer of ``module`` for a copy for the duration of the block.
+
+    Used during recomputation so that BatchNorm running statistics (and any
+    other buffer a forward pass updates) are not updated a second time. The
+    originals are put back untouched; nothing is modified in place, so autograd
+    version counters of tensors saved in the first forward stay valid.
+    """
+    swapped: list[tuple[nn.Module, str, Tensor]] = []
+    for sub in module.modules():
+        for name, buf in list(sub._buffers.items()):
+            if buf is not None:
+                swapped.append((sub, name, buf))
+                sub._buffers[name] = buf.clone()
+    try:
+        yield
+    finally:
+        for sub, name, buf in swapped:
+            sub._buffers[name] = buf
+
+
+def _checkpointed_forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    """Instance ``forward`` installed by :func:`enable_memory_saving`."""
+    original = type(self).forward
+    if not torch.is_grad_enabled():  # inference: nothing to save, run as usual
+        return original(self, *args, **kwargs)
+    calls = 0
+
+    def run(*a: Any, **kw: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # the real forward: updates running statistics once
+            return original(self, *a, **kw)
+        with _scratch_buffers(self):  # recomputation in backward
+            return original(self, *a, **kw)
+
+    return checkpoint(run, *args, use_reentrant=False, preserve_rng_state=True, **kwargs)
+
+
+def _is_wrapped(module: nn.Module) -> bool:
+    return getattr(module, _FLAG, False)
+
+
+def _wrap(module: nn.Module) -> None:
+    module.forward = _checkpointed_forward.__get__(module)  # type: ignore[method-assign]
+    setattr(module, _FLAG, True)
+
+
+def _unwrap(module: nn.Module) -> None:
+    del module.forward
+    delattr(module, _FLAG)
+
+
+def _find_blocks(model: nn.Module, block_types: tuple[type[nn.Module], ...]) -> list[str]:
+    """Qualified names of the outermost modules of ``block_types`` (no nesting)."""
+    names: list[str] = []
+    for name, mod in model.named_modules():
+        if isinstance(mod, block_types) and not any(name.startswith(n + ".") for n in names):
+            names.append(name)
+    return names
+
+
+def _find_stages(model: nn.Module, block_names: Sequence[str]) -> list[str]:
+    """The callable parent of each block run: the parent, or the grandparent of a ModuleList."""
+    modules = dict(model.named_modules())
+    stages: list[str] = []
+    for name in block_names:
+        parent = name.rpartition(".")[0]
+        if isinstance(modules[parent], nn.ModuleList):
+            parent = parent.rpartition(".")[0]
+        if parent == "":
+            raise ValueError(
+                "mode='stages' needs blocks grouped in stage modules, but the blocks of "
+                f"{type(model).__name__} hang off the model itself; use mode='blocks'"
+            )
+        if parent not in stages:
+            stages.append(parent)
+    return stages
+
+
+def enable_memory_saving(
+    model: nn.Module,
+    mode: MemoryMode = "blocks",
+    *,
+    modules: Iterable[str] | None = None,
+    block_types: Sequence[type[nn.Module]] | None = None,
+) -> list[str]:
+    """Recompute residual blocks (or listed submodules) in backward instead of storing activations.
+
+    Args:
+        model: any ``nn.Module`` (a spikevision classifier or your own).
+        mode: ``"blocks"`` (default): each residual block is one recomputed
+            segment, keeping one ``[T, B, C, H, W]`` tensor per block;
+            ``"stages"``: each stage is one segment (fewer kept tensors but a
+            whole stage's activations live at once during its recomputation;
+            rarely better); ``"none"``: undo, same as
+            :func:`disable_memory_saving`.
+        modules: qualified submodule names (as in ``model.named_modules()``) to
+            wrap instead of the automatic choice; ``mode`` is then ignored
+            unless it is ``"none"``.
+        block_types: classes counted as residual blocks (default:
+            :func:`default_block_types`, the blocks of every registered family).
+
+    Returns:
+        The qualified names of the wrapped modules (in model order).
+
+    Raises:
+        ValueError: unknown ``mode``; a name in ``modules`` that is not a
+            submodule; no block found in ``model``; nested segments.
+        TypeError: ``model`` is not an ``nn.Module``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"enable_memory_saving expects an nn.Module, got {type(model).__name__}")
+    if mode not in MEMORY_SAVING_MODES:
+        raise ValueError(f"unknown memory-saving mode {mode!r}; choose one of {list(MEMORY_SAVING_MODES)}")
+    if mode == "none":
+        disable_memory_saving(model)
+        return []
+    named = dict(model.named_modules())
+    if modules is not None:
+        names = list(modules)
+        missing = [n for n in names if n not in named or n == ""]
+        if missing:
+            raise ValueError(
+                f"no submodule named {missing} in {type(model).__name__}; pick names from "
+                "model.named_modules() (the model itself cannot be wrapped)"
+            )
+    else:
+        types = tuple(block_types) if block_types is not None else default_block_types()
+        names = _find_blocks(model, types)
+        if not names:
+            raise ValueError(
+                f"{type(model).__name__} has no residual block of types {[t.__name__ for t in types]}; "
+                "pass modules=[...] (qualified names) or block_types=[...]"
+            )
+        if mode == "stages":
+            names = _find_stages(model, names)
+    nested = [(a, b) for a in names for b in names if b.startswith(a + ".")]
+    if nested:
+        raise ValueError(f"nested segments {nested[:3]}: a wrapped module may not contain another; drop one")
+    disable_memory_saving(model)
+    for n in names:
+        _wrap(named[n])
+    return names
+
+
+def disable_memory_saving(model: nn.Module) -> list[str]:
+    """Undo :func:`enable_memory_saving`; returns the names that were wrapped."""
+    names = memory_saving_modules(model)
+    named = dict(model.named_modules())
+    for n in names:
+        _unwrap(named[n])
+    return names
+
+
+def memory_saving_modules(model: nn.Module) -> list[str]:
+    """Qualified names of the submodules currently recomputed in backward."""
+    return [n for n, m in model.named_modules() if _is_wrapped(m)]
+
+
+class SavedTensorMeter:
+    """Count the bytes autograd keeps for backward, by unique storage.
+
+    A context manager around a forward pass, built on
+    :func:`torch.autograd.graph.saved_tensors_hooks`. Tensors saved inside a
+    recomputed segment are held by the checkpoint, not seen by these hooks;
+    what that segment keeps is its inputs, so pass the wrapped modules as
+    ``segments`` and their tensor inputs are counted too (that is the honest
+    total of both modes). Storages are deduplicated by data pointer, so a
+    tensor saved by several ops (or a view of it) counts once.
+
+    Example::
+
+        with SavedTensorMeter(segments=[model.stages[0][0]]) as meter:
+            loss = model(x).sum()
+        print(meter.bytes)
+    """
+
+    def __init__(self, segments: Iterable[nn.Module] = ()) -> None:
+        self._storages: dict[int, int] = {}
+        self._segments = list(segments)
+        self._handles: list[Any] = []
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+
+    @property
+    def bytes(self) -> int:
+        """Total bytes of the unique storages seen so far."""
+        return sum(self._storages.values())
+
+    def _add(self, t: Tensor) -> None:
+        storage = t.untyped_storage()
+        self._storages[storage.data_ptr()] = storage.nbytes()
+
+    def _pack(self, t: Tensor) -> Tensor:
+        self._add(t)
+        return t
+
+    def _pre_hook(self, module: nn.Module, args: tuple[Any, ...]) -> None:
+        for a in args:
+            if isinstance(a, Tensor):
+                self._add(a)
+
+    def __enter__(self) -> "SavedTensorMeter":
+        self._handles = [m.register_forward_pre_hook(self._pre_hook) for m in self._segments]
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._hooks.__exit__(*exc)
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
