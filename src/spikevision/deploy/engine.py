@@ -62,7 +62,7 @@ from spikevision.deploy.fold import PerStepSynapse, bn_affine, fold_bn
 from spikevision.deploy.ops import uncounted
 from spikevision.deploy.trace import ATOMIC_TYPES, Trace, trace_model
 from spikevision.layers.encoders import DirectEncoder, PoissonEncoder
-from spikevision.layers.norm import BNTT2d
+from spikevision.layers.norm import BNTT2d, TokenBatchNorm1d
 from spikevision.layers.temporal import TimeFolded
 from spikevision.neuron.modules import LIF, PLIF
 
@@ -187,6 +187,7 @@ class IntSynapse(nn.Module):
         b = bias.double() if bias is not None else torch.zeros(S, C, dtype=torch.float64)
         self.register_buffer("bias_q", torch.round(b * 2.0**cfg.frac_bits).to(torch.int64))
         self.weight_error = float((self.weight_int.double() / scale - w).abs().max())
+        self.inputs_seen: set[str] = set()
 
     def _channel_view(self, v: Tensor) -> Tensor:
         return v.reshape(-1, 1, 1) if self.kind == "conv2d" else v
@@ -231,27 +232,35 @@ class IntSynapse(nn.Module):
 
     # -- dense path (analog input): integer multiply-accumulate -------------
     def _dense(self, x: Tensor, w: Tensor, frac: Tensor) -> Tensor:
-        xi = torch.round(x)
-        with uncounted():
-            bound = float(xi.abs().max()) * float(w.abs().reshape(w.shape[0], -1).sum(1).max())
-        if bound >= _MAX_EXACT:
-            raise OverflowError(
-                f"integer accumulation could reach {bound:.3g} >= 2^53 (inexact in float64); "
-                "lower EngineConfig.frac_bits or weight_bits"
-            )
+        acc = self._mac(_to_int(x), w)  # units 2^-(F + F_c)
+        return acc >> self._channel_view(frac)  # to 2^-F
+
+    def _mac(self, xi: Tensor, w: Tensor) -> Tensor:
+        """Exact integer ``conv/linear(xi, w)`` (int64). float64 products are exact below 2^53; a larger
+        input is split into limbs ``xi = hi * 2^b + lo`` (each its own pass, counted)."""
         wd = w.double()
+        with uncounted():
+            wsum = float(w.abs().reshape(w.shape[0], -1).sum(1).max()) or 1.0
+            bound = float(xi.abs().max()) * wsum
+        if bound >= _MAX_EXACT:
+            b = max(1, int(math.floor(math.log2(_MAX_EXACT / 2 / wsum))))
+            lo = xi & ((1 << b) - 1)
+            return (self._mac(xi >> b, w) << b) + self._mac(lo, w)
+        xd = xi.double()
         if self.kind == "linear":
-            acc = F.linear(xi, wd)
+            acc = F.linear(xd, wd)
         else:
-            acc = F.conv2d(F.pad(xi, self.pad), wd, None, self.stride, 0, self.dilation, self.groups)
-        return acc.to(torch.int64) >> self._channel_view(frac)  # units 2^-(F + F_c) -> 2^-F
+            acc = F.conv2d(F.pad(xd, self.pad), wd, None, self.stride, 0, self.dilation, self.groups)
+        return acc.to(torch.int64)
 
     def _apply(self, x: Tensor, s: int) -> Tensor:
         w, frac, align, bias = self.weight_int[s], self.weight_frac[s], self.align[s], self.bias_q[s]
         lead = x.shape[:-1] if self.kind == "linear" else None
         if self.kind == "linear":
             x = x.reshape(-1, x.shape[-1])
-        if _is_binary(x, 2.0**self.F):
+        binary = _is_binary(x, 2.0**self.F)
+        self.inputs_seen.add("spikes" if binary else "analog")
+        if binary:
             with uncounted():
                 mask = x != 0  # the spike events (our carrier stores a spike as 2^F)
             acc = self._events_linear(mask, w) if self.kind == "linear" else self._events_conv(mask, w)
@@ -295,6 +304,8 @@ class IntAffine(nn.Module):
         a = torch.stack([s[0] for s in sets])
         b = torch.stack([s[1] for s in sets])
         self.per_step = isinstance(bn, BNTT2d)
+        self.token = isinstance(bn, TokenBatchNorm1d)
+        self.inputs_seen: set[str] = set()
         self.spikevision_layout = type(bn).__module__.startswith("spikevision")
         maxabs = float(a.abs().max()) or 1.0
         self.a_frac = int(min(cfg.weight_bits - 1 - math.ceil(math.log2(maxabs)), cfg.frac_bits))
@@ -308,7 +319,9 @@ class IntAffine(nn.Module):
         return v.reshape(shape)
 
     def _apply(self, x: Tensor, s: int, axis: int) -> Tensor:
-        if _is_binary(x, 2.0**self.F):
+        binary = _is_binary(x, 2.0**self.F)
+        self.inputs_seen.add("spikes" if binary else "analog")
+        if binary:
             with uncounted():
                 mask = x != 0
             out = torch.where(mask, self._view(self.on_q[s], x, axis), self._view(self.b_q[s], x, axis))
@@ -334,6 +347,7 @@ class IntPool(nn.Module):
         super().__init__()
         self.pool, self.time_folded = pool, time_folded
         self.is_max = isinstance(pool, (nn.MaxPool2d, nn.AdaptiveMaxPool2d))
+        self.divides, self.last_window = False, 0
         if isinstance(pool, nn.AvgPool2d):
             padded = pool.padding not in (0, (0, 0))
             if pool.ceil_mode or pool.divisor_override or (padded and not pool.count_include_pad):
@@ -364,6 +378,7 @@ class IntPool(nn.Module):
         total = _to_int(cols.sum(2))
         n = k[0] * k[1]
         e = pow2_exponent(1.0 / n)
+        self.divides, self.last_window = e is None, n
         out = total >> e if e is not None else torch.div(total, n, rounding_mode="floor")
         return out.to(torch.float64).reshape(N, C, Ho, Wo)
 
@@ -507,6 +522,17 @@ class _Quantize(nn.Module):
         return torch.round(x.double() * 2.0**self.F)
 
 
+class _Dequantize(nn.Module):
+    """Fixed point to real logits: ``q / 2^F`` (argmax-invariant)."""
+
+    def __init__(self, frac_bits: int) -> None:
+        super().__init__()
+        self.F = frac_bits
+
+    def forward(self, q: Tensor) -> Tensor:
+        return q / 2.0**self.F
+
+
 class IntegerModel(nn.Module):
     """A compiled integer model: quantise the input, run the substituted network, rescale logits.
 
@@ -515,19 +541,25 @@ class IntegerModel(nn.Module):
         cfg: the number formats.
         pairs: the folded (layer, BN) pairs.
         opaque: modules run in float, with the reason.
+        float_model: the folded float model it was compiled from (not a submodule).
     """
 
-    def __init__(self, net: nn.Module, cfg: EngineConfig, pairs: list, opaque: dict[str, str]) -> None:
+    def __init__(
+        self, net: nn.Module, cfg: EngineConfig, pairs: list, opaque: dict[str, str], float_model: nn.Module
+    ) -> None:
         super().__init__()
         self.quantize = _Quantize(cfg.frac_bits)
-        self.net, self.cfg, self.pairs, self.opaque = net, cfg, pairs, opaque
+        self.net = net
+        self.dequantize = _Dequantize(cfg.frac_bits)
+        self.cfg, self.pairs, self.opaque = cfg, pairs, opaque
+        self.__dict__["float_model"] = float_model  # kept out of state_dict and module hooks
 
     def forward_q(self, x: Tensor) -> Tensor:
         """Logits in the fixed-point format (integers in float64, value ``* 2^F``)."""
         return self.net(self.quantize(x))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.forward_q(x) / 2.0**self.cfg.frac_bits
+        return self.dequantize(self.forward_q(x))
 
 
 # ---------------------------------------------------------------------------
@@ -567,7 +599,7 @@ def find_opaque(trace: Trace) -> dict[str, str]:
             continue
         if name in _SCALAR_GLUE and n_tensors == 1:
             continue
-        what = "tensor product" if name in _SCALAR_GLUE else name
+        what = "an elementwise product of two tensors (a gate)" if name in _SCALAR_GLUE else name
         opaque.setdefault(c.owner, f"its forward computes {what} (not integer-linear)")
     return opaque
 
@@ -646,7 +678,7 @@ def compile_integer(
         float_model, pairs = fold_bn(model, example)
     else:
         float_model, pairs = copy.deepcopy(model).eval(), []
-    trace = trace_model(float_model, example)
+    trace = trace_model(float_model, example, atomic=ATOMIC_TYPES + (PerStepSynapse,))
     opaque = find_opaque(trace)
     if "" in opaque:
         raise ValueError(
@@ -654,5 +686,5 @@ def compile_integer(
         )
     net = copy.deepcopy(float_model)
     _replace_all(net, cfg, "", opaque)
-    return IntegerModel(net.eval(), cfg, pairs, opaque)
+    return IntegerModel(net.eval(), cfg, pairs, opaque, float_model)
 

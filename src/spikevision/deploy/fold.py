@@ -43,10 +43,10 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from spikevision.deploy.trace import Trace, trace_model
-from spikevision.layers.norm import BNTT2d, TokenBatchNorm1d
+from spikevision.layers.norm import BNTT2d, TDBatchNorm1d, TDBatchNorm2d, TokenBatchNorm1d
 from spikevision.layers.temporal import TimeFolded
 
-__all__ = ["BNPair", "PerStepSynapse", "find_bn_pairs", "fold_bn", "bn_affine", "synapse_of", "set_module"]
+__all__ = ["BNPair", "PerStepSynapse", "canonicalize", "find_bn_pairs", "fold_bn", "bn_affine", "synapse_of", "set_module"]
 
 _SYNAPSES = (nn.Conv1d, nn.Conv2d, nn.Linear)
 
@@ -205,6 +205,36 @@ def _folded(layer: nn.Module, a: Tensor, b: Tensor) -> nn.Module:
     return new
 
 
+def canonicalize(model: nn.Module) -> nn.Module:
+    """Rewrite time-folded containers into per-layer form, in place; returns ``model``.
+
+    * ``TimeFolded(nn.Sequential(a, b, ...))`` becomes
+      ``nn.Sequential(TimeFolded(a), TimeFolded(b), ...)`` (same computation: each
+      module is per step), so ``stem`` becomes ``stem.0``, ``stem.1``, ...;
+    * ``TimeFolded(nn.BatchNorm2d)`` / ``TimeFolded(nn.BatchNorm1d)`` becomes the
+      equivalent ``TDBatchNorm2d`` / ``TDBatchNorm1d`` with the same state.
+    """
+    for name, child in list(model.named_children()):
+        new = child
+        if isinstance(child, TimeFolded):
+            inner = child.module
+            if isinstance(inner, nn.Sequential):
+                new = nn.Sequential(*[TimeFolded(m) for m in inner])
+            elif type(inner) in (nn.BatchNorm2d, nn.BatchNorm1d):
+                cls = TDBatchNorm2d if isinstance(inner, nn.BatchNorm2d) else TDBatchNorm1d
+                new = cls(inner.num_features, eps=inner.eps, momentum=inner.momentum, affine=inner.affine,
+                          track_running_stats=inner.track_running_stats)
+                state = inner.state_dict()
+                new.load_state_dict(state)
+                if state:
+                    new = new.to(next(iter(state.values())).device)
+                new.train(inner.training)
+        if new is not child:
+            setattr(model, name, new)
+        canonicalize(new)
+    return model
+
+
 def fold_bn(model: nn.Module, example: Tensor, pairs: list[BNPair] | None = None) -> tuple[nn.Module, list[BNPair]]:
     """A copy of ``model`` (eval mode) with every foldable BN folded into its layer.
 
@@ -222,7 +252,7 @@ def fold_bn(model: nn.Module, example: Tensor, pairs: list[BNPair] | None = None
     Example:
         >>> folded, pairs = fold_bn(model, torch.zeros(1, 1, 28, 28))
     """
-    model = copy.deepcopy(model).eval()
+    model = canonicalize(copy.deepcopy(model)).eval()
     pairs = find_bn_pairs(model, example) if pairs is None else pairs
     for pair in pairs:
         holder = model.get_submodule(pair.layer)

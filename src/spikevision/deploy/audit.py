@@ -1,0 +1,271 @@
+"""The multiplication-free inference (MFI) audit: which layers still multiply, and why.
+
+"Is this network multiplication-free?" has an honest answer only per layer.
+:func:`audit_model` compiles the model to the integer engine
+(:mod:`spikevision.deploy.engine`), runs it on a sample batch under an
+:class:`~spikevision.deploy.ops.OpCounter`, and lists every layer with:
+
+* what it is (conv/linear with BN folded, neuron, pooling, unfolded BN,
+  float fallback, or a block's own forward code such as a residual sum);
+* what its input was (``spikes``: only 0/1 values were seen; ``analog``);
+* the operations it executed, by kind (add, shift, compare, select, mul, float);
+* whether it is multiplication-free, and if not, why.
+
+The reasons reproduce the papers' own audits: the analog first layer on
+pixels (all four papers), MS-ResNet's projection shortcuts on the real-valued
+stream (ms-resnet spec section 3, issue #4), GAC's gate (gac spec section 1),
+the spiking MLP's per-token BN (spiking-mlp spec section 4), S-ResNet's
+non-binary residual sums and its 0.8744 leak (spiking-resnet spec 2.2, 4).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from spikevision.deploy.engine import (
+    EngineConfig, FloatFallback, IntAffine, IntegerModel, IntNeuron, IntPool, IntSynapse, compile_integer,
+)
+from spikevision.deploy.ops import KINDS, OpCounter
+from spikevision.deploy.fold import PerStepSynapse
+from spikevision.deploy.trace import ATOMIC_TYPES, trace_model
+
+__all__ = ["AuditRow", "AuditReport", "audit_model", "compare_models"]
+
+_NET = "net."
+# the engine's two interface conversions: scaling by 2^F moves the binary point (exponent), it is not a product
+_INTERFACE = {
+    "quantize": "interface: pixels to fixed point, x * 2^F (a binary-point shift; the ADC)",
+    "dequantize": "interface: fixed point to logits, q / 2^F (a binary-point shift; argmax-invariant)",
+}
+
+
+@dataclass
+class AuditRow:
+    """One layer of the audit table."""
+
+    layer: str
+    what: str
+    input: str
+    ops: dict[str, int]
+    mfi: bool
+    note: str = ""
+
+
+@dataclass
+class AuditReport:
+    """The audit table plus a summary.
+
+    Attributes:
+        rows: one per layer, in execution order.
+        multiplication_free: True when no row multiplies.
+        spike_driven: layers (conv/linear) that saw only binary spikes.
+        config: the engine's number formats.
+        folded: ``"layer <- bn"`` for every folded pair.
+    """
+
+    rows: list[AuditRow]
+    config: dict
+    folded: list[str] = field(default_factory=list)
+
+    @property
+    def multiplication_free(self) -> bool:
+        return all(r.mfi for r in self.rows)
+
+    @property
+    def spike_driven(self) -> list[str]:
+        return [r.layer for r in self.rows if r.what.startswith(("conv", "linear")) and r.input == "spikes"]
+
+    @property
+    def non_mfi(self) -> list[AuditRow]:
+        return [r for r in self.rows if not r.mfi]
+
+    def totals(self) -> dict[str, int]:
+        out = dict.fromkeys(KINDS, 0)
+        for r in self.rows:
+            for k, v in r.ops.items():
+                out[k] += v
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "multiplication_free": self.multiplication_free,
+            "spike_driven_layers": self.spike_driven,
+            "non_mfi_layers": [r.layer for r in self.non_mfi],
+            "totals": self.totals(),
+            "config": self.config,
+            "folded": self.folded,
+            "rows": [asdict(r) for r in self.rows],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_markdown(self) -> str:
+        """The table (ops per sample batch given to :func:`audit_model`) and a verdict line."""
+        head = "| layer | what | input | add | shift | compare | select | mul | MFI | why not |\n"
+        head += "|---|---|---|---:|---:|---:|---:|---:|---|---|\n"
+        lines = []
+        for r in self.rows:
+            mul = r.ops["mul"] + r.ops["float"]
+            lines.append(
+                f"| `{r.layer or '(model)'}` | {r.what} | {r.input} | {r.ops['add']:,} | {r.ops['shift']:,} | "
+                f"{r.ops['compare']:,} | {r.ops['select']:,} | {mul:,} | {'yes' if r.mfi else '**no**'} | {r.note} |"
+            )
+        bad = self.non_mfi
+        verdict = (
+            "**Multiplication-free: yes** (every layer adds, shifts, compares or selects)."
+            if not bad else
+            f"**Multiplication-free: no**: {len(bad)} of {len(self.rows)} layers multiply "
+            f"({', '.join('`' + (r.layer or '(model)') + '`' for r in bad)}). "
+            f"{len(self.spike_driven)} conv/linear layers are spike-driven (additions only)."
+        )
+        return head + "\n".join(lines) + "\n\n" + verdict + "\n"
+
+
+def _input_kind(module: nn.Module) -> str:
+    seen = getattr(module, "inputs_seen", set())
+    if not seen:
+        return "-"
+    return "spikes" if seen == {"spikes"} else ("analog" if seen == {"analog"} else "mixed")
+
+
+def _describe(module: nn.Module, name: str, folded: set[str], producers: dict[str, str]) -> tuple[str, str]:
+    """(what, note) for an engine module."""
+    src = producers.get(name, "")
+    if isinstance(module, IntSynapse):
+        what = ("conv" if module.kind == "conv2d" else "linear") + (" + BN folded" if name in folded else "")
+        if module.per_step:
+            what += " (per-step weights)"
+        note = ""
+        if _input_kind(module) != "spikes":
+            note = "multiply-accumulate on real-valued input" + (f" from {src}" if src else "")
+        return what, note
+    if isinstance(module, IntAffine):
+        note = ""
+        if _input_kind(module) != "spikes":
+            note = ("per-token BN: scales the token axis, not the preceding layer's output axis, so it cannot "
+                    "fold into shared weights" if module.token else "BN with no conv/linear directly before it")
+        return "BN (kept)" + (" per token" if module.token else ""), note
+    if isinstance(module, IntPool):
+        if module.is_max:
+            return "max-pool", ""
+        return "avg-pool", (f"window of {module.last_window} is not a power of two: division"
+                            if module.divides else "")
+    if isinstance(module, IntNeuron):
+        return f"neuron (decay {module.decay:.4g})", "; ".join(module.multiplies)
+    if isinstance(module, FloatFallback):
+        return f"float fallback ({type(module.module).__name__})", module.reason
+    return type(module).__name__, ""
+
+
+def audit_model(
+    model: nn.Module,
+    example: Tensor,
+    cfg: EngineConfig = EngineConfig(),
+    integer_model: IntegerModel | None = None,
+) -> AuditReport:
+    """Compile ``model``, run ``example`` through the integer engine and tabulate every layer.
+
+    Args:
+        model: the float model (trained; eval-mode statistics are used).
+        example: a representative batch (firing and op counts come from it).
+        cfg: engine number formats.
+        integer_model: an already compiled model (skips compilation).
+
+    Returns:
+        The :class:`AuditReport`.
+    """
+    im = integer_model or compile_integer(model, example[:2], cfg)
+    for m in im.modules():
+        if hasattr(m, "inputs_seen"):
+            m.inputs_seen.clear()
+    counter = OpCounter(im)
+    with torch.no_grad(), counter:
+        im(example)
+    folded = {p.layer for p in im.pairs}
+    producers = _producers(im, example[:1])
+    engine_types = (IntSynapse, IntAffine, IntPool, IntNeuron, FloatFallback)
+    engine_names = {n for n, m in im.named_modules() if isinstance(m, engine_types)}
+    rows: list[AuditRow] = []
+    order = [k for k in counter.counts]  # execution order of first use
+    seen: set[str] = set()
+    for key in order:
+        owner = next((n for n in engine_names if key == n or key.startswith(n + ".")), None)
+        name = owner or key
+        if name in seen:
+            continue
+        seen.add(name)
+        ops = counter.layer_counts(name) if owner else dict(counter.counts[key])
+        ops = {k: v for k, v in ops.items()}
+        label = name[len(_NET):] if name.startswith(_NET) else ("" if name == "net" else name)
+        if owner:
+            module = im.get_submodule(name)
+            what, note = _describe(module, label, folded, producers)
+            inp = _input_kind(module)
+        else:
+            if not any(ops[k] for k in KINDS if k != "other"):
+                continue  # pure data movement (encoder repeat, flatten)
+            what, inp = ("input quantiser" if label == "quantize" else
+                         "output scale" if label == "dequantize" else "forward code"), "-"
+            ops_names = sorted(counter.ops.get(key, set()))
+            note = ""
+            if ops["mul"] or ops["float"]:
+                note = f"executes {', '.join(ops_names)} (e.g. the mean over time of the readout)"
+        mfi = not (ops["mul"] or ops["float"])
+        if label in _INTERFACE:
+            mfi, note = True, _INTERFACE[label]
+        rows.append(AuditRow(label, what, inp, ops, mfi, note))
+    return AuditReport(rows, asdict(im.cfg), [f"{p.layer} <- {p.bn}" for p in im.pairs])
+
+
+def _producers(im: IntegerModel, example: Tensor) -> dict[str, str]:
+    """For each engine layer, a description of what produced its input (from a trace of the float model)."""
+    out: dict[str, str] = {}
+    try:
+        trace = trace_model(im.float_model, example, atomic=ATOMIC_TYPES + (PerStepSynapse,))
+    except Exception:  # the description is a courtesy; never fail the audit for it
+        return out
+    for c in trace.calls:
+        if c.kind == "module" and c.inputs and isinstance(c.inputs[0], int):
+            src = trace.calls[c.inputs[0]]
+            if src.kind == "glue":
+                out[c.name] = f"`{src.owner or '(model)'}` ({src.name.strip('_')})"
+            else:
+                out[c.name] = f"`{src.name}`"
+    return out
+
+
+@torch.no_grad()
+def compare_models(float_model: nn.Module, integer_model: nn.Module, batches, limit: int | None = None) -> dict:
+    """Top-1 agreement and accuracies of a float and an integer model over ``(images, labels)`` batches.
+
+    Args:
+        float_model: the float model (eval mode is set).
+        integer_model: the compiled model.
+        batches: iterable of ``(x, y)``.
+        limit: stop after this many samples.
+
+    Returns:
+        ``{"samples", "agreement", "float_accuracy", "integer_accuracy"}`` (fractions).
+    """
+    float_model.eval()
+    n = agree = ok_f = ok_i = 0
+    for x, y in batches:
+        if limit is not None and n >= limit:
+            break
+        if limit is not None:
+            x, y = x[: limit - n], y[: limit - n]
+        pf = float_model(x).argmax(-1)
+        pi = integer_model(x).argmax(-1)
+        n += len(y)
+        agree += int((pf == pi).sum())
+        ok_f += int((pf == y).sum())
+        ok_i += int((pi == y).sum())
+    if n == 0:
+        raise ValueError("compare_models got no samples")
+    return {"samples": n, "agreement": agree / n, "float_accuracy": ok_f / n, "integer_accuracy": ok_i / n}
+

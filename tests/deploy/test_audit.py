@@ -1,0 +1,63 @@
+"""The MFI audit table: which layers multiply, and why."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from deploy_nets import MSNet, randomize_bn, small_cnn
+from spikevision.deploy.audit import audit_model, compare_models
+from spikevision.deploy.engine import EngineConfig
+from spikevision.neuron import NeuronParams
+
+
+def test_ms_style_net_lists_analog_first_layer_projection_and_readout():
+    torch.manual_seed(0)
+    model = randomize_bn(MSNet())
+    report = audit_model(model, torch.rand(4, 2, 8, 8))
+    non_mfi = {r.layer: r for r in report.non_mfi}
+    # the stem sees pixels, the projection shortcut the real-valued stream, the readout averages rates
+    assert set(non_mfi) == {"stem", "block1.shortcut.0", "head", "head.fc"}
+    assert non_mfi["stem"].input == "analog" and "encoder" in non_mfi["stem"].note
+    assert "block1.shortcut.0" in report.to_markdown()
+    assert set(report.spike_driven) == {"block1.conv1", "block1.conv2", "block2.conv1", "block2.conv2"}
+    assert not report.multiplication_free
+    rows = {r.layer: r for r in report.rows}
+    assert rows["block1.conv1"].mfi and rows["block1.conv1"].ops["mul"] == 0 and rows["block1.conv1"].ops["add"] > 0
+    assert rows["block1.conv1"].what == "conv + BN folded"
+    data = json.loads(report.to_json())
+    assert data["non_mfi_layers"] == [r.layer for r in report.non_mfi]
+    assert "Multiplication-free: no" in report.to_markdown()
+
+
+def test_non_power_of_two_leak_and_division_are_listed():
+    torch.manual_seed(1)
+    p = NeuronParams(decay=0.8744, gain=1.0, v_th=1.0, reset="soft", strict=True)
+    model = randomize_bn(small_cnn(p=p, pool=nn.AvgPool2d(2)))
+    x = torch.rand(2, 1, 8, 8)
+    report = audit_model(model, x)
+    rows = {r.layer: r for r in report.rows}
+    assert not rows["3"].mfi and "0.8744" in rows["3"].note
+    assert rows["7"].mfi  # 2x2 average = sum and a shift by 2
+    shifted = audit_model(model, x, EngineConfig(leak="shift_add", shift_add_terms=4))
+    assert {r.layer: r for r in shifted.rows}["3"].mfi
+    # a 3x3 average divides by 9
+    model9 = randomize_bn(small_cnn(pool=nn.AvgPool2d(3, stride=2, padding=1)))
+    row = {r.layer: r for r in audit_model(model9, x).rows}["7"]
+    assert not row.mfi and "9" in row.note
+
+
+def test_compare_models_counts_and_limit():
+    torch.manual_seed(2)
+    model = randomize_bn(small_cnn())
+    from spikevision.deploy.engine import compile_integer
+
+    im = compile_integer(model, torch.rand(2, 1, 8, 8))
+    batches = [(torch.rand(8, 1, 8, 8), torch.randint(0, 5, (8,))) for _ in range(3)]
+    res = compare_models(model, im, batches, limit=20)
+    assert res["samples"] == 20 and 0.0 <= res["float_accuracy"] <= 1.0 and res["agreement"] >= 0.9
+    with pytest.raises(ValueError, match="no samples"):
+        compare_models(model, im, [])
