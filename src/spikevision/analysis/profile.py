@@ -97,7 +97,7 @@ def _energy_str(pj: float) -> str:
 
 def format_profile(p: Profile, *, show_neurons: bool = True) -> str:
     """The per-layer table and totals as plain text (one sample; convention lines included)."""
-    header = f"{'layer':<44} {'type':<8} {'input':<7} {'rate':>6} {'dense MACs':>11} {'ACs':>10} {'MACs':>10} {'energy':>11}"
+    header = f"{'layer':<44} {'type':<8} {'input':<7} {'in-nz':>6} {'dense MACs':>11} {'ACs':>10} {'MACs':>10} {'energy':>11}"
     lines = [header, "-" * len(header)]
     for r in p.ops.layers:
         e = p.energy.energy_pj(macs=r.macs, acs=r.acs)

@@ -86,9 +86,9 @@ def run(args: argparse.Namespace) -> int:
         rows.append(row)
     header = ["name", "family", "paper", "T", "input", "params"] + (["MACs/step"] if args.macs else [])
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
     print("  ".join("-" * w for w in widths))
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     print(f"{len(rows)} models" + ("; MACs: dense, per time step, batch 1, default input size" if args.macs else ""))
     return 0
