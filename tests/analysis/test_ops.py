@@ -191,3 +191,11 @@ def test_equal_to_neurobench():
             assert spiking == (r.input_kind == "binary")
             assert r.synops == eff
             assert r.nb_dense == dense
+
+
+def test_repeated_spike_input_not_deduplicated():
+    lin = TimeFolded(nn.Linear(3, 2))
+    x = torch.zeros(4, 2, 3)  # silent spikes, identical at every step
+    with OpsCounter(lin, repeated_input_once=True, T=4) as ops:
+        lin(x)
+    assert ops.result(samples=2).layers[0].dense_macs == 4 * 2 * 3 * 2 / 2

@@ -49,7 +49,8 @@ spiking when its inputs lie in ``{-1, 0, 1}``; here ``-1`` makes an input
 
 Stems fed by the direct encoder run on all ``T`` copies of the image, and are
 counted as executed: ``T`` times (``repeated_input_once=True`` counts a layer
-whose input is identical at every step once, as an implementation could).
+whose non-binary input is identical at every step once, as an implementation
+could; spike inputs are never deduplicated).
 """
 
 from __future__ import annotations
@@ -272,11 +273,13 @@ class OpsCounter:
 
     def _count(self, module: nn.Module, rec: LayerOps, x: Tensor, output: Tensor) -> None:
         repeat = 1
-        if self.repeated_input_once and x.dim() >= 2 and x.shape[0] % self.T == 0 and self.T > 1:
+        kind = input_kind(x)
+        if (self.repeated_input_once and kind != "binary" and self.T > 1 and x.dim() >= 2
+                and x.shape[0] % self.T == 0):
+            # only non-spike inputs: a spike layer whose input happens to repeat (e.g. all zeros) stays event-driven
             steps = x.unflatten(0, (self.T, x.shape[0] // self.T))
             if bool((steps == steps[:1]).all()):
                 x, repeat = steps[0], self.T  # count one step; outputs scale down below
-        kind = input_kind(x)
         if _KIND_ORDER[kind] > _KIND_ORDER[rec.input_kind]:
             rec.input_kind = kind
         wmask = _weight_mask(module.weight) if self.skip_zero_weights else None

@@ -33,6 +33,7 @@ class Profile:
     connection_sparsity: float
     energy: EnergyModel
     memory_energy: MemoryEnergyModel
+    repeated_input_once: bool = False
 
     @property
     def mean_rate(self) -> float:
@@ -78,7 +79,8 @@ def profile_model(model: nn.Module, x: Tensor, *, integer_inputs: IntegerMode = 
     finally:
         model.train(was_training)
     return Profile(counter.result(samples), monitor.rates() if monitor else {}, T, samples, footprint(model),
-                   connection_sparsity(model), energy, memory_energy or MemoryEnergyModel(compute=energy))
+                   connection_sparsity(model), energy, memory_energy or MemoryEnergyModel(compute=energy),
+                   repeated_input_once)
 
 
 def _si(v: float) -> str:
@@ -120,9 +122,16 @@ def format_profile(p: Profile, *, show_neurons: bool = True) -> str:
         f"energy {_energy_str(p.energy_pj())} per sample; convention: {p.energy.convention()}",
         f"energy with memory {_energy_str(p.energy_pj(p.memory_energy))} per sample; convention: "
         f"{p.memory_energy.convention()}",
-        f"counting: ACs = exact (non-zero binary input, non-zero weight, output) connections; MACs = dense MACs of "
-        f"layers with {'real' if p.ops.integer_inputs == 'repeated_ac' else 'real or integer'}-valued input"
-        f"{'; integer inputs as repeated ACs' if p.ops.integer_inputs == 'repeated_ac' else ''}; "
-        f"layers counted every time step as executed; bias, BN, pooling not counted",
+        _counting_line(p),
     ]
     return "\n".join(lines)
+
+
+def _counting_line(p: Profile) -> str:
+    as_ac = p.ops.integer_inputs == "repeated_ac"
+    repeat = ("non-binary inputs repeated at every step counted once" if p.repeated_input_once
+              else "layers counted every time step as executed")
+    return ("counting: ACs = exact (non-zero binary input, non-zero weight, output) connections"
+            + ("; integer inputs as repeated ACs (|x| per connection)" if as_ac else "")
+            + f"; MACs = dense MACs of layers with {'real' if as_ac else 'real or integer'}-valued input"
+            + f"; {repeat}; bias, BN, pooling not counted")
