@@ -49,7 +49,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from spikevision.neuron.surrogate import Sigmoid, Surrogate, get_surrogate
+from spikevision.neuron.surrogate import Rectangular, Sigmoid, Surrogate, get_surrogate
 
 __all__ = ["NeuronParams", "lif_multistep", "plif_multistep", "check_sequence", "ResetKind"]
 
@@ -147,112 +147,182 @@ def check_sequence(x: Tensor, name: str = "input", min_dim: int = 2) -> None:
 # ---------------------------------------------------------------------------
 # Fused kernel
 # ---------------------------------------------------------------------------
+#
+# Both passes walk the sequence one time step at a time and keep every
+# temporary in a few step-sized scratch buffers: a step of [B, C, H, W] is small
+# enough to stay in cache while a dozen cheap ops run over it, whereas whole-
+# sequence [T, ...] temporaries stream through main memory on every op (and on
+# CPU cost page faults when freshly allocated). Scalars stay Python floats or
+# 0-dim tensors on the device, so there is no host sync inside the loops.
 
 
-def _fire(h: Tensor, p: NeuronParams, out: Tensor | None = None) -> Tensor:
-    op = torch.gt if p.strict else torch.ge
-    if out is None:
-        return op(h, p.v_th).to(h.dtype)
-    return op(h, p.v_th, out=out)
+def _is_compact(p: NeuronParams, decay: Tensor | float) -> bool:
+    """Whether backward can run from a 1-byte code per neuron-step instead of ``H``.
 
-
-def _reset(h: Tensor, s: Tensor, p: NeuronParams) -> Tensor:
-    if p.reset == "hard":
-        v = h * (1.0 - s)
-        return v + s * p.v_reset if p.v_reset != 0.0 else v
-    if p.reset == "soft":
-        return h - s * p.v_th
-    return h
-
-
-def _forward_loop(drive: Tensor, decay: Tensor | float, p: NeuronParams) -> tuple[Tensor, Tensor]:
-    """Run the recurrence given ``drive_t = gain * X_t + (1 - decay) v_rest``.
-
-    ``decay`` is a Python float, or a 0-dim tensor for learnable time constants
-    (kept on the device to avoid a host sync). Returns the charged membranes
-    ``H`` and the spikes ``S``, both shaped like ``drive``.
+    With the rectangular surrogate the gradient only needs, per neuron-step,
+    the spike bit (for a hard reset's ``1 - S`` factor) and whether ``H`` lies in
+    the surrogate window: two bits, kept as one ``uint8``. A non-detached hard
+    reset needs ``H`` itself (``(v_reset - H) * sg``), and a learnable decay
+    needs the post-reset membranes, so those keep ``H``.
     """
-    T = drive.shape[0]
-    h_seq = torch.empty_like(drive)
-    s_seq = torch.empty_like(drive)
-    v: Tensor | None = None  # post-reset membrane V_{t-1}; None means v_rest
-    for t in range(T):
+    return (
+        isinstance(p.surrogate, Rectangular)
+        and (p.reset != "hard" or p.detach_reset)
+        and not (isinstance(decay, Tensor) and decay.requires_grad)
+    )
+
+
+def _charge(x_t: Tensor, v: Tensor | None, decay: Tensor | float, gain: Tensor | float,
+            p: NeuronParams, out: Tensor) -> Tensor:
+    """``out = decay (V - v_rest) + v_rest + gain X_t``, with ``V = v_rest`` when ``v`` is None."""
+    if isinstance(gain, float) and gain == 1.0:
         if v is None:
-            if p.v_rest == 0.0:
-                h_seq[0].copy_(drive[0])
-            else:
-                torch.add(drive[0], decay * p.v_rest, out=h_seq[0])
+            out.copy_(x_t)
         elif isinstance(decay, float):
-            torch.add(drive[t], v, alpha=decay, out=h_seq[t])
+            torch.add(x_t, v, alpha=decay, out=out)
         else:
-            torch.addcmul(drive[t], v, decay, out=h_seq[t])
-        _fire(h_seq[t], p, out=s_seq[t])
-        v = _reset(h_seq[t], s_seq[t], p)
-    return h_seq, s_seq
+            torch.addcmul(x_t, v, decay, out=out)
+    else:
+        torch.mul(x_t, gain, out=out)
+        if v is not None:
+            out.add_(v, alpha=decay) if isinstance(decay, float) else out.addcmul_(v, decay)
+    if p.v_rest != 0.0:
+        out.add_(p.v_rest if v is None else (1.0 - decay) * p.v_rest)
+    return out
 
 
-def _as_float(value: Tensor | float) -> float:
-    return float(value.detach()) if isinstance(value, Tensor) else value
+def _reset_into(h: Tensor, s: Tensor, p: NeuronParams, out: Tensor) -> Tensor:
+    """Post-reset membrane ``V`` from ``H`` and spikes ``S`` (0/1, any dtype)."""
+    if p.reset == "hard":
+        torch.addcmul(h, h, s, value=-1.0, out=out)  # H (1 - S), exact for S in {0, 1}
+        if p.v_reset != 0.0:
+            out.add_(s, alpha=p.v_reset)
+        return out
+    if p.reset == "soft":
+        return torch.add(h, s, alpha=-p.v_th, out=out)
+    return h
 
 
 class _MultiStep(torch.autograd.Function):
     """Fused multi-step neuron with a hand-written BPTT backward.
 
     ``decay`` and ``gain`` are Python floats (fixed constants) or 0-dim tensors
-    (learnable, PLIF). Saves only ``H`` for backward, plus ``X`` when the gain
-    itself needs a gradient.
+    (learnable, PLIF). Saves for backward either one ``int8`` code per
+    neuron-step (rectangular surrogate, see :func:`_is_compact`) or the charged
+    membrane ``H``; plus ``X`` when the gain itself needs a gradient.
+
+    Every per-step op is a float op or a float <-> int8 copy: on CPU those are
+    vectorised, while bool and uint8 outputs or mixed-dtype arithmetic fall back
+    to slow paths (several times slower per element).
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, decay: Tensor | float, gain: Tensor | float, p: NeuronParams):
-        drive = x if (isinstance(gain, float) and gain == 1.0) else x * gain
-        if p.v_rest != 0.0:
-            drive = drive + (1.0 - decay) * p.v_rest
-        h_seq, s_seq = _forward_loop(drive, decay, p)
-        ctx.p = p
-        ctx.decay, ctx.gain = _as_float(decay), _as_float(gain)
-        ctx.save_for_backward(h_seq, x if isinstance(gain, Tensor) and gain.requires_grad else None)
-        return s_seq, h_seq
+    def forward(ctx, x: Tensor, decay: Tensor | float, gain: Tensor | float, p: NeuronParams,
+                return_membrane: bool):
+        T = x.shape[0]
+        compact = _is_compact(p, decay)
+        fire = torch.gt if p.strict else torch.ge
+        s_seq = torch.empty_like(x)
+        h_seq = torch.empty_like(x) if (return_membrane or not compact) else None
+        h_buf = torch.empty_like(x[0]) if h_seq is None else None
+        v_buf = torch.empty_like(x[0]) if p.reset != "none" else None
+        if compact:
+            code = torch.empty(x.shape, dtype=torch.int8, device=x.device)
+            c_buf = torch.empty_like(x[0])
+            half_width = p.surrogate.width / 2.0
+        v: Tensor | None = None  # post-reset membrane V_{t-1}; None means v_rest
+        for t in range(T):
+            h = _charge(x[t], v, decay, gain, p, out=h_seq[t] if h_seq is not None else h_buf)
+            s = fire(h, p.v_th, out=s_seq[t])
+            if compact:  # code = in-window (+ 2 * spike for a hard reset), in {0, 1, 2, 3}
+                torch.sub(h, p.v_th, out=c_buf).abs_().lt_(half_width)
+                if p.reset == "hard":
+                    c_buf.add_(s, alpha=2.0)
+                code[t].copy_(c_buf)
+            v = _reset_into(h, s, p, out=v_buf)
+
+        ctx.p, ctx.compact = p, compact
+        ctx.decay, ctx.gain = decay, gain
+        ctx.set_materialize_grads(False)
+        needs_x = isinstance(gain, Tensor) and gain.requires_grad
+        ctx.save_for_backward(code if compact else h_seq, x if needs_x else None)
+        return (s_seq, h_seq) if return_membrane else s_seq
 
     @staticmethod
-    def backward(ctx, grad_s: Tensor | None, grad_h_out: Tensor | None):
+    def backward(ctx, grad_s: Tensor | None, grad_h_out: Tensor | None = None):
         p: NeuronParams = ctx.p
-        h_seq, x = ctx.saved_tensors
+        saved, x = ctx.saved_tensors
         decay, gain = ctx.decay, ctx.gain
-        s_seq = _fire(h_seq, p)
-        sg = p.surrogate.grad(h_seq - p.v_th)
-        # gradient reaching H_t directly from this step's outputs (spike, membrane)
-        direct = grad_s * sg if grad_s is not None else torch.zeros_like(h_seq)
-        if grad_h_out is not None:
-            direct = direct + grad_h_out
-        # dH_{t+1}/dH_t = decay * dV_t/dH_t: the factor carrying gradient back in time
-        if p.reset == "hard":
-            dv_dh = 1.0 - s_seq
-            if not p.detach_reset:
-                dv_dh = dv_dh + (p.v_reset - h_seq) * sg
-        elif p.reset == "soft" and not p.detach_reset:
-            dv_dh = 1.0 - p.v_th * sg
-        else:
-            dv_dh = None  # identity
-        if dv_dh is None:
-            carry = torch.full_like(h_seq, decay)
-        else:
-            carry = dv_dh * decay if decay != 1.0 else dv_dh
-        grad_h = torch.empty_like(h_seq)
-        T = h_seq.shape[0]
-        grad_h[T - 1].copy_(direct[T - 1])
-        for t in range(T - 2, -1, -1):
-            torch.addcmul(direct[t], carry[t], grad_h[t + 1], out=grad_h[t])
-        grad_x = grad_h * gain if gain != 1.0 else grad_h
+        T = saved.shape[0]
+        dtype = grad_s.dtype if grad_s is not None else grad_h_out.dtype
+        grad_x = torch.empty(saved.shape, dtype=dtype, device=saved.device)
+        step = grad_x[0]
+        lt = torch.le if p.strict else torch.lt  # "no spike"
 
-        grad_decay = grad_gain = None
-        if ctx.needs_input_grad[1]:
-            # dH_t/d decay = V_{t-1} - v_rest, with V_{-1} = v_rest
-            v_prev = _reset(h_seq[:-1], s_seq[:-1], p)
-            grad_decay = (grad_h[1:] * (v_prev - p.v_rest)).sum()
-        if ctx.needs_input_grad[2]:
-            grad_gain = (grad_h * x).sum()
-        return grad_x, grad_decay, grad_gain, None
+        # The recursion runs on K = G / sg_scale, where G_t = dL/dH_t and the
+        # surrogate is sg = sg_scale * g; the constant joins the output scale.
+        sg_scale = 1.0 / p.surrogate.width if ctx.compact else p.surrogate.scaled_grad_(torch.zeros(()))[1]
+        out_scale = gain * sg_scale
+        in_place = isinstance(out_scale, float) and out_scale == 1.0
+        # K_t lives in grad_x[t] when the output scale is 1, else in two rolling buffers
+        k_bufs = None if in_place else (torch.empty_like(step), torch.empty_like(step))
+        g_buf = torch.empty_like(step)  # surrogate (window) of this step
+        no_spike = torch.empty_like(step) if p.reset == "hard" else None
+        factor = torch.empty_like(step) if p.reset != "none" and not p.detach_reset else None
+        decay_is_tensor = isinstance(decay, Tensor)
+        grad_decay = torch.zeros((), dtype=dtype, device=saved.device) if ctx.needs_input_grad[1] else None
+        grad_gain = torch.zeros((), dtype=dtype, device=saved.device) if ctx.needs_input_grad[2] else None
+        v_buf = torch.empty_like(step) if grad_decay is not None else None
+        k_next: Tensor | None = None
+
+        for t in range(T - 1, -1, -1):
+            k = grad_x[t] if in_place else k_bufs[t % 2]
+            if ctx.compact:  # code = window (+ 2 spike)
+                sg = g_buf.copy_(saved[t])
+                if no_spike is not None:
+                    torch.lt(sg, 2.0, out=no_spike)
+                    sg.add_(no_spike, alpha=2.0).sub_(2.0)
+            else:
+                h = saved[t]
+                sg, _ = p.surrogate.scaled_grad_(torch.sub(h, p.v_th, out=g_buf))
+                if no_spike is not None:
+                    lt(h, p.v_th, out=no_spike)
+            # direct term: this step's spike (through the surrogate) and membrane outputs
+            if grad_s is not None:
+                torch.mul(grad_s[t], sg, out=k)
+            else:
+                k.zero_()
+            if grad_h_out is not None:
+                k.add_(grad_h_out[t], alpha=1.0 / sg_scale)
+            # carried term: dH_{t+1}/dH_t = decay * dV_t/dH_t
+            if k_next is not None:
+                kn = k_next * decay if decay_is_tensor else k_next
+                c = 1.0 if decay_is_tensor else decay
+                if p.reset == "hard" and p.detach_reset:  # dV/dH = 1 - S
+                    k.addcmul_(kn, no_spike, value=c)
+                elif p.reset == "hard":  # dV/dH = (1 - S) + (v_reset - H) sg
+                    torch.sub(h, p.v_reset, out=factor).mul_(sg).mul_(-sg_scale).add_(no_spike)
+                    k.addcmul_(kn, factor, value=c)
+                elif p.reset == "soft" and not p.detach_reset:  # dV/dH = 1 - v_th sg
+                    torch.mul(sg, -p.v_th * sg_scale, out=factor).add_(1.0)
+                    k.addcmul_(kn, factor, value=c)
+                else:  # dV/dH = 1
+                    k.add_(kn, alpha=c)
+                if grad_decay is not None:  # dH_{t+1}/d decay = V_t - v_rest
+                    s_t = torch.sub(1.0, no_spike) if no_spike is not None else \
+                        (torch.gt if p.strict else torch.ge)(h, p.v_th).to(h.dtype)
+                    v_t = _reset_into(h, s_t, p, out=v_buf)
+                    grad_decay += torch.sum(k_next * (v_t - p.v_rest))
+            if not in_place:
+                torch.mul(k, out_scale, out=grad_x[t])
+                if grad_gain is not None:
+                    grad_gain += torch.sum(k * x[t])
+            k_next = k
+        if grad_decay is not None:
+            grad_decay = grad_decay * sg_scale
+        if grad_gain is not None:
+            grad_gain = grad_gain * sg_scale
+        return grad_x, grad_decay, grad_gain, None, None
 
 
 def lif_multistep(
@@ -275,8 +345,7 @@ def lif_multistep(
         TypeError: non-floating input. ValueError: fewer than 2 dims.
     """
     check_sequence(x_seq)
-    s, h = _MultiStep.apply(x_seq, p.decay, p.gain, p)
-    return (s, h) if return_membrane else s
+    return _MultiStep.apply(x_seq, p.decay, p.gain, p, return_membrane)
 
 
 def plif_multistep(
@@ -305,5 +374,4 @@ def plif_multistep(
     inv_tau = torch.sigmoid(w.reshape(()).to(x_seq.dtype))
     decay = 1.0 - inv_tau
     gain = inv_tau if decay_input else 1.0
-    s, h = _MultiStep.apply(x_seq, decay, gain, p)
-    return (s, h) if return_membrane else s
+    return _MultiStep.apply(x_seq, decay, gain, p, return_membrane)

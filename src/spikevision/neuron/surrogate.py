@@ -45,6 +45,15 @@ class Surrogate:
         """A differentiable function whose derivative is :meth:`grad`."""
         raise NotImplementedError
 
+    def scaled_grad_(self, x: Tensor) -> tuple[Tensor, float]:
+        """Kernel helper: ``(g, scale)`` with ``grad(x) == scale * g``.
+
+        May overwrite ``x`` (a scratch buffer) and return it as ``g``, so the
+        fused backward runs without temporaries; the constant ``scale`` is folded
+        into a later multiplication. The default just calls :meth:`grad`.
+        """
+        return self.grad(x), 1.0
+
 
 @dataclass(frozen=True)
 class Sigmoid(Surrogate):
@@ -67,6 +76,10 @@ class Sigmoid(Surrogate):
     def primitive(self, x: Tensor) -> Tensor:
         return torch.sigmoid(x * self.alpha)
 
+    def scaled_grad_(self, x: Tensor) -> tuple[Tensor, float]:
+        sg = x.mul_(self.alpha).sigmoid_()
+        return sg.addcmul_(sg, sg, value=-1.0), self.alpha  # sg - sg^2 = sg (1 - sg)
+
 
 @dataclass(frozen=True)
 class ATan(Surrogate):
@@ -87,6 +100,9 @@ class ATan(Surrogate):
 
     def primitive(self, x: Tensor) -> Tensor:
         return torch.atan(x * (math.pi / 2.0 * self.alpha)) / math.pi + 0.5
+
+    def scaled_grad_(self, x: Tensor) -> tuple[Tensor, float]:
+        return x.mul_(math.pi / 2.0 * self.alpha).square_().add_(1.0).reciprocal_(), self.alpha / 2.0
 
 
 @dataclass(frozen=True)
@@ -111,6 +127,9 @@ class Rectangular(Surrogate):
 
     def primitive(self, x: Tensor) -> Tensor:
         return torch.clamp(x / self.width + 0.5, 0.0, 1.0)
+
+    def scaled_grad_(self, x: Tensor) -> tuple[Tensor, float]:
+        return x.abs_().lt_(self.width / 2.0), 1.0 / self.width  # lt_ writes 1.0 / 0.0
 
 
 @dataclass(frozen=True)
@@ -141,6 +160,9 @@ class Triangle(Surrogate):
         xc = torch.clamp(x, -h, h)
         quad = xc + torch.sign(xc) * (-xc.square() / (2.0 * h))
         return (quad + h / 2.0) * self.peak
+
+    def scaled_grad_(self, x: Tensor) -> tuple[Tensor, float]:
+        return x.abs_().mul_(-2.0 / self.width).add_(1.0).clamp_(min=0.0), self.peak
 
 
 SURROGATES: dict[str, type[Surrogate]] = {

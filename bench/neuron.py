@@ -1,0 +1,254 @@
+"""Speed and backward memory of the multi-step LIF kernel, side by side.
+
+Three contenders run interleaved in one process on the same input
+``[T, 32, 64, 16, 16]`` (``T`` in 4, 8, 16), forward + backward:
+
+* ``spikevision``: :func:`spikevision.neuron.lif_multistep` (fused loop, hand
+  written backward);
+* ``spikingjelly``: SpikingJelly 2.x ``LIFNode(step_mode="m")`` (its CPU path:
+  a registered op with a hand-written backward), same constants;
+* ``naive``: a per-step Python loop differentiated by autograd, with a small
+  straight-through spike function (what one writes by hand).
+
+Two neuron configurations:
+
+* ``sj-lif``: constants SpikingJelly supports identically (tau 2 with
+  ``decay_input``, threshold 1, hard reset to 0, fire at ``H >= v_th``, sigmoid
+  surrogate alpha 4, detached reset). The bench checks that spikevision and
+  SpikingJelly agree (spikes equal, input gradients equal to round-off).
+* ``ms-resnet``: the MS-ResNet neuron (decay 0.25, gain 1, threshold 0.5, fire
+  at ``H > v_th``, hard reset to 0, rectangular surrogate of width 1, detached
+  reset). SpikingJelly has no rectangular surrogate in its fused kernel, so its
+  column here uses ``tau = 4/3, decay_input=False`` (same charge) with the
+  sigmoid surrogate (alpha 4): close, not identical.
+
+Reported per contender: median wall time of forward + backward over several
+interleaved repetitions after warm-up, throughput in neuron-steps per second,
+ratios (``x SJ`` = SJ time / this time, so > 1 is faster than SJ), and the
+bytes kept for backward per neuron-step, measured with
+:func:`torch.autograd.graph.saved_tensors_hooks` as the sum of the unique
+storages saved by the graph.
+
+Run::
+
+    python bench/neuron.py                 # full table
+    python bench/neuron.py --reps 5 --T 4  # quicker
+
+SpikingJelly is optional (``pip install spikingjelly``; it is not needed by the
+library). When it is missing the bench says so and runs the other columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import statistics
+import sys
+import time
+from typing import Callable
+
+import torch
+
+from spikevision.neuron import NeuronParams, Rectangular, Sigmoid, lif_multistep
+
+SHAPE_REST = (32, 64, 16, 16)  # [B, C, H, W] after T
+
+CONFIGS = {
+    "sj-lif": dict(
+        params=NeuronParams(decay=0.5, gain=0.5, v_th=1.0, v_reset=0.0, reset="hard", strict=False,
+                            detach_reset=True, surrogate=Sigmoid(4.0)),
+        sj=dict(tau=2.0, decay_input=True, v_threshold=1.0, v_reset=0.0, alpha=4.0, detach_reset=True),
+        sj_identical=True,
+        input_mean=1.0,
+    ),
+    "ms-resnet": dict(
+        params=NeuronParams(decay=0.25, gain=1.0, v_th=0.5, v_reset=0.0, reset="hard", strict=True,
+                            detach_reset=True, surrogate=Rectangular(1.0)),
+        sj=dict(tau=4.0 / 3.0, decay_input=False, v_threshold=0.5, v_reset=0.0, alpha=4.0, detach_reset=True),
+        sj_identical=False,
+        input_mean=0.3,
+    ),
+}
+
+
+# ---------------------------------------------------------------------------
+# contenders: each is a function x -> spikes that builds an autograd graph
+# ---------------------------------------------------------------------------
+
+
+class _SpikeFn(torch.autograd.Function):
+    """Heaviside forward, surrogate gradient backward (the usual hand-written spike)."""
+
+    @staticmethod
+    def forward(ctx, u, p: NeuronParams):
+        ctx.save_for_backward(u)
+        ctx.p = p
+        return (u > 0).to(u.dtype) if p.strict else (u >= 0).to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (u,) = ctx.saved_tensors
+        return grad * ctx.p.surrogate.grad(u), None
+
+
+def naive_lif(x: torch.Tensor, p: NeuronParams) -> torch.Tensor:
+    """Per-step loop: ``H = decay V + gain X``; spike; hard reset with detached spike."""
+    v = torch.zeros_like(x[0])
+    spikes = []
+    for t in range(x.shape[0]):
+        h = v * p.decay + x[t] * p.gain
+        s = _SpikeFn.apply(h - p.v_th, p)
+        v = h * (1.0 - s.detach()) if p.detach_reset else h * (1.0 - s)
+        spikes.append(s)
+    return torch.stack(spikes)
+
+
+def make_sj(cfg: dict) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    try:
+        from spikingjelly.activation_based import functional as sj_functional
+        from spikingjelly.activation_based import neuron as sj_neuron
+        from spikingjelly.activation_based import surrogate as sj_surrogate
+    except Exception as e:  # ImportError, or a broken install
+        print(f"# SpikingJelly not available ({type(e).__name__}: {e}); "
+              "its column is skipped. Install with: pip install spikingjelly")
+        return None
+    c = cfg["sj"]
+    node = sj_neuron.LIFNode(tau=c["tau"], decay_input=c["decay_input"], v_threshold=c["v_threshold"],
+                             v_reset=c["v_reset"], surrogate_function=sj_surrogate.Sigmoid(alpha=c["alpha"]),
+                             detach_reset=c["detach_reset"], step_mode="m")
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        sj_functional.reset_net(node)  # SJ keeps the membrane between calls
+        return node(x)
+
+    return run
+
+
+# ---------------------------------------------------------------------------
+# measurement
+# ---------------------------------------------------------------------------
+
+
+def saved_bytes(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> int:
+    """Bytes of the unique storages the autograd graph of ``fn(x)`` keeps for backward."""
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        st = t.untyped_storage()
+        storages[st.data_ptr()] = st.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn(x)
+    del out
+    return sum(storages.values())
+
+
+def fwd_bwd(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, g: torch.Tensor) -> float:
+    x.grad = None
+    t0 = time.perf_counter()
+    s = fn(x)
+    s.backward(g)
+    return time.perf_counter() - t0
+
+
+def check_agreement(a, b, x: torch.Tensor, g: torch.Tensor) -> str:
+    """Spikes equal and max |grad difference| between two contenders."""
+    xa = x.detach().clone().requires_grad_(True)
+    xb = x.detach().clone().requires_grad_(True)
+    sa, sb = a(xa), b(xb)
+    sa.backward(g)
+    sb.backward(g)
+    same = torch.equal(sa.detach(), sb.detach())
+    diff = (xa.grad - xb.grad).abs().max().item()
+    return f"spikes {'equal' if same else 'DIFFER'}, max |dgrad| = {diff:.2e}"
+
+
+def bench_config(name: str, cfg: dict, Ts: list[int], reps: int, warmup: int) -> list[dict]:
+    p: NeuronParams = cfg["params"]
+    contenders: dict[str, Callable] = {
+        "spikevision": lambda x: lif_multistep(x, p),
+        "spikingjelly": make_sj(cfg),
+        "naive": lambda x: naive_lif(x, p),
+    }
+    contenders = {k: v for k, v in contenders.items() if v is not None}
+    rows = []
+    gen = torch.Generator().manual_seed(0)
+    for T in Ts:
+        shape = (T, *SHAPE_REST)
+        x = (torch.randn(shape, generator=gen) + cfg["input_mean"]).requires_grad_(True)
+        g = torch.randn(shape, generator=gen)
+        n = x.numel()
+        checks = {"naive": check_agreement(contenders["spikevision"], contenders["naive"], x, g)}
+        if "spikingjelly" in contenders and cfg["sj_identical"]:
+            checks["spikingjelly"] = check_agreement(contenders["spikevision"], contenders["spikingjelly"], x, g)
+        mem = {k: saved_bytes(fn, x) / n for k, fn in contenders.items()}
+        times: dict[str, list[float]] = {k: [] for k in contenders}
+        for i in range(warmup + reps):
+            # rotate the order each repetition so no contender always runs first
+            order = list(contenders)[i % len(contenders):] + list(contenders)[: i % len(contenders)]
+            for k in order:
+                dt = fwd_bwd(contenders[k], x, g)
+                if i >= warmup:
+                    times[k].append(dt)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        for k in contenders:
+            rows.append(dict(config=name, T=T, contender=k, ms=med[k] * 1e3,
+                             spread=(min(times[k]) * 1e3, max(times[k]) * 1e3),
+                             throughput=n / med[k], bytes=mem[k],
+                             x_sj=med["spikingjelly"] / med[k] if "spikingjelly" in med else math.nan,
+                             x_naive=med["naive"] / med[k], check=checks.get(k, "")))
+        print(f"# {name} T={T}: " + "; ".join(f"{k} vs spikevision: {v}" for k, v in checks.items()),
+              flush=True)
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    head = "| config | T | contender | fwd+bwd ms (median) | min..max ms | neuron-steps/s | x SJ | x naive | saved B/neuron-step |"
+    print(head)
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        xs = "n/a" if math.isnan(r["x_sj"]) else f"{r['x_sj']:.2f}"
+        print(f"| {r['config']} | {r['T']} | {r['contender']} | {r['ms']:.1f} | "
+              f"{r['spread'][0]:.1f}..{r['spread'][1]:.1f} | {r['throughput'] / 1e6:.1f} M | {xs} | "
+              f"{r['x_naive']:.2f} | {r['bytes']:.2f} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--T", type=int, nargs="+", default=[4, 8, 16], help="time steps to measure")
+    ap.add_argument("--reps", type=int, default=9, help="timed repetitions per contender (median)")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed repetitions first")
+    ap.add_argument("--config", choices=sorted(CONFIGS), nargs="+", default=list(CONFIGS))
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    try:
+        import spikingjelly
+        sj_version = getattr(spikingjelly, "__version__", None)
+        if sj_version is None:
+            from importlib.metadata import version
+            sj_version = version("spikingjelly")
+    except Exception:
+        sj_version = "not installed"
+    print("# command: python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]))
+    print(f"# machine: {platform.machine()} {platform.processor() or ''} {platform.system()} "
+          f"{platform.release()}; torch threads {torch.get_num_threads()}")
+    print(f"# versions: python {platform.python_version()}, torch {torch.__version__}, "
+          f"spikingjelly {sj_version}")
+    print(f"# input [T, {', '.join(map(str, SHAPE_REST))}] float32 on CPU, forward + backward, "
+          f"median of {args.reps} interleaved reps after {args.warmup} warm-up")
+
+    rows = []
+    for name in args.config:
+        rows += bench_config(name, CONFIGS[name], args.T, args.reps, args.warmup)
+    print()
+    print_table(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
