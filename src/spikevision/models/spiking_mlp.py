@@ -105,7 +105,7 @@ MINI_DEPTHS = (1, 1)
 
 
 def _conv_bn(cin: int, cout: int, kernel: int, stride: int, padding: int) -> nn.Sequential:
-    """Per-step ``Conv2d`` (no bias) then BatchNorm over time and batch: ``[T, B, cin, H, W]`` to ``[T, B, cout, H', W']``."""
+    """Per-step ``Conv2d`` (no bias) then BN over time and batch: ``[T, B, cin, H, W]`` to ``[T, B, cout, H', W']``."""
     return nn.Sequential(TimeFolded(nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=False)),
                          TDBatchNorm2d(cout))
 
