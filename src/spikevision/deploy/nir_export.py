@@ -1,0 +1,313 @@
+r"""Export a spiking network to NIR, the Neuromorphic Intermediate Representation.
+
+Pedersen et al., "Neuromorphic intermediate representation: A unified
+instruction set for interoperable brain-inspired computing", Nature
+Communications 15, 8122 (2024); https://neuroir.org. Uses the ``nir`` package.
+
+**What is exported.** The model is BN-folded (:mod:`spikevision.deploy.fold`),
+traced once (:mod:`spikevision.deploy.trace`) and translated node by node:
+
+| spikevision | NIR |
+|---|---|
+| ``DirectEncoder`` | the graph ``Input`` (one image per time step) |
+| conv (BN folded) | ``Conv2d`` (with bias) |
+| linear (BN folded) | ``Affine`` |
+| average pooling, adaptive average to an even grid | ``AvgPool2d`` |
+| ``nn.Flatten`` | ``Flatten`` (``start_dim``/``end_dim`` over the per-sample shape) |
+| LIF (hard reset), IF, PLIF | ``LIF`` / ``IF`` (see below) |
+| ``a + b`` in a block's forward (residual sums) | two edges into the same node (NIR sums inputs) |
+| mean over time (dim 0) before the classifier | kept out of the graph: metadata ``readout`` |
+
+Everything NIR cannot express is **refused before anything is written**, with
+an error naming the layer: max pooling, per-step weights (BNTT), BN that could
+not be folded (a BN on spikes, the spiking MLP's per-token BN), gates and other
+products of tensors (GAC), feature permutations (the spiking MLP's axial token
+mixing), subtractive reset (S-ResNet), stochastic encoders.
+
+**Neuron mapping (forward Euler, time step ``dt``).** NIR's LIF is
+continuous: ``tau dv/dt = (v_leak - v) + r I``; fire when ``v > v_threshold``,
+then ``v = v_reset``. One forward-Euler step of length ``dt`` gives
+
+.. math::
+
+    v_t = (1 - dt/\tau)\, v_{t-1} + (dt/\tau)\, v_\text{leak} + (dt/\tau)\, r\, I_t,
+
+and ours (:mod:`spikevision.neuron.functional`) is
+``H_t = decay V_{t-1} + (1 - decay) v_rest + gain X_t``. They coincide with
+
+* ``tau = dt / (1 - decay)``, ``r = gain / (1 - decay)``, ``v_leak = v_rest``
+  (``decay < 1``, exported as ``nir.LIF``);
+* ``IF`` (``decay = 1``, ``dv/dt = r I``): ``r = gain / dt``.
+
+``dt`` is stored in the graph metadata (default 1e-3 s: one time step is
+1 ms, so MS-ResNet's decay 0.25 becomes ``tau = 1.333 ms``, ``r = 1.333``).
+NIR fires on ``v > v_threshold``; our non-strict ``H >= v_th`` (spiking MLP)
+is exported with ``v_threshold = nextafter(v_th, -inf)`` in float32, which is
+the same test on float32 membranes. NIR has no initial state field: the
+membrane starts at 0, so ``v_rest != 0`` is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from spikevision.deploy.fold import PerStepSynapse, fold_bn
+from spikevision.deploy.trace import ATOMIC_TYPES, Call, trace_model
+from spikevision.layers.encoders import DirectEncoder, PoissonEncoder
+from spikevision.layers.norm import BNTT2d, TokenBatchNorm1d
+from spikevision.layers.temporal import TimeFolded
+from spikevision.neuron.modules import LIF, PLIF
+
+__all__ = ["NIRExportError", "to_nir", "export_nir", "DEFAULT_DT"]
+
+DEFAULT_DT = 1e-3  # seconds per time step
+
+_PASS_GLUE = {"contiguous", "clone", "detach", "dropout"}
+_ADD_GLUE = {"add", "iadd", "radd"}
+
+
+class NIRExportError(ValueError):
+    """The model contains an operation NIR cannot express (the message names the layer)."""
+
+
+@dataclass
+class _Ref:
+    """What a traced tensor is in the NIR graph: the node(s) whose outputs sum to it."""
+
+    nodes: list[str]
+    shape: tuple[int, ...]  # per-sample shape
+    readout: bool = False  # a mean over time has been taken (only affine nodes may follow)
+    extra: dict = field(default_factory=dict)
+
+
+def _np(t: Tensor) -> np.ndarray:
+    return t.detach().cpu().to(torch.float32).numpy()
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _neuron_node(module: nn.Module, shape: tuple[int, ...], name: str, dt: float):
+    import nir
+
+    p = module.p
+    if isinstance(module, PLIF):
+        inv_tau = float(torch.sigmoid(module.w.detach().double()))
+        decay, gain = 1.0 - inv_tau, (inv_tau if module.decay_input else 1.0)
+    else:
+        decay, gain = p.decay, p.gain
+    if p.reset != "hard":
+        raise NIRExportError(
+            f"layer {name!r}: reset={p.reset!r} is not expressible in NIR (its LIF/IF reset to v_reset); "
+            "only hard-reset neurons export"
+        )
+    if p.v_rest != 0.0:
+        raise NIRExportError(f"layer {name!r}: v_rest={p.v_rest} != 0; NIR neurons start at v = 0")
+    th = np.float32(p.v_th) if p.strict else np.nextafter(np.float32(p.v_th), np.float32(-np.inf))
+    full = lambda v: np.full(shape, v, dtype=np.float32)  # noqa: E731
+    if decay == 1.0:
+        return nir.IF(r=full(gain / dt), v_threshold=full(th), v_reset=full(p.v_reset))
+    return nir.LIF(
+        tau=full(dt / (1.0 - decay)), r=full(gain / (1.0 - decay)), v_leak=full(p.v_rest),
+        v_threshold=full(th), v_reset=full(p.v_reset),
+    )
+
+
+class _Builder:
+    def __init__(self, trace, dt: float) -> None:
+        self.trace, self.dt = trace, dt
+        self.nodes: dict[str, Any] = {}
+        self.edges: list[tuple[str, str]] = []
+        self.refs: dict[Any, _Ref] = {}
+        self.input_shape: tuple[int, ...] | None = None
+
+    def add(self, name: str, node, sources: list[_Ref]) -> str:
+        key = name.replace(".", "_") or "model"
+        while key in self.nodes:
+            key += "_"
+        self.nodes[key] = node
+        for src in sources:
+            for n in src.nodes:
+                self.edges.append((n, key))
+        return key
+
+    def ref(self, producer) -> _Ref:
+        if producer == "input":
+            raise NIRExportError("the model input reaches a layer without an encoder; add DirectEncoder")
+        if producer not in self.refs:
+            raise NIRExportError(f"a constant tensor (parameter or buffer) enters the data flow at call {producer}")
+        return self.refs[producer]
+
+    # -- modules -----------------------------------------------------------
+    def module(self, c: Call) -> _Ref:
+        import nir
+
+        m = self.trace.modules[c.name]
+        name = c.name
+        if isinstance(m, DirectEncoder):
+            self.input_shape = c.in_shapes[0][1:]
+            return _Ref(["input"], self.input_shape)
+        if isinstance(m, PoissonEncoder):
+            raise NIRExportError(f"layer {name!r}: a stochastic (Poisson) encoder has no NIR node; feed spikes")
+        src = self.ref(c.inputs[0])
+        inner = m.module if isinstance(m, TimeFolded) else m
+        shape_in = src.shape
+        out_shape = tuple(c.out_shape[2:]) if len(c.out_shape) > 2 else tuple(c.out_shape[1:])
+        if isinstance(inner, (nn.Identity, nn.Dropout)):
+            return src
+        if src.readout and not isinstance(inner, (nn.Linear, nn.Flatten)):
+            raise NIRExportError(f"layer {name!r} follows the mean over time; only affine layers may follow it")
+        if isinstance(inner, nn.Conv2d):
+            if inner.padding_mode != "zeros":
+                raise NIRExportError(f"layer {name!r}: padding_mode {inner.padding_mode!r} (NIR pads with zeros)")
+            bias = inner.bias if inner.bias is not None else torch.zeros(inner.out_channels)
+            node = nir.Conv2d(
+                input_shape=tuple(shape_in[-2:]), weight=_np(inner.weight), stride=_pair(inner.stride),
+                padding=inner.padding if isinstance(inner.padding, str) else _pair(inner.padding),
+                dilation=_pair(inner.dilation), groups=inner.groups, bias=_np(bias),
+            )
+        elif isinstance(inner, nn.Linear):
+            bias = inner.bias if inner.bias is not None else torch.zeros(inner.out_features)
+            node = nir.Affine(weight=_np(inner.weight), bias=_np(bias))
+        elif isinstance(inner, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
+            H, W = shape_in[-2:]
+            if isinstance(inner, nn.AdaptiveAvgPool2d):
+                oh, ow = _pair(inner.output_size)
+                oh, ow = oh or H, ow or W
+                if H % oh or W % ow:
+                    raise NIRExportError(f"layer {name!r}: adaptive pooling {H}x{W} -> {oh}x{ow} has uneven windows")
+                k = s = (H // oh, W // ow)
+                pad = (0, 0)
+            else:
+                if inner.ceil_mode or inner.divisor_override or not inner.count_include_pad:
+                    raise NIRExportError(f"layer {name!r}: {inner} has no NIR equivalent")
+                k, s, pad = _pair(inner.kernel_size), _pair(inner.stride or inner.kernel_size), _pair(inner.padding)
+            node = nir.AvgPool2d(kernel_size=np.array(k), stride=np.array(s), padding=np.array(pad))
+        elif isinstance(inner, nn.Flatten):
+            start = inner.start_dim - 1 if inner.start_dim > 0 else inner.start_dim
+            end = inner.end_dim - 1 if inner.end_dim > 0 else inner.end_dim
+            node = nir.Flatten(input_type={"input": np.array(shape_in)}, start_dim=start, end_dim=end)
+        elif isinstance(inner, (LIF, PLIF)):
+            if src.readout:
+                raise NIRExportError(f"layer {name!r}: a neuron after the mean over time")
+            node = _neuron_node(inner, shape_in, name, self.dt)
+            out_shape = shape_in
+        elif isinstance(inner, (nn.MaxPool2d, nn.AdaptiveMaxPool2d)):
+            raise NIRExportError(f"layer {name!r}: max pooling has no NIR node (NIR 1.0 has AvgPool2d/SumPool2d); "
+                                 "use average pooling")
+        elif isinstance(m, PerStepSynapse):
+            raise NIRExportError(f"layer {name!r}: per-time-step weights (a folded BNTT) are time-varying; "
+                                 "NIR graphs are time-invariant")
+        elif isinstance(inner, TokenBatchNorm1d):
+            raise NIRExportError(f"layer {name!r}: per-token BN cannot be folded into the preceding layer's "
+                                 "shared weights and has no NIR node")
+        elif isinstance(inner, (nn.modules.batchnorm._BatchNorm, BNTT2d)):
+            raise NIRExportError(f"layer {name!r}: a BN with no conv/linear directly before it cannot be folded; "
+                                 "NIR has no normalisation node")
+        else:
+            raise NIRExportError(f"layer {name!r}: {type(inner).__name__} has no NIR equivalent")
+        key = self.add(name, node, [src])
+        return _Ref([key], tuple(out_shape), readout=src.readout)
+
+    # -- glue ----------------------------------------------------------------
+    def glue(self, c: Call) -> _Ref:
+        name = c.name.strip("_")
+        where = f"the forward of {c.owner!r}" if c.owner else "the model's forward"
+        tensors = [i for i in c.inputs]
+        if name in _ADD_GLUE and len(tensors) == 2:
+            a, b = (self.ref(t) for t in tensors)
+            if a.shape != b.shape or a.readout != b.readout:
+                raise NIRExportError(f"{where}: adds tensors of per-sample shapes {a.shape} and {b.shape}")
+            return _Ref(a.nodes + b.nodes, a.shape, a.readout)
+        if len(tensors) != 1:
+            raise NIRExportError(f"{where}: {name} of {len(tensors)} tensors has no NIR equivalent")
+        src = self.ref(tensors[0])
+        in_shape, out = c.in_shapes[0], c.out_shape
+        if name in _PASS_GLUE:
+            return src
+        if name == "mean":
+            dims = c.args[1] if len(c.args) > 1 else c.kwargs.get("dim")
+            dims = tuple(dims) if isinstance(dims, (tuple, list)) else (dims,)
+            dims = tuple(d % len(in_shape) for d in dims)
+            if dims == (0,):
+                return _Ref(src.nodes, src.shape, readout=True)
+            raise NIRExportError(f"{where}: mean over dims {dims} has no NIR equivalent (use a pooling layer)")
+        # a pure view: same per-sample shape, only time/batch dims regrouped
+        if int(np.prod(out)) == int(np.prod(in_shape)) and tuple(out[-len(src.shape):]) == src.shape:
+            return src
+        raise NIRExportError(f"{where}: {name} ({list(in_shape)} -> {list(out)}) has no NIR equivalent")
+
+    def build(self):
+        import nir
+
+        for c in self.trace.calls:
+            self.refs[c.index] = self.module(c) if c.kind == "module" else self.glue(c)
+        if self.input_shape is None:
+            raise NIRExportError("no DirectEncoder found: NIR export needs the encoder that feeds images per step")
+        outs = [self.ref(o) for o in self.trace.outputs]
+        if len(outs) != 1:
+            raise NIRExportError(f"the model returns {len(outs)} tensors; NIR export expects one")
+        out = outs[0]
+        self.nodes["input"] = nir.Input(input_type={"input": np.array(self.input_shape)})
+        self.nodes["output"] = nir.Output(output_type={"output": np.array(out.shape)})
+        for n in out.nodes:
+            self.edges.append((n, "output"))
+        return out
+
+
+def to_nir(model: nn.Module, example: Tensor, dt: float = DEFAULT_DT, metadata: dict | None = None):
+    """Translate ``model`` into a ``nir.NIRGraph`` (BN folded first).
+
+    Args:
+        model: the float model.
+        example: a valid input batch ``[B, C, H, W]`` (one image is enough).
+        dt: seconds per time step (see the module docstring).
+        metadata: extra entries for the graph metadata.
+
+    Returns:
+        The graph. Its metadata holds ``dt``, ``time_steps``, ``readout`` and the threshold convention.
+
+    Raises:
+        NIRExportError: naming the first layer NIR cannot express.
+    """
+    import nir
+
+    folded, _ = fold_bn(model, example[:1])
+    trace = trace_model(folded, example[:1], atomic=ATOMIC_TYPES + (PerStepSynapse,))
+    builder = _Builder(trace, dt)
+    out = builder.build()
+    T = next((c.out_shape[0] for c in trace.calls if c.kind == "module"
+              and isinstance(trace.modules[c.name], DirectEncoder)), None)
+    meta = {
+        "source": "spikevision",
+        "dt": float(dt),
+        "time_steps": int(T) if T is not None else -1,
+        "readout": "mean over time steps of the output" if out.readout else "per-step output",
+        "neuron_discretisation": "forward Euler: tau = dt/(1-decay), r = gain/(1-decay); IF: r = gain/dt",
+        "threshold": "fire when v > v_threshold (non-strict thresholds exported as nextafter(v_th, -inf), float32)",
+    }
+    meta.update(metadata or {})
+    return nir.NIRGraph(nodes=builder.nodes, edges=builder.edges, metadata=meta)
+
+
+def export_nir(model: nn.Module, example: Tensor, path: str | Path, dt: float = DEFAULT_DT,
+               metadata: dict | None = None):
+    """Write ``model`` as a NIR file (HDF5) at ``path``; returns the graph.
+
+    The graph is built completely before the file is opened, so a refused
+    model writes nothing.
+    """
+    import nir
+
+    graph = to_nir(model, example, dt, metadata)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nir.write(str(path), graph)
+    return graph
