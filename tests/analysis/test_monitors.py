@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from spikevision.analysis import FiringRateMonitor
+from spikevision.analysis import FiringRateMonitor, SurrogateWindowMonitor, membrane_trace
 from spikevision.layers import TimeFolded
-from spikevision.neuron import IF, LIF, NeuronParams
+from spikevision.neuron import IF, LIF, PLIF, NeuronParams
 
 
 def _if_net():
@@ -78,3 +78,31 @@ def test_errors():
         net(_pattern_input(T=4))
         with pytest.raises(ValueError, match="T changed"):
             net(_pattern_input(T=3))
+
+
+@pytest.mark.parametrize("neuron", [
+    LIF(NeuronParams(decay=0.25, gain=1.0, v_th=0.5, strict=True)),
+    LIF(NeuronParams(decay=0.8744, gain=1.0, v_th=1.0, reset="soft", strict=True)),
+    IF(NeuronParams(v_th=1.0)),
+    PLIF(init_tau=2.0),
+])
+def test_surrogate_window_monitor_recomputes_membranes(neuron):
+    torch.manual_seed(0)
+    net = nn.Sequential(neuron)
+    x = torch.randn(5, 3, 7) * 0.8
+    with SurrogateWindowMonitor(net, half_width=0.25) as mon:
+        net(x)
+    assert mon.mismatch()["0"] == 0.0  # recomputed spikes equal the fused kernel's
+    h, _ = membrane_trace(x, neuron.p, *((1 - torch.sigmoid(neuron.w), torch.sigmoid(neuron.w))
+                                         if isinstance(neuron, PLIF) else ()))
+    assert mon.fractions()["0"] == pytest.approx(float(((h - neuron.p.v_th).abs() < 0.25).float().mean()))
+    assert len(neuron._forward_hooks) == 0
+
+
+def test_membrane_trace_by_hand():
+    # hard reset to 0, v_th 1, decay 0.5, gain 1, fire at >=: x = 0.6 each step
+    p = NeuronParams(decay=0.5, gain=1.0, v_th=1.0, strict=False)
+    h, s = membrane_trace(torch.full((4, 1), 0.6), p)
+    # H: 0.6; 0.9; 1.05 (spike, reset 0); 0.6
+    assert h.flatten().tolist() == pytest.approx([0.6, 0.9, 1.05, 0.6])
+    assert s.flatten().tolist() == [0, 0, 1, 0]

@@ -39,9 +39,10 @@ from typing import Iterable
 import torch
 from torch import Tensor, nn
 
+from spikevision.neuron.functional import NeuronParams
 from spikevision.neuron.modules import LIF, PLIF
 
-__all__ = ["SPIKING_TYPES", "spiking_layers", "LayerRate", "FiringRateMonitor"]
+__all__ = ["SPIKING_TYPES", "spiking_layers", "LayerRate", "FiringRateMonitor", "membrane_trace", "SurrogateWindowMonitor"]
 
 #: Module types treated as spiking layers (IF subclasses LIF).
 SPIKING_TYPES: tuple[type[nn.Module], ...] = (LIF, PLIF)
@@ -204,3 +205,103 @@ class FiringRateMonitor:
     def activation_sparsity(self) -> float:
         """NeuroBench activation sparsity: ``1 - nonzero / total`` over all spiking-layer outputs."""
         return 1.0 - self.mean_rate()
+
+
+def membrane_trace(x: Tensor, p: NeuronParams, decay: float | Tensor | None = None,
+                   gain: float | Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Charged membranes ``H`` and spikes ``S`` of a neuron, by a plain loop over time.
+
+    The reference recurrence of :mod:`spikevision.neuron.functional` (charge,
+    fire, reset), written out step by step for analysis; ``decay``/``gain``
+    override ``p``'s (PLIF). Shape: ``[T, B, ...]`` to two ``[T, B, ...]``.
+    """
+    decay = p.decay if decay is None else decay
+    gain = p.gain if gain is None else gain
+    hs, ss, v = [], [], None
+    for x_t in x:
+        h = p.v_rest + gain * x_t if v is None else decay * (v - p.v_rest) + p.v_rest + gain * x_t
+        s = (h > p.v_th) if p.strict else (h >= p.v_th)
+        s = s.to(x.dtype)
+        if p.reset == "hard":
+            v = h * (1 - s) + p.v_reset * s
+        elif p.reset == "soft":
+            v = h - p.v_th * s
+        else:
+            v = h
+        hs.append(h)
+        ss.append(s)
+    return torch.stack(hs), torch.stack(ss)
+
+
+class SurrogateWindowMonitor:
+    """Fraction of charged membranes inside the surrogate-gradient window, per spiking layer.
+
+    MS-ResNet's check 4 (Hu et al., TNNLS 2024, arXiv 2112.08954; spec
+    section 8): a neuron passes gradient only where ``|H - v_th| < half_width``;
+    in a vanilla spiking ResNet this fraction bounds each post-addition
+    neuron's ``phi``. The membranes are recomputed from each layer's input by
+    :func:`membrane_trace` (the layer's own kernel does not return them) and
+    the recomputed spikes are compared with the layer's output (``mismatch``,
+    expected 0 up to float rounding at the threshold).
+
+    Args:
+        model: its LIF/IF/PLIF modules are monitored.
+        half_width: window half-width in membrane units; None takes the
+            surrogate's ``width / 2`` (rectangular, triangle) and 0.5 otherwise.
+
+    Example:
+        >>> with SurrogateWindowMonitor(model) as mon:
+        ...     model(images)
+        >>> mon.fractions()  # {"stages.0.0.lif1": 0.31, ...}
+    """
+
+    def __init__(self, model: nn.Module, *, half_width: float | None = None) -> None:
+        self.layers = spiking_layers(model)
+        if not self.layers:
+            raise ValueError(f"{type(model).__name__} has no LIF/IF/PLIF module to monitor")
+        self.half_width = half_width
+        self._inside: dict[str, float] = {n: 0.0 for n in self.layers}
+        self._total: dict[str, int] = {n: 0 for n in self.layers}
+        self._mismatch: dict[str, float] = {n: 0.0 for n in self.layers}
+        self._handles: list = []
+
+    def _hook(self, name: str):
+        def hook(module: nn.Module, inputs: tuple, output: Tensor) -> None:
+            with torch.no_grad():
+                x = inputs[0].detach()
+                p = module.p
+                if isinstance(module, PLIF):
+                    inv_tau = torch.sigmoid(module.w.detach()).to(x.dtype)
+                    h, s = membrane_trace(x, p, 1.0 - inv_tau, inv_tau if module.decay_input else 1.0)
+                else:
+                    h, s = membrane_trace(x, p)
+                hw = self.half_width
+                if hw is None:
+                    hw = getattr(p.surrogate, "width", 1.0) / 2.0
+                self._inside[name] += float(((h - p.v_th).abs() < hw).sum())
+                self._total[name] += h.numel()
+                self._mismatch[name] += float((s != output.detach()).sum())
+
+        return hook
+
+    def __enter__(self) -> "SurrogateWindowMonitor":
+        try:
+            for name, m in self.layers.items():
+                self._handles.append(m.register_forward_hook(self._hook(name)))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def fractions(self) -> dict[str, float]:
+        """Layer -> fraction of neuron-steps with ``|H - v_th| < half_width``."""
+        return {n: self._inside[n] / self._total[n] for n in self.layers if self._total[n]}
+
+    def mismatch(self) -> dict[str, float]:
+        """Layer -> fraction of recomputed spikes that differ from the layer's output (should be 0)."""
+        return {n: self._mismatch[n] / self._total[n] for n in self.layers if self._total[n]}
