@@ -24,7 +24,9 @@ Two neuron configurations:
 
 Reported per contender: median wall time of forward + backward over several
 interleaved repetitions after warm-up, throughput in neuron-steps per second,
-ratios (``x SJ`` = SJ time / this time, so > 1 is faster than SJ), and the
+ratios (``x SJ`` = SJ time / this time, so > 1 is faster than SJ; from wall
+time and from process CPU time, the latter being steadier when other jobs share
+the machine), and the
 bytes kept for backward per neuron-step, measured with
 :func:`torch.autograd.graph.saved_tensors_hooks` as the sum of the unique
 storages saved by the graph.
@@ -145,12 +147,13 @@ def saved_bytes(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> 
     return sum(storages.values())
 
 
-def fwd_bwd(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, g: torch.Tensor) -> float:
+def fwd_bwd(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, g: torch.Tensor) -> tuple[float, float]:
+    """Wall and process CPU seconds of one forward + backward."""
     x.grad = None
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     s = fn(x)
     s.backward(g)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def check_agreement(a, b, x: torch.Tensor, g: torch.Tensor) -> str:
@@ -185,34 +188,45 @@ def bench_config(name: str, cfg: dict, Ts: list[int], reps: int, warmup: int) ->
             checks["spikingjelly"] = check_agreement(contenders["spikevision"], contenders["spikingjelly"], x, g)
         mem = {k: saved_bytes(fn, x) / n for k, fn in contenders.items()}
         times: dict[str, list[float]] = {k: [] for k in contenders}
+        cpu: dict[str, list[float]] = {k: [] for k in contenders}
         for i in range(warmup + reps):
             # rotate the order each repetition so no contender always runs first
             order = list(contenders)[i % len(contenders):] + list(contenders)[: i % len(contenders)]
             for k in order:
-                dt = fwd_bwd(contenders[k], x, g)
+                dt, dc = fwd_bwd(contenders[k], x, g)
                 if i >= warmup:
                     times[k].append(dt)
+                    cpu[k].append(dc)
         med = {k: statistics.median(v) for k, v in times.items()}
+        mcpu = {k: statistics.median(v) for k, v in cpu.items()}
+
+        def ratio(m: dict[str, float], ref: str, k: str) -> float:
+            return m[ref] / m[k] if ref in m else math.nan
+
         for k in contenders:
-            rows.append(dict(config=name, T=T, contender=k, ms=med[k] * 1e3,
+            rows.append(dict(config=name, T=T, contender=k, ms=med[k] * 1e3, cpu_ms=mcpu[k] * 1e3,
                              spread=(min(times[k]) * 1e3, max(times[k]) * 1e3),
                              throughput=n / med[k], bytes=mem[k],
-                             x_sj=med["spikingjelly"] / med[k] if "spikingjelly" in med else math.nan,
-                             x_naive=med["naive"] / med[k], check=checks.get(k, "")))
+                             x_sj=ratio(med, "spikingjelly", k), x_naive=ratio(med, "naive", k),
+                             x_sj_cpu=ratio(mcpu, "spikingjelly", k), x_naive_cpu=ratio(mcpu, "naive", k)))
         print(f"# {name} T={T}: " + "; ".join(f"{k} vs spikevision: {v}" for k, v in checks.items()),
               flush=True)
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
-    head = "| config | T | contender | fwd+bwd ms (median) | min..max ms | neuron-steps/s | x SJ | x naive | saved B/neuron-step |"
-    print(head)
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("| config | T | contender | wall ms (median) | wall min..max | CPU ms (median) | neuron-steps/s "
+          "| x SJ wall / CPU | x naive wall / CPU | saved B per neuron-step |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+
+    def f(v: float) -> str:
+        return "n/a" if math.isnan(v) else f"{v:.2f}"
+
     for r in rows:
-        xs = "n/a" if math.isnan(r["x_sj"]) else f"{r['x_sj']:.2f}"
         print(f"| {r['config']} | {r['T']} | {r['contender']} | {r['ms']:.1f} | "
-              f"{r['spread'][0]:.1f}..{r['spread'][1]:.1f} | {r['throughput'] / 1e6:.1f} M | {xs} | "
-              f"{r['x_naive']:.2f} | {r['bytes']:.2f} |")
+              f"{r['spread'][0]:.0f}..{r['spread'][1]:.0f} | {r['cpu_ms']:.1f} | {r['throughput'] / 1e6:.1f} M | "
+              f"{f(r['x_sj'])} / {f(r['x_sj_cpu'])} | {f(r['x_naive'])} / {f(r['x_naive_cpu'])} | "
+              f"{r['bytes']:.2f} |")
 
 
 def main(argv: list[str] | None = None) -> int:

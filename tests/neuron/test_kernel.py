@@ -1,0 +1,143 @@
+"""The fused kernel's storage schemes, odd gradient layouts and torch.compile.
+
+Every check compares against the literal loop of ``test_functional.reference``
+(autograd of the update equations), never against stored numbers.
+"""
+
+import pytest
+import torch
+
+from spikevision.neuron import ATan, NeuronParams, Rectangular, Sigmoid, Triangle, lif_multistep, plif_multistep
+
+from test_functional import _inputs, reference  # pytest puts tests/neuron on sys.path
+
+RECT_RESETS = [
+    dict(reset="hard", detach_reset=True),
+    dict(reset="hard", detach_reset=True, v_reset=-0.2, v_rest=-0.2),
+    dict(reset="soft", detach_reset=True),
+    dict(reset="soft", detach_reset=False),
+    dict(reset="none"),
+]
+
+
+def _saved_bytes(fn, x) -> int:
+    """Unique storage bytes the autograd graph of ``fn(x)`` keeps for backward."""
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn(x)
+    del out
+    return sum(storages.values())
+
+
+def _grads_vs_reference(p, x, return_membrane):
+    g = torch.randn(x.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(3))
+    if return_membrane:
+        s, _ = lif_multistep(x, p, return_membrane=True)
+    else:
+        s = lif_multistep(x, p)
+    gx = torch.autograd.grad((s * g).sum(), x)[0]
+    x_ref = x.detach().clone().requires_grad_(True)
+    s_ref, _ = reference(x_ref, p.decay, p.gain, p)
+    gx_ref = torch.autograd.grad((s_ref * g).sum(), x_ref)[0]
+    assert torch.equal(s, s_ref.detach())
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("reset", range(len(RECT_RESETS)))
+@pytest.mark.parametrize("strict", [True, False])
+@pytest.mark.parametrize("width", [1.0, 0.6])
+def test_rectangular_code_path_matches_reference(reset, strict, width):
+    # without return_membrane the kernel keeps only the 1-byte code, not H
+    p = NeuronParams(decay=0.25, gain=1.0, v_th=0.5, strict=strict, surrogate=Rectangular(width), **RECT_RESETS[reset])
+    _grads_vs_reference(p, _inputs(seed=4), return_membrane=False)
+
+
+@pytest.mark.parametrize("surrogate", [Sigmoid(4.0), ATan(2.0), Triangle(2.0, 0.3)], ids=lambda s: s.name)
+@pytest.mark.parametrize("gain", [1.0, 0.5])
+def test_membrane_path_without_returning_membrane(surrogate, gain):
+    p = NeuronParams(decay=0.5, gain=gain, v_th=1.0, surrogate=surrogate)
+    _grads_vs_reference(p, _inputs(seed=5), return_membrane=False)
+
+
+@pytest.mark.parametrize(
+    "p,expected",
+    [
+        (NeuronParams(decay=0.25, gain=1.0, v_th=0.5, strict=True, surrogate=Rectangular(1.0)), 1),
+        (NeuronParams(surrogate=Rectangular(1.0), reset="soft", detach_reset=False), 1),
+        (NeuronParams(surrogate=Rectangular(1.0), detach_reset=False), 4),  # needs H for (v_reset - H) sg
+        (NeuronParams(surrogate=Sigmoid(4.0)), 4),
+    ],
+    ids=["ms_resnet_rect", "rect_soft", "rect_hard_attached", "sigmoid"],
+)
+def test_bytes_saved_for_backward(p, expected):
+    x = torch.randn(4, 8, 16, requires_grad=True)
+    assert _saved_bytes(lambda v: lif_multistep(v, p), x) == expected * x.numel()
+
+
+def test_gradient_through_membrane_only_and_expanded_grad():
+    p = NeuronParams(decay=0.5, gain=0.5, surrogate=Sigmoid(4.0), detach_reset=False)
+    x = _inputs(seed=6)
+    _, h = lif_multistep(x, p, return_membrane=True)
+    gx = torch.autograd.grad(h.sum(), x)[0]  # no gradient reaches the spikes; grad is an expanded 1
+    x_ref = x.detach().clone().requires_grad_(True)
+    _, h_ref = reference(x_ref, p.decay, p.gain, p)
+    gx_ref = torch.autograd.grad(h_ref.sum(), x_ref)[0]
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-10, atol=1e-12)
+
+
+def test_non_contiguous_input():
+    p = NeuronParams(decay=0.25, gain=1.0, v_th=0.5, strict=True, surrogate=Rectangular(1.0))
+    base = _inputs(shape=(3, 6, 5, 4), seed=7)
+    x = base.transpose(0, 1)  # [T=6, B=3, ...], not contiguous
+    s = lif_multistep(x, p)
+    g = torch.randn_like(s)
+    gx = torch.autograd.grad((s * g).sum(), base)[0]
+    x_ref = base.detach().clone().requires_grad_(True)
+    s_ref, _ = reference(x_ref.transpose(0, 1), p.decay, p.gain, p)
+    gx_ref = torch.autograd.grad((s_ref * g).sum(), x_ref)[0]
+    assert torch.equal(s, s_ref.detach())
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "rectangular", "plif"])
+def test_torch_compile_matches_eager(kind):
+    torch._dynamo.reset()
+    p = (NeuronParams(decay=0.25, gain=1.0, v_th=0.5, strict=True, surrogate=Rectangular(1.0))
+         if kind == "rectangular" else NeuronParams())
+
+    def fn(x, w):
+        if kind == "plif":
+            return plif_multistep(x, w, p)
+        return lif_multistep(x * w, p) * 2.0
+
+    x = (torch.randn(4, 3, 5) + 0.5).requires_grad_(True)
+    w = torch.tensor(1.2, requires_grad=True)
+    g = torch.randn(4, 3, 5)
+    compiled = torch.compile(fn, backend="eager", fullgraph=True)
+    s_c = compiled(x, w)
+    gx_c, gw_c = torch.autograd.grad((s_c * g).sum(), (x, w))
+    s_e = fn(x, w)
+    gx_e, gw_e = torch.autograd.grad((s_e * g).sum(), (x, w))
+    assert torch.equal(s_c, s_e)
+    torch.testing.assert_close(gx_c, gx_e)
+    torch.testing.assert_close(gw_c, gw_e)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("surrogate", [Sigmoid(4.0), Rectangular(1.0)], ids=lambda s: s.name)
+def test_cuda_matches_cpu(surrogate):
+    p = NeuronParams(decay=0.25, gain=1.0, v_th=0.5, strict=True, surrogate=surrogate)
+    x = _inputs(dtype=torch.float32, shape=(6, 4, 8, 8), seed=8)
+    g = torch.randn_like(x)
+    s = lif_multistep(x, p)
+    gx = torch.autograd.grad((s * g).sum(), x)[0]
+    xc = x.detach().cuda().requires_grad_(True)
+    sc = lif_multistep(xc, p)
+    gxc = torch.autograd.grad((sc * g.cuda()).sum(), xc)[0]
+    assert torch.equal(sc.cpu(), s)
+    torch.testing.assert_close(gxc.cpu(), gx)
