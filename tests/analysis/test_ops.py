@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from spikevision.analysis import OpsCounter, connection_sparsity, footprint, input_kind
-from spikevision.analysis.ops import conv_connections, dense_macs
+from spikevision.analysis.ops import dense_macs
 from spikevision.layers import TimeFolded
 from spikevision.neuron import LIF
 
@@ -81,7 +81,8 @@ def test_linear_acs_nnz_times_out_and_real_is_dense():
         lin.weight[2, 3] = 0
     with OpsCounter(lin) as ops:
         lin(x)
-    expect = sum(1 for row in x.reshape(-1, 7) for i in range(7) for o in range(5) if row[i] != 0 and lin.weight[o, i] != 0)
+    expect = sum(1 for row in x.reshape(-1, 7) for i in range(7) for o in range(5)
+                 if row[i] != 0 and lin.weight[o, i] != 0)
     assert ops.result(samples=4).layers[0].acs == expect / 4
 
 

@@ -42,7 +42,9 @@ from torch import Tensor, nn
 from spikevision.neuron.functional import NeuronParams
 from spikevision.neuron.modules import LIF, PLIF
 
-__all__ = ["SPIKING_TYPES", "spiking_layers", "LayerRate", "FiringRateMonitor", "membrane_trace", "SurrogateWindowMonitor"]
+__all__ = [
+    "SPIKING_TYPES", "spiking_layers", "LayerRate", "FiringRateMonitor", "membrane_trace", "SurrogateWindowMonitor",
+]
 
 #: Module types treated as spiking layers (IF subclasses LIF).
 SPIKING_TYPES: tuple[type[nn.Module], ...] = (LIF, PLIF)

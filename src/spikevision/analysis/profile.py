@@ -99,7 +99,8 @@ def _energy_str(pj: float) -> str:
 
 def format_profile(p: Profile, *, show_neurons: bool = True) -> str:
     """The per-layer table and totals as plain text (one sample; convention lines included)."""
-    header = f"{'layer':<44} {'type':<8} {'input':<7} {'in-nz':>6} {'dense MACs':>11} {'ACs':>10} {'MACs':>10} {'energy':>11}"
+    header = (f"{'layer':<44} {'type':<8} {'input':<7} {'in-nz':>6} {'dense MACs':>11} {'ACs':>10} {'MACs':>10} "
+              f"{'energy':>11}")
     lines = [header, "-" * len(header)]
     for r in p.ops.layers:
         e = p.energy.energy_pj(macs=r.macs, acs=r.acs)
@@ -116,7 +117,8 @@ def format_profile(p: Profile, *, show_neurons: bool = True) -> str:
         "",
         f"per sample (T={p.T}): dense MACs {_si(t['dense_macs'])}, ACs {_si(t['acs'])}, MACs {_si(t['macs'])}, "
         f"neuron updates {_si(t['neuron_updates'])}, additions {_si(t['additions'])} (not charged)",
-        f"mean firing rate {p.mean_rate:.4f} spikes/neuron/step ({p.mean_rate * (p.T or 1):.3f} per neuron per sample), "
+        f"mean firing rate {p.mean_rate:.4f} spikes/neuron/step "
+        f"({p.mean_rate * (p.T or 1):.3f} per neuron per sample), "
         f"activation sparsity {1 - p.mean_rate:.4f}, connection sparsity {p.connection_sparsity:.4f}, "
         f"footprint {p.footprint_bytes / 2**20:.2f} MiB",
         f"energy {_energy_str(p.energy_pj())} per sample; convention: {p.energy.convention()}",
