@@ -19,7 +19,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "version": ("spikevision.commands.version", "print the spikevision, torch and Python versions"),
     "smoke": ("spikevision.commands.smoke", "build a small spiking network and push a batch through it"),
     "models": ("spikevision.commands.models", "list the model zoo: name, family, paper, T, input, parameters"),
+    "train": ("spikevision.commands.train", "train a model from a YAML recipe (key=value overrides, --resume)"),
+    "eval": ("spikevision.commands.eval", "evaluate a run directory or checkpoint on its test set"),
     "profile": ("spikevision.commands.profile", "per-layer firing rates, ACs/MACs and energy of a model or run"),
+    "deploy": ("spikevision.commands.deploy", "integer multiplication-free model, MFI audit and float agreement"),
+    "export": ("spikevision.commands.export", "export a model to NIR or safetensors"),
 }
 
 

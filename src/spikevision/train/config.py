@@ -1,0 +1,436 @@
+"""A run's configuration: one typed dataclass per YAML section (rule 7 of STYLE.md).
+
+A recipe is a YAML file with up to six sections::
+
+    model: {name: mlp_spe_mini, T: 4, dim: 24}      # name -> registered builder, other keys -> its kwargs
+    data:  {name: fashion_mnist, batch_size: 128}   # spikevision.data.DataConfig
+    optim: {name: adamw, lr: 0.002, weight_decay: 0.01}
+    sched: {name: cosine, warmup_epochs: 1}
+    train: {epochs: 10, loss: ce, seed: 0}
+    run:   {name: quickstart, out_dir: runs}
+
+plus ``key=value`` overrides from the command line (dotted keys, values parsed
+as YAML: ``train.epochs=3``, ``model.neuron_params.v_th=0.5``,
+``data.mean=[0.5]``). :func:`load_config` validates everything before anything
+runs and raises one :class:`ConfigError` listing every problem, each unknown key
+with the nearest valid one. :meth:`Config.to_dict` is what the run directory's
+``config.yaml`` and every checkpoint store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+import yaml
+
+from spikevision.data.config import DataConfig, DataConfigError
+
+__all__ = [
+    "Config", "ConfigError", "ModelConfig", "OptimConfig", "SchedConfig", "TrainConfig", "RunConfig",
+    "load_config", "parse_overrides", "apply_overrides", "config_from_dict",
+]
+
+
+class ConfigError(ValueError):
+    """One or more problems in a configuration; the message lists all of them."""
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        self.errors = list(errors)
+        super().__init__("invalid configuration:\n  - " + "\n  - ".join(self.errors))
+
+
+@dataclass
+class ModelConfig:
+    """``model:``: ``name`` picks a registered builder; every other key is passed to it.
+
+    Args:
+        name: registered model name (``spikevision models`` lists them).
+        kwargs: the builder's keyword arguments (``T``, ``num_classes``, ...).
+            ``num_classes`` defaults to the data set's when the builder takes it.
+    """
+
+    name: str = "mlp_spe_mini"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    """``optim:``: the optimiser.
+
+    Args:
+        name: ``"sgd"`` or ``"adamw"``.
+        lr: peak learning rate (after warm-up).
+        momentum: SGD momentum.
+        nesterov: SGD Nesterov momentum.
+        betas: AdamW betas.
+        eps: AdamW epsilon.
+        weight_decay: decoupled (AdamW) or L2 (SGD) weight decay.
+        no_decay_1d: no weight decay on parameters with at most one dimension
+            (biases, norm scales/shifts, PLIF time constants).
+        no_decay_names: no weight decay on parameters whose name contains one of these.
+    """
+
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    no_decay_1d: bool = True
+    no_decay_names: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SchedConfig:
+    """``sched:``: the learning-rate schedule, stepped every optimiser step.
+
+    Args:
+        name: ``"cosine"`` (to ``min_lr`` at the end), ``"step"`` (times ``gamma``
+            at each of ``milestones``) or ``"constant"``.
+        warmup_epochs: linear warm-up length in epochs (may be fractional; 0 = none).
+        warmup_start: learning-rate factor at the start of the warm-up.
+        min_lr: final learning rate of ``cosine``.
+        milestones: epochs at which ``step`` multiplies the rate by ``gamma``.
+        gamma: factor of ``step``.
+    """
+
+    name: Literal["cosine", "step", "constant"] = "cosine"
+    warmup_epochs: float = 0.0
+    warmup_start: float = 0.01
+    min_lr: float = 0.0
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    """``train:``: the loop.
+
+    Args:
+        epochs: training epochs.
+        loss: ``"ce"`` (cross-entropy on time-averaged logits) or ``"tet"``
+            (Deng et al., ICLR 2022: cross-entropy of every time step's logits).
+        label_smoothing: label smoothing of ``ce``/``tet`` with hard labels (with
+            Mixup/CutMix the smoothing is ``data.label_smoothing``).
+        tet_lambda: weight of TET's MSE regulariser pulling logits towards ``tet_phi`` (0 = off).
+        tet_phi: target of that regulariser.
+        amp: mixed precision (bf16 autocast on CPU; fp16 with a gradient scaler on CUDA).
+        clip_grad: clip the global gradient norm to this value (None = off).
+        seed: seed of Python, NumPy and torch.
+        deterministic: deterministic algorithms only (exact resume, slower).
+        sync_bn: convert BatchNorm layers to SyncBatchNorm in distributed runs.
+        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+        threads: intra-op CPU threads (None = torch's default).
+        ckpt_every_steps: also write ``last.pt`` every N optimiser steps (0 = only at epoch ends).
+        eval_every: evaluate every N epochs (and always after the last).
+        log_every_steps: TensorBoard scalar interval in steps.
+        flush_denormal: flush denormal floats to zero on CPU. Surrogate gradients
+            of far-from-threshold membranes underflow into denormals, which
+            x86 CPUs process up to 10x slower; flushing them changes values
+            below 1e-38 only.
+        memory_saving: recompute residual blocks in the backward pass
+            (:mod:`spikevision.train.memory`; cuts activation memory, costs time).
+    """
+
+    epochs: int = 10
+    loss: Literal["ce", "tet"] = "ce"
+    label_smoothing: float = 0.0
+    tet_lambda: float = 0.0
+    tet_phi: float = 1.0
+    amp: bool = False
+    clip_grad: float | None = None
+    seed: int = 0
+    deterministic: bool = False
+    sync_bn: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = None
+    ckpt_every_steps: int = 0
+    eval_every: int = 1
+    log_every_steps: int = 50
+    flush_denormal: bool = True
+    memory_saving: bool = False
+
+
+@dataclass
+class RunConfig:
+    """``run:``: where results go.
+
+    Args:
+        name: run name; the run directory is ``out_dir/name``.
+        out_dir: parent folder of run directories.
+        tensorboard: write TensorBoard event files.
+        progress: tqdm bars: ``"auto"`` (only on a terminal, rank 0), ``"on"``/true, ``"off"``/false
+            (YAML reads a bare ``on``/``off`` as a boolean; both spellings work).
+    """
+
+    name: str = "run"
+    out_dir: str = "runs"
+    tensorboard: bool = True
+    progress: Literal["auto", "on", "off"] | bool = "auto"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+
+@dataclass
+class Config:
+    """A whole run: one dataclass per section."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sched: SchedConfig = field(default_factory=SchedConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML- and ``weights_only``-safe): the resolved config."""
+        out: dict[str, Any] = {"model": {"name": self.model.name, **_plain(self.model.kwargs)},
+                               "data": self.data.to_dict()}
+        for sec in ("optim", "sched", "train", "run"):
+            out[sec] = _plain(dataclasses.asdict(getattr(self, sec)))
+        return out
+
+
+_SECTIONS: dict[str, type] = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig,
+                              "sched": SchedConfig, "train": TrainConfig, "run": RunConfig}
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, Mapping):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _nearest(key: str, valid: Sequence[str]) -> str:
+    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    """Does ``value`` fit the annotation ``hint`` (the subset our configs use)?"""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is Literal:
+        return value in typing.get_args(hint)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        args = typing.get_args(hint)
+        if origin is list or Ellipsis in args:
+            return all(_type_ok(v, args[0]) for v in value)
+        return len(args) == len(value) and all(_type_ok(v, a) for v, a in zip(value, args))
+    if origin is dict:
+        return isinstance(value, Mapping)
+    return True
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(hint))
+    return str(hint).replace("typing.", "")
+
+
+def _section(cls: type, name: str, raw: Any, errors: list[str], everything: Mapping[str, Sequence[str]]) -> Any:
+    """Build one dataclass section, appending every problem to ``errors``."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        errors.append(f"section {name!r} must be a mapping of keys to values, got {type(raw).__name__}")
+        return cls()
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in valid:
+            hint = _nearest(str(key), valid)
+            if not hint:  # maybe it lives in another section
+                other = [s for s, keys in everything.items() if s != name and key in keys]
+                hint = f" (did you mean {other[0]}.{key}?)" if other else ""
+            errors.append(f"unknown key {name}.{key}{hint}")
+        elif not _type_ok(value, hints[key]):
+            errors.append(f"{name}.{key} must be {_describe(hints[key])}, got {value!r}")
+        else:
+            kwargs[key] = tuple(value) if typing.get_origin(hints[key]) is tuple else value
+    return cls(**kwargs)
+
+
+def _check_values(cfg: Config, errors: list[str]) -> None:
+    o, s, t = cfg.optim, cfg.sched, cfg.train
+    if o.lr <= 0:
+        errors.append(f"optim.lr must be > 0, got {o.lr}")
+    if o.weight_decay < 0:
+        errors.append(f"optim.weight_decay must be >= 0, got {o.weight_decay}")
+    if not 0 <= o.momentum < 1:
+        errors.append(f"optim.momentum must be in [0, 1), got {o.momentum}")
+    if s.warmup_epochs < 0 or s.warmup_epochs > t.epochs:
+        errors.append(f"sched.warmup_epochs must be in [0, train.epochs={t.epochs}], got {s.warmup_epochs}")
+    if not 0 < s.warmup_start <= 1:
+        errors.append(f"sched.warmup_start must be in (0, 1], got {s.warmup_start}")
+    if s.min_lr < 0 or s.min_lr > o.lr:
+        errors.append(f"sched.min_lr must be in [0, optim.lr={o.lr}], got {s.min_lr}")
+    if s.name == "step" and not s.milestones:
+        errors.append("sched.name='step' needs sched.milestones (epochs), e.g. sched.milestones=[30,60]")
+    if list(s.milestones) != sorted(s.milestones):
+        errors.append(f"sched.milestones must be increasing, got {s.milestones}")
+    if t.epochs < 1:
+        errors.append(f"train.epochs must be >= 1, got {t.epochs}")
+    if not 0 <= t.label_smoothing < 1:
+        errors.append(f"train.label_smoothing must be in [0, 1), got {t.label_smoothing}")
+    if t.tet_lambda < 0 or t.tet_lambda >= 1:
+        errors.append(f"train.tet_lambda must be in [0, 1), got {t.tet_lambda}")
+    if t.tet_lambda > 0 and t.loss != "tet":
+        errors.append("train.tet_lambda applies to loss='tet' only; set train.loss=tet or tet_lambda=0")
+    if t.clip_grad is not None and t.clip_grad <= 0:
+        errors.append(f"train.clip_grad must be > 0 or null (off), got {t.clip_grad}")
+    for key in ("ckpt_every_steps",):
+        if getattr(t, key) < 0:
+            errors.append(f"train.{key} must be >= 0, got {getattr(t, key)}")
+    for key in ("eval_every", "log_every_steps"):
+        if getattr(t, key) < 1:
+            errors.append(f"train.{key} must be >= 1, got {getattr(t, key)}")
+    if t.threads is not None and t.threads < 1:
+        errors.append(f"train.threads must be >= 1 or null, got {t.threads}")
+    if not cfg.run.name or "/" in cfg.run.name or cfg.run.name in (".", ".."):
+        errors.append(f"run.name must be a plain folder name, got {cfg.run.name!r}")
+
+
+def _check_model(model: ModelConfig, errors: list[str]) -> None:
+    from spikevision.models.registry import UnknownModelError, get_model_info
+
+    try:
+        info = get_model_info(model.name)
+    except UnknownModelError as e:
+        errors.append(f"model.name: {e}")
+        return
+    params = inspect.signature(info.builder).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    valid = [n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    for key in model.kwargs:
+        if key not in valid:
+            errors.append(f"unknown key model.{key} for {model.name}{_nearest(key, valid)}; "
+                          f"{model.name} takes {', '.join(valid)}")
+
+
+def config_from_dict(raw: Mapping[str, Any]) -> Config:
+    """Typed, validated :class:`Config` from a nested mapping (a parsed recipe).
+
+    Raises:
+        ConfigError: every problem found (unknown sections/keys with the nearest
+            valid one, wrong types, out-of-range values, unknown model/data set).
+    """
+    errors: list[str] = []
+    if not isinstance(raw, Mapping):
+        raise ConfigError([f"a config must be a mapping of sections, got {type(raw).__name__}"])
+    for sec in raw:
+        if sec not in _SECTIONS:
+            errors.append(f"unknown section {sec!r}{_nearest(str(sec), list(_SECTIONS))}; "
+                          f"sections are {', '.join(_SECTIONS)}")
+    everything = {s: [f.name for f in dataclasses.fields(c)] for s, c in _SECTIONS.items()}
+    model_raw = dict(raw.get("model") or {})
+    model = ModelConfig()
+    if "name" in model_raw:
+        if isinstance(model_raw["name"], str):
+            model.name = model_raw.pop("name")
+        else:
+            errors.append(f"model.name must be a registered model name, got {model_raw.pop('name')!r}")
+    model.kwargs = model_raw
+    data_raw = dict(raw.get("data") or {})
+    try:
+        data = DataConfig.from_dict(data_raw)
+    except DataConfigError as e:
+        errors.extend(line.strip(" -") for line in str(e).splitlines() if line.strip(" -") and
+                      not line.startswith("invalid data config"))
+        data = DataConfig()
+    except TypeError as e:
+        errors.append(f"data: {e}")
+        data = DataConfig()
+    sections = {s: _section(c, s, raw.get(s), errors, everything) for s, c in _SECTIONS.items()
+                if s not in ("model", "data")}
+    cfg = Config(model=model, data=data, **sections)
+    _check_model(cfg.model, errors)
+    _check_values(cfg, errors)
+    if errors:
+        raise ConfigError(errors)
+    return cfg
+
+
+def parse_overrides(items: Sequence[str]) -> list[tuple[list[str], Any]]:
+    """``["train.epochs=3", ...]`` to ``[(["train", "epochs"], 3), ...]`` (values parsed as YAML).
+
+    Raises:
+        ConfigError: an item without ``=`` or without a section prefix.
+    """
+    out, errors = [], []
+    for item in items:
+        key, sep, value = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) < 2 or not all(parts):
+            errors.append(f"override {item!r} must look like section.key=value (e.g. train.epochs=3)")
+            continue
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as e:
+            errors.append(f"override {item!r}: the value is not valid YAML ({e.__class__.__name__}); quote it")
+            continue
+        out.append((parts, parsed))
+    if errors:
+        raise ConfigError(errors)
+    return out
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """A copy of ``raw`` with the ``key=value`` overrides set (nested keys created as needed)."""
+    out = _plain(raw or {})
+    for parts, value in parse_overrides(overrides):
+        node = out
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                node[p] = {}
+            node = node[p]
+        node[parts[-1]] = value
+    return out
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Config:
+    """Read a YAML recipe, apply overrides, validate; raise one :class:`ConfigError` for everything.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ConfigError: malformed YAML or any invalid key or value.
+    """
+    raw: Any = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} not found; pass a YAML recipe, e.g. configs/quickstart.yaml")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError([f"{path} is not valid YAML: {e}"]) from None
+    return config_from_dict(apply_overrides(raw, overrides))

@@ -1,0 +1,481 @@
+"""The training engine: small ``build_*`` set-up functions, then one loop, :func:`fit`.
+
+Use (what ``spikevision train CONFIG [key=value ...] [--resume]`` does)::
+
+    cfg = load_config("configs/quickstart.yaml", ["train.epochs=3"])
+    summary = train(cfg, resume=False)
+
+Single process: ``spikevision train configs/quickstart.yaml``. Several
+processes (DDP, gloo on CPU, NCCL on CUDA)::
+
+    torchrun --nproc_per_node=4 -m spikevision train configs/quickstart.yaml
+
+Features: SGD/AdamW with per-step cosine/step schedules and warm-up; loss on
+time-averaged logits (CE, label smoothing, soft targets for Mixup/CutMix) or
+TET on per-step logits; AMP (bf16 autocast on CPU, fp16 + gradient scaler on
+CUDA) only when enabled; gradient clipping; DDP with optional SyncBN; metrics
+all-reduced, written only by rank 0 (``metrics.jsonl``, TensorBoard);
+checkpoints every epoch and every ``train.ckpt_every_steps`` steps, exact
+resume mid-epoch (the data order of epoch ``e`` is a function of ``(seed, e)``
+and the skipped batches are re-drawn, not re-trained); SIGINT/SIGTERM save a
+checkpoint and exit; a NaN/inf loss stops the run, keeping the last good checkpoint.
+
+Raises (before anything runs): :class:`~spikevision.train.config.ConfigError`
+for invalid configs; ``FileExistsError`` for a new run over an existing one;
+``FileNotFoundError`` for ``--resume`` without a checkpoint; ``ValueError``
+for a checkpoint whose model differs from the config, or TET with a model
+lacking ``forward_head(per_step=True)``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import json
+import logging
+import math
+import random
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import yaml
+from torch import Tensor, nn
+
+from spikevision.train import checkpoint as ck
+from spikevision.train.config import Config
+from spikevision.train.distributed import DistInfo, all_reduce_sum, cleanup_distributed, init_distributed, wrap_ddp
+from spikevision.train.losses import build_loss
+from spikevision.train.optim import build_optimizer, build_scheduler
+
+__all__ = ["train", "fit", "evaluate", "setup", "Trainer", "TrainState", "NonFiniteLossError",
+           "TrainingInterrupted", "SpikeCounter", "build_model", "build_loaders", "LAST", "BEST"]
+
+log = logging.getLogger(__name__)
+
+LAST, BEST = "last.pt", "best.pt"  # file names in <run>/checkpoints/
+METRICS_FILE, CONFIG_FILE = "metrics.jsonl", "config.yaml"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the run stopped, the last checkpoint is kept."""
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT/SIGTERM arrived; a checkpoint was saved. ``signum`` is the signal."""
+
+    def __init__(self, signum: int, path: Path) -> None:
+        self.signum, self.path = signum, path
+        super().__init__(f"stopped by {signal.Signals(signum).name}; checkpoint saved to {path}; "
+                         "continue with the same command plus --resume")
+
+
+# ---------------------------------------------------------------------------
+# small helpers: metrics, firing rates, the logits module, stop flag
+# ---------------------------------------------------------------------------
+
+def _topk_correct(logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    k = min(5, logits.shape[-1])
+    top = logits.topk(k, dim=-1).indices  # [B, k]
+    hit = top == y.unsqueeze(-1)
+    return hit[:, 0].sum(), hit.any(-1).sum()
+
+
+class SpikeCounter:
+    """Mean firing rate of every neuron module (``spikevision.neuron`` types) via forward hooks.
+
+    Cheap: one ``sum`` per neuron call, accumulated on the device, no sync.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        from spikevision.neuron.modules import NEURONS
+
+        types = tuple(NEURONS.values())
+        self.modules = [m for m in model.modules() if isinstance(m, types)]
+        self.totals = torch.zeros(2, dtype=torch.float64)  # [spikes, neuron-steps]
+        self._handles: list = []
+
+    def _hook(self, module: nn.Module, inputs: Any, out: Tensor) -> None:
+        s = out.detach().sum(dtype=torch.float64)
+        self.totals = self.totals.to(s.device)
+        self.totals[0] += s
+        self.totals[1] += out.numel()
+
+    def __enter__(self) -> "SpikeCounter":
+        self._handles = [m.register_forward_hook(self._hook) for m in self.modules]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+
+class LogitsModule(nn.Module):
+    """What DDP wraps: the model's logits, time-averaged ``[B, K]`` or per step ``[T, B, K]`` (TET)."""
+
+    def __init__(self, model: nn.Module, per_step: bool) -> None:
+        super().__init__()
+        self.model, self.per_step = model, per_step
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.per_step:
+            return self.model(x)
+        m = self.model
+        return m.forward_head(m.forward_features(m.encode(x)), per_step=True)
+
+
+class StopFlag:
+    """Records SIGINT/SIGTERM instead of dying, so the loop can save and exit cleanly."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+        self._old: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                self._old[s] = signal.signal(s, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+
+    def restore(self) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        self._old = {}
+
+
+@dataclass
+class TrainState:
+    """Position in training; all of it goes into checkpoints."""
+
+    epoch: int = 0
+    step: int = 0
+    epoch_step: int = 0
+    best_top1: float = -1.0
+    meter: Tensor = field(default_factory=lambda: torch.zeros(4, dtype=torch.float64))  # loss, top1, top5, n
+    train_time_s: float = 0.0
+
+
+@dataclass
+class Trainer:
+    """Everything :func:`fit` needs, made by :func:`setup`."""
+
+    cfg: Config
+    dist: DistInfo
+    model: nn.Module  # the bare model: saved, evaluated
+    net: nn.Module  # what is trained: LogitsModule, DDP-wrapped when distributed
+    model_kwargs: dict[str, Any]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    loss_fn: nn.Module
+    mixup: Any
+    train_loader: Any
+    eval_loader: Any
+    run_dir: Path
+    state: TrainState
+    stop: StopFlag
+    writer: Any = None
+    session_start: float = field(default_factory=time.perf_counter)
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+
+# ---------------------------------------------------------------------------
+# build_*: set-up, one concern each
+# ---------------------------------------------------------------------------
+
+def build_model(cfg: Config, num_classes: int) -> tuple[nn.Module, dict[str, Any]]:
+    """The registered model with ``cfg.model.kwargs`` (``num_classes`` filled from the data set if the builder takes it)."""
+    from spikevision.models.registry import create_model, get_model_info
+
+    kwargs = dict(cfg.model.kwargs)
+    params = inspect.signature(get_model_info(cfg.model.name).builder).parameters
+    if "num_classes" in params and kwargs.get("num_classes") is None:
+        kwargs["num_classes"] = num_classes
+    model = create_model(cfg.model.name, **kwargs)
+    if cfg.train.memory_saving:
+        from spikevision.train.memory import enable_memory_saving
+
+        enable_memory_saving(model)
+    return model, kwargs
+
+
+def build_loaders(cfg: Config, dist: DistInfo, T: int | None) -> tuple[Any, Any]:
+    """Training and test loaders, sharded over ranks (event data get ``frames = T``)."""
+    from spikevision.data import build_loader, get_dataset_info
+
+    if get_dataset_info(cfg.data.name).is_event and cfg.data.frames is None:
+        cfg.data.frames = T
+    return (build_loader(cfg.data, "train", rank=dist.rank, world_size=dist.world_size),
+            build_loader(cfg.data, "test", rank=dist.rank, world_size=dist.world_size))
+
+
+def build_amp(cfg: Config, device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler]:
+    """Autocast dtype (None = off) and a gradient scaler (enabled only for fp16 on CUDA)."""
+    dtype = None
+    if cfg.train.amp:
+        dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return dtype, torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+
+def _seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+def _prepare_run_dir(cfg: Config, resume: bool) -> Path:
+    run_dir = cfg.run.run_dir
+    last = run_dir / "checkpoints" / LAST
+    if resume and not last.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint at {last}; start the run without --resume")
+    if not resume and last.exists():
+        raise FileExistsError(f"run directory {run_dir} already holds a run; continue it with --resume, "
+                              f"or start another with run.name=<new name>")
+    return run_dir
+
+
+def setup(cfg: Config, resume: bool = False) -> Trainer:
+    """Build everything from a validated config; with ``resume``, restore ``last.pt`` exactly."""
+    from spikevision.data import build_mixup, get_dataset_info
+
+    run_dir = _prepare_run_dir(cfg, resume)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    torch.set_flush_denormal(cfg.train.flush_denormal)
+    dist = init_distributed(cfg.train.device)
+    _seed_everything(cfg.train.seed, cfg.train.deterministic)
+    num_classes = get_dataset_info(cfg.data.name).num_classes
+    model, kwargs = build_model(cfg, num_classes)
+    loss_fn = build_loss(cfg.train)
+    if loss_fn.per_step and not all(hasattr(model, a) for a in ("forward_head", "forward_features", "encode")):
+        raise ValueError(f"train.loss=tet needs per-step logits, but {cfg.model.name} has no "
+                         "forward_head(features, per_step=True); use train.loss=ce")
+    model.to(dist.device)
+    net = wrap_ddp(LogitsModule(model, loss_fn.per_step), dist, cfg.train.sync_bn)
+    train_loader, eval_loader = build_loaders(cfg, dist, getattr(model, "T", None))
+    optimizer = build_optimizer(model, cfg.optim)
+    scheduler = build_scheduler(optimizer, cfg.sched, cfg.optim.lr, len(train_loader), cfg.train.epochs)
+    amp_dtype, scaler = build_amp(cfg, dist.device)
+    tr = Trainer(cfg, dist, model, net, kwargs, optimizer, scheduler, scaler, amp_dtype, loss_fn,
+                 build_mixup(cfg.data, num_classes), train_loader, eval_loader, run_dir, TrainState(), StopFlag())
+    if resume:
+        _restore(tr, ck.load_checkpoint(tr.ckpt_dir / LAST, map_location=dist.device))
+    if dist.is_main:
+        tr.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        if cfg.run.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            tr.writer = SummaryWriter(log_dir=str(run_dir))
+    return tr
+
+
+# ---------------------------------------------------------------------------
+# checkpoints
+# ---------------------------------------------------------------------------
+
+def checkpoint_state(tr: Trainer) -> dict[str, Any]:
+    """The dict saved as ``last.pt``/``best.pt`` (keys: :mod:`spikevision.train.checkpoint`)."""
+    st = tr.state
+    return {
+        ck.VERSION_KEY: ck.FORMAT_VERSION, ck.MODEL_KEY: tr.model.state_dict(),
+        ck.MODEL_NAME_KEY: tr.cfg.model.name, ck.MODEL_KWARGS_KEY: tr.model_kwargs,
+        ck.CONFIG_KEY: tr.cfg.to_dict(), ck.EPOCH_KEY: st.epoch, ck.STEP_KEY: st.step,
+        ck.EPOCH_STEP_KEY: st.epoch_step, ck.OPTIMIZER_KEY: tr.optimizer.state_dict(),
+        ck.SCHEDULER_KEY: tr.scheduler.state_dict(), ck.SCALER_KEY: tr.scaler.state_dict(),
+        ck.RNG_KEY: ck.capture_rng_state(), ck.BEST_KEY: st.best_top1, ck.METER_KEY: st.meter.cpu(),
+        ck.TRAIN_TIME_KEY: st.train_time_s + time.perf_counter() - tr.session_start,
+    }
+
+
+def _save(tr: Trainer, name: str) -> Path:
+    path = tr.ckpt_dir / name
+    if tr.dist.is_main:  # only rank 0 writes
+        ck.save_checkpoint(path, checkpoint_state(tr))
+    return path
+
+
+def _restore(tr: Trainer, state: dict[str, Any]) -> None:
+    if state[ck.MODEL_NAME_KEY] != tr.cfg.model.name or state[ck.MODEL_KWARGS_KEY] != tr.model_kwargs:
+        raise ValueError(f"the checkpoint holds {state[ck.MODEL_NAME_KEY]}({state[ck.MODEL_KWARGS_KEY]}) but the "
+                         f"config builds {tr.cfg.model.name}({tr.model_kwargs}); resume with the run's own "
+                         f"config ({tr.run_dir / CONFIG_FILE})")
+    tr.model.load_state_dict(state[ck.MODEL_KEY])
+    tr.optimizer.load_state_dict(state[ck.OPTIMIZER_KEY])
+    tr.scheduler.load_state_dict(state[ck.SCHEDULER_KEY])
+    tr.scaler.load_state_dict(state[ck.SCALER_KEY])
+    tr.state = TrainState(state[ck.EPOCH_KEY], state[ck.STEP_KEY], state[ck.EPOCH_STEP_KEY], state[ck.BEST_KEY],
+                          state[ck.METER_KEY].to(torch.float64), state[ck.TRAIN_TIME_KEY])
+    ck.restore_rng_state(state[ck.RNG_KEY])  # last: building the model above consumed random numbers
+
+
+# ---------------------------------------------------------------------------
+# evaluation and logging
+# ---------------------------------------------------------------------------
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Any, device: torch.device, dist: DistInfo | None = None,
+             amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+    """Loss, top-1/top-5 (%) and mean firing rate over ``loader``, summed over ranks."""
+    dist = dist or DistInfo(device=device)
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, top1, top5, n
+    with SpikeCounter(model) as spikes:
+        for x, y in loader:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+                logits = model(x).float()
+            top1, top5 = _topk_correct(logits, y)
+            loss = nn.functional.cross_entropy(logits, y, reduction="sum")
+            sums += torch.stack([loss.double(), top1.double(), top5.double(), torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
+    rates = spikes.totals.to(device)
+    all_reduce_sum(sums, dist)
+    all_reduce_sum(rates, dist)
+    model.train(was_training)
+    n = max(1.0, sums[3].item())
+    return {"loss": sums[0].item() / n, "top1": 100 * sums[1].item() / n, "top5": 100 * sums[2].item() / n,
+            "firing_rate": rates[0].item() / max(1.0, rates[1].item()), "samples": int(sums[3].item())}
+
+
+def _log_epoch(tr: Trainer, record: dict[str, Any]) -> None:
+    if not tr.dist.is_main:
+        return
+    with open(tr.run_dir / METRICS_FILE, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    if tr.writer is not None:
+        for k, v in record.items():
+            if k != "epoch" and isinstance(v, (int, float)):
+                tr.writer.add_scalar(f"epoch/{k}", v, record["epoch"])
+        tr.writer.flush()
+    test = f", test top-1 {record['test_top1']:.2f}%" if "test_top1" in record else ""
+    log.info(f"epoch {record['epoch']}: loss {record['train_loss']:.4f}, train top-1 {record['train_top1']:.2f}%"
+             f"{test}, lr {record['lr']:.3g}, {record['throughput']:.0f} img/s, {record['epoch_time_s']:.1f} s")
+
+
+def _progress(it: Iterator, total: int, tr: Trainer, epoch: int) -> Iterator:
+    mode = tr.cfg.run.progress
+    show = tr.dist.is_main and (mode in ("on", True) or (mode == "auto" and sys.stderr.isatty()))
+    if not show:
+        return it
+    from tqdm import tqdm
+
+    return tqdm(it, total=total, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
+
+
+def _check_step(tr: Trainer, loss: Tensor) -> float:
+    """Global mean loss as a float; raise on NaN/inf. ``.item()`` is a host-device sync point,
+    paid every step so that a NaN never reaches the weights; under DDP the stop flag rides along
+    so every rank stops at the same step."""
+    v = torch.stack([loss.detach().float(), torch.tensor(float(tr.stop.signum > 0), device=loss.device)])
+    all_reduce_sum(v, tr.dist)
+    value, stop = v[0].item() / tr.dist.world_size, v[1].item() > 0
+    if not math.isfinite(value):
+        last = tr.ckpt_dir / LAST
+        kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+        raise NonFiniteLossError(
+            f"training loss is {value} at epoch {tr.state.epoch}, step {tr.state.step}; stopped without saving "
+            f"({kept}). Lower optim.lr, set train.clip_grad (e.g. 1.0) or turn off train.amp, then resume "
+            f"with --resume")
+    if stop and not tr.stop.signum:
+        tr.stop.signum = signal.SIGTERM
+    return value
+
+
+# ---------------------------------------------------------------------------
+# the loop
+# ---------------------------------------------------------------------------
+
+def fit(tr: Trainer) -> dict[str, Any]:
+    """Train from ``tr.state`` to ``train.epochs``; returns the last epoch's record."""
+    from spikevision.data import set_loader_epoch
+
+    cfg, st, dev = tr.cfg.train, tr.state, tr.dist.device
+    record: dict[str, Any] = {}
+    for epoch in range(st.epoch, cfg.epochs):
+        st.epoch = epoch
+        set_loader_epoch(tr.train_loader, epoch)  # data order = f(seed, epoch): identical after a resume
+        if hasattr(tr.mixup, "set_epoch"):
+            tr.mixup.set_epoch(epoch)
+        tr.net.train()
+        start, seen = time.perf_counter(), 0
+        batches = itertools.islice(tr.train_loader, st.epoch_step, None)  # mid-epoch resume: skip done batches
+        for x, y in _progress(batches, len(tr.train_loader) - st.epoch_step, tr, epoch):
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            target = y
+            if tr.mixup is not None:
+                x, target = tr.mixup(x, y)  # soft targets [B, K]
+            with torch.autocast(dev.type, dtype=tr.amp_dtype or torch.bfloat16, enabled=tr.amp_dtype is not None):
+                logits = tr.net(x).float()  # [B, K], or [T, B, K] for TET
+                loss = tr.loss_fn(logits, target)
+            loss_value = _check_step(tr, loss)
+            tr.optimizer.zero_grad(set_to_none=True)
+            tr.scaler.scale(loss).backward()
+            if cfg.clip_grad is not None:
+                tr.scaler.unscale_(tr.optimizer)  # clip the true gradients, not the scaled ones
+                nn.utils.clip_grad_norm_(tr.model.parameters(), cfg.clip_grad)
+            tr.scaler.step(tr.optimizer)
+            tr.scaler.update()
+            tr.scheduler.step()
+            top1, top5 = _topk_correct(logits.detach().mean(0) if logits.dim() == 3 else logits.detach(), y)
+            st.meter += torch.tensor([loss_value * len(y), top1.item(), top5.item(), len(y)], dtype=torch.float64)
+            st.step, st.epoch_step, seen = st.step + 1, st.epoch_step + 1, seen + len(y)
+            if tr.writer is not None and st.step % cfg.log_every_steps == 0:
+                tr.writer.add_scalar("step/loss", loss_value, st.step)
+                tr.writer.add_scalar("step/lr", tr.optimizer.param_groups[0]["lr"], st.step)
+            if cfg.ckpt_every_steps and st.step % cfg.ckpt_every_steps == 0:
+                _save(tr, LAST)
+            if tr.stop.signum:
+                raise TrainingInterrupted(tr.stop.signum, _save(tr, LAST))
+        elapsed = time.perf_counter() - start
+        meter = all_reduce_sum(st.meter.to(dev), tr.dist).cpu()
+        n = max(1.0, meter[3].item())
+        record = {"epoch": epoch, "step": st.step, "lr": tr.optimizer.param_groups[0]["lr"],
+                  "train_loss": meter[0].item() / n, "train_top1": 100 * meter[1].item() / n,
+                  "train_top5": 100 * meter[2].item() / n, "epoch_time_s": elapsed,
+                  "throughput": seen * tr.dist.world_size / elapsed}
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+            ev = evaluate(tr.model, tr.eval_loader, dev, tr.dist, tr.amp_dtype)
+            record.update({"test_loss": ev["loss"], "test_top1": ev["top1"], "test_top5": ev["top5"],
+                           "firing_rate": ev["firing_rate"]})
+        st.epoch, st.epoch_step, st.meter = epoch + 1, 0, torch.zeros(4, dtype=torch.float64)
+        record["train_time_s"] = st.train_time_s + time.perf_counter() - tr.session_start
+        _log_epoch(tr, record)
+        is_best = record.get("test_top1", -1.0) > st.best_top1
+        st.best_top1 = max(st.best_top1, record.get("test_top1", -1.0))
+        _save(tr, LAST)
+        if is_best:
+            _save(tr, BEST)
+    return record
+
+
+def train(cfg: Config, resume: bool = False) -> dict[str, Any]:
+    """Set up (or resume) and run; returns the final epoch's record. Cleans up DDP and signal handlers."""
+    tr = setup(cfg, resume)
+    tr.stop.install()
+    try:
+        record = fit(tr)
+        if tr.state.epoch >= cfg.train.epochs and not record:
+            log.info(f"{tr.run_dir} already finished {cfg.train.epochs} epochs; raise train.epochs to continue")
+        return record
+    finally:
+        tr.stop.restore()
+        if tr.writer is not None:
+            tr.writer.close()
+        cleanup_distributed()

@@ -1,0 +1,47 @@
+"""Fixtures of the engine tests: tiny Fashion-MNIST IDX files and a recipe for the tiny model."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import tiny_model  # noqa: E402,F401  (registers tiny_snn_test)
+
+from spikevision.data.idx import write_idx  # noqa: E402
+
+HERE = Path(__file__).parent
+ENTRY = HERE / "_entry.py"
+
+
+def _write_split(folder: Path, prefix: str, n: int, rng: np.random.Generator) -> None:
+    labels = np.arange(n, dtype=np.uint8) % 10
+    images = rng.integers(0, 60, size=(n, 28, 28), dtype=np.uint8)
+    for i, c in enumerate(labels):  # a learnable pattern: a bright band whose row depends on the class
+        images[i, 2 * c + 4 : 2 * c + 6, :] = 220
+    write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images)
+    write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+
+
+@pytest.fixture(scope="session")
+def fmnist_root(tmp_path_factory) -> Path:
+    """64 training and 40 test images in the real Fashion-MNIST IDX format."""
+    root = tmp_path_factory.mktemp("fmnist")
+    rng = np.random.default_rng(0)
+    _write_split(root, "train", 64, rng)
+    _write_split(root, "t10k", 40, rng)
+    return root
+
+
+def tiny_overrides(root: Path, out_dir: Path, name: str = "tiny", **extra) -> list[str]:
+    """``key=value`` overrides of a short deterministic CPU run of the tiny model."""
+    base = {
+        "model.name": "tiny_snn_test", "data.name": "fashion_mnist", "data.root": str(root),
+        "data.batch_size": 8, "data.eval_batch_size": 20, "optim.name": "sgd", "optim.lr": 0.1,
+        "sched.name": "cosine", "sched.warmup_epochs": 1, "train.epochs": 3, "train.seed": 0,
+        "train.deterministic": True, "train.device": "cpu", "train.threads": 1, "run.out_dir": str(out_dir),
+        "run.name": name, "run.progress": "off",
+    }
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]
