@@ -55,13 +55,55 @@ def test_profile_tiny_model(capsys):
     total = 2 * per_step + 64 * 10
     assert f"dense MACs {total / 1e6:.3f}M" in out
 
-def test_profile_errors(capsys, tmp_path):
+def test_profile_errors(tmp_path):
     from spikevision.models import UnknownModelError
 
     with pytest.raises(UnknownModelError, match="unknown model"):
         main(["profile", "no_such_net"])
-    try:
-        import spikevision.train.checkpoint  # noqa: F401
-    except ImportError:
-        with pytest.raises(SystemExit, match="spikevision.train.checkpoint"):
-            main(["profile", str(tmp_path)])
+    with pytest.raises(SystemExit, match="no best.pt or last.pt"):
+        main(["profile", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--data needs a run directory"):
+        main(["profile", "mlp_spe_mini", "--data"])
+
+
+@pytest.mark.skipif("mlp_spe_mini" not in {i.name for i in list_models()}, reason="mlp_spe_mini not registered")
+def test_profile_run_directory_with_its_data(tmp_path, capsys):
+    import numpy as np
+    import torch
+
+    from spikevision.analysis import profile_model
+    from spikevision.data import DataConfig, build_loader
+    from spikevision.data.idx import write_idx
+    from spikevision.models import create_model
+    from spikevision.train import checkpoint as ck
+
+    # a tiny MNIST in the real IDX format
+    rng = np.random.default_rng(0)
+    data_root = tmp_path / "mnist"
+    data_root.mkdir()
+    for prefix, n in (("train", 4), ("t10k", 3)):
+        write_idx(data_root / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(data_root / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n).astype(np.uint8))
+    torch.manual_seed(0)
+    kwargs = {"num_classes": 10, "T": 2}
+    model = create_model("mlp_spe_mini", **kwargs)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)  # "trained" weights that differ from a fresh build
+    data_cfg = {"name": "mnist", "root": str(data_root)}
+    state = {ck.VERSION_KEY: ck.FORMAT_VERSION, ck.MODEL_KEY: model.state_dict(), ck.MODEL_NAME_KEY: "mlp_spe_mini",
+             ck.MODEL_KWARGS_KEY: kwargs, ck.CONFIG_KEY: {"data": data_cfg}, ck.EPOCH_KEY: 1, ck.STEP_KEY: 7}
+    run = tmp_path / "run"
+    ck.save_checkpoint(run / "checkpoints" / "last.pt", state)
+
+    assert main(["profile", str(run), "--data", "--batch-size", "3", "--no-neurons"]) == 0
+    out = capsys.readouterr().out
+    assert "trained 7 steps" in out and "first test batch of mnist" in out and "input [3, 1, 28, 28]" in out
+    # the same numbers as profiling the checkpointed model on that batch directly
+    x, _ = next(iter(build_loader(DataConfig.from_dict({**data_cfg, "eval_batch_size": 3, "device": "cpu"}),
+                                  "test")))
+    ref = profile_model(model, x)
+    assert f"ACs {ref.ops.totals['acs'] / 1e3:.3f}k" in out or f"ACs {ref.ops.totals['acs'] / 1e6:.3f}M" in out
+    # a checkpoint file works too
+    assert main(["profile", str(run / "checkpoints" / "last.pt"), "--no-neurons"]) == 0
+    assert "random N(0,1) images" in capsys.readouterr().out

@@ -1,8 +1,11 @@
 """``spikevision profile MODEL_or_RUN_DIR``: per-layer firing rates, ACs/MACs and energy, per sample.
 
-Builds the registered model (or loads a run directory's checkpoint), runs one
-forward pass on a seeded random batch at the model's default input size
-(images ``N(0, 1)``; event models get Bernoulli(0.1) spike frames), and prints
+Builds the registered model (or loads a run directory's ``best.pt``/``last.pt``
+or a checkpoint file: the model is rebuilt from the name and keyword arguments
+stored in it and loaded strictly), runs one forward pass on a seeded random
+batch at the model's input size (images ``N(0, 1)``; event models get
+Bernoulli(0.1) spike frames) or, with ``--data``, on the first test batch of
+the run's own data set, and prints
 :func:`spikevision.analysis.format_profile`: one row per conv/linear layer
 (input kind binary/integer/real, input firing rate, dense MACs, ACs, MACs,
 energy), one row per spiking layer, totals and the energy conventions.
@@ -18,7 +21,8 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", metavar="MODEL_or_RUN_DIR", help="registered model name or a run directory")
+    parser.add_argument("target", metavar="MODEL_or_RUN_DIR",
+                        help="registered model name, run directory (runs/<name>) or checkpoint file (.pt)")
     parser.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"), default=None,
                         help="input size (default: the model's)")
     parser.add_argument("--T", type=int, default=None, help="time steps (default: the model's)")
@@ -34,20 +38,62 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sram-pj", type=float, default=None,
                         help="pJ per 64-bit SRAM access for the memory-aware estimate (default 20, 32 KB)")
     parser.add_argument("--no-neurons", action="store_true", help="omit the spiking-layer rows")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                        help="which checkpoint of a run directory (default best, else last)")
+    parser.add_argument("--data", action="store_true",
+                        help="profile on the first test batch of the run's data set instead of random input")
+    parser.add_argument("--data-root", default=None, help="data folder (default: the run's)")
 
 
-def _load_run(path: Path, args: argparse.Namespace):
+def _load_checkpointed(target: Path, which: str):
+    """Model (weights loaded strictly) and checkpoint state from a run directory or a ``.pt`` file."""
+    from spikevision.models import create_model
+    from spikevision.train import checkpoint as ck
+
+    path = target
+    if target.is_dir():
+        names = ["best.pt", "last.pt"] if which == "best" else ["last.pt"]
+        found = [target / "checkpoints" / n for n in names if (target / "checkpoints" / n).is_file()]
+        if not found:
+            raise SystemExit(f"{target} has no {' or '.join(names)} in {target / 'checkpoints'}; "
+                             "is it a run directory?")
+        path = found[0]
     try:
-        from spikevision.train import checkpoint as ckpt  # written by the training part
-    except ImportError:
-        raise SystemExit(
-            f"{path} is a directory, but loading run directories needs spikevision.train.checkpoint, which this "
-            "installation does not have yet; profile a registered model name instead (see `spikevision models`)"
-        ) from None
-    loader = getattr(ckpt, "load_model_from_run", None)
-    if loader is None:
-        raise SystemExit(f"spikevision.train.checkpoint has no load_model_from_run(); cannot profile the run {path}")
-    return loader(path)
+        state = ck.load_checkpoint(path)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(str(e)) from None
+    model = create_model(state[ck.MODEL_NAME_KEY], **state[ck.MODEL_KWARGS_KEY])
+    model.load_state_dict(state[ck.MODEL_KEY])
+    return model, state, path
+
+
+def _input_size(name: str, kwargs: dict, args: argparse.Namespace) -> tuple[int, int, int]:
+    """The builder's default input size, adjusted by ``in_chans``/``img_size`` kwargs and ``--input-size``."""
+    from spikevision.models import get_model_info
+
+    if args.input_size:
+        return tuple(args.input_size)
+    c, h, w = get_model_info(name).input_size
+    c = kwargs.get("in_chans", c)
+    if "img_size" in kwargs:
+        h = w = kwargs["img_size"]
+    return c, h, w
+
+
+def _data_batch(state: dict, args: argparse.Namespace):
+    """The first test batch of the run's own data set (``--data``)."""
+    from spikevision.data import DataConfig, build_loader
+    from spikevision.train import checkpoint as ck
+
+    data = dict(state[ck.CONFIG_KEY]["data"])
+    data.update(eval_batch_size=args.batch_size, device="cpu", num_workers=0)
+    if args.data_root is not None:
+        data["root"] = args.data_root
+    try:
+        x, _ = next(iter(build_loader(DataConfig.from_dict(data), "test")))
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"cannot load the run's test data: {e}") from None
+    return x, f"first test batch of {data.get('name')}"
 
 
 def _random_input(model, info_input, args: argparse.Namespace):
@@ -76,23 +122,28 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--batch-size must be >= 1, got {args.batch_size}")
     torch.manual_seed(args.seed)
     target = Path(args.target)
-    if target.is_dir():
-        model = _load_run(target, args)
-        input_size = getattr(model, "input_size", None) or args.input_size
-        if input_size is None:
-            raise SystemExit("the run does not record its input size; pass --input-size C H W")
-        name = str(target)
+    state = None
+    if target.exists():
+        model, state, path = _load_checkpointed(target, args.checkpoint)
+        from spikevision.train import checkpoint as ck
+
+        input_size = _input_size(state[ck.MODEL_NAME_KEY], state[ck.MODEL_KWARGS_KEY], args)
+        name = f"{path} ({state[ck.MODEL_NAME_KEY]}, trained {state[ck.STEP_KEY]} steps)"
     else:
-        info = get_model_info(args.target)
-        model = create_model(args.target, T=args.T, num_classes=args.num_classes,
-                             **({"in_chans": args.input_size[0]} if args.input_size else {}))
-        input_size, name = info.input_size, info.name
+        if args.data:
+            raise SystemExit("--data needs a run directory or checkpoint (it uses the run's saved data config)")
+        get_model_info(args.target)  # unknown names raise with the closest matches
+        kwargs = {"T": args.T, "num_classes": args.num_classes}
+        if args.input_size:
+            kwargs["in_chans"] = args.input_size[0]
+        model = create_model(args.target, **kwargs)
+        input_size, name = _input_size(args.target, {}, args), args.target
     energy = EnergyModel(**{k: v for k, v in (("e_mac_pj", args.e_mac), ("e_ac_pj", args.e_ac)) if v is not None})
     memory = MemoryEnergyModel(compute=energy, **({"e_word_pj": args.sram_pj} if args.sram_pj is not None else {}))
-    x, kind = _random_input(model, input_size, args)
+    x, kind = _data_batch(state, args) if args.data else _random_input(model, input_size, args)
     prof = profile_model(model, x, integer_inputs=args.integer_inputs,
                          repeated_input_once=args.repeated_input_once, energy=energy, memory_energy=memory)
-    print(f"# {name}: input {list(x.shape)} ({kind}, seed {args.seed}), T={prof.T}, "
-          f"untrained weights unless a run directory was given")
+    weights = "trained weights" if state is not None else "untrained weights"
+    print(f"# {name}: input {list(x.shape)} ({kind}, seed {args.seed}), T={prof.T}, {weights}")
     print(format_profile(prof, show_neurons=not args.no_neurons))
     return 0
