@@ -131,6 +131,9 @@ def shift_add_terms(value: float, terms: int, max_shift: int = 30) -> list[tuple
 
 
 def _is_binary(x: Tensor, one: float) -> bool:
+    """True when ``x`` holds only 0 and ``one`` (spikes). Neuron outputs carry a flag that skips the scan."""
+    if getattr(x, "_spikevision_spikes", False):
+        return True
     with uncounted():
         return bool(((x == 0) | (x == one)).all())
 
@@ -476,6 +479,7 @@ class IntNeuron(nn.Module):
             else:
                 v = h
             out[t] = torch.where(s, one, 0.0)
+        out._spikevision_spikes = True  # consumers may skip the binary scan (views and copies drop the flag)
         return out
 
     def extra_repr(self) -> str:

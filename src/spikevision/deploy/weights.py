@@ -1,0 +1,129 @@
+"""Weights on disk as safetensors, with the model's name and keyword arguments in the metadata.
+
+A safetensors file holds tensors only (no code, nothing to unpickle). The
+metadata (string to string) carries what rebuilds the model:
+
+| key | value |
+|---|---|
+| ``format`` | ``"spikevision"`` |
+| ``kind`` | ``"float"`` (a model's ``state_dict``), ``"folded"`` (BN folded) or ``"integer"`` (the engine's integer buffers) |
+| ``model_name`` | registered builder name |
+| ``model_kwargs`` | JSON of the builder's keyword arguments |
+| ``extra`` | JSON of anything else (engine config, audit summary) |
+
+:func:`load_model` rebuilds a ``"float"`` file with ``create_model`` and loads
+it strictly.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["save_weights", "read_metadata", "load_model", "FORMAT"]
+
+FORMAT = "spikevision"
+
+
+def _json(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, sort_keys=True)
+    except TypeError as e:
+        raise TypeError(f"{what} must be JSON-serialisable to go into safetensors metadata: {e}") from None
+
+
+def save_weights(
+    model: nn.Module,
+    path: str | Path,
+    *,
+    model_name: str | None = None,
+    model_kwargs: dict | None = None,
+    kind: str = "float",
+    extra: dict | None = None,
+) -> Path:
+    """Write ``model.state_dict()`` to ``path`` (safetensors) with rebuild metadata.
+
+    Tensors shared between entries are stored once (safetensors forbids aliases;
+    the first name is kept). Non-tensor state is not saved.
+
+    Args:
+        model: any module.
+        path: output file (parent folders are created).
+        model_name: registered name (needed by :func:`load_model`).
+        model_kwargs: builder keyword arguments.
+        kind: ``"float"``, ``"folded"`` or ``"integer"``.
+        extra: JSON-serialisable extras.
+
+    Raises:
+        TypeError: metadata that is not JSON-serialisable (checked before writing).
+    """
+    from safetensors.torch import save_file
+
+    meta = {"format": FORMAT, "kind": kind, "model_name": model_name or "",
+            "model_kwargs": _json(model_kwargs or {}, "model_kwargs"), "extra": _json(extra or {}, "extra")}
+    tensors: dict[str, torch.Tensor] = {}
+    seen: set[tuple[int, int]] = set()
+    for name, t in model.state_dict().items():
+        key = (t.untyped_storage().data_ptr(), t.storage_offset()) if t.numel() else (id(t), 0)
+        if key in seen:
+            continue
+        seen.add(key)
+        tensors[name] = t.detach().cpu().contiguous().clone()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=meta)
+    return path
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """The metadata of a spikevision safetensors file, JSON fields decoded.
+
+    Raises:
+        FileNotFoundError: no file. ValueError: not a spikevision safetensors file.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} not found")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:
+        raise ValueError(f"{path} is not a safetensors file ({type(e).__name__}: {e})") from None
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path} has no spikevision metadata (format={meta.get('format')!r}); "
+                         "load its tensors with safetensors.torch.load_file")
+    meta = dict(meta)
+    for key in ("model_kwargs", "extra"):
+        meta[key] = json.loads(meta.get(key) or "{}")
+    return meta
+
+
+def load_model(path: str | Path) -> nn.Module:
+    """Rebuild the model of a ``"float"`` weights file: ``create_model(name, **kwargs)`` then a strict load.
+
+    Raises:
+        ValueError: the file is not a float spikevision file or names no model.
+    """
+    from safetensors.torch import load_file
+
+    from spikevision.models import create_model
+
+    meta = read_metadata(path)
+    if meta["kind"] != "float" or not meta["model_name"]:
+        raise ValueError(f"{path} holds {meta['kind']!r} weights of model {meta['model_name']!r}; "
+                         "only float weights of a registered model rebuild (export with kind='float')")
+    model = create_model(meta["model_name"], **meta["model_kwargs"])
+    state = load_file(str(path))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # entries dropped as aliases of another entry are the only allowed gaps
+    own = model.state_dict()
+    missing = [k for k in missing if not any(own[k].data_ptr() == own[j].data_ptr() for j in state if j in own)]
+    if missing or unexpected:
+        raise ValueError(f"{path} does not match {meta['model_name']}: missing {missing}, unexpected {unexpected}")
+    return model.eval()
