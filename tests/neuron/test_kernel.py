@@ -51,10 +51,12 @@ def _grads_vs_reference(p, x, return_membrane):
 @pytest.mark.parametrize("reset", range(len(RECT_RESETS)))
 @pytest.mark.parametrize("strict", [True, False])
 @pytest.mark.parametrize("width", [1.0, 0.6])
-def test_rectangular_code_path_matches_reference(reset, strict, width):
-    # without return_membrane the kernel keeps only the 1-byte code, not H
+@pytest.mark.parametrize("T", [1, 4, 6, 9])
+def test_rectangular_code_path_matches_reference(reset, strict, width, T):
+    # without return_membrane the kernel keeps only the packed 2-bit code, not H;
+    # T = 6 and 9 leave a partly filled last byte
     p = NeuronParams(decay=0.25, gain=1.0, v_th=0.5, strict=strict, surrogate=Rectangular(width), **RECT_RESETS[reset])
-    _grads_vs_reference(p, _inputs(seed=4), return_membrane=False)
+    _grads_vs_reference(p, _inputs(shape=(T, 3, 5, 4), seed=4), return_membrane=False)
 
 
 @pytest.mark.parametrize("surrogate", [Sigmoid(4.0), ATan(2.0), Triangle(2.0, 0.3)], ids=lambda s: s.name)
@@ -65,18 +67,21 @@ def test_membrane_path_without_returning_membrane(surrogate, gain):
 
 
 @pytest.mark.parametrize(
-    "p,expected",
+    "p,per_neuron",
     [
-        (NeuronParams(decay=0.25, gain=1.0, v_th=0.5, strict=True, surrogate=Rectangular(1.0)), 1),
-        (NeuronParams(surrogate=Rectangular(1.0), reset="soft", detach_reset=False), 1),
-        (NeuronParams(surrogate=Rectangular(1.0), detach_reset=False), 4),  # needs H for (v_reset - H) sg
-        (NeuronParams(surrogate=Sigmoid(4.0)), 4),
+        # packed codes: ceil(T / 4) bytes per neuron
+        (NeuronParams(decay=0.25, gain=1.0, v_th=0.5, strict=True, surrogate=Rectangular(1.0)), lambda T: -(-T // 4)),
+        (NeuronParams(surrogate=Rectangular(1.0), reset="soft", detach_reset=False), lambda T: -(-T // 4)),
+        # float32 H: 4 bytes per neuron-step; a non-detached hard reset needs H for (v_reset - H) sg
+        (NeuronParams(surrogate=Rectangular(1.0), detach_reset=False), lambda T: 4 * T),
+        (NeuronParams(surrogate=Sigmoid(4.0)), lambda T: 4 * T),
     ],
     ids=["ms_resnet_rect", "rect_soft", "rect_hard_attached", "sigmoid"],
 )
-def test_bytes_saved_for_backward(p, expected):
-    x = torch.randn(4, 8, 16, requires_grad=True)
-    assert _saved_bytes(lambda v: lif_multistep(v, p), x) == expected * x.numel()
+@pytest.mark.parametrize("T", [4, 5])
+def test_bytes_saved_for_backward(p, per_neuron, T):
+    x = torch.randn(T, 8, 16, requires_grad=True)
+    assert _saved_bytes(lambda v: lif_multistep(v, p), x) == per_neuron(T) * 8 * 16
 
 
 def test_gradient_through_membrane_only_and_expanded_grad():

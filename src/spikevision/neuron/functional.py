@@ -156,12 +156,17 @@ def check_sequence(x: Tensor, name: str = "input", min_dim: int = 2) -> None:
 # 0-dim tensors on the device, so there is no host sync inside the loops.
 
 
+_STEPS_PER_BYTE = 4  # 2-bit digits per int8 code
+
+
 def _is_compact(p: NeuronParams, decay: Tensor | float) -> bool:
-    """Whether backward can run from a 1-byte code per neuron-step instead of ``H``.
+    """Whether backward can run from 2 bits per neuron-step instead of ``H``.
 
     With the rectangular surrogate the gradient only needs, per neuron-step,
     the spike bit (for a hard reset's ``1 - S`` factor) and whether ``H`` lies in
-    the surrogate window: two bits, kept as one ``uint8``. A non-detached hard
+    the surrogate window: two bits. Four steps share one ``int8`` (a quarter
+    byte per neuron-step), packed and unpacked with exact float arithmetic on
+    small integers, which stays on the fast vectorised paths. A non-detached hard
     reset needs ``H`` itself (``(v_reset - H) * sg``), and a learnable decay
     needs the post-reset membranes, so those keep ``H``.
     """
@@ -207,8 +212,8 @@ class _MultiStep(torch.autograd.Function):
     """Fused multi-step neuron with a hand-written BPTT backward.
 
     ``decay`` and ``gain`` are Python floats (fixed constants) or 0-dim tensors
-    (learnable, PLIF). Saves for backward either one ``int8`` code per
-    neuron-step (rectangular surrogate, see :func:`_is_compact`) or the charged
+    (learnable, PLIF). Saves for backward either a 2-bit code per neuron-step
+    (rectangular surrogate, see :func:`_is_compact`) or the charged
     membrane ``H``; plus ``X`` when the gain itself needs a gradient.
 
     Every per-step op is a float op or a float <-> int8 copy: on CPU those are
@@ -227,21 +232,26 @@ class _MultiStep(torch.autograd.Function):
         h_buf = torch.empty_like(x[0]) if h_seq is None else None
         v_buf = torch.empty_like(x[0]) if p.reset != "none" else None
         if compact:
-            code = torch.empty(x.shape, dtype=torch.int8, device=x.device)
-            c_buf = torch.empty_like(x[0])
+            code = torch.empty((-(-T // _STEPS_PER_BYTE), *x.shape[1:]), dtype=torch.int8, device=x.device)
+            c_buf, packed = torch.empty_like(x[0]), torch.empty_like(x[0])
             half_width = p.surrogate.width / 2.0
         v: Tensor | None = None  # post-reset membrane V_{t-1}; None means v_rest
         for t in range(T):
             h = _charge(x[t], v, decay, gain, p, out=h_seq[t] if h_seq is not None else h_buf)
             s = fire(h, p.v_th, out=s_seq[t])
-            if compact:  # code = in-window (+ 2 * spike for a hard reset), in {0, 1, 2, 3}
+            if compact:
+                # digit = in-window (+ 2 * spike for a hard reset), in {0, 1, 2, 3}; four
+                # steps' digits form one base-4 number 0..255, stored minus 128 as int8
                 torch.sub(h, p.v_th, out=c_buf).abs_().lt_(half_width)
                 if p.reset == "hard":
                     c_buf.add_(s, alpha=2.0)
-                code[t].copy_(c_buf)
+                j = t % _STEPS_PER_BYTE
+                packed.copy_(c_buf) if j == 0 else packed.add_(c_buf, alpha=4.0**j)
+                if j == _STEPS_PER_BYTE - 1 or t == T - 1:
+                    code[t // _STEPS_PER_BYTE].copy_(packed.sub_(128.0))
             v = _reset_into(h, s, p, out=v_buf)
 
-        ctx.p, ctx.compact = p, compact
+        ctx.p, ctx.compact, ctx.T = p, compact, T
         ctx.decay, ctx.gain = decay, gain
         ctx.set_materialize_grads(False)
         needs_x = isinstance(gain, Tensor) and gain.requires_grad
@@ -252,11 +262,10 @@ class _MultiStep(torch.autograd.Function):
     def backward(ctx, grad_s: Tensor | None, grad_h_out: Tensor | None = None):
         p: NeuronParams = ctx.p
         saved, x = ctx.saved_tensors
-        decay, gain = ctx.decay, ctx.gain
-        T = saved.shape[0]
-        dtype = grad_s.dtype if grad_s is not None else grad_h_out.dtype
-        grad_x = torch.empty(saved.shape, dtype=dtype, device=saved.device)
-        step = grad_x[0]
+        decay, gain, T = ctx.decay, ctx.gain, ctx.T
+        grad_x = torch.empty_like(grad_s if grad_s is not None else grad_h_out,
+                                  memory_format=torch.contiguous_format)
+        dtype, step = grad_x.dtype, grad_x[0]
         lt = torch.le if p.strict else torch.lt  # "no spike"
 
         # The recursion runs on K = G / sg_scale, where G_t = dL/dH_t and the
@@ -267,18 +276,26 @@ class _MultiStep(torch.autograd.Function):
         # K_t lives in grad_x[t] when the output scale is 1, else in two rolling buffers
         k_bufs = None if in_place else (torch.empty_like(step), torch.empty_like(step))
         g_buf = torch.empty_like(step)  # surrogate (window) of this step
+        packed = torch.empty_like(step) if ctx.compact else None
         no_spike = torch.empty_like(step) if p.reset == "hard" else None
         factor = torch.empty_like(step) if p.reset != "none" and not p.detach_reset else None
         decay_is_tensor = isinstance(decay, Tensor)
-        grad_decay = torch.zeros((), dtype=dtype, device=saved.device) if ctx.needs_input_grad[1] else None
-        grad_gain = torch.zeros((), dtype=dtype, device=saved.device) if ctx.needs_input_grad[2] else None
+        grad_decay = step.new_zeros(()) if ctx.needs_input_grad[1] else None
+        grad_gain = step.new_zeros(()) if ctx.needs_input_grad[2] else None
         v_buf = torch.empty_like(step) if grad_decay is not None else None
         k_next: Tensor | None = None
 
         for t in range(T - 1, -1, -1):
             k = grad_x[t] if in_place else k_bufs[t % 2]
-            if ctx.compact:  # code = window (+ 2 spike)
-                sg = g_buf.copy_(saved[t])
+            if ctx.compact:  # unpack this step's digit = window (+ 2 spike), highest first
+                j = t % _STEPS_PER_BYTE
+                if j == _STEPS_PER_BYTE - 1 or t == T - 1:
+                    packed.copy_(saved[t // _STEPS_PER_BYTE]).add_(128.0)
+                if j == 0:
+                    sg = g_buf.copy_(packed)
+                else:
+                    sg = torch.mul(packed, 4.0**-j, out=g_buf).floor_()
+                    packed.sub_(sg, alpha=4.0**j)
                 if no_spike is not None:
                     torch.lt(sg, 2.0, out=no_spike)
                     sg.add_(no_spike, alpha=2.0).sub_(2.0)
