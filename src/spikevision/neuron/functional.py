@@ -270,7 +270,7 @@ class _MultiStep(torch.autograd.Function):
 
         # The recursion runs on K = G / sg_scale, where G_t = dL/dH_t and the
         # surrogate is sg = sg_scale * g; the constant joins the output scale.
-        sg_scale = 1.0 / p.surrogate.width if ctx.compact else p.surrogate.scaled_grad_(torch.zeros(()))[1]
+        sg_scale = p.surrogate.grad_scale
         out_scale = gain * sg_scale
         in_place = isinstance(out_scale, float) and out_scale == 1.0
         # K_t lives in grad_x[t] when the output scale is 1, else in two rolling buffers
@@ -301,7 +301,7 @@ class _MultiStep(torch.autograd.Function):
                     sg.add_(no_spike, alpha=2.0).sub_(2.0)
             else:
                 h = saved[t]
-                sg, _ = p.surrogate.scaled_grad_(torch.sub(h, p.v_th, out=g_buf))
+                sg = p.surrogate.unscaled_grad_(torch.sub(h, p.v_th, out=g_buf))
                 if no_spike is not None:
                     lt(h, p.v_th, out=no_spike)
             # direct term: this step's spike (through the surrogate) and membrane outputs

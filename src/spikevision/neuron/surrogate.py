@@ -45,14 +45,19 @@ class Surrogate:
         """A differentiable function whose derivative is :meth:`grad`."""
         raise NotImplementedError
 
-    def scaled_grad_(self, x: Tensor) -> tuple[Tensor, float]:
-        """Kernel helper: ``(g, scale)`` with ``grad(x) == scale * g``.
+    @property
+    def grad_scale(self) -> float:
+        """Constant factor of :meth:`grad` left out by :meth:`unscaled_grad_`."""
+        return 1.0
 
-        May overwrite ``x`` (a scratch buffer) and return it as ``g``, so the
-        fused backward runs without temporaries; the constant ``scale`` is folded
-        into a later multiplication. The default just calls :meth:`grad`.
+    def unscaled_grad_(self, x: Tensor) -> Tensor:
+        """Kernel helper: ``g`` with ``grad(x) == grad_scale * g``.
+
+        May overwrite ``x`` (a scratch buffer) and return it, so the fused
+        backward runs without temporaries; the constant :attr:`grad_scale` is
+        folded into a later multiplication. The default just calls :meth:`grad`.
         """
-        return self.grad(x), 1.0
+        return self.grad(x)
 
 
 @dataclass(frozen=True)
@@ -76,9 +81,13 @@ class Sigmoid(Surrogate):
     def primitive(self, x: Tensor) -> Tensor:
         return torch.sigmoid(x * self.alpha)
 
-    def scaled_grad_(self, x: Tensor) -> tuple[Tensor, float]:
+    @property
+    def grad_scale(self) -> float:
+        return self.alpha
+
+    def unscaled_grad_(self, x: Tensor) -> Tensor:
         sg = x.mul_(self.alpha).sigmoid_()
-        return sg.addcmul_(sg, sg, value=-1.0), self.alpha  # sg - sg^2 = sg (1 - sg)
+        return sg.addcmul_(sg, sg, value=-1.0)  # sg - sg^2 = sg (1 - sg)
 
 
 @dataclass(frozen=True)
@@ -101,8 +110,12 @@ class ATan(Surrogate):
     def primitive(self, x: Tensor) -> Tensor:
         return torch.atan(x * (math.pi / 2.0 * self.alpha)) / math.pi + 0.5
 
-    def scaled_grad_(self, x: Tensor) -> tuple[Tensor, float]:
-        return x.mul_(math.pi / 2.0 * self.alpha).square_().add_(1.0).reciprocal_(), self.alpha / 2.0
+    @property
+    def grad_scale(self) -> float:
+        return self.alpha / 2.0
+
+    def unscaled_grad_(self, x: Tensor) -> Tensor:
+        return x.mul_(math.pi / 2.0 * self.alpha).square_().add_(1.0).reciprocal_()
 
 
 @dataclass(frozen=True)
@@ -128,8 +141,12 @@ class Rectangular(Surrogate):
     def primitive(self, x: Tensor) -> Tensor:
         return torch.clamp(x / self.width + 0.5, 0.0, 1.0)
 
-    def scaled_grad_(self, x: Tensor) -> tuple[Tensor, float]:
-        return x.abs_().lt_(self.width / 2.0), 1.0 / self.width  # lt_ writes 1.0 / 0.0
+    @property
+    def grad_scale(self) -> float:
+        return 1.0 / self.width
+
+    def unscaled_grad_(self, x: Tensor) -> Tensor:
+        return x.abs_().lt_(self.width / 2.0)  # lt_ writes 1.0 / 0.0
 
 
 @dataclass(frozen=True)
@@ -161,8 +178,12 @@ class Triangle(Surrogate):
         quad = xc + torch.sign(xc) * (-xc.square() / (2.0 * h))
         return (quad + h / 2.0) * self.peak
 
-    def scaled_grad_(self, x: Tensor) -> tuple[Tensor, float]:
-        return x.abs_().mul_(-2.0 / self.width).add_(1.0).clamp_(min=0.0), self.peak
+    @property
+    def grad_scale(self) -> float:
+        return self.peak
+
+    def unscaled_grad_(self, x: Tensor) -> Tensor:
+        return x.abs_().mul_(-2.0 / self.width).add_(1.0).clamp_(min=0.0)
 
 
 SURROGATES: dict[str, type[Surrogate]] = {
