@@ -185,3 +185,41 @@ def test_bad_config_raises():
         EngineConfig(weight_bits=40)
     with pytest.raises(ValueError, match="leak"):
         EngineConfig(leak="approx")
+
+
+def _bars(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Synthetic 4-class images: a noisy horizontal/vertical bar in the top/bottom half."""
+    y = torch.randint(0, 4, (n,), generator=g)
+    x = torch.rand(n, 1, 8, 8, generator=g) * 0.3
+    pos = torch.randint(0, 4, (n,), generator=g)
+    for i in range(n):
+        r = pos[i] + (4 if y[i] >= 2 else 0)
+        if y[i] % 2 == 0:
+            x[i, 0, r, :] += 0.7
+        else:
+            x[i, 0, :, r] += 0.7
+    return x, y
+
+
+def test_agreement_on_a_trained_toy_model():
+    g = torch.Generator().manual_seed(7)
+    torch.manual_seed(7)
+    model = small_cnn(T=4, c=8, classes=4)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    model.train()
+    for _ in range(40):
+        x, y = _bars(64, g)
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    x, y = _bars(512, g)
+    with torch.no_grad():
+        ref = model(x).argmax(1)
+        out = compile_integer(model, x[:2])(x).argmax(1)
+    accuracy = (ref == y).float().mean().item()
+    agreement = (out == ref).float().mean().item()
+    print(f"trained toy: float accuracy {accuracy:.3f}, integer agreement {agreement:.4f}")
+    assert accuracy > 0.6  # it learned something
+    assert agreement >= 0.99

@@ -155,3 +155,27 @@ def test_lif_parameters_follow_the_documented_mapping():
     g2 = to_nir(randomize_bn(small_cnn()), torch.rand(1, 1, 8, 8))
     thr = g2.nodes["3"].v_threshold
     assert np.all(thr < 1.0) and np.all(np.nextafter(thr, np.float32(2)) == np.float32(1.0))
+
+
+@pytest.mark.parametrize("name", ["ms_resnet20", "spiking_resnet20"])
+def test_zoo_resnets_round_trip(tmp_path, name):
+    from spikevision.models import create_model
+
+    torch.manual_seed(3)
+    model = randomize_bn(create_model(name, T=2, num_classes=10), gamma=(0.8, 1.6))
+    x = torch.rand(1, 3, 32, 32)
+    export_nir(model, x, tmp_path / "m.nir")
+    graph = nir.read(str(tmp_path / "m.nir"))
+    spikes, logits = _lif_spikes(model, x)
+    assert sum(float(s.mean()) > 0.01 for s in spikes) >= len(spikes) // 2
+    out, _ = _simulate(graph, np.repeat(x[0].numpy()[None], 2, axis=0), float(graph.metadata["dt"]))
+    assert np.allclose(out.mean(0), logits[0].numpy(), atol=1e-3)
+
+
+def test_zoo_refusals_name_the_layer():
+    from spikevision.models import create_model
+
+    with pytest.raises(NIRExportError, match=r"stages\.0\.blocks\.0\.token.*transpose"):
+        to_nir(create_model("mlp_spe_mini", T=2), torch.rand(1, 1, 28, 28))
+    with pytest.raises(NIRExportError, match=r"layer 'stem\.conv'.*per-time-step"):
+        to_nir(create_model("sresnet20", T=2), torch.rand(1, 3, 32, 32))

@@ -13,6 +13,7 @@ traced once (:mod:`spikevision.deploy.trace`) and translated node by node:
 | conv (BN folded) | ``Conv2d`` (with bias) |
 | linear (BN folded) | ``Affine`` |
 | average pooling, adaptive average to an even grid | ``AvgPool2d`` |
+| ``x.mean((-2, -1))`` (global average pool in a forward) | ``AvgPool2d`` over the map + ``Flatten`` |
 | ``nn.Flatten`` | ``Flatten`` (``start_dim``/``end_dim`` over the per-sample shape) |
 | LIF (hard reset), IF, PLIF | ``LIF`` / ``IF`` (see below) |
 | ``a + b`` in a block's forward (residual sums) | two edges into the same node (NIR sums inputs) |
@@ -138,11 +139,12 @@ class _Builder:
                 self.edges.append((n, key))
         return key
 
-    def ref(self, producer) -> _Ref:
+    def ref(self, producer, where: str) -> _Ref:
         if producer == "input":
-            raise NIRExportError("the model input reaches a layer without an encoder; add DirectEncoder")
+            raise NIRExportError(f"{where} reads the raw image; NIR export needs a DirectEncoder in front "
+                                 "(a learned encoder such as GAC has no NIR equivalent)")
         if producer not in self.refs:
-            raise NIRExportError(f"a constant tensor (parameter or buffer) enters the data flow at call {producer}")
+            raise NIRExportError(f"{where}: a constant tensor (parameter or buffer) enters the data flow")
         return self.refs[producer]
 
     # -- modules -----------------------------------------------------------
@@ -156,7 +158,7 @@ class _Builder:
             return _Ref(["input"], self.input_shape)
         if isinstance(m, PoissonEncoder):
             raise NIRExportError(f"layer {name!r}: a stochastic (Poisson) encoder has no NIR node; feed spikes")
-        src = self.ref(c.inputs[0])
+        src = self.ref(c.inputs[0], f"layer {name!r}")
         inner = m.module if isinstance(m, TimeFolded) else m
         shape_in = src.shape
         out_shape = tuple(c.out_shape[2:]) if len(c.out_shape) > 2 else tuple(c.out_shape[1:])
@@ -222,13 +224,13 @@ class _Builder:
         where = f"the forward of {c.owner!r}" if c.owner else "the model's forward"
         tensors = [i for i in c.inputs]
         if name in _ADD_GLUE and len(tensors) == 2:
-            a, b = (self.ref(t) for t in tensors)
+            a, b = (self.ref(t, where) for t in tensors)
             if a.shape != b.shape or a.readout != b.readout:
                 raise NIRExportError(f"{where}: adds tensors of per-sample shapes {a.shape} and {b.shape}")
             return _Ref(a.nodes + b.nodes, a.shape, a.readout)
         if len(tensors) != 1:
             raise NIRExportError(f"{where}: {name} of {len(tensors)} tensors has no NIR equivalent")
-        src = self.ref(tensors[0])
+        src = self.ref(tensors[0], where)
         in_shape, out = c.in_shapes[0], c.out_shape
         if name in _PASS_GLUE:
             return src
@@ -238,11 +240,28 @@ class _Builder:
             dims = tuple(d % len(in_shape) for d in dims)
             if dims == (0,):
                 return _Ref(src.nodes, src.shape, readout=True)
+            n = len(in_shape)
+            if dims in ((n - 2, n - 1), (n - 1, n - 2)) and len(src.shape) == 3 and not src.readout:
+                return self.global_pool(c, src)
             raise NIRExportError(f"{where}: mean over dims {dims} has no NIR equivalent (use a pooling layer)")
         # a pure view: same per-sample shape, only time/batch dims regrouped
         if int(np.prod(out)) == int(np.prod(in_shape)) and tuple(out[-len(src.shape):]) == src.shape:
             return src
         raise NIRExportError(f"{where}: {name} ({list(in_shape)} -> {list(out)}) has no NIR equivalent")
+
+    def global_pool(self, c: Call, src: _Ref) -> _Ref:
+        """``x.mean((-2, -1))`` of ``[T, B, C, H, W]``: AvgPool2d over the whole map, then Flatten."""
+        import nir
+
+        C, H, W = src.shape
+        pool = nir.AvgPool2d(kernel_size=np.array((H, W)), stride=np.array((H, W)), padding=np.array((0, 0)))
+        key = self.add(f"{c.owner}.global_pool" if c.owner else "global_pool", pool, [src])
+        pooled = _Ref([key], (C, 1, 1))
+        if c.kwargs.get("keepdim") or (len(c.args) > 2 and c.args[2]):
+            return pooled
+        flat = nir.Flatten(input_type={"input": np.array((C, 1, 1))}, start_dim=0, end_dim=-1)
+        key = self.add(f"{c.owner}.global_pool_flatten" if c.owner else "global_pool_flatten", flat, [pooled])
+        return _Ref([key], (C,))
 
     def build(self):
         import nir
@@ -251,7 +270,7 @@ class _Builder:
             self.refs[c.index] = self.module(c) if c.kind == "module" else self.glue(c)
         if self.input_shape is None:
             raise NIRExportError("no DirectEncoder found: NIR export needs the encoder that feeds images per step")
-        outs = [self.ref(o) for o in self.trace.outputs]
+        outs = [self.ref(o, "the model output") for o in self.trace.outputs]
         if len(outs) != 1:
             raise NIRExportError(f"the model returns {len(outs)} tensors; NIR export expects one")
         out = outs[0]
