@@ -1,0 +1,85 @@
+"""safetensors round trip and the ``deploy`` / ``export`` commands end to end on tiny files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from deploy_nets import randomize_bn
+from spikevision.cli import main
+from spikevision.data.idx import write_idx
+from spikevision.deploy.weights import load_model, read_metadata, save_weights
+from spikevision.models import create_model
+
+TINY = {"T": 2, "dim": 6, "num_classes": 10}
+
+
+def _tiny_model():
+    torch.manual_seed(0)
+    return randomize_bn(create_model("mlp_spe_mini", **TINY), gamma=(1.5, 3.0))
+
+
+def test_safetensors_round_trip(tmp_path):
+    model = _tiny_model()
+    path = save_weights(model, tmp_path / "w.safetensors", model_name="mlp_spe_mini", model_kwargs=TINY)
+    meta = read_metadata(path)
+    assert meta["model_name"] == "mlp_spe_mini" and meta["model_kwargs"] == TINY and meta["kind"] == "float"
+    loaded = load_model(path)
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    x = torch.rand(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    with pytest.raises(TypeError, match="JSON"):
+        save_weights(model, tmp_path / "bad.safetensors", model_kwargs={"f": object()})
+    assert not (tmp_path / "bad.safetensors").exists()
+
+
+def test_export_command_safetensors_and_nir(tmp_path, capsys):
+    src = save_weights(_tiny_model(), tmp_path / "w.safetensors", model_name="mlp_spe_mini", model_kwargs=TINY)
+    assert main(["export", str(src), "--format", "safetensors", "--fold", "-o", str(tmp_path / "f.safetensors")]) == 0
+    assert read_metadata(tmp_path / "f.safetensors")["kind"] == "folded"
+    with pytest.raises(ValueError, match="folded"):
+        load_model(tmp_path / "f.safetensors")
+    # the spiking MLP's axial token mixing permutes features: refused, nothing written
+    from spikevision.deploy.nir_export import NIRExportError
+
+    with pytest.raises(NIRExportError, match="token"):
+        main(["export", str(src), "--format", "nir", "-o", str(tmp_path / "m.nir")])
+    assert not (tmp_path / "m.nir").exists()
+    assert main(["export", "ms_resnet20", "--model-kwargs", '{"T": 2}', "--format", "nir",
+                 "-o", str(tmp_path / "ms.nir")]) == 0
+    assert "NIR nodes" in capsys.readouterr().out and (tmp_path / "ms.nir").is_file()
+
+
+def test_deploy_command_on_a_run_directory(tmp_path, capsys):
+    from spikevision.train import checkpoint as ck
+    from spikevision.train.config import config_from_dict
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "fmnist"
+    data.mkdir()
+    for prefix, n in (("train", 4), ("t10k", 12)):
+        write_idx(data / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(data / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n).astype(np.uint8))
+    cfg = config_from_dict({"model": {"name": "mlp_spe_mini", **TINY},
+                            "data": {"name": "fashion_mnist", "root": str(data), "batch_size": 4}})
+    run = tmp_path / "run"
+    state = {ck.VERSION_KEY: ck.FORMAT_VERSION, ck.MODEL_KEY: _tiny_model().state_dict(),
+             ck.MODEL_NAME_KEY: "mlp_spe_mini", ck.MODEL_KWARGS_KEY: TINY, ck.CONFIG_KEY: cfg.to_dict(),
+             ck.EPOCH_KEY: 1, ck.STEP_KEY: 1}
+    ck.save_checkpoint(run / "checkpoints" / "last.pt", state)
+    assert main(["deploy", str(run), "--batch-size", "5", "--audit-batch", "2", "--limit", "11"]) == 0
+    out = capsys.readouterr().out
+    assert "Multiplication-free: no" in out and "channel.norm1" in out
+    agreement = json.loads((run / "deploy" / "agreement.json").read_text())
+    assert agreement["samples"] == 11 and agreement["agreement"] >= 0.9
+    audit = json.loads((run / "deploy" / "audit.json").read_text())
+    assert "stages.0.blocks.0.channel.norm1" in audit["non_mfi_layers"]
+    meta = read_metadata(run / "deploy" / "integer_model.safetensors")
+    assert meta["kind"] == "integer" and meta["extra"]["engine"]["weight_bits"] == 16
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        main(["deploy", str(tmp_path / "fmnist")])
