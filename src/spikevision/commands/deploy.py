@@ -83,15 +83,15 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else (src.run_dir / "deploy" if src.run_dir else Path("deploy") / str(src.name))
 
     log.info("model %s from %s", src.name, src.origin)
-    torch.set_grad_enabled(False)
-    im = compile_integer(src.model, example[:2], cfg)
-    report = audit_model(src.model, example, cfg, integer_model=im)
-    agreement = None
-    if loader is not None:
-        start = time.perf_counter()
-        agreement = compare_models(src.model, im, loader, limit=args.limit)
-        agreement["seconds"] = round(time.perf_counter() - start, 1)
-        agreement["data"] = data_name
+    with torch.no_grad():
+        im = compile_integer(src.model, example[:2], cfg)
+        report = audit_model(src.model, example, cfg, integer_model=im)
+        agreement = None
+        if loader is not None:
+            start = time.perf_counter()
+            agreement = compare_models(src.model, im, loader, limit=args.limit)
+            agreement["seconds"] = round(time.perf_counter() - start, 1)
+            agreement["data"] = data_name
 
     out.mkdir(parents=True, exist_ok=True)
     extra = {"engine": report.config, "folded": report.folded, "opaque": im.opaque}
