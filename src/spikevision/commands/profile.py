@@ -46,25 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_checkpointed(target: Path, which: str):
-    """Model (weights loaded strictly) and checkpoint state from a run directory or a ``.pt`` file."""
-    from spikevision.models import create_model
-    from spikevision.train import checkpoint as ck
+    """Model, checkpoint state and path (:func:`spikevision.analysis.load.load_checkpointed_model`)."""
+    from spikevision.analysis.load import load_checkpointed_model
 
-    path = target
-    if target.is_dir():
-        names = ["best.pt", "last.pt"] if which == "best" else ["last.pt"]
-        found = [target / "checkpoints" / n for n in names if (target / "checkpoints" / n).is_file()]
-        if not found:
-            raise SystemExit(f"{target} has no {' or '.join(names)} in {target / 'checkpoints'}; "
-                             "is it a run directory?")
-        path = found[0]
     try:
-        state = ck.load_checkpoint(path)
+        return load_checkpointed_model(target, which)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(str(e)) from None
-    model = create_model(state[ck.MODEL_NAME_KEY], **state[ck.MODEL_KWARGS_KEY])
-    model.load_state_dict(state[ck.MODEL_KEY])
-    return model, state, path
 
 
 def _input_size(name: str, kwargs: dict, args: argparse.Namespace) -> tuple[int, int, int]:
@@ -82,18 +70,13 @@ def _input_size(name: str, kwargs: dict, args: argparse.Namespace) -> tuple[int,
 
 def _data_batch(state: dict, args: argparse.Namespace):
     """The first test batch of the run's own data set (``--data``)."""
-    from spikevision.data import DataConfig, build_loader
-    from spikevision.train import checkpoint as ck
+    from spikevision.analysis.load import run_test_batches
 
-    data = dict(state[ck.CONFIG_KEY]["data"])
-    data.update(eval_batch_size=args.batch_size, device="cpu", num_workers=0)
-    if args.data_root is not None:
-        data["root"] = args.data_root
     try:
-        x, _ = next(iter(build_loader(DataConfig.from_dict(data), "test")))
+        batches, what = run_test_batches(state, batch_size=args.batch_size, data_root=args.data_root)
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"cannot load the run's test data: {e}") from None
-    return x, f"first test batch of {data.get('name')}"
+    return batches[0][0], what
 
 
 def _random_input(model, info_input, args: argparse.Namespace):
