@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -36,6 +37,22 @@ __all__ = [
     "Config", "ConfigError", "ModelConfig", "OptimConfig", "SchedConfig", "TrainConfig", "RunConfig",
     "load_config", "parse_overrides", "apply_overrides", "config_from_dict",
 ]
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3`` as a float (YAML 1.1 wants ``1.0e-3``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML text with :class:`_Loader` (safe; exponent floats without a dot)."""
+    return yaml.load(text, Loader=_Loader)
 
 
 class ConfigError(ValueError):
@@ -250,9 +267,18 @@ def _type_ok(value: Any, hint: Any) -> bool:
 
 
 def _describe(hint: Any) -> str:
-    if typing.get_origin(hint) is Literal:
-        return " | ".join(repr(a) for a in typing.get_args(hint))
-    return str(hint).replace("typing.", "")
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_describe(a) for a in args)
+    if hint is type(None):
+        return "null"
+    if origin in (list, tuple):
+        return f"a list of {_describe(args[0])}" if args else "a list"
+    if origin is dict:
+        return "a mapping"
+    return getattr(hint, "__name__", str(hint))
 
 
 def _section(cls: type, name: str, raw: Any, errors: list[str], everything: Mapping[str, Sequence[str]]) -> Any:
@@ -291,7 +317,7 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
         errors.append(f"sched.warmup_epochs must be in [0, train.epochs={t.epochs}], got {s.warmup_epochs}")
     if not 0 < s.warmup_start <= 1:
         errors.append(f"sched.warmup_start must be in (0, 1], got {s.warmup_start}")
-    if s.min_lr < 0 or s.min_lr > o.lr:
+    if s.min_lr < 0 or (o.lr > 0 and s.min_lr > o.lr):
         errors.append(f"sched.min_lr must be in [0, optim.lr={o.lr}], got {s.min_lr}")
     if s.name == "step" and not s.milestones:
         errors.append("sched.name='step' needs sched.milestones (epochs), e.g. sched.milestones=[30,60]")
@@ -394,7 +420,7 @@ def parse_overrides(items: Sequence[str]) -> list[tuple[list[str], Any]]:
             errors.append(f"override {item!r} must look like section.key=value (e.g. train.epochs=3)")
             continue
         try:
-            parsed = yaml.safe_load(value) if value.strip() else None
+            parsed = yaml_load(value) if value.strip() else None
         except yaml.YAMLError as e:
             errors.append(f"override {item!r}: the value is not valid YAML ({e.__class__.__name__}); quote it")
             continue
@@ -430,7 +456,7 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Confi
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} not found; pass a YAML recipe, e.g. configs/quickstart.yaml")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml_load(path.read_text()) or {}
         except yaml.YAMLError as e:
             raise ConfigError([f"{path} is not valid YAML: {e}"]) from None
     return config_from_dict(apply_overrides(raw, overrides))
