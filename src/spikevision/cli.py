@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("spikevision.commands.train", "train a model from a YAML recipe (key=value overrides, --resume)"),
     "eval": ("spikevision.commands.eval", "evaluate a run directory or checkpoint on its test set"),
     "profile": ("spikevision.commands.profile", "per-layer firing rates, ACs/MACs and energy of a model or run"),
+    "report": ("spikevision.commands.report", "write RUN_DIR/report.md: curves, firing rates, ops/energy, figures"),
     "deploy": ("spikevision.commands.deploy", "integer multiplication-free model, MFI audit and float agreement"),
     "export": ("spikevision.commands.export", "export a model to NIR or safetensors"),
 }
