@@ -461,23 +461,35 @@ class IntNeuron(nn.Module):
             out = out + (v >> k) if sign > 0 else out - (v >> k)
         return out
 
-    def forward(self, x: Tensor) -> Tensor:
+    def drive(self, x: Tensor) -> Tensor:
+        """Input current (fixed point ``F``) to membrane units (``F + membrane_bits``): a shift or a multiply."""
         xi = _to_int(x)
-        drive = xi << self.gain_shift if self.gain_shift is not None else xi * self.gain_int
-        if self.const:
-            drive = drive + self.const
+        d = xi << self.gain_shift if self.gain_shift is not None else xi * self.gain_int
+        return d + self.const if self.const else d
+
+    def initial_state(self, like: Tensor) -> Tensor:
+        """The membrane before the first step (``v_rest``), shaped like one step of the drive."""
+        return torch.full_like(like, self.v_init)
+
+    def step(self, drive_t: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """One time step with explicit state: ``(drive_t, V_{t-1}) -> (spikes_t as bool, V_t)``."""
+        h = self._leak(v) + drive_t
+        s = h > self.th if self.p.strict else h >= self.th
+        if self.p.reset == "hard":
+            v = torch.where(s, self.v_reset, h)
+        elif self.p.reset == "soft":
+            v = h - torch.where(s, self.th, 0)
+        else:
+            v = h
+        return s, v
+
+    def forward(self, x: Tensor) -> Tensor:
+        drive = self.drive(x)
         one = torch.tensor(2.0**self.F, dtype=torch.float64, device=x.device)
         out = torch.empty(x.shape, dtype=torch.float64, device=x.device)
-        v = torch.full_like(drive[0], self.v_init)
+        v = self.initial_state(drive[0])
         for t in range(x.shape[0]):
-            h = self._leak(v) + drive[t] if t > 0 or self.v_init else drive[t]
-            s = h > self.th if self.p.strict else h >= self.th
-            if self.p.reset == "hard":
-                v = torch.where(s, self.v_reset, h)
-            elif self.p.reset == "soft":
-                v = h - torch.where(s, self.th, 0)
-            else:
-                v = h
+            s, v = self.step(drive[t], v)
             out[t] = torch.where(s, one, 0.0)
         out._spikevision_spikes = True  # consumers may skip the binary scan (views and copies drop the flag)
         return out
