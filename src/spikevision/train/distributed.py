@@ -79,6 +79,9 @@ def wrap_ddp(model: nn.Module, info: DistInfo, sync_bn: bool) -> nn.Module:
     """``DistributedDataParallel`` (optionally with SyncBatchNorm) in a distributed run, else ``model``."""
     if not info.is_distributed:
         return model
+    if sync_bn and info.device.type != "cuda":
+        raise ValueError("train.sync_bn=true needs CUDA: torch's SyncBatchNorm synchronises GPU tensors only; "
+                         "set train.sync_bn=false for CPU (gloo) runs")
     if sync_bn:
         convert_sync_bn(model)
     ids = [info.device.index] if info.device.type == "cuda" else None
