@@ -146,3 +146,10 @@ def test_cuda_matches_cpu(surrogate):
     gxc = torch.autograd.grad((sc * g.cuda()).sum(), xc)[0]
     assert torch.equal(sc.cpu(), s)
     torch.testing.assert_close(gxc.cpu(), gx)
+
+
+@pytest.mark.parametrize("surrogate", [Sigmoid(4.0), Rectangular(1.0)], ids=lambda s: s.name)
+@pytest.mark.parametrize("return_membrane", [True, False])
+def test_single_time_step(surrogate, return_membrane):
+    p = NeuronParams(decay=0.5, gain=0.5, v_th=0.3, surrogate=surrogate)
+    _grads_vs_reference(p, _inputs(shape=(1, 3, 4), seed=9), return_membrane=return_membrane)

@@ -35,10 +35,15 @@ call: nothing is kept between calls, so batch size and ``T`` may change freely.
 
 Implementation: :func:`lif_multistep` runs a fused loop under a custom
 :class:`torch.autograd.Function` whose hand-written backward replays the
-recurrence in reverse. It saves only the charged membrane ``H`` (one float per
-neuron-step); spikes, post-reset membranes and surrogate gradients are
-recomputed from it. The same code runs on CPU and CUDA tensors and under
-``torch.compile``.
+recurrence in reverse. For backward it keeps the charged membrane ``H`` (one
+float per neuron-step) and recomputes spikes, post-reset membranes and
+surrogate gradients from it; with the rectangular surrogate (MS-ResNet, GAC) it
+keeps only 2 bits per neuron-step instead (spike, in-window), packed four steps
+to a byte. Gradients are those of the literal per-step loop either way. The
+same standard PyTorch ops run on CPU and CUDA tensors and under
+``torch.compile`` (traced without graph breaks). Speed and memory against
+SpikingJelly and a naive loop: ``python bench/neuron.py``, results in
+``docs/performance.md``.
 """
 
 from __future__ import annotations
@@ -228,8 +233,11 @@ class _MultiStep(torch.autograd.Function):
         compact = _is_compact(p, decay)
         fire = torch.gt if p.strict else torch.ge
         s_seq = torch.empty_like(x)
-        h_seq = torch.empty_like(x) if (return_membrane or not compact) else None
-        h_buf = torch.empty_like(x[0]) if h_seq is None else None
+        h_seq = torch.empty_like(x) if return_membrane else None
+        # H kept for backward but not returned: one tensor per step, which the
+        # allocator recycles more readily than one fresh [T, ...] block
+        h_steps = [torch.empty_like(x[0]) for _ in range(T)] if not (compact or return_membrane) else None
+        h_buf = torch.empty_like(x[0]) if (compact and h_seq is None) else None
         v_buf = torch.empty_like(x[0]) if p.reset != "none" else None
         if compact:
             code = torch.empty((-(-T // _STEPS_PER_BYTE), *x.shape[1:]), dtype=torch.int8, device=x.device)
@@ -237,7 +245,8 @@ class _MultiStep(torch.autograd.Function):
             half_width = p.surrogate.width / 2.0
         v: Tensor | None = None  # post-reset membrane V_{t-1}; None means v_rest
         for t in range(T):
-            h = _charge(x[t], v, decay, gain, p, out=h_seq[t] if h_seq is not None else h_buf)
+            h_out = h_seq[t] if h_seq is not None else (h_steps[t] if h_steps is not None else h_buf)
+            h = _charge(x[t], v, decay, gain, p, out=h_out)
             s = fire(h, p.v_th, out=s_seq[t])
             if compact:
                 # digit = in-window (+ 2 * spike for a hard reset), in {0, 1, 2, 3}; four
@@ -251,30 +260,30 @@ class _MultiStep(torch.autograd.Function):
                     code[t // _STEPS_PER_BYTE].copy_(packed.sub_(128.0))
             v = _reset_into(h, s, p, out=v_buf)
 
-        ctx.p, ctx.compact, ctx.T = p, compact, T
+        ctx.p, ctx.compact, ctx.T, ctx.h_per_step = p, compact, T, h_steps is not None
         ctx.decay, ctx.gain = decay, gain
         ctx.set_materialize_grads(False)
         needs_x = isinstance(gain, Tensor) and gain.requires_grad
-        ctx.save_for_backward(code if compact else h_seq, x if needs_x else None)
+        ctx.save_for_backward(x if needs_x else None, *([code] if compact else [h_seq] if h_seq is not None else h_steps))
         return (s_seq, h_seq) if return_membrane else s_seq
 
     @staticmethod
     def backward(ctx, grad_s: Tensor | None, grad_h_out: Tensor | None = None):
         p: NeuronParams = ctx.p
-        saved, x = ctx.saved_tensors
+        x, *states = ctx.saved_tensors
         decay, gain, T = ctx.decay, ctx.gain, ctx.T
+        saved = states if ctx.h_per_step else states[0]  # H per step, H [T, ...], or the code
         grad_x = torch.empty_like(grad_s if grad_s is not None else grad_h_out,
                                   memory_format=torch.contiguous_format)
-        dtype, step = grad_x.dtype, grad_x[0]
+        step = grad_x[0]
         lt = torch.le if p.strict else torch.lt  # "no spike"
 
         # The recursion runs on K = G / sg_scale, where G_t = dL/dH_t and the
         # surrogate is sg = sg_scale * g; the constant joins the output scale.
         sg_scale = p.surrogate.grad_scale
         out_scale = gain * sg_scale
-        in_place = isinstance(out_scale, float) and out_scale == 1.0
-        # K_t lives in grad_x[t] when the output scale is 1, else in two rolling buffers
-        k_bufs = None if in_place else (torch.empty_like(step), torch.empty_like(step))
+        # K_t lives in grad_x[t] and is scaled in place one step later, once used
+        scaled = not (isinstance(out_scale, float) and out_scale == 1.0)
         g_buf = torch.empty_like(step)  # surrogate (window) of this step
         packed = torch.empty_like(step) if ctx.compact else None
         no_spike = torch.empty_like(step) if p.reset == "hard" else None
@@ -286,7 +295,7 @@ class _MultiStep(torch.autograd.Function):
         k_next: Tensor | None = None
 
         for t in range(T - 1, -1, -1):
-            k = grad_x[t] if in_place else k_bufs[t % 2]
+            k = grad_x[t]
             if ctx.compact:  # unpack this step's digit = window (+ 2 spike), highest first
                 j = t % _STEPS_PER_BYTE
                 if j == _STEPS_PER_BYTE - 1 or t == T - 1:
@@ -326,15 +335,17 @@ class _MultiStep(torch.autograd.Function):
                 else:  # dV/dH = 1
                     k.add_(kn, alpha=c)
                 if grad_decay is not None:  # dH_{t+1}/d decay = V_t - v_rest
-                    s_t = torch.sub(1.0, no_spike) if no_spike is not None else \
+                    s_t = 1.0 - no_spike if no_spike is not None else \
                         (torch.gt if p.strict else torch.ge)(h, p.v_th).to(h.dtype)
                     v_t = _reset_into(h, s_t, p, out=v_buf)
                     grad_decay += torch.sum(k_next * (v_t - p.v_rest))
-            if not in_place:
-                torch.mul(k, out_scale, out=grad_x[t])
-                if grad_gain is not None:
-                    grad_gain += torch.sum(k * x[t])
+            if grad_gain is not None:
+                grad_gain += torch.sum(k * x[t])
+            if scaled and k_next is not None:
+                k_next.mul_(out_scale)
             k_next = k
+        if scaled:
+            k_next.mul_(out_scale)
         if grad_decay is not None:
             grad_decay = grad_decay * sg_scale
         if grad_gain is not None:
