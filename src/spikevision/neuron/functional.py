@@ -255,7 +255,10 @@ class _MultiStep(torch.autograd.Function):
                 if p.reset == "hard":
                     c_buf.add_(s, alpha=2.0)
                 j = t % _STEPS_PER_BYTE
-                packed.copy_(c_buf) if j == 0 else packed.add_(c_buf, alpha=4.0**j)
+                if j == 0:
+                    packed.copy_(c_buf)
+                else:
+                    packed.add_(c_buf, alpha=4.0**j)
                 if j == _STEPS_PER_BYTE - 1 or t == T - 1:
                     code[t // _STEPS_PER_BYTE].copy_(packed.sub_(128.0))
             v = _reset_into(h, s, p, out=v_buf)
@@ -264,7 +267,8 @@ class _MultiStep(torch.autograd.Function):
         ctx.decay, ctx.gain = decay, gain
         ctx.set_materialize_grads(False)
         needs_x = isinstance(gain, Tensor) and gain.requires_grad
-        ctx.save_for_backward(x if needs_x else None, *([code] if compact else [h_seq] if h_seq is not None else h_steps))
+        states = [code] if compact else ([h_seq] if h_seq is not None else h_steps)
+        ctx.save_for_backward(x if needs_x else None, *states)
         return (s_seq, h_seq) if return_membrane else s_seq
 
     @staticmethod
