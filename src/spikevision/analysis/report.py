@@ -120,8 +120,15 @@ def summarize_metrics(records: Sequence[dict[str, Any]]) -> MetricsSummary:
 # ---------------------------------------------------------------------------
 
 def measure(model: nn.Module, batches: Iterable[Tensor | tuple[Tensor, Any]], *, integer_inputs: IntegerMode = "mac",
-            energy: EnergyModel = PAPER_45NM, device: str | torch.device = "cpu") -> Profile:
+            energy: EnergyModel = PAPER_45NM, device: str | torch.device = "cpu", seed: int = 0) -> Profile:
     """:func:`~spikevision.analysis.profile.profile_model` over several batches (counts per sample over all).
+
+    Two passes over the batches, each after ``torch.manual_seed(seed)`` (so a
+    stochastic encoder sees the same draws): one under a
+    :class:`~spikevision.analysis.monitors.FiringRateMonitor`, one under an
+    :class:`~spikevision.analysis.ops.OpsCounter`. One pass with both would let
+    the counter's addition tracking count the monitor's own running sums
+    (from the second call on) as network additions.
 
     Args:
         model: the network (eval mode for the call, mode restored afterwards).
@@ -129,6 +136,7 @@ def measure(model: nn.Module, batches: Iterable[Tensor | tuple[Tensor, Any]], *,
         integer_inputs: how integer inputs count (see :class:`~spikevision.analysis.ops.OpsCounter`).
         energy: energy per operation.
         device: where to run.
+        seed: torch seed set before each pass.
 
     Raises:
         ValueError: no batch.
@@ -142,8 +150,13 @@ def measure(model: nn.Module, batches: Iterable[Tensor | tuple[Tensor, Any]], *,
     model.eval()
     try:
         monitor = FiringRateMonitor(model) if spiking_layers(model) else None
+        with torch.no_grad(), (monitor if monitor is not None else nullcontext()):
+            torch.manual_seed(seed)
+            for x in xs if monitor is not None else []:
+                model(x.to(device))
         counter = OpsCounter(model, integer_inputs=integer_inputs, T=T)
-        with torch.no_grad(), counter, (monitor if monitor is not None else nullcontext()):
+        with torch.no_grad(), counter:
+            torch.manual_seed(seed)
             for x in xs:
                 model(x.to(device))
     finally:
@@ -229,9 +242,8 @@ def build_report(run_dir: str | Path, *, batches: int = 4, batch_size: int = 16,
     find_checkpoint(run_dir, checkpoint)  # the clear "no checkpoint" error before anything is loaded
     model, state, path = load_checkpointed_model(run_dir, checkpoint)
     data, what = run_test_batches(state, batch_size=batch_size, batches=batches, data_root=data_root)
-    torch.manual_seed(seed)
     model.to(device)
-    prof = measure(model, data, device=device)
+    prof = measure(model, data, device=device, seed=seed)
     return RunReport(run_dir, path, state[ck.MODEL_NAME_KEY], dict(state[ck.MODEL_KWARGS_KEY]),
                      int(state[ck.EPOCH_KEY]), int(state[ck.STEP_KEY]), sum(p.numel() for p in model.parameters()),
                      records, summarize_metrics(records), prof, what, batch_size, token_mixing_weights(model),
