@@ -46,7 +46,9 @@ from spikevision.deploy.trace import Trace, trace_model
 from spikevision.layers.norm import BNTT2d, TDBatchNorm1d, TDBatchNorm2d, TokenBatchNorm1d
 from spikevision.layers.temporal import TimeFolded
 
-__all__ = ["BNPair", "PerStepSynapse", "canonicalize", "find_bn_pairs", "fold_bn", "bn_affine", "synapse_of", "set_module"]
+__all__ = [
+    "BNPair", "PerStepSynapse", "canonicalize", "find_bn_pairs", "fold_bn", "bn_affine", "synapse_of", "set_module",
+]
 
 _SYNAPSES = (nn.Conv1d, nn.Conv2d, nn.Linear)
 

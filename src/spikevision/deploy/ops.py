@@ -3,14 +3,15 @@
 :class:`OpCounter` is a ``TorchDispatchMode``: it sees each ATen operation
 that actually runs (whatever Python code issued it) and classifies it:
 
-| kind | ATen operations | counted elements |
+| kind | ATen operations | counted |
 |---|---|---|
-| ``add`` | add, sub, neg, sum, index_add, cumsum | one per output element (per summed input element for reductions, per source element for index_add) |
-| ``shift`` | ``<<``, ``>>`` | one per element |
-| ``compare`` | gt, ge, lt, le, eq, ne, max/min, clamp, relu, max-pooling, bit logic | one per element (per window element for pooling) |
-| ``select`` | where, masked_fill (a multiplexer) | one per element |
-| ``mul`` | mul, div, convolution, mm/bmm/addmm, addcmul, mean, avg-pooling, batch norm | one per multiplication (MACs for convolutions and matrix products) |
-| ``float`` | sigmoid, exp, log, tanh, sqrt, pow, softmax | one per element (transcendental: certainly not multiplication-free) |
+| ``add`` | add, sub, neg, sum, index_add, cumsum | per output element (reductions: per summed element; |
+| | | index_add: per source element) |
+| ``shift`` | ``<<``, ``>>`` | per element |
+| ``compare`` | gt, ge, lt, le, eq, ne, max/min, clamp, relu, max-pooling, bit logic | per element (pooling: per window element) |
+| ``select`` | where, masked_fill (a multiplexer) | per element |
+| ``mul`` | mul, div, convolution, mm/bmm/addmm, addcmul, mean, avg-pooling, batch norm | per multiplication (MACs) |
+| ``float`` | sigmoid, exp, log, tanh, sqrt, pow, softmax | per element (transcendental) |
 
 Everything else (views, copies, dtype conversions, indexing, ``nonzero``,
 concatenation, ``im2col``, rounding) moves data and is counted as ``other``.
@@ -205,7 +206,8 @@ class OpCounter(TorchDispatchMode):
         for layer in layers:
             c = self.layer_counts(layer)
             if c["mul"] or c["float"]:
-                ops = sorted(set().union(*(self.ops[k] for k in self.counts if k == layer or k.startswith(layer + "."))))
+                below = [k for k in self.counts if k == layer or k.startswith(layer + ".")]
+                ops = sorted(set().union(*(self.ops[k] for k in below)))
                 bad.append(f"{layer}: {c['mul']} mul + {c['float']} float ops ({', '.join(ops)})")
         if bad:
             raise MultiplicationError("layers expected to be multiplication-free multiplied:\n  " + "\n  ".join(bad))

@@ -156,8 +156,9 @@ def trace_model(model: nn.Module, example: Tensor, atomic: tuple[type[nn.Module]
         index = len(calls)
         shape = register_outputs(out, index)
         plain_args = tuple(None if isinstance(a, Tensor) else a for a in args)
+        plain_kwargs = {k: v for k, v in kwargs.items() if not isinstance(v, Tensor)}
         calls.append(Call(index, "glue", _name_of(func), owner_stack[-1], inputs, shapes, shape or (),
-                          func=func, args=plain_args, kwargs={k: v for k, v in kwargs.items() if not isinstance(v, Tensor)}))
+                          func=func, args=plain_args, kwargs=plain_kwargs))
 
     pending: dict[int, list] = {}
 

@@ -6,7 +6,7 @@ metadata (string to string) carries what rebuilds the model:
 | key | value |
 |---|---|
 | ``format`` | ``"spikevision"`` |
-| ``kind`` | ``"float"`` (a model's ``state_dict``), ``"folded"`` (BN folded) or ``"integer"`` (the engine's integer buffers) |
+| ``kind`` | ``"float"`` (``state_dict``), ``"folded"`` (BN folded) or ``"integer"`` (engine buffers) |
 | ``model_name`` | registered builder name |
 | ``model_kwargs`` | JSON of the builder's keyword arguments |
 | ``extra`` | JSON of anything else (engine config, audit summary) |
