@@ -1,0 +1,286 @@
+"""One training step of MS-ResNet, spikevision vs SpikingJelly 2.x, side by side.
+
+A step is forward, label-smoothing cross-entropy (0.1), backward, SGD
+(momentum 0.9) and ``zero_grad(set_to_none=True)``; SpikingJelly's step also
+calls its ``reset_net`` (its neurons keep state between calls). Contenders,
+interleaved round by round in one process on the same input, batch and ``T``:
+
+* ``spikevision``: ``create_model("ms_resnet18" | "ms_resnet20", T=T)``;
+* ``spikevision-mem``: the same with :func:`spikevision.train.memory.enable_memory_saving`
+  (each residual block recomputed in backward);
+* ``spikingjelly``: SpikingJelly's own ``activation_based.model.ms_resnet.MSResNet``
+  class, with the neuron made faithful to the paper: its default surrogate,
+  ``Rect(alpha=2)`` (window +-0.25, height 2), is replaced by ``Rect(alpha=1)``
+  (window +-0.5, height 1, the paper's), and ``LIFNode(tau=4/3,
+  decay_input=False, v_threshold=0.5, v_reset=0, detach_reset=True)``. For the
+  CIFAR net (which SpikingJelly does not ship) the same class is built with
+  ``layers=(3, 3, 3)``, widths 16/32/64, a 3x3/1 stem and stage-1 stride 1.
+  The only remaining difference is SpikingJelly's ``>=`` threshold vs our
+  strict ``>`` (a tie has probability ~0 with real-valued inputs).
+
+Before timing, the bench copies spikevision's weights into the SpikingJelly
+net and checks the two give the same logits and gradients (printed as
+"parity"), which proves the architectures and constants are the same.
+
+Measured per contender: median ms per step and images/s (``B / t``), ratio to
+SpikingJelly (``x SJ`` = SJ time / this time: > 1 is faster); peak memory of a
+step above the steady state (CPU: resident-set high-water mark in a fresh
+subprocess per configuration; CUDA: ``max_memory_allocated``), its ratio to
+SJ (< 1 is leaner); and the bytes autograd keeps for backward after the
+forward (``saved_tensors_hooks``, unique storages; deterministic, load-free).
+
+Run::
+
+    python bench/train_step.py                                   # full table
+    python bench/train_step.py --reps 3 --batch 4 --T 4 --models ms_resnet20   # quick
+    python bench/train_step.py --device cuda --batch 64          # on a GPU
+
+``pip install spikingjelly`` (2.x, ``--no-deps`` keeps your torch) is needed
+for the SJ column only; without it the other columns still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from common import (
+    MIB, fmt_ratio, interleaved_times, machine_lines, markdown_table, measure_step_peak, median,
+    package_version, spawn_worker, worker_entry,
+)
+from spikevision.models import create_model
+from spikevision.train.memory import SavedTensorMeter, enable_memory_saving, memory_saving_modules
+
+CONTENDERS = ("spikevision", "spikevision-mem", "spikingjelly")
+DEFAULT_SIZE = {"ms_resnet18": 64, "ms_resnet34": 64}  # CIFAR nets: 32
+NUM_CLASSES = {"ms_resnet18": 1000, "ms_resnet34": 1000}  # CIFAR nets: 10
+CIFAR_N = {"ms_resnet20": 3, "ms_resnet32": 5, "ms_resnet44": 7, "ms_resnet56": 9, "ms_resnet110": 18}
+LABEL_SMOOTHING = 0.1  # the paper's ImageNet loss
+LR, MOMENTUM = 0.01, 0.9
+
+
+def has_spikingjelly() -> bool:
+    try:
+        import spikingjelly.activation_based.model.ms_resnet  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------
+# models
+# ---------------------------------------------------------------------------
+
+
+def build_spikevision(model: str, T: int, memory_saving: bool = False) -> nn.Module:
+    net = create_model(model, T=T, num_classes=NUM_CLASSES.get(model, 10))
+    if memory_saving:
+        enable_memory_saving(net)
+    return net
+
+
+def build_spikingjelly(model: str, T: int) -> nn.Module:
+    """SpikingJelly's MSResNet class with the paper's neuron (see the module docstring)."""
+    from spikingjelly.activation_based import surrogate
+    from spikingjelly.activation_based.model.ms_resnet import MSResNet
+
+    neuron_kwargs = dict(tau=4.0 / 3.0, decay_input=False, v_threshold=0.5, v_reset=0.0, detach_reset=True,
+                         surrogate_function=surrogate.Rect(alpha=1.0))
+    if model in ("ms_resnet18", "ms_resnet34"):
+        layers = (2, 2, 2, 2) if model == "ms_resnet18" else (3, 4, 6, 3)
+        return MSResNet(T=T, num_classes=NUM_CLASSES[model], layers=layers, **neuron_kwargs)
+    if model in CIFAR_N:
+
+        class _CifarMSResNet(MSResNet):
+            _first_stage_stride = 1  # CIFAR nets: stage strides 1, 2, 2
+
+        n = CIFAR_N[model]
+        return _CifarMSResNet(T=T, num_classes=10, layers=(n, n, n), base_channels=16, stem_kernel_size=3,
+                              stem_stride=1, stage_channels=(16, 32, 64), **neuron_kwargs)
+    raise ValueError(f"no SpikingJelly counterpart for {model!r}; choose from ms_resnet18/34, {sorted(CIFAR_N)}")
+
+
+def copy_weights(src: nn.Module, dst: nn.Module) -> None:
+    """Copy parameters and buffers in registration order (both nets register them alike)."""
+    a, b = list(src.state_dict().items()), list(dst.state_dict().items())
+    if len(a) != len(b):
+        raise RuntimeError(f"state dicts differ in length: {len(a)} vs {len(b)}")
+    with torch.no_grad():
+        for (ka, va), (kb, vb) in zip(a, b):
+            if va.shape != vb.shape:
+                raise RuntimeError(f"shape mismatch {ka} {tuple(va.shape)} vs {kb} {tuple(vb.shape)}")
+            vb.copy_(va)
+
+
+def build(contender: str, model: str, T: int, seed: int, device: torch.device) -> nn.Module:
+    """The contender's net, with weights drawn from ``seed`` by spikevision's initialiser (shared by all)."""
+    torch.manual_seed(seed)
+    ours = build_spikevision(model, T, memory_saving=contender == "spikevision-mem")
+    if contender == "spikingjelly":
+        sj = build_spikingjelly(model, T)
+        copy_weights(ours, sj)
+        ours = sj
+    return ours.to(device).train()
+
+
+def make_step(net: nn.Module, contender: str, x: Tensor, y: Tensor) -> Callable[[], None]:
+    opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM)
+    reset = None
+    if contender == "spikingjelly":
+        from spikingjelly.activation_based import functional as sjf
+        reset = sjf.reset_net
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(net(x), y, label_smoothing=LABEL_SMOOTHING)
+        loss.backward()
+        opt.step()
+        if reset is not None:
+            reset(net)
+
+    return step
+
+
+def make_batch(model: str, batch: int, size: int, seed: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(seed + 1)
+    x = torch.randn(batch, 3, size, size, generator=g)
+    y = torch.randint(0, NUM_CLASSES.get(model, 10), (batch,), generator=g)
+    return x.to(device), y.to(device)
+
+
+def saved_bytes(net: nn.Module, contender: str, x: Tensor) -> int:
+    """Bytes autograd holds for backward after one forward (block inputs counted in memory-saving mode)."""
+    segments = [net.get_submodule(n) for n in memory_saving_modules(net)]
+    with SavedTensorMeter(segments) as meter:
+        out = net(x)
+    del out
+    if contender == "spikingjelly":
+        from spikingjelly.activation_based import functional as sjf
+        sjf.reset_net(net)
+    return meter.bytes
+
+
+def parity(model: str, T: int, size: int, seed: int, device: torch.device) -> tuple[float, float]:
+    """Max |logit difference| and max relative gradient difference, spikevision vs SpikingJelly."""
+    ours = build("spikevision", model, T, seed, device)
+    for m in ours.modules():  # non-zero last-BN gammas so every layer carries gradient
+        if isinstance(m, nn.BatchNorm2d):
+            nn.init.constant_(m.weight, 0.5)
+    sj = build_spikingjelly(model, T).to(device).train()
+    copy_weights(ours, sj)
+    x, y = make_batch(model, 2, size, seed, device)
+    outs = []
+    for net in (ours, sj):
+        logits = net(x)
+        nn.functional.cross_entropy(logits, y).backward()
+        outs.append(logits.detach())
+    dlogit = (outs[0] - outs[1]).abs().max().item()
+    rel = max(((p.grad - q.grad).norm() / p.grad.norm().clamp_min(1e-12)).item()
+              for p, q in zip(ours.parameters(), sj.parameters()) if p.grad is not None)
+    return dlogit, rel
+
+
+# ---------------------------------------------------------------------------
+# memory worker (fresh process per configuration)
+# ---------------------------------------------------------------------------
+
+
+def memory_worker(p: dict[str, Any]) -> dict[str, Any]:
+    torch.set_num_threads(p["threads"])
+    device = torch.device(p["device"])
+    net = build(p["contender"], p["model"], p["T"], p["seed"], device)
+    x, y = make_batch(p["model"], p["batch"], p["size"], p["seed"], device)
+    step = make_step(net, p["contender"], x, y)
+    for _ in range(2):  # allocate gradients, optimizer state, allocator pools
+        step()
+    return {"peak_bytes": measure_step_peak(step, device)}
+
+
+def step_memory(script: str, **payload: Any) -> float:
+    return spawn_worker(script, payload)["peak_bytes"] / MIB
+
+
+# ---------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="ms_resnet18,ms_resnet20",
+                    help="comma list: ms_resnet18, ms_resnet34, ms_resnet20/32/44/56/110")
+    ap.add_argument("--T", type=int, nargs="+", default=[4, 6], help="time steps (several allowed)")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--size", type=int, default=None, help="input pixels (default 64 ImageNet nets, 32 CIFAR)")
+    ap.add_argument("--reps", type=int, default=5, help="timed rounds (median reported)")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--contenders", default=",".join(CONTENDERS))
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--no-memory", action="store_true", help="skip the subprocess peak-memory runs")
+    ap.add_argument("--seed", type=int, default=0)
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    worker_entry(memory_worker)
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    contenders = [c for c in args.contenders.split(",") if c]
+    unknown = set(contenders) - set(CONTENDERS)
+    if unknown:
+        raise SystemExit(f"unknown contenders {sorted(unknown)}; choose from {list(CONTENDERS)}")
+    if "spikingjelly" in contenders and not has_spikingjelly():
+        print("SpikingJelly not installed (pip install spikingjelly --no-deps); skipping its column", file=sys.stderr)
+        contenders.remove("spikingjelly")
+    script = os.path.abspath(__file__)
+    rows, notes = [], []
+    for model in [m for m in args.models.split(",") if m]:
+        size = args.size or DEFAULT_SIZE.get(model, 32)
+        for T in args.T:
+            if "spikingjelly" in contenders:
+                dl, dg = parity(model, T, size, args.seed, device)
+                notes.append(f"- parity {model} T={T}: max |logit diff| {dl:.2e}, max relative grad diff {dg:.2e}")
+            nets = {c: build(c, model, T, args.seed, device) for c in contenders}
+            x, y = make_batch(model, args.batch, size, args.seed, device)
+            saved = {c: saved_bytes(nets[c], c, x) / MIB for c in contenders}
+            steps = {c: make_step(nets[c], c, x, y) for c in contenders}
+            times = interleaved_times(steps, reps=args.reps, warmup=args.warmup, device=device)
+            del steps, nets
+            mem = {}
+            if not args.no_memory:
+                for c in contenders:
+                    mem[c] = step_memory(script, contender=c, model=model, T=T, batch=args.batch, size=size,
+                                         seed=args.seed, device=args.device, threads=args.threads)
+            t_sj = median(times["spikingjelly"]) if "spikingjelly" in times else None
+            for c in contenders:
+                t = median(times[c])
+                m = mem.get(c)
+                m_sj = mem.get("spikingjelly")
+                rows.append([model, size, T, args.batch, c, f"{1000 * t:.1f}", f"{args.batch / t:.1f}",
+                             fmt_ratio(t_sj / t if t_sj else None), "-" if m is None else f"{m:.0f}",
+                             fmt_ratio(m / m_sj if m is not None and m_sj else None), f"{saved[c]:.0f}"])
+            print(f"done {model} T={T}", file=sys.stderr, flush=True)
+    headers = ["model", "px", "T", "B", "contender", "ms/step", "img/s", "speed x SJ", "peak MiB", "mem x SJ",
+               "saved MiB"]
+    print(markdown_table(headers, rows))
+    print()
+    print(f"Medians of {args.reps} interleaved rounds after {args.warmup} warm-up rounds; device {device}.")
+    print("speed x SJ = SJ time / this time (> 1 faster); mem x SJ = this peak / SJ peak (< 1 leaner).")
+    print("peak MiB: memory of one step above the steady state (fresh process per row); saved MiB: tensors "
+          "kept for backward after the forward (saved_tensors_hooks).")
+    print("\n".join(notes))
+    print("\n".join(machine_lines(device, ("torch", "spikevision", "spikingjelly"))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
