@@ -163,7 +163,7 @@ def test_errors_are_clear_and_write_nothing(trained_run, tmp_path):
         main(["report", str(broken)])
     _untouched(broken, before)
 
-    with pytest.raises(SystemExit, match="cannot|not found"):
+    with pytest.raises(SystemExit, match="cannot load the run's test data: .*nowhere"):
         main(["report", str(_copy_run(trained_run, tmp_path / "d")), "--data-root", str(tmp_path / "nowhere")])
 
 
@@ -257,3 +257,34 @@ def test_folded_receptive_field_is_what_the_branch_bn_sees():
         ref = tm.norm_h(tm.proj_h(x)) - tm.norm_h(tm.proj_h(torch.zeros_like(x)))
     got = np.einsum("ij,tbjcw->tbicw", mix.weight_h, x.double().numpy())
     assert np.allclose(got, ref.double().numpy(), atol=1e-5)
+
+
+def test_hand_written_run_of_another_family(tmp_path):
+    """A run directory in the engine's format written by hand (ms_resnet20): no token mixing, last.pt, mid-epoch."""
+    from spikevision.train import checkpoint as ck
+    from spikevision.train.config import config_from_dict
+
+    data = tmp_path / "fmnist"
+    data.mkdir()
+    _write_fashion_mnist(data)
+    kwargs = {"T": 2, "in_chans": 1, "num_classes": 10}
+    torch.manual_seed(0)
+    model = create_model("ms_resnet20", **kwargs)
+    cfg = config_from_dict({"model": {"name": "ms_resnet20", **kwargs},
+                            "data": {"name": "fashion_mnist", "root": str(data), "batch_size": 4}})
+    run = tmp_path / "run"
+    ck.save_checkpoint(run / "checkpoints" / "last.pt", {
+        ck.VERSION_KEY: ck.FORMAT_VERSION, ck.MODEL_KEY: model.state_dict(), ck.MODEL_NAME_KEY: "ms_resnet20",
+        ck.MODEL_KWARGS_KEY: kwargs, ck.CONFIG_KEY: cfg.to_dict(), ck.EPOCH_KEY: 2, ck.STEP_KEY: 9,
+        ck.EPOCH_STEP_KEY: 1})
+    records = [{"epoch": 0, "step": 4, "lr": 0.1, "train_loss": 2.5, "train_top1": 10.0, "test_top1": 25.0},
+               {"epoch": 1, "step": 8, "lr": 0.05, "train_loss": 2.1, "train_top1": 20.0}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert main(["report", str(run), "--batches", "1", "--batch-size", "2", "--checkpoint", "last"]) == 0
+    md = (run / "report.md").read_text()
+    assert "| final test top-1 | 25.00 % (epoch 0) |" in md and "| best test top-1 | 25.00 % (epoch 0) |" in md
+    assert "`checkpoints/last.pt` (saved after 2 epochs + 1 batches, step 9)" in md
+    assert "receptive_fields.png" not in md and not (run / "report" / "receptive_fields.png").exists()
+    assert "stem.module.0" in md  # the per-layer table
+    for name in ("training_curves.png", "firing_rates.png", "ops_energy.png"):
+        assert (run / "report" / name).read_bytes()[:8] == PNG_MAGIC

@@ -231,7 +231,7 @@ def build_report(run_dir: str | Path, *, batches: int = 4, batch_size: int = 16,
         FileNotFoundError: no run directory, ``metrics.jsonl``, checkpoint or data set.
         ValueError: a damaged ``metrics.jsonl`` or checkpoint, or bad arguments.
     """
-    from spikevision.analysis.load import find_checkpoint, load_checkpointed_model, run_test_batches
+    from spikevision.analysis.load import load_checkpointed_model, run_test_batches
     from spikevision.train import checkpoint as ck
 
     run_dir = Path(run_dir)
@@ -239,9 +239,11 @@ def build_report(run_dir: str | Path, *, batches: int = 4, batch_size: int = 16,
     if batches < 1 or batch_size < 1:
         raise ValueError(f"batches and batch_size must be >= 1, got {batches} and {batch_size}")
     records = read_metrics(run_dir / METRICS_FILE)
-    find_checkpoint(run_dir, checkpoint)  # the clear "no checkpoint" error before anything is loaded
     model, state, path = load_checkpointed_model(run_dir, checkpoint)
-    data, what = run_test_batches(state, batch_size=batch_size, batches=batches, data_root=data_root)
+    try:
+        data, what = run_test_batches(state, batch_size=batch_size, batches=batches, data_root=data_root)
+    except (FileNotFoundError, ValueError) as e:
+        raise type(e)(f"cannot load the run's test data: {e} (pass --data-root DIR if the data moved)") from None
     model.to(device)
     prof = measure(model, data, device=device, seed=seed)
     return RunReport(run_dir, path, state[ck.MODEL_NAME_KEY], dict(state[ck.MODEL_KWARGS_KEY]),
