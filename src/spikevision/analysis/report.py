@@ -41,13 +41,13 @@ from spikevision.analysis.monitors import FiringRateMonitor, spiking_layers
 from spikevision.analysis.ops import IntegerMode, OpsCounter, connection_sparsity, footprint
 from spikevision.analysis.profile import Profile, _counting_line, _energy_str, _samples_and_T, _si, format_profile
 from spikevision.analysis.receptive_fields import TokenMixingWeights, token_mixing_weights
+from spikevision.train.engine import METRICS_FILE  # the engine's per-epoch log, one JSON line per epoch
 
 __all__ = ["REPORT_FILE", "FIGURE_DIR", "FIGURES", "METRICS_FILE", "MetricsSummary", "RunReport", "read_metrics",
            "summarize_metrics", "measure", "build_report", "render_markdown", "write_report"]
 
 REPORT_FILE = "report.md"
 FIGURE_DIR = "report"
-METRICS_FILE = "metrics.jsonl"  # the engine's per-epoch log (spikevision.train.engine.METRICS_FILE)
 FIGURES = {"curves": "training_curves.png", "rates": "firing_rates.png", "ops": "ops_energy.png",
            "fields": "receptive_fields.png"}
 SUMMARY_FILE = "summary.json"
@@ -199,7 +199,7 @@ class RunReport:
             "best_top1": self.metrics.best_top1, "best_epoch": self.metrics.best_epoch,
             "logged_firing_rate": self.metrics.logged_firing_rate,
             "measured_on": self.data, "samples": p.samples, "T": p.T,
-            "mean_firing_rate": p.mean_rate, "firing_rates": {n: r.rate for n, r in p.rates.items()},
+            "mean_firing_rate": None if math.isnan(p.mean_rate) else p.mean_rate, "firing_rates": {n: r.rate for n, r in p.rates.items()},
             "acs_per_sample": t["acs"], "macs_per_sample": t["macs"], "dense_macs_per_sample": t["dense_macs"],
             "energy_pj_per_sample": p.energy_pj(), "energy_convention": p.energy.convention(),
             "energy_with_memory_pj_per_sample": p.energy_pj(p.memory_energy),
