@@ -241,27 +241,30 @@ class _MultiStep(torch.autograd.Function):
         v_buf = torch.empty_like(x[0]) if p.reset != "none" else None
         if compact:
             code = torch.empty((-(-T // _STEPS_PER_BYTE), *x.shape[1:]), dtype=torch.int8, device=x.device)
-            c_buf, packed = torch.empty_like(x[0]), torch.empty_like(x[0])
+            packed = torch.empty_like(x[0])
+            c_buf = torch.empty_like(x[0]) if (p.reset == "none" or h_seq is not None) else None
             half_width = p.surrogate.width / 2.0
         v: Tensor | None = None  # post-reset membrane V_{t-1}; None means v_rest
         for t in range(T):
             h_out = h_seq[t] if h_seq is not None else (h_steps[t] if h_steps is not None else h_buf)
             h = _charge(x[t], v, decay, gain, p, out=h_out)
             s = fire(h, p.v_th, out=s_seq[t])
+            v = _reset_into(h, s, p, out=v_buf)
             if compact:
-                # digit = in-window (+ 2 * spike for a hard reset), in {0, 1, 2, 3}; four
-                # steps' digits form one base-4 number 0..255, stored minus 128 as int8
-                torch.sub(h, p.v_th, out=c_buf).abs_().lt_(half_width)
-                if p.reset == "hard":
-                    c_buf.add_(s, alpha=2.0)
+                # digit = in-window + 2 * spike (hard reset; else the window alone), in
+                # {0, 1, 2, 3}; four steps' digits form one base-4 number 0..255, stored
+                # minus 128 as int8. The window test reuses H's buffer once V is made.
+                win = torch.sub(h, p.v_th, out=c_buf if (h is v or h_seq is not None) else h)
+                win.abs_().lt_(half_width)
                 j = t % _STEPS_PER_BYTE
                 if j == 0:
-                    packed.copy_(c_buf)
+                    torch.add(win, s, alpha=2.0, out=packed) if p.reset == "hard" else packed.copy_(win)
                 else:
-                    packed.add_(c_buf, alpha=4.0**j)
+                    packed.add_(win, alpha=4.0**j)
+                    if p.reset == "hard":
+                        packed.add_(s, alpha=2.0 * 4.0**j)
                 if j == _STEPS_PER_BYTE - 1 or t == T - 1:
                     code[t // _STEPS_PER_BYTE].copy_(packed.sub_(128.0))
-            v = _reset_into(h, s, p, out=v_buf)
 
         ctx.p, ctx.compact, ctx.T, ctx.h_per_step = p, compact, T, h_steps is not None
         ctx.decay, ctx.gain = decay, gain
