@@ -7,7 +7,16 @@ Every check compares against the literal loop of ``test_functional.reference``
 import pytest
 import torch
 
-from spikevision.neuron import ATan, NeuronParams, Rectangular, Sigmoid, Triangle, lif_multistep, plif_multistep
+from spikevision.neuron import (
+    ATan,
+    NeuronParams,
+    Rectangular,
+    Sigmoid,
+    Surrogate,
+    Triangle,
+    lif_multistep,
+    plif_multistep,
+)
 
 from test_functional import _inputs, reference  # pytest puts tests/neuron on sys.path
 
@@ -153,3 +162,26 @@ def test_cuda_matches_cpu(surrogate):
 def test_single_time_step(surrogate, return_membrane):
     p = NeuronParams(decay=0.5, gain=0.5, v_th=0.3, surrogate=surrogate)
     _grads_vs_reference(p, _inputs(shape=(1, 3, 4), seed=9), return_membrane=return_membrane)
+
+
+class _Box(Surrogate):
+    """The rectangular window written as a plain surrogate, so the kernel keeps H."""
+
+    def grad(self, x):
+        return (x.abs() < 0.5).to(x.dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
+@pytest.mark.parametrize("reset", ["hard", "soft"])
+def test_packed_code_exact_in_low_precision(dtype, reset):
+    # same dynamics, once decoded from the 2-bit code and once recomputed from H
+    x = (torch.randn(9, 4, 33, generator=torch.Generator().manual_seed(10)) * 0.6 + 0.4).to(dtype)
+    g = torch.randn(x.shape, generator=torch.Generator().manual_seed(11)).to(dtype)
+    grads = []
+    for surrogate in (Rectangular(1.0), _Box()):
+        p = NeuronParams(decay=0.25, gain=1.0, v_th=0.5, reset=reset, strict=True, surrogate=surrogate)
+        xi = x.clone().requires_grad_(True)
+        s = lif_multistep(xi, p)
+        grads.append((s, torch.autograd.grad((s * g).sum(), xi)[0]))
+    assert torch.equal(grads[0][0], grads[1][0])
+    assert torch.equal(grads[0][1], grads[1][1])

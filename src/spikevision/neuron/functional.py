@@ -164,6 +164,10 @@ def check_sequence(x: Tensor, name: str = "input", min_dim: int = 2) -> None:
 _STEPS_PER_BYTE = 4  # 2-bit digits per int8 code
 
 
+def _unpack_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype == torch.bfloat16 else dtype
+
+
 def _is_compact(p: NeuronParams, decay: Tensor | float) -> bool:
     """Whether backward can run from 2 bits per neuron-step instead of ``H``.
 
@@ -257,8 +261,10 @@ class _MultiStep(torch.autograd.Function):
                 win = torch.sub(h, p.v_th, out=c_buf if (h is v or h_seq is not None) else h)
                 win.abs_().lt_(half_width)
                 j = t % _STEPS_PER_BYTE
-                if j == 0:
-                    torch.add(win, s, alpha=2.0, out=packed) if p.reset == "hard" else packed.copy_(win)
+                if j == 0 and p.reset == "hard":
+                    torch.add(win, s, alpha=2.0, out=packed)
+                elif j == 0:
+                    packed.copy_(win)
                 else:
                     packed.add_(win, alpha=4.0**j)
                     if p.reset == "hard":
@@ -292,7 +298,9 @@ class _MultiStep(torch.autograd.Function):
         # K_t lives in grad_x[t] and is scaled in place one step later, once used
         scaled = not (isinstance(out_scale, float) and out_scale == 1.0)
         g_buf = torch.empty_like(step)  # surrogate (window) of this step
-        packed = torch.empty_like(step) if ctx.compact else None
+        # unpacking shifts values by up to ~300: exact in float16/32/64, not in bfloat16
+        packed = torch.empty_like(step, dtype=_unpack_dtype(step.dtype)) if ctx.compact else None
+        offset = 0.0  # the packed number still to decode is packed + offset
         no_spike = torch.empty_like(step) if p.reset == "hard" else None
         factor = torch.empty_like(step) if p.reset != "none" and not p.detach_reset else None
         decay_is_tensor = isinstance(decay, Tensor)
@@ -303,18 +311,19 @@ class _MultiStep(torch.autograd.Function):
 
         for t in range(T - 1, -1, -1):
             k = grad_x[t]
-            if ctx.compact:  # unpack this step's digit = window (+ 2 spike), highest first
+            if ctx.compact:  # peel this step's digit (window + 2 spike) off the top
                 j = t % _STEPS_PER_BYTE
                 if j == _STEPS_PER_BYTE - 1 or t == T - 1:
-                    packed.copy_(saved[t // _STEPS_PER_BYTE]).add_(128.0)
-                if j == 0:
-                    sg = g_buf.copy_(packed)
-                else:
-                    sg = torch.mul(packed, 4.0**-j, out=g_buf).floor_()
-                    packed.sub_(sg, alpha=4.0**j)
-                if no_spike is not None:
-                    torch.lt(sg, 2.0, out=no_spike)
-                    sg.add_(no_spike, alpha=2.0).sub_(2.0)
+                    packed.copy_(saved[t // _STEPS_PER_BYTE])
+                    offset = 128.0
+                q = 4.0**j
+                if no_spike is not None:  # spike iff what is left >= 2 q; then drop that part
+                    torch.lt(packed, 2.0 * q - offset, out=no_spike)
+                    packed.add_(no_spike, alpha=2.0 * q)
+                    offset -= 2.0 * q
+                sg = torch.ge(packed, q - offset, out=g_buf)  # in window iff what is left >= q
+                if j > 0:
+                    packed.sub_(sg, alpha=q)
             else:
                 h = saved[t]
                 sg = p.surrogate.unscaled_grad_(torch.sub(h, p.v_th, out=g_buf))
