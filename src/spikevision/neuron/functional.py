@@ -164,10 +164,6 @@ def check_sequence(x: Tensor, name: str = "input", min_dim: int = 2) -> None:
 _STEPS_PER_BYTE = 4  # 2-bit digits per int8 code
 
 
-def _unpack_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float32 if dtype == torch.bfloat16 else dtype
-
-
 def _is_compact(p: NeuronParams, decay: Tensor | float) -> bool:
     """Whether backward can run from 2 bits per neuron-step instead of ``H``.
 
@@ -298,8 +294,8 @@ class _MultiStep(torch.autograd.Function):
         # K_t lives in grad_x[t] and is scaled in place one step later, once used
         scaled = not (isinstance(out_scale, float) and out_scale == 1.0)
         g_buf = torch.empty_like(step)  # surrogate (window) of this step
-        # unpacking shifts values by up to ~300: exact in float16/32/64, not in bfloat16
-        packed = torch.empty_like(step, dtype=_unpack_dtype(step.dtype)) if ctx.compact else None
+        # while unpacking, packed holds integers in [-128, 256): exact even in bfloat16
+        packed = torch.empty_like(step) if ctx.compact else None
         offset = 0.0  # the packed number still to decode is packed + offset
         no_spike = torch.empty_like(step) if p.reset == "hard" else None
         factor = torch.empty_like(step) if p.reset != "none" and not p.detach_reset else None
