@@ -283,7 +283,7 @@ def test_hand_written_run_of_another_family(tmp_path):
     assert main(["report", str(run), "--batches", "1", "--batch-size", "2", "--checkpoint", "last"]) == 0
     md = (run / "report.md").read_text()
     assert "| final test top-1 | 25.00 % (epoch 0) |" in md and "| best test top-1 | 25.00 % (epoch 0) |" in md
-    assert "`checkpoints/last.pt` (saved after 2 epochs + 1 batches, step 9)" in md
+    assert "`checkpoints/last.pt` (saved after 2 epochs + 1 batch, step 9)" in md
     assert "receptive_fields.png" not in md and not (run / "report" / "receptive_fields.png").exists()
     assert "stem.module.0" in md  # the per-layer table
     for name in ("training_curves.png", "firing_rates.png", "ops_energy.png"):

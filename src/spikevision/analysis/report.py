@@ -199,7 +199,8 @@ class RunReport:
             "best_top1": self.metrics.best_top1, "best_epoch": self.metrics.best_epoch,
             "logged_firing_rate": self.metrics.logged_firing_rate,
             "measured_on": self.data, "samples": p.samples, "T": p.T,
-            "mean_firing_rate": None if math.isnan(p.mean_rate) else p.mean_rate, "firing_rates": {n: r.rate for n, r in p.rates.items()},
+            "mean_firing_rate": None if math.isnan(p.mean_rate) else p.mean_rate,
+            "firing_rates": {n: r.rate for n, r in p.rates.items()},
             "acs_per_sample": t["acs"], "macs_per_sample": t["macs"], "dense_macs_per_sample": t["dense_macs"],
             "energy_pj_per_sample": p.energy_pj(), "energy_convention": p.energy.convention(),
             "energy_with_memory_pj_per_sample": p.energy_pj(p.memory_energy),
@@ -256,6 +257,10 @@ def _pct(v: float | None, epoch: int | None) -> str:
     return "not evaluated" if v is None else f"{v:.2f} % (epoch {epoch})"
 
 
+def _n(count: int, noun: str, plural: str | None = None) -> str:
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 def _kwargs(kw: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in kw.items())
 
@@ -272,13 +277,14 @@ def render_markdown(rep: RunReport) -> str:
     rows = [
         ("model", f"`{rep.model_name}` ({_kwargs(rep.model_kwargs)})"),
         ("parameters", f"{_si(rep.params)} ({rep.params:,})"),
-        ("training", f"{m.epochs} epochs logged (last epoch {m.last_epoch}, {m.step} steps)"
+        ("training", f"{_n(m.epochs, 'epoch')} logged (last epoch {m.last_epoch}, {m.step} steps)"
          + (f", {m.train_time_s:.1f} s" if m.train_time_s is not None else "")),
         ("final test top-1", _pct(m.final_top1, m.final_epoch)),
         ("best test top-1", _pct(m.best_top1, m.best_epoch)),
         ("final train loss", "" if m.final_train_loss is None else f"{m.final_train_loss:.4f}"),
-        ("checkpoint measured", f"`{ckpt}` (saved after {rep.ckpt_epoch} epochs"
-         + (f" + {rep.ckpt_epoch_step} batches" if rep.ckpt_epoch_step else "") + f", step {rep.ckpt_step})"),
+        ("checkpoint measured", f"`{ckpt}` (saved after {_n(rep.ckpt_epoch, 'epoch')}"
+         + (f" + {_n(rep.ckpt_epoch_step, 'batch', 'batches')}" if rep.ckpt_epoch_step else "")
+         + f", step {rep.ckpt_step})"),
         ("measured on", f"{rep.data}: {p.samples} samples, batch {rep.batch_size}, T={p.T}"),
         ("mean firing rate", rate_str),
         ("firing rate logged at the last evaluation", logged or "not logged"),
