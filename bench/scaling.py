@@ -10,7 +10,7 @@ input (32 px):
 Each configuration runs the default mode and the memory-saving mode
 (:func:`spikevision.train.memory.enable_memory_saving`, every residual block
 recomputed in backward) interleaved in one process; reported are the median
-ms per step, the peak memory of a step above the steady state (fresh
+ms per step, the peak memory of a step above weights and optimizer state (gradients included; fresh
 subprocess per row: resident-set high-water mark on CPU,
 ``max_memory_allocated`` on CUDA), the bytes autograd keeps for backward
 (``saved_tensors_hooks``, load-free) and each mode's ratio to the default.
@@ -95,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"### depth sweep (T={args.depth_T}, {args.size} px)\n")
         print(markdown_table(headers, rows) + "\n")
     print(f"Medians of {args.reps} interleaved rounds after {args.warmup} warm-up rounds; device {device}. "
-          "peak MiB: one step above the steady state, fresh process per row; saved MiB: kept for backward "
-          "after the forward (saved_tensors_hooks; block inputs counted in memory-saving mode).")
+          "peak MiB: one step above weights + optimizer state, gradients included, fresh process per row; "
+          "saved MiB: activations kept for backward after the forward (saved_tensors_hooks; parameters not "
+          "counted, block inputs counted in memory-saving mode).")
     print("\n".join(machine_lines(device)))
     return 0
 

@@ -26,8 +26,11 @@ Measured per contender: median ms per step and images/s (``B / t``), ratio to
 SpikingJelly (``x SJ`` = SJ time / this time: > 1 is faster); peak memory of a
 step above the steady state (CPU: resident-set high-water mark in a fresh
 subprocess per configuration; CUDA: ``max_memory_allocated``), its ratio to
-SJ (< 1 is leaner); and the bytes autograd keeps for backward after the
-forward (``saved_tensors_hooks``, unique storages; deterministic, load-free).
+SJ (< 1 is leaner); and the activation bytes autograd keeps for backward
+after the forward (``saved_tensors_hooks``, unique storages, parameters not
+counted; deterministic, load-free). The peak includes the parameter
+gradients (allocated in backward, ``set_to_none`` between steps) but not the
+weights and momentum buffers that live across steps.
 
 Run::
 
@@ -155,9 +158,10 @@ def make_batch(model: str, batch: int, size: int, seed: int, device: torch.devic
 
 
 def saved_bytes(net: nn.Module, contender: str, x: Tensor) -> int:
-    """Bytes autograd holds for backward after one forward (block inputs counted in memory-saving mode)."""
+    """Activation bytes autograd holds for backward after one forward (parameters not counted;
+    block inputs counted in memory-saving mode)."""
     segments = [net.get_submodule(n) for n in memory_saving_modules(net)]
-    with SavedTensorMeter(segments) as meter:
+    with SavedTensorMeter(segments, exclude=net.parameters()) as meter:
         out = net(x)
     del out
     if contender == "spikingjelly":
@@ -197,8 +201,10 @@ def memory_worker(p: dict[str, Any]) -> dict[str, Any]:
     net = build(p["contender"], p["model"], p["T"], p["seed"], device)
     x, y = make_batch(p["model"], p["batch"], p["size"], p["seed"], device)
     step = make_step(net, p["contender"], x, y)
-    for _ in range(2):  # allocate gradients, optimizer state, allocator pools
+    for _ in range(2):  # allocate optimizer state, warm caches
         step()
+    for q in net.parameters():  # gradients are part of the step's memory (they are freed by zero_grad)
+        q.grad = None
     return {"peak_bytes": measure_step_peak(step, device)}
 
 
@@ -275,8 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"Medians of {args.reps} interleaved rounds after {args.warmup} warm-up rounds; device {device}.")
     print("speed x SJ = SJ time / this time (> 1 faster); mem x SJ = this peak / SJ peak (< 1 leaner).")
-    print("peak MiB: memory of one step above the steady state (fresh process per row); saved MiB: tensors "
-          "kept for backward after the forward (saved_tensors_hooks).")
+    print("peak MiB: memory of one step above weights + optimizer state, gradients included (fresh process "
+          "per row); saved MiB: activations kept for backward after the forward (saved_tensors_hooks, "
+          "parameters not counted).")
     print("\n".join(notes))
     print("\n".join(machine_lines(device, ("torch", "spikevision", "spikingjelly"))))
     return 0

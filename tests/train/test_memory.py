@@ -34,7 +34,7 @@ def _randomise_bn(model: nn.Module) -> None:
 
 
 def _step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, segments=()) -> tuple[torch.Tensor, int]:
-    with SavedTensorMeter(segments) as meter:
+    with SavedTensorMeter(segments, exclude=model.parameters()) as meter:
         loss = nn.functional.cross_entropy(model(x), y)
     loss.backward()
     return loss.detach(), meter.bytes
@@ -146,3 +146,15 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(TypeError, match="nn.Module"):
         enable_memory_saving("ms_resnet20")
     assert MSBlock in default_block_types()
+
+
+def test_saved_tensor_meter_counts_unique_storages_by_hand():
+    a = torch.randn(10, requires_grad=True)
+    b = torch.randn(10, requires_grad=True)
+    with SavedTensorMeter() as meter:
+        (a * b).sum()  # mul saves a and b: 2 x 10 x 4 bytes
+        (a * a).sum()  # a again: same storage, not counted twice
+    assert meter.bytes == 80
+    with SavedTensorMeter(exclude=[a]) as meter:
+        (a * b).sum()
+    assert meter.bytes == 40

@@ -240,18 +240,25 @@ class SavedTensorMeter:
     what that segment keeps is its inputs, so pass the wrapped modules as
     ``segments`` and their tensor inputs are counted too (that is the honest
     total of both modes). Storages are deduplicated by data pointer, so a
-    tensor saved by several ops (or a view of it) counts once.
+    tensor saved by several ops (or a view of it) counts once. Pass
+    ``exclude=model.parameters()`` to count activations only (convs and linears
+    save their weights, which exist anyway).
+
+    Args:
+        segments: recomputed modules whose tensor inputs are counted.
+        exclude: tensors whose storages are not counted (e.g. parameters).
 
     Example::
 
-        with SavedTensorMeter(segments=[model.stages[0][0]]) as meter:
+        with SavedTensorMeter(segments=[model.stages[0][0]], exclude=model.parameters()) as meter:
             loss = model(x).sum()
         print(meter.bytes)
     """
 
-    def __init__(self, segments: Iterable[nn.Module] = ()) -> None:
+    def __init__(self, segments: Iterable[nn.Module] = (), exclude: Iterable[Tensor] = ()) -> None:
         self._storages: dict[int, int] = {}
         self._segments = list(segments)
+        self._excluded = {t.untyped_storage().data_ptr() for t in exclude}
         self._handles: list[Any] = []
         self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
 
@@ -262,7 +269,8 @@ class SavedTensorMeter:
 
     def _add(self, t: Tensor) -> None:
         storage = t.untyped_storage()
-        self._storages[storage.data_ptr()] = storage.nbytes()
+        if storage.data_ptr() not in self._excluded:
+            self._storages[storage.data_ptr()] = storage.nbytes()
 
     def _pack(self, t: Tensor) -> Tensor:
         self._add(t)
