@@ -20,7 +20,7 @@ Two neuron configurations:
   at ``H > v_th``, hard reset to 0, rectangular surrogate of width 1, detached
   reset). SpikingJelly has no rectangular surrogate in its fused kernel, so its
   column here uses ``tau = 4/3, decay_input=False`` (same charge) with the
-  sigmoid surrogate (alpha 4): close, not identical.
+  sigmoid surrogate (alpha 4) and its ``>=`` threshold: close, not identical.
 
 Reported per contender: median wall time of forward + backward over several
 interleaved repetitions after warm-up, throughput in neuron-steps per second,
