@@ -223,3 +223,18 @@ def test_agreement_on_a_trained_toy_model():
     print(f"trained toy: float accuracy {accuracy:.3f}, integer agreement {agreement:.4f}")
     assert accuracy > 0.6  # it learned something
     assert agreement >= 0.99
+
+
+def test_plif_uses_its_learned_time_constant():
+    from spikevision.neuron import PLIF, plif_multistep
+
+    torch.manual_seed(8)
+    x = torch.round(torch.randn(5, 3, 40) * 256) / 256
+    for tau, shifts in ((2.0, True), (3.0, False)):
+        plif = PLIF(init_tau=tau)
+        neuron = IntNeuron(plif, EngineConfig())
+        assert (not neuron.multiplies) == shifts
+        xq = x.double() * FQ
+        s = neuron(xq) / FQ
+        ref = plif_multistep(x, plif.w.detach(), plif.p)
+        assert (s.float() != ref).float().mean() <= (0.0 if shifts else 0.02)

@@ -13,7 +13,7 @@ ride in float64 tensors, which hold every integer below ``2^53`` exactly, so
 the model's own glue code (``+``, ``torch.cat``, ``mean``) runs unchanged; the
 layers compute in int64. A spike is the integer ``2^F`` (the value 1.0).
 
-**Layers.**
+**Layers** (in :mod:`spikevision.deploy.int_layers`).
 
 * :class:`IntSynapse` (conv/linear with BN folded): weights are quantised per
   output channel to ``weight_bits``-bit integers with a power-of-two scale
