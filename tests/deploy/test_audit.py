@@ -61,3 +61,13 @@ def test_compare_models_counts_and_limit():
     assert res["samples"] == 20 and 0.0 <= res["float_accuracy"] <= 1.0 and res["agreement"] >= 0.9
     with pytest.raises(ValueError, match="no samples"):
         compare_models(model, im, [])
+
+
+def test_layer_that_saw_no_spike_is_reported_inconclusive():
+    model = randomize_bn(small_cnn())
+    with torch.no_grad():
+        model[2].bias.fill_(-100.0)  # the first LIF never fires: conv "4" sees only zeros
+    report = audit_model(model, torch.rand(2, 1, 8, 8))
+    row = {r.layer: r for r in report.rows}["4"]
+    assert row.input == "silent" and "inconclusive" in row.note
+    assert "4" not in report.spike_driven

@@ -127,9 +127,13 @@ class AuditReport:
 
 
 def _input_kind(module: nn.Module) -> str:
-    seen = getattr(module, "inputs_seen", set())
+    """``spikes``, ``analog``, ``mixed``, ``silent`` (only all-zero binary input: inconclusive) or ``-``."""
+    seen = set(getattr(module, "inputs_seen", set()))
     if not seen:
         return "-"
+    if seen == {"silent"}:
+        return "silent"
+    seen.discard("silent")
     return "spikes" if seen == {"spikes"} else ("analog" if seen == {"analog"} else "mixed")
 
 
@@ -141,12 +145,14 @@ def _describe(module: nn.Module, name: str, folded: set[str], producers: dict[st
         if module.per_step:
             what += " (per-step weights)"
         note = ""
-        if _input_kind(module) != "spikes":
+        if _input_kind(module) == "silent":
+            note = "received no spike on the audit batch (inconclusive: audit a real batch)"
+        elif _input_kind(module) != "spikes":
             note = "multiply-accumulate on real-valued input" + (f" from {src}" if src else "")
         return what, note
     if isinstance(module, IntAffine):
         note = ""
-        if _input_kind(module) != "spikes":
+        if _input_kind(module) not in ("spikes", "silent"):
             note = ("per-token BN: scales the token axis, not the preceding layer's output axis, so it cannot "
                     "fold into shared weights" if module.token else "BN with no conv/linear directly before it")
         return "BN (kept)" + (" per token" if module.token else ""), note

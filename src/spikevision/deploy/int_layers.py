@@ -92,6 +92,14 @@ def _is_binary(x: Tensor, one: float) -> bool:
         return bool(((x == 0) | (x == one)).all())
 
 
+def _input_label(x: Tensor, binary: bool) -> str:
+    """``"spikes"``, ``"silent"`` (binary but no spike at all: inconclusive) or ``"analog"``."""
+    if not binary:
+        return "analog"
+    with uncounted():
+        return "spikes" if bool((x != 0).any()) else "silent"
+
+
 def _to_int(x: Tensor) -> Tensor:
     """Carrier (float64 holding integers, or any float) to int64, rounding non-integers."""
     return torch.round(x).to(torch.int64)
@@ -216,7 +224,7 @@ class IntSynapse(nn.Module):
         if self.kind == "linear":
             x = x.reshape(-1, x.shape[-1])
         binary = _is_binary(x, 2.0**self.F)
-        self.inputs_seen.add("spikes" if binary else "analog")
+        self.inputs_seen.add(_input_label(x, binary))
         if binary:
             with uncounted():
                 mask = x != 0  # the spike events (our carrier stores a spike as 2^F)
@@ -277,7 +285,7 @@ class IntAffine(nn.Module):
 
     def _apply(self, x: Tensor, s: int, axis: int) -> Tensor:
         binary = _is_binary(x, 2.0**self.F)
-        self.inputs_seen.add("spikes" if binary else "analog")
+        self.inputs_seen.add(_input_label(x, binary))
         if binary:
             with uncounted():
                 mask = x != 0
