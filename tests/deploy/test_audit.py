@@ -71,3 +71,20 @@ def test_layer_that_saw_no_spike_is_reported_inconclusive():
     row = {r.layer: r for r in report.rows}["4"]
     assert row.input == "silent" and "inconclusive" in row.note
     assert "4" not in report.spike_driven
+
+
+def test_zoo_audits_match_the_specs():
+    """MS-ResNet: projection shortcuts multiply (ms-resnet spec 3); S-ResNet: the first conv of every
+    block after the first reads a non-binary block sum (spiking-resnet spec 4)."""
+    from spikevision.models import create_model
+
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 32, 32)
+    ms = audit_model(randomize_bn(create_model("ms_resnet20", T=2)), x)
+    assert {r.layer for r in ms.non_mfi if r.what.startswith("conv")} == {
+        "stem.0", "stages.1.0.shortcut.0", "stages.2.0.shortcut.0"}
+    s = audit_model(randomize_bn(create_model("sresnet20", T=2), gamma=(1.5, 3.0)), x)
+    convs = {r.layer for r in s.non_mfi if r.what.startswith("conv")}
+    firsts = {f"stages.{i}.{j}.unit_a.conv" for i in range(3) for j in range(3)} - {"stages.0.0.unit_a.conv"}
+    assert convs == {"stem.conv", "stages.1.0.shortcut.conv", "stages.2.0.shortcut.conv"} | firsts
+    assert all("0.8744" in r.note for r in s.non_mfi if r.what.startswith("neuron"))
