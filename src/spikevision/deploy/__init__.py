@@ -1,20 +1,28 @@
 """Deployment: BN folding, the integer multiplication-free engine, the MFI audit, NIR and safetensors export.
 
->>> from spikevision.deploy import fold_bn, compile_integer, audit_model
+>>> from spikevision.deploy import fold_bn, compile_integer, audit_model, export_nir
 >>> folded, pairs = fold_bn(model, example)           # float model with BN folded
 >>> integer = compile_integer(model, example)         # IntegerModel (adds, shifts, compares)
 >>> report = audit_model(model, example)              # which layers still multiply, and why
 >>> print(report.to_markdown())
+>>> export_nir(model, example, "model.nir")           # or NIRExportError naming the layer
 
-See docs/deploy.md.
+See docs/deploy.md. The ``nir`` package is needed only by the NIR export
+(``pip install spikevision[deploy]``).
 """
 
+from spikevision.deploy.audit import AuditReport, audit_model, compare_models
 from spikevision.deploy.engine import EngineConfig, IntegerModel, compile_integer
 from spikevision.deploy.fold import BNPair, find_bn_pairs, fold_bn
+from spikevision.deploy.nir_export import NIRExportError, export_nir, to_nir
 from spikevision.deploy.ops import MultiplicationError, OpCounter
+from spikevision.deploy.weights import load_model, read_metadata, save_weights
 
 __all__ = [
     "BNPair", "find_bn_pairs", "fold_bn",
     "EngineConfig", "IntegerModel", "compile_integer",
     "OpCounter", "MultiplicationError",
+    "AuditReport", "audit_model", "compare_models",
+    "NIRExportError", "export_nir", "to_nir",
+    "save_weights", "load_model", "read_metadata",
 ]

@@ -8,7 +8,7 @@ that actually runs (whatever Python code issued it) and classifies it:
 | ``add`` | add, sub, neg, sum, index_add, cumsum | per output element (reductions: per summed element; |
 | | | index_add: per source element) |
 | ``shift`` | ``<<``, ``>>`` | per element |
-| ``compare`` | gt, ge, lt, le, eq, ne, max/min, clamp, relu, max-pooling, bit logic | per element (pooling: per window element) |
+| ``compare`` | gt, ge, lt, le, eq, ne, max/min, clamp, relu, max-pooling, bit logic | per element (pooling: window) |
 | ``select`` | where, masked_fill (a multiplexer) | per element |
 | ``mul`` | mul, div, convolution, mm/bmm/addmm, addcmul, mean, avg-pooling, batch norm | per multiplication (MACs) |
 | ``float`` | sigmoid, exp, log, tanh, sqrt, pow, softmax | per element (transcendental) |
