@@ -45,10 +45,8 @@ def test_export_command_safetensors_and_nir(tmp_path, capsys):
     with pytest.raises(ValueError, match="folded"):
         load_model(tmp_path / "f.safetensors")
     # the spiking MLP's axial token mixing permutes features: refused, nothing written
-    from spikevision.deploy.nir_export import NIRExportError
-
-    with pytest.raises(NIRExportError, match="token"):
-        main(["export", str(src), "--format", "nir", "-o", str(tmp_path / "m.nir")])
+    assert main(["export", str(src), "--format", "nir", "-o", str(tmp_path / "m.nir")]) == 2
+    assert "stages.0.blocks.0.token" in capsys.readouterr().err
     assert not (tmp_path / "m.nir").exists()
     assert main(["export", "ms_resnet20", "--model-kwargs", '{"T": 2}', "--format", "nir",
                  "-o", str(tmp_path / "ms.nir")]) == 0

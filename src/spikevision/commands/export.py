@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,14 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     example = example_input(src, 1)
     if args.format == "nir":
-        from spikevision.deploy.nir_export import export_nir
+        from spikevision.deploy.nir_export import NIRExportError, export_nir
 
-        graph = export_nir(src.model, example, out, dt=args.dt,
-                           metadata={"model_name": src.name or "", "model_kwargs": json.dumps(src.kwargs)})
+        try:
+            graph = export_nir(src.model, example, out, dt=args.dt,
+                               metadata={"model_name": src.name or "", "model_kwargs": json.dumps(src.kwargs)})
+        except NIRExportError as e:  # the model is fine, NIR cannot express it: say where, write nothing
+            print(f"error: cannot export {src.name} to NIR: {e}", file=sys.stderr)
+            return 2
         print(f"wrote {out}: {len(graph.nodes)} NIR nodes, {len(graph.edges)} edges, dt={args.dt} s")
         return 0
     from spikevision.deploy.fold import fold_bn
