@@ -58,7 +58,7 @@ from common import (
     package_version, spawn_worker, worker_entry,
 )
 from spikevision.models import create_model
-from spikevision.train.memory import SavedTensorMeter, enable_memory_saving, memory_saving_modules
+from spikevision.train.memory import SavedTensorMeter, enable_memory_saving
 
 CONTENDERS = ("spikevision", "spikevision-mem", "spikingjelly")
 DEFAULT_SIZE = {"ms_resnet18": 64, "ms_resnet34": 64}  # CIFAR nets: 32
@@ -160,8 +160,7 @@ def make_batch(model: str, batch: int, size: int, seed: int, device: torch.devic
 def saved_bytes(net: nn.Module, contender: str, x: Tensor) -> int:
     """Activation bytes autograd holds for backward after one forward (parameters not counted;
     block inputs counted in memory-saving mode)."""
-    segments = [net.get_submodule(n) for n in memory_saving_modules(net)]
-    with SavedTensorMeter(segments, exclude=net.parameters()) as meter:
+    with SavedTensorMeter(net) as meter:
         out = net(x)
     del out
     if contender == "spikingjelly":

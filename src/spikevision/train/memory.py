@@ -38,6 +38,7 @@ of a model in memory-saving mode is not supported.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from typing import Any, Iterable, Iterator, Literal, Sequence
 
 import torch
@@ -50,15 +51,18 @@ __all__ = [
     "enable_memory_saving",
     "disable_memory_saving",
     "memory_saving_modules",
+    "is_packing_spikes",
     "SavedTensorMeter",
 ]
 
-MemoryMode = Literal["none", "blocks", "stages"]
-#: ``"none"``: default autograd; ``"blocks"``: recompute each residual block;
+MemoryMode = Literal["none", "spikes", "blocks", "stages"]
+#: ``"none"``: default autograd; ``"spikes"``: store saved spike tensors as int8
+#: (no recomputation); ``"blocks"``: recompute each residual block;
 #: ``"stages"``: recompute each stage (the module that runs a run of blocks) as one segment.
-MEMORY_SAVING_MODES: tuple[str, ...] = ("none", "blocks", "stages")
+MEMORY_SAVING_MODES: tuple[str, ...] = ("none", "spikes", "blocks", "stages")
 
 _FLAG = "_spikevision_memory_saving"
+_PACKER = "_spikevision_spike_packer"
 
 
 def default_block_types() -> tuple[type[nn.Module], ...]:
@@ -110,6 +114,91 @@ def _checkpointed_forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
     return checkpoint(run, *args, use_reentrant=False, preserve_rng_state=True, **kwargs)
 
 
+class _PackedSpikes:
+    __slots__ = ("data", "dtype")
+
+    def __init__(self, data: Tensor, dtype: torch.dtype) -> None:
+        self.data, self.dtype = data, dtype
+
+
+class _SpikePacker:
+    """Saved-tensor hooks that keep neuron outputs (exact 0/1 floats) as int8.
+
+    A tensor is packed only if its storage is that of a neuron module's output
+    in the current forward, checked through a weak reference (a live tensor's
+    memory cannot be reused, so a stale pointer never matches). Convolutions and
+    linears save their spike inputs for the weight gradient; this cuts those
+    from 4 bytes (float32) to 1 byte per element, losslessly.
+    """
+
+    def __init__(self) -> None:
+        self.spikes: dict[int, weakref.ref] = {}
+        self.handles: list[Any] = []
+        self.observers: list[Any] = []  # SavedTensorMeter: sees what is actually stored
+
+    def record(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        if isinstance(output, Tensor) and output.is_floating_point():
+            self.spikes[output.untyped_storage().data_ptr()] = weakref.ref(output)
+
+    def pack(self, t: Tensor) -> Any:
+        ptr = t.untyped_storage().data_ptr()
+        ref = self.spikes.get(ptr)
+        src = ref() if ref is not None else None
+        if src is None or src.untyped_storage().data_ptr() != ptr or not t.is_floating_point():
+            stored = t
+        else:
+            stored = t.to(torch.int8)
+        for observe in self.observers:
+            observe(stored)
+        return t if stored is t else _PackedSpikes(stored, t.dtype)
+
+    @staticmethod
+    def unpack(obj: Any) -> Tensor:
+        return obj.data.to(obj.dtype) if isinstance(obj, _PackedSpikes) else obj
+
+
+def _packing_forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    """Model ``forward`` installed by ``mode="spikes"`` / ``pack_spikes=True``."""
+    original = type(self).forward
+    if not torch.is_grad_enabled():
+        return original(self, *args, **kwargs)
+    packer: _SpikePacker = getattr(self, _PACKER)
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(packer.pack, packer.unpack):
+            return original(self, *args, **kwargs)
+    finally:
+        packer.spikes.clear()
+
+
+def _neuron_types() -> tuple[type[nn.Module], ...]:
+    from spikevision.neuron.modules import LIF, PLIF
+
+    return (LIF, PLIF)
+
+
+def _enable_packing(model: nn.Module) -> None:
+    packer = _SpikePacker()
+    packer.handles = [m.register_forward_hook(packer.record) for m in model.modules()
+                      if isinstance(m, _neuron_types())]
+    setattr(model, _PACKER, packer)
+    model.forward = _packing_forward.__get__(model)  # type: ignore[method-assign]
+
+
+def _disable_packing(model: nn.Module) -> None:
+    packer = getattr(model, _PACKER, None)
+    if packer is None:
+        return
+    for h in packer.handles:
+        h.remove()
+    delattr(model, _PACKER)
+    del model.forward
+
+
+def is_packing_spikes(model: nn.Module) -> bool:
+    """Whether ``model`` stores saved spikes as int8 (``mode="spikes"`` or ``pack_spikes=True``)."""
+    return hasattr(model, _PACKER)
+
+
 def _is_wrapped(module: nn.Module) -> bool:
     return getattr(module, _FLAG, False)
 
@@ -157,6 +246,7 @@ def enable_memory_saving(
     *,
     modules: Iterable[str] | None = None,
     block_types: Sequence[type[nn.Module]] | None = None,
+    pack_spikes: bool = False,
 ) -> list[str]:
     """Recompute residual blocks (or listed submodules) in backward instead of storing activations.
 
@@ -166,13 +256,19 @@ def enable_memory_saving(
             segment, keeping one ``[T, B, C, H, W]`` tensor per block;
             ``"stages"``: each stage is one segment (fewer kept tensors but a
             whole stage's activations live at once during its recomputation;
-            rarely better); ``"none"``: undo, same as
+            rarely better); ``"spikes"``: no recomputation, only
+            ``pack_spikes``; ``"none"``: undo, same as
             :func:`disable_memory_saving`.
         modules: qualified submodule names (as in ``model.named_modules()``) to
             wrap instead of the automatic choice; ``mode`` is then ignored
             unless it is ``"none"``.
         block_types: classes counted as residual blocks (default:
             :func:`default_block_types`, the blocks of every registered family).
+        pack_spikes: also keep the spike tensors that layers save for backward
+            (conv and linear inputs) as int8 instead of float: exact (spikes are
+            0/1), 4x smaller for float32, one cheap copy each way. Applies
+            outside recomputed segments (inside them nothing is saved anyway).
+            Spikes are recognised as outputs of spikevision neuron modules.
 
     Returns:
         The qualified names of the wrapped modules (in model order).
@@ -190,6 +286,10 @@ def enable_memory_saving(
         disable_memory_saving(model)
         return []
     named = dict(model.named_modules())
+    if mode == "spikes" and modules is None:
+        disable_memory_saving(model)
+        _enable_packing(model)
+        return []
     if modules is not None:
         names = list(modules)
         missing = [n for n in names if n not in named or n == ""]
@@ -214,11 +314,14 @@ def enable_memory_saving(
     disable_memory_saving(model)
     for n in names:
         _wrap(named[n])
+    if pack_spikes:
+        _enable_packing(model)
     return names
 
 
 def disable_memory_saving(model: nn.Module) -> list[str]:
-    """Undo :func:`enable_memory_saving`; returns the names that were wrapped."""
+    """Undo :func:`enable_memory_saving` (recomputation and spike packing); returns the wrapped names."""
+    _disable_packing(model)
     names = memory_saving_modules(model)
     named = dict(model.named_modules())
     for n in names:
@@ -235,30 +338,37 @@ class SavedTensorMeter:
     """Count the bytes autograd keeps for backward, by unique storage.
 
     A context manager around a forward pass, built on
-    :func:`torch.autograd.graph.saved_tensors_hooks`. Tensors saved inside a
-    recomputed segment are held by the checkpoint, not seen by these hooks;
-    what that segment keeps is its inputs, so pass the wrapped modules as
-    ``segments`` and their tensor inputs are counted too (that is the honest
-    total of both modes). Storages are deduplicated by data pointer, so a
-    tensor saved by several ops (or a view of it) counts once. Pass
-    ``exclude=model.parameters()`` to count activations only (convs and linears
-    save their weights, which exist anyway).
+    :func:`torch.autograd.graph.saved_tensors_hooks`. Storages are deduplicated
+    by data pointer, so a tensor saved by several ops (or a view of it) counts
+    once. Given ``model``, it counts what that model keeps in any memory mode:
+    its parameters are left out (layers save their weights, which exist
+    anyway); the inputs of recomputed segments are counted (tensors saved
+    inside a segment are held by the checkpoint, unseen by hooks, and what the
+    segment keeps is its inputs); packed spikes count at their packed size.
 
     Args:
-        segments: recomputed modules whose tensor inputs are counted.
-        exclude: tensors whose storages are not counted (e.g. parameters).
+        model: the model run inside the block (optional).
+        segments: further modules whose tensor inputs are counted.
+        exclude: further tensors whose storages are not counted.
 
     Example::
 
-        with SavedTensorMeter(segments=[model.stages[0][0]], exclude=model.parameters()) as meter:
+        with SavedTensorMeter(model) as meter:
             loss = model(x).sum()
         print(meter.bytes)
     """
 
-    def __init__(self, segments: Iterable[nn.Module] = (), exclude: Iterable[Tensor] = ()) -> None:
+    def __init__(self, model: nn.Module | None = None, *, segments: Iterable[nn.Module] = (),
+                 exclude: Iterable[Tensor] = ()) -> None:
         self._storages: dict[int, int] = {}
         self._segments = list(segments)
-        self._excluded = {t.untyped_storage().data_ptr() for t in exclude}
+        excluded = list(exclude)
+        self._packer: _SpikePacker | None = None
+        if model is not None:
+            self._segments += [model.get_submodule(n) for n in memory_saving_modules(model)]
+            excluded += list(model.parameters())
+            self._packer = getattr(model, _PACKER, None)
+        self._excluded = {t.untyped_storage().data_ptr() for t in excluded}
         self._handles: list[Any] = []
         self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
 
@@ -283,12 +393,15 @@ class SavedTensorMeter:
 
     def __enter__(self) -> "SavedTensorMeter":
         self._handles = [m.register_forward_pre_hook(self._pre_hook) for m in self._segments]
+        if self._packer is not None:
+            self._packer.observers.append(self._add)
         self._hooks.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self._hooks.__exit__(*exc)
+        if self._packer is not None:
+            self._packer.observers.remove(self._add)
         for h in self._handles:
             h.remove()
         self._handles = []
-
