@@ -7,9 +7,10 @@ input (32 px):
 * **T sweep**: one model (default ``ms_resnet20``), ``T`` in 2, 4, 8, 16;
 * **depth sweep**: ``ms_resnet20, 32, 44, 56, 110`` at one ``T`` (default 4).
 
-Each configuration runs the default mode and the memory-saving mode
-(:func:`spikevision.train.memory.enable_memory_saving`, every residual block
-recomputed in backward) interleaved in one process; reported are the median
+Each configuration runs three modes of
+:func:`spikevision.train.memory.enable_memory_saving` interleaved in one
+process: ``default`` (none), ``spikes`` (saved spikes as int8, exact, no
+recomputation) and ``blocks`` (every residual block recomputed in backward); reported are the median
 ms per step, the peak memory of a step above weights and optimizer state (gradients included; fresh
 subprocess per row: resident-set high-water mark on CPU,
 ``max_memory_allocated`` on CUDA), the bytes autograd keeps for backward
@@ -33,7 +34,7 @@ import torch
 from common import MIB, fmt_ratio, interleaved_times, machine_lines, markdown_table, median, spawn_worker
 from train_step import build, make_batch, make_step, saved_bytes
 
-MODES = {"default": "spikevision", "memory-saving": "spikevision-mem"}  # mode -> train_step contender
+MODES = {"default": "spikevision", "spikes": "spikevision-spikes", "blocks": "spikevision-mem"}  # -> contender
 TRAIN_STEP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_step.py")
 
 

@@ -6,8 +6,10 @@ calls its ``reset_net`` (its neurons keep state between calls). Contenders,
 interleaved round by round in one process on the same input, batch and ``T``:
 
 * ``spikevision``: ``create_model("ms_resnet18" | "ms_resnet20", T=T)``;
+* ``spikevision-spikes``: the same with ``enable_memory_saving(net, "spikes")``
+  (saved spikes kept as int8, exact, no recomputation);
 * ``spikevision-mem``: the same with :func:`spikevision.train.memory.enable_memory_saving`
-  (each residual block recomputed in backward);
+  (``mode="blocks"``: each residual block recomputed in backward);
 * ``spikingjelly``: SpikingJelly's own ``activation_based.model.ms_resnet.MSResNet``
   class, with the neuron made faithful to the paper: its default surrogate,
   ``Rect(alpha=2)`` (window +-0.25, height 2), is replaced by ``Rect(alpha=1)``
@@ -60,7 +62,7 @@ from common import (
 from spikevision.models import create_model
 from spikevision.train.memory import SavedTensorMeter, enable_memory_saving
 
-CONTENDERS = ("spikevision", "spikevision-mem", "spikingjelly")
+CONTENDERS = ("spikevision", "spikevision-spikes", "spikevision-mem", "spikingjelly")
 DEFAULT_SIZE = {"ms_resnet18": 64, "ms_resnet34": 64}  # CIFAR nets: 32
 NUM_CLASSES = {"ms_resnet18": 1000, "ms_resnet34": 1000}  # CIFAR nets: 10
 CIFAR_N = {"ms_resnet20": 3, "ms_resnet32": 5, "ms_resnet44": 7, "ms_resnet56": 9, "ms_resnet110": 18}
@@ -81,10 +83,9 @@ def has_spikingjelly() -> bool:
 # ---------------------------------------------------------------------------
 
 
-def build_spikevision(model: str, T: int, memory_saving: bool = False) -> nn.Module:
+def build_spikevision(model: str, T: int, memory_saving: str = "none") -> nn.Module:
     net = create_model(model, T=T, num_classes=NUM_CLASSES.get(model, 10))
-    if memory_saving:
-        enable_memory_saving(net)
+    enable_memory_saving(net, memory_saving)
     return net
 
 
@@ -124,7 +125,8 @@ def copy_weights(src: nn.Module, dst: nn.Module) -> None:
 def build(contender: str, model: str, T: int, seed: int, device: torch.device) -> nn.Module:
     """The contender's net, with weights drawn from ``seed`` by spikevision's initialiser (shared by all)."""
     torch.manual_seed(seed)
-    ours = build_spikevision(model, T, memory_saving=contender == "spikevision-mem")
+    mode = {"spikevision-mem": "blocks", "spikevision-spikes": "spikes"}.get(contender, "none")
+    ours = build_spikevision(model, T, memory_saving=mode)
     if contender == "spikingjelly":
         sj = build_spikingjelly(model, T)
         copy_weights(ours, sj)
