@@ -27,12 +27,12 @@ def _child_env():
     return env
 
 
-def test_short_run_writes_run_directory_and_eval_reads_it(fmnist_root, tmp_path, recipe, capsys):
+def test_short_run_writes_run_directory_and_eval_reads_it(fmnist_root, tmp_path, recipe, capsys, caplog):
     out = tmp_path / "runs"
     assert main(["train", str(recipe), *tiny_overrides(fmnist_root, out)]) == 0
     run = out / "tiny"
     saved = yaml.safe_load((run / "config.yaml").read_text())
-    assert saved["model"] == {"name": "tiny_snn_test", "num_classes": None} or saved["model"]["name"] == "tiny_snn_test"
+    assert saved["model"] == {"name": "tiny_snn_test"}
     assert saved["train"]["epochs"] == 3 and saved["data"]["root"] == str(fmnist_root)
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [0, 1, 2] and [r["step"] for r in lines] == [8, 16, 24]
@@ -62,6 +62,9 @@ def test_short_run_writes_run_directory_and_eval_reads_it(fmnist_root, tmp_path,
     assert main(["train", str(recipe), *tiny_overrides(fmnist_root, out)]) == 1
     assert main(["train", str(recipe), *tiny_overrides(fmnist_root, out), "--resume"]) == 0
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
+    # resuming with another architecture is refused, naming both
+    assert main(["train", str(recipe), *tiny_overrides(fmnist_root, out, **{"model.hidden": 8}), "--resume"]) == 1
+    assert "the checkpoint holds tiny_snn_test" in caplog.text and "'hidden': 8" in caplog.text
 
 
 def test_tet_and_amp_run(fmnist_root, tmp_path, recipe):

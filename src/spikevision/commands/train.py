@@ -50,8 +50,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         record = train(cfg, resume=args.resume)
-    except (FileExistsError, FileNotFoundError, NonFiniteLossError) as e:
-        log.error(str(e))
+    except (FileExistsError, FileNotFoundError, NonFiniteLossError, ValueError) as e:
+        log.debug("traceback:", exc_info=True)  # shown with `spikevision -v train ...`
+        log.error(f"{type(e).__name__}: {e}")
         return 1
     except TrainingInterrupted as e:
         log.error(str(e))

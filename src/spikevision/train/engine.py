@@ -269,6 +269,9 @@ def setup(cfg: Config, resume: bool = False) -> Trainer:
     model.to(dist.device)
     net = wrap_ddp(LogitsModule(model, loss_fn.per_step), dist, cfg.train.sync_bn)
     train_loader, eval_loader = build_loaders(cfg, dist, getattr(model, "T", None))
+    if len(train_loader) == 0:
+        raise ValueError(f"the training split gives no full batch of data.batch_size={cfg.data.batch_size} "
+                         f"per process ({dist.world_size} processes); lower data.batch_size")
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.sched, cfg.optim.lr, len(train_loader), cfg.train.epochs)
     amp_dtype, scaler = build_amp(cfg, dist.device)
