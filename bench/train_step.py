@@ -47,7 +47,6 @@ for the SJ column only; without it the other columns still run.
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import sys
 from typing import Any, Callable
@@ -57,7 +56,7 @@ from torch import Tensor, nn
 
 from common import (
     MIB, fmt_ratio, interleaved_times, machine_lines, markdown_table, measure_step_peak, median,
-    package_version, spawn_worker, worker_entry,
+    spawn_worker, worker_entry,
 )
 from spikevision.models import create_model
 from spikevision.train.memory import SavedTensorMeter, enable_memory_saving
