@@ -199,3 +199,14 @@ def test_saved_tensor_meter_counts_unique_storages_by_hand():
     with SavedTensorMeter(exclude=[a]) as meter:  # e.g. parameters
         (a * b).sum()
     assert meter.bytes == 40
+
+
+def test_blocks_mode_exact_under_cpu_autocast():
+    ref, saving = _pair("ms_resnet20", T=2, num_classes=10)
+    enable_memory_saving(saving)
+    x, y = torch.randn(2, 3, 8, 8), torch.tensor([1, 2])
+    for model in (ref, saving):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+    _assert_identical(ref, saving)
