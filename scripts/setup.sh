@@ -13,7 +13,7 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
-if ! "$VENV/bin/python" -c "import torch, torchvision, spikevision, pytest" >/dev/null 2>&1; then
+if ! "$VENV/bin/python" -c "import torch, torchvision, spikevision, pytest, nir" >/dev/null 2>&1; then
     echo "[setup] installing packages (torch from requirements/torch.txt)"
     "${PIP[@]}" install -r requirements/torch.txt
     "${PIP[@]}" install -e ".[test]"

@@ -10,7 +10,6 @@ from torch import nn
 from spikevision.analysis import block_grad_norms, block_phi, blockwise_phi, depth_comparison, residual_blocks
 from spikevision.analysis.plots import plot_depth_comparison, plot_firing_rates
 from spikevision.layers import TimeFolded
-from spikevision.models import list_models
 from spikevision.neuron import LIF
 
 
@@ -103,7 +102,6 @@ def test_depth_comparison_figure(tmp_path):
     assert (tmp_path / "depth.png").stat().st_size > 1000
 
 
-@pytest.mark.skipif("ms_resnet20" not in {i.name for i in list_models()}, reason="ms_resnet20 not registered")
 def test_ms_resnet_identity_at_init_equal_norms_within_stage():
     from spikevision.models import create_model
 
