@@ -143,6 +143,37 @@ def test_zero_multiplications_in_spike_driven_layers_and_injection_caught():
         counter.assert_multiplication_free(driven)
 
 
+@pytest.mark.parametrize("op", [
+    lambda x: torch.addmv(x[0, 0, 0, 0], torch.ones(x.shape[-1], x.shape[-1]), x[0, 0, 0, 0]),  # a MAC by another name
+    lambda x: F.layer_norm(x, x.shape[-1:]),
+    lambda x: torch.prod(x, dim=-1),
+])
+def test_unclassified_operations_fail_closed(op):
+    """An ATen op the counter does not know is 'unknown' and breaks the MFI check (never 'other')."""
+
+    class Sneaky(nn.Module):
+        def forward(self, x):
+            return op(x)
+
+    model = nn.Sequential(Sneaky())
+    counter = OpCounter(model)
+    with torch.no_grad(), counter:
+        model(torch.rand(2, 1, 2, 3, 4))
+    assert counter.totals()["unknown"] > 0
+    with pytest.raises(MultiplicationError, match="0: .*unclassified"):
+        counter.assert_multiplication_free(["0"])
+
+
+def test_data_movement_is_other_and_free():
+    model = nn.Sequential(nn.Flatten(), nn.Identity())
+    counter = OpCounter(model)
+    x = torch.rand(2, 3, 4)
+    with torch.no_grad(), counter:
+        torch.cat([model(x), model(x).round()], 1).permute(1, 0).clone()
+    assert counter.totals()["unknown"] == 0 and counter.totals()["other"] > 0
+    counter.assert_multiplication_free(["0", "1"])
+
+
 def test_agreement_with_float_model():
     torch.manual_seed(5)
     model = randomize_bn(small_cnn(T=4, c=8, classes=10), gamma=(1.0, 2.5))

@@ -12,12 +12,18 @@ that actually runs (whatever Python code issued it) and classifies it:
 | ``select`` | where, masked_fill (a multiplexer) | per element |
 | ``mul`` | mul, div, convolution, mm/bmm/addmm, addcmul, mean, avg-pooling, batch norm | per multiplication (MACs) |
 | ``float`` | sigmoid, exp, log, tanh, sqrt, pow, softmax | per element (transcendental) |
+| ``other`` | data movement, listed by name (see below) | per output element |
+| ``unknown`` | anything not listed: fails the multiplication-free check | per output element |
 
-Everything else (views, copies, dtype conversions, indexing, ``nonzero``,
-concatenation, ``im2col``, rounding) moves data and is counted as ``other``.
-Because it watches ATen, not our Python, a multiplication hidden anywhere in a
-layer (``x * w``, ``x @ w``, ``F.conv2d``) is caught: that is what
-:meth:`OpCounter.assert_multiplication_free` relies on.
+Operations that only move data (views, copies, dtype conversions, indexing,
+``nonzero``, concatenation, padding, ``im2col``, rounding) are listed by name
+and counted as ``other``. **Any operation in none of these lists is counted as
+``unknown`` and treated like a multiplication**: the counter fails closed, so
+an operation nobody classified (``addmv``, ``layer_norm``, a new ATen op)
+cannot pass for multiplication-free. Because it watches ATen, not our Python,
+a multiplication hidden anywhere in a layer (``x * w``, ``x @ w``,
+``F.conv2d``) is caught: that is what :meth:`OpCounter.assert_multiplication_free`
+relies on.
 
 Each operation is charged to the innermost module running when it executed
 (module forward hooks keep a stack of qualified names); operations in a
@@ -34,7 +40,7 @@ from typing import Iterable
 from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ["OpCounter", "KINDS", "MultiplicationError", "uncounted"]
+__all__ = ["OpCounter", "KINDS", "NOT_MFI_KINDS", "MultiplicationError", "uncounted"]
 
 _ACTIVE: list["OpCounter"] = []
 
@@ -49,7 +55,9 @@ def uncounted():
     with counter.paused():
         yield
 
-KINDS = ("add", "shift", "compare", "select", "mul", "float", "other")
+KINDS = ("add", "shift", "compare", "select", "mul", "float", "other", "unknown")
+#: kinds that break multiplication-free execution (``unknown``: not classified, so not proven free)
+NOT_MFI_KINDS = ("mul", "float", "unknown")
 
 _ADD = {"add", "add_", "sub", "sub_", "rsub", "neg", "neg_", "cumsum"}
 _REDUCE_ADD = {"sum"}
@@ -62,6 +70,16 @@ _COMPARE = {
 _REDUCE_COMPARE = {"max", "min", "amax", "amin", "argmax", "argmin", "all", "any"}
 _SELECT = {"where", "masked_fill", "masked_fill_"}
 _MUL = {"mul", "mul_", "div", "div_", "floor_divide", "remainder", "reciprocal", "addcmul", "addcdiv", "lerp"}
+#: pure data movement: no arithmetic on values (``round``/``floor``: fixed-point rounding, a bit operation)
+_MOVE = {
+    "view", "_unsafe_view", "reshape", "_reshape_alias", "as_strided", "alias", "detach", "lift_fresh",
+    "t", "transpose", "permute", "expand", "unsqueeze", "squeeze", "flatten", "unflatten", "select", "slice",
+    "narrow", "split", "split_with_sizes", "chunk", "unbind", "cat", "stack", "clone", "copy_", "_to_copy",
+    "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "zeros", "zeros_like", "new_zeros",
+    "ones", "ones_like", "new_ones", "full", "full_like", "new_full", "fill_", "zero_", "scalar_tensor", "arange",
+    "index", "index_select", "gather", "nonzero", "constant_pad_nd", "im2col", "repeat", "flip", "roll",
+    "round", "floor", "ceil", "trunc", "_local_scalar_dense", "item",
+}
 _FLOAT = {"sigmoid", "exp", "log", "tanh", "sqrt", "rsqrt", "pow", "_softmax", "_log_softmax", "erf", "gelu", "silu"}
 
 
@@ -110,7 +128,9 @@ def _classify(name: str, args: tuple, out) -> dict[str, int]:
         return {"mul": 2 * n_out, "add": 2 * n_out}
     if name in _FLOAT:
         return {"float": n_out}
-    return {"other": n_out}
+    if name in _MOVE:
+        return {"other": n_out}
+    return {"unknown": n_out}
 
 
 class OpCounter(TorchDispatchMode):
@@ -178,7 +198,7 @@ class OpCounter(TorchDispatchMode):
             layer = self._stack[-1]
             for kind, n in _classify(name, args, out).items():
                 self.counts[layer][kind] += int(n)
-                if kind in ("mul", "float"):
+                if kind in NOT_MFI_KINDS:
                     self.ops[layer].add(name)
         return out
 
@@ -197,7 +217,7 @@ class OpCounter(TorchDispatchMode):
         return self.totals(k for k in self.counts if k == prefix or k.startswith(prefix + ".") or prefix == "")
 
     def assert_multiplication_free(self, layers: Iterable[str]) -> None:
-        """Raise :class:`MultiplicationError` if any of ``layers`` multiplied.
+        """Raise :class:`MultiplicationError` if any of ``layers`` multiplied (or ran an unclassified op).
 
         Raises:
             MultiplicationError: naming each offending layer and ATen operation.
@@ -205,9 +225,10 @@ class OpCounter(TorchDispatchMode):
         bad = []
         for layer in layers:
             c = self.layer_counts(layer)
-            if c["mul"] or c["float"]:
+            if any(c[k] for k in NOT_MFI_KINDS):
                 below = [k for k in self.counts if k == layer or k.startswith(layer + ".")]
                 ops = sorted(set().union(*(self.ops[k] for k in below)))
-                bad.append(f"{layer}: {c['mul']} mul + {c['float']} float ops ({', '.join(ops)})")
+                bad.append(f"{layer}: {c['mul']} mul + {c['float']} float + {c['unknown']} unclassified ops "
+                           f"({', '.join(ops)})")
         if bad:
             raise MultiplicationError("layers expected to be multiplication-free multiplied:\n  " + "\n  ".join(bad))
