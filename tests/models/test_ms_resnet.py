@@ -238,3 +238,20 @@ def test_ms_resnet_fits_a_tiny_batch():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
+
+
+def _vanilla_twin(name: str) -> str:
+    return "spiking_resnet" + name[len("ms_resnet"):]
+
+
+@pytest.mark.parametrize("info", list_models("ms_resnet"), ids=lambda i: i.name)
+def test_every_ms_shape_has_a_vanilla_twin(info):
+    """The degradation baseline exists for every MS-ResNet shape: same parameters, vanilla blocks."""
+    twin = _vanilla_twin(info.name)
+    assert twin in {i.name for i in list_models("spiking_resnet")}
+    if info.name in CONSTRUCT_ONLY:
+        return
+    ms, van = create_model(info.name, T=T), create_model(twin, T=T)
+    assert [q.shape for q in ms.parameters()] == [q.shape for q in van.parameters()]
+    assert {type(b) for s in van.stages for b in s} == {SpikingBasicBlock}
+    assert all(bool((b.bn2.weight.detach() == 0.5).all()) for s in van.stages for b in s)  # no zero-init

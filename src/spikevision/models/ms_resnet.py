@@ -356,6 +356,18 @@ def _imagenet(depth: int, block_type: BlockType, **kwargs: Any) -> MSResNet:
                       shortcut=shortcut, block_type=block_type, zero_init_last_bn=block_type == "ms", **kwargs)
 
 
+def _dvs20(block_type: BlockType, **kwargs: Any) -> MSResNet:
+    """ResNet-20 shape for CIFAR10-DVS: 2 input channels, stage strides 2/2/2."""
+    return _ms_resnet(layers=(3, 3, 3), widths=CIFAR_WIDTHS, strides=DVS_STRIDES, stem="conv3x3", stem_width=16,
+                      block_type=block_type, zero_init_last_bn=block_type == "ms", **kwargs)
+
+
+def _cifar18(block_type: BlockType, **kwargs: Any) -> MSResNet:
+    """The [3, 3, 2] "CIFAR ResNet-18/19" shape: widths 128/256/512, 3x3 stem of 64."""
+    return _ms_resnet(layers=(3, 3, 2), widths=CIFAR18_WIDTHS, strides=CIFAR_STRIDES, stem="conv3x3", stem_width=64,
+                      block_type=block_type, zero_init_last_bn=block_type == "ms", **kwargs)
+
+
 def _cifar(n: int, block_type: BlockType, **kwargs: Any) -> MSResNet:
     """6n+2 CIFAR net; stem 3x3/1 + BN and conv1x1 projections are assumptions (see docs)."""
     return _ms_resnet(layers=(n, n, n), widths=CIFAR_WIDTHS, strides=CIFAR_STRIDES, stem="conv3x3", stem_width=16,
@@ -452,18 +464,16 @@ def ms_resnet20_dvs(*, num_classes: int = 10, T: int = 20, in_chans: int = 2, ne
     Input: event frames ``[T, B, 2, 128, 128]`` (no encoder needed). T = 20 is
     PLIF's CIFAR10-DVS setting, whose pipeline the authors reused [assumed].
     """
-    return _ms_resnet(layers=(3, 3, 3), widths=CIFAR_WIDTHS, strides=DVS_STRIDES, stem="conv3x3", stem_width=16,
-                      num_classes=num_classes, T=T, in_chans=in_chans, neuron=neuron, neuron_params=neuron_params,
-                      spiking_shortcut=spiking_shortcut)
+    return _dvs20("ms", num_classes=num_classes, T=T, in_chans=in_chans, neuron=neuron,
+                  neuron_params=neuron_params, spiking_shortcut=spiking_shortcut)
 
 
 @register_model(**_MS, **_CIFAR)
 def ms_resnet18_cifar(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
                       neuron_params: ParamsLike = None, spiking_shortcut: bool = False) -> MSResNet:
     """"CIFAR MS-ResNet-18" of later papers: [3, 3, 2], widths 128/256/512, 3x3 stem of 64 (the GAC backbone)."""
-    return _ms_resnet(layers=(3, 3, 2), widths=CIFAR18_WIDTHS, strides=CIFAR_STRIDES, stem="conv3x3", stem_width=64,
-                      num_classes=num_classes, T=T, in_chans=in_chans, neuron=neuron, neuron_params=neuron_params,
-                      spiking_shortcut=spiking_shortcut)
+    return _cifar18("ms", num_classes=num_classes, T=T, in_chans=in_chans, neuron=neuron,
+                    neuron_params=neuron_params, spiking_shortcut=spiking_shortcut)
 
 
 # ---------------------------------------------------------------------------
@@ -541,3 +551,17 @@ def spiking_resnet482(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, n
                       neuron_params: ParamsLike = None) -> MSResNet:
     """Vanilla spiking ResNet-482 for CIFAR (n = 80)."""
     return _cifar(80, "vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params))
+
+
+@register_model(**_VANILLA, **_CIFAR)
+def spiking_resnet18_cifar(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
+                           neuron_params: ParamsLike = None) -> MSResNet:
+    """Vanilla spiking ResNet of the [3, 3, 2] CIFAR shape of :func:`ms_resnet18_cifar`."""
+    return _cifar18("vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params))
+
+
+@register_model(**_VANILLA, T=20, input_size=DVS_INPUT, num_classes=10)
+def spiking_resnet20_dvs(*, num_classes: int = 10, T: int = 20, in_chans: int = 2, neuron: NeuronKind = "lif",
+                         neuron_params: ParamsLike = None) -> MSResNet:
+    """Vanilla spiking ResNet-20 for CIFAR10-DVS, the shape of :func:`ms_resnet20_dvs`."""
+    return _dvs20("vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params))
