@@ -1,4 +1,4 @@
-"""Model zoo: every architecture of the four papers, built by name.
+"""Model zoo: every architecture of the four papers (plus the quickstart's plain CNN), built by name.
 
 >>> from spikevision.models import create_model, list_models
 >>> model = create_model("ms_resnet18", num_classes=1000, T=6)
@@ -10,7 +10,7 @@ from spikevision.models.registry import ModelInfo, UnknownModelError, create_mod
 # Family modules register their builders on import (keep this list sorted).
 # (families are added here as they land)
 from spikevision.models import gac, ms_resnet  # noqa: F401,E402
-from spikevision.models import spiking_mlp  # noqa: F401,E402
+from spikevision.models import spiking_cnn, spiking_mlp  # noqa: F401,E402
 from spikevision.models import sresnet  # noqa: F401,E402
 
 __all__ = [
