@@ -75,4 +75,4 @@ def test_quickstart_recipe_is_valid():
     from pathlib import Path
 
     cfg = load_config(Path(__file__).parents[2] / "configs" / "quickstart.yaml")
-    assert cfg.model.name == "mlp_spe_mini" and cfg.data.name == "fashion_mnist"
+    assert cfg.model.name == "spiking_cnn_mini" and cfg.data.name == "fashion_mnist"
