@@ -157,13 +157,17 @@ def test_lif_parameters_follow_the_documented_mapping():
     assert np.all(thr < 1.0) and np.all(np.nextafter(thr, np.float32(2)) == np.float32(1.0))
 
 
-@pytest.mark.parametrize("name", ["ms_resnet20", "spiking_resnet20"])
-def test_zoo_resnets_round_trip(tmp_path, name):
+@pytest.mark.parametrize("name,kwargs,shape", [
+    ("ms_resnet20", {}, (3, 32, 32)),
+    ("spiking_resnet20", {}, (3, 32, 32)),
+    ("spiking_cnn_mini", {"pool": "avg"}, (1, 28, 28)),  # the quickstart network's NIR variant: flattened readout
+])
+def test_zoo_round_trip(tmp_path, name, kwargs, shape):
     from spikevision.models import create_model
 
     torch.manual_seed(3)
-    model = randomize_bn(create_model(name, T=2, num_classes=10), gamma=(0.8, 1.6))
-    x = torch.rand(1, 3, 32, 32)
+    model = randomize_bn(create_model(name, T=2, num_classes=10, **kwargs), gamma=(0.8, 1.6))
+    x = torch.rand(1, *shape)
     export_nir(model, x, tmp_path / "m.nir")
     graph = nir.read(str(tmp_path / "m.nir"))
     spikes, logits = _lif_spikes(model, x)
@@ -179,3 +183,5 @@ def test_zoo_refusals_name_the_layer():
         to_nir(create_model("mlp_spe_mini", T=2), torch.rand(1, 1, 28, 28))
     with pytest.raises(NIRExportError, match=r"layer 'stem\.conv'.*per-time-step"):
         to_nir(create_model("sresnet20", T=2), torch.rand(1, 3, 32, 32))
+    with pytest.raises(NIRExportError, match=r"layer 'stages\.0\.pool'.*max pooling"):
+        to_nir(create_model("spiking_cnn_mini"), torch.rand(1, 1, 28, 28))  # the quickstart default

@@ -220,6 +220,8 @@ class _Builder:
 
     # -- glue ----------------------------------------------------------------
     def glue(self, c: Call) -> _Ref:
+        import nir
+
         name = c.name.strip("_")
         where = f"the forward of {c.owner!r}" if c.owner else "the model's forward"
         tensors = [i for i in c.inputs]
@@ -244,6 +246,11 @@ class _Builder:
             if dims in ((n - 2, n - 1), (n - 1, n - 2)) and len(src.shape) == 3 and not src.readout:
                 return self.global_pool(c, src)
             raise NIRExportError(f"{where}: mean over dims {dims} has no NIR equivalent (use a pooling layer)")
+        if (name == "flatten" and len(in_shape) == len(src.shape) + 2 and tuple(out[:2]) == tuple(in_shape[:2])
+                and tuple(out[2:]) == (int(np.prod(src.shape)),)):  # x.flatten(2) of [T, B, ...]: per-step flatten
+            node = nir.Flatten(input_type={"input": np.array(src.shape)}, start_dim=0, end_dim=-1)
+            key = self.add(f"{c.owner}.flatten" if c.owner else "flatten", node, [src])
+            return _Ref([key], tuple(out[2:]), readout=src.readout)
         # a pure view: same per-sample shape, only time/batch dims regrouped
         if int(np.prod(out)) == int(np.prod(in_shape)) and tuple(out[-len(src.shape):]) == src.shape:
             return src
