@@ -13,10 +13,13 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
-if ! "$VENV/bin/python" -c "import torch, torchvision, spikevision, pytest, nir" >/dev/null 2>&1; then
+if ! "$VENV/bin/python" -c "import torch, torchvision, spikevision, pytest, nir, neurobench" >/dev/null 2>&1; then
     echo "[setup] installing packages (torch from requirements/torch.txt)"
     "${PIP[@]}" install -r requirements/torch.txt
     "${PIP[@]}" install -e ".[test]"
+    # neurobench only for tests/analysis/test_ops.py::test_equal_to_neurobench; without --no-deps it pulls
+    # snntorch, tonic, librosa, numba and torchaudio (and a different torch)
+    "${PIP[@]}" install --no-deps "neurobench==2.3.0"
 fi
 
 FMNIST=/usr/share/datasets/fashion-mnist
