@@ -10,7 +10,7 @@ from spikevision.models import get_model_info, list_models
 
 
 def test_models_table_lists_every_registered_name(capsys):
-    assert main(["models"]) == 0
+    assert main(["models", "--no-macs"]) == 0
     out = capsys.readouterr().out
     names = [i.name for i in list_models()]
     assert names, "no model registered"
@@ -21,11 +21,25 @@ def test_models_table_lists_every_registered_name(capsys):
 
 def test_models_family_filter(capsys):
     family = list_models()[0].family
-    assert main(["models", "--family", family]) == 0
+    assert main(["models", "--family", family, "--no-macs"]) == 0
     out = capsys.readouterr().out
     assert all(line.split()[1] == family for line in out.splitlines()[2:-1])
     with pytest.raises(ValueError, match="unknown family"):
         main(["models", "--family", "no_such_family"])
+
+
+def test_models_table_has_macs_by_default(capsys):
+    assert main(["models", "--family", "spiking_cnn"]) == 0
+    out = capsys.readouterr().out
+    header, _, row = out.splitlines()[:3]
+    assert header.split()[-1] == "MACs/step"
+    # spiking_cnn_mini at 28x28: conv 1->32 at 28x28, conv 32->64 at 14x14, readout 64*7*7 -> 10
+    macs = 1 * 32 * 9 * 28 * 28 + 32 * 64 * 9 * 14 * 14 + 64 * 7 * 7 * 10
+    assert row.split()[-1] == f"{macs / 1e6:.2f}M"
+    assert "spikevision quickstart network" in row
+    assert main(["models", "--family", "spiking_mlp"]) == 0
+    mini = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("mlp_spe_mini"))
+    assert "(spikevision's size)" in mini
 
 
 def test_macs_per_step_of_ms_resnet20_by_hand():

@@ -44,7 +44,7 @@ NeuronKind = str | type[nn.Module]
 ParamsLike = NeuronParams | Mapping[str, Any] | None
 PoolKind = Literal["avg", "max"]
 
-PAPER = "spikevision's plain convolutional SNN (quickstart network; not from the four papers)"
+PAPER = "spikevision quickstart network, a plain convolutional SNN (not from the four papers)"
 
 #: MS-ResNet's LIF constants (Hu et al., TNNLS 2024), this family's own copy.
 SPIKING_CNN_NEURON = NeuronParams(
