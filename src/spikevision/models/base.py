@@ -60,6 +60,24 @@ class SpikingClassifier(nn.Module):
     num_classes: int
     encoder: nn.Module
 
+    def check_fixed_size(self, x: Tensor, why: str) -> None:
+        """For models built for one input size (``self.in_chans``, square ``self.img_size``): reject others.
+
+        Args:
+            x: an image ``[B, C, H, W]`` or sequence ``[T, B, C, H, W]``.
+            why: what fixes the size, for the message (e.g. "its readout is sized for it").
+
+        Raises:
+            ValueError: naming the expected and the given shape and the rebuild that would fit.
+        """
+        expected = (self.in_chans, self.img_size, self.img_size)
+        if x.dim() in (4, 5) and tuple(x.shape[-3:]) != expected:
+            raise ValueError(
+                f"{type(self).__name__} was built for inputs [.., {self.in_chans}, {self.img_size}, {self.img_size}] "
+                f"({why}), got shape {list(x.shape)}; resize the input or rebuild with "
+                f"in_chans={x.shape[-3]}, img_size={x.shape[-1]}"
+            )
+
     def encode(self, x: Tensor) -> Tensor:
         """Static image ``[B, C, H, W]`` through the encoder; sequences ``[T, B, C, H, W]`` checked and passed."""
         if x.dim() == 4:

@@ -136,13 +136,7 @@ class SpikingCNN(SpikingClassifier):
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
     def encode(self, x: Tensor) -> Tensor:
-        expected = (self.in_chans, self.img_size, self.img_size)
-        if x.dim() in (4, 5) and tuple(x.shape[-3:]) != expected:
-            raise ValueError(
-                f"{type(self).__name__} was built for inputs [.., {self.in_chans}, {self.img_size}, {self.img_size}] "
-                f"(its readout is sized for it), got shape {list(x.shape)}; resize the input or rebuild with "
-                f"in_chans={x.shape[-3]}, img_size={x.shape[-1]}"
-            )
+        self.check_fixed_size(x, "its readout is sized for it")
         return super().encode(x)
 
     def forward_features(self, x: Tensor) -> Tensor:

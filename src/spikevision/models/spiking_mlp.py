@@ -316,6 +316,9 @@ class MLPStage(nn.Module):
         return f"running_stream={self.running_stream}"
 
 
+_SIZE_FIXED_BY = "in_chans, img_size; its token mixing and per-token BN are size-specific"
+
+
 class SpikingMLP(SpikingClassifier):
     """Spiking MLP (MLP-SPE / MLP-S) of Li et al., TNNLS 2024 (arXiv 2306.12465).
 
@@ -391,18 +394,9 @@ class SpikingMLP(SpikingClassifier):
         self.head_lif = build_neuron(neuron, neuron_params) if head_lif else nn.Identity()
         self.fc = nn.Linear(cin, num_classes) if num_classes > 0 else nn.Identity()
 
-    def _check_input(self, x: Tensor) -> None:
-        expected = (self.in_chans, self.img_size, self.img_size)
-        if x.dim() in (4, 5) and tuple(x.shape[-3:]) != expected:
-            raise ValueError(
-                f"{type(self).__name__} was built for inputs [.., {self.in_chans}, {self.img_size}, {self.img_size}] "
-                f"(in_chans, img_size; its token mixing and per-token BN are size-specific), got shape "
-                f"{list(x.shape)}; resize the input or rebuild with in_chans={x.shape[-3]}, img_size={x.shape[-1]}"
-            )
-
     def encode(self, x: Tensor) -> Tensor:
         """Images ``[B, C, H, W]`` repeated over ``T`` (direct coding); sequences checked and passed."""
-        self._check_input(x)
+        self.check_fixed_size(x, _SIZE_FIXED_BY)
         return super().encode(x)
 
     def forward_features(self, x: Tensor) -> Tensor:
@@ -410,7 +404,7 @@ class SpikingMLP(SpikingClassifier):
         if x.dim() != 5:
             raise ValueError(f"forward_features expects a sequence [T, B, C, H, W], got shape {list(x.shape)}; "
                              f"call the model (which encodes images) or model.encode(x) first")
-        self._check_input(x)
+        self.check_fixed_size(x, _SIZE_FIXED_BY)
         return self.stages(x)
 
     def forward_head(self, x: Tensor, pre_logits: bool = False, per_step: bool = False) -> Tensor:
