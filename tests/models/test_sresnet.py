@@ -396,3 +396,27 @@ def test_remap_errors_and_fewer_steps():
         remap_sresnet_checkpoint({k: v for k, v in sd.items() if "bn" not in k})
     with pytest.raises(ValueError, match="unexpected key"):
         remap_sresnet_checkpoint(dict(sd, extra=torch.zeros(1)))
+
+
+def test_gac_encoding_replaces_the_stem():
+    """GAC (Qiu et al.) plugged into S-ResNet: it owns the stem, its gate feeds stage 1, T is fixed."""
+    from spikevision.layers.gac import GatedAttentionCoding
+
+    torch.manual_seed(0)
+    model = create_model("sresnet20", T=4, width=4, encoding="gac")
+    assert isinstance(model.encoder, GatedAttentionCoding) and isinstance(model.stem, nn.Identity)
+    x = torch.randn(3, 3, 16, 16)
+    encoded, gate = model.encoder(x, return_gate=True)
+    assert encoded.shape == (4, 3, 4, 16, 16) and bool(((gate > 0) & (gate < 1)).all())
+    seen = []
+    hook = model.stages[0][0].register_forward_pre_hook(lambda m, a: seen.append(a[0]))
+    logits = model(x)
+    hook.remove()
+    torch.testing.assert_close(seen[0], model.encode(x))  # stage 1 reads the gated encoder output
+    assert logits.shape == (3, 10)
+    F.cross_entropy(logits, torch.tensor([0, 1, 2])).backward()
+    assert all(p.grad is not None for p in model.encoder.parameters())
+    with pytest.raises(ValueError, match="T"):
+        model(torch.randn(2, 3, 3, 16, 16))  # a sequence of another T
+    with pytest.raises(ValueError, match="unknown encoding 'rate'.*'gac'"):
+        create_model("sresnet20", encoding="rate")

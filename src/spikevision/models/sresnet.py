@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from spikevision.layers.encoders import DirectEncoder, PoissonEncoder
+from spikevision.layers.gac import GatedAttentionCoding
 from spikevision.layers.norm import BNTT2d, TDBatchNorm2d
 from spikevision.layers.temporal import TimeFolded, fold, unfold
 from spikevision.models.base import SpikingClassifier, resolve_neuron_params
@@ -63,7 +64,7 @@ __all__ = [
 NeuronKind = str | type[nn.Module]
 ParamsLike = NeuronParams | Mapping[str, Any] | None
 ResidualMode = Literal["post_lif_add", "pre_lif_add", "post_add_lif", "sew_add", "sew_and", "sew_iand"]
-Encoding = Literal["direct", "poisson"]
+Encoding = Literal["direct", "poisson", "gac"]
 NormKind = Literal["bntt", "tdbn"]
 NormLayer = Callable[[int], nn.Module]
 
@@ -270,6 +271,9 @@ class SResNet(SpikingClassifier):
             :class:`PoissonEncoder`); ignored for event input.
         event_input: the input is an event-frame sequence (DVS model): images
             are rejected and the encoder is an identity.
+        encoder_has_stem: the encoder applies the stem itself (GAC: its
+            conv + BN feed the gated neuron); the model's stem is then an
+            identity and every input, image or sequence, goes through the encoder.
         stem_stride: 1 (CIFAR) or 2 (DVS).
         input_resize: resize each step to this square size first (DVS: 64), or None.
         residual: residual mode (see :class:`SResBlock`). Released: ``"post_lif_add"``.
@@ -283,7 +287,8 @@ class SResNet(SpikingClassifier):
 
     def __init__(self, *, n: int, width: int, in_chans: int, num_classes: int, T: int, encoder: nn.Module,
                  event_input: bool, stem_stride: int, input_resize: int | None, residual: str, boosting: bool,
-                 norm: str, bntt_bias: bool, neuron: NeuronKind, neuron_params: NeuronParams) -> None:
+                 norm: str, bntt_bias: bool, neuron: NeuronKind, neuron_params: NeuronParams,
+                 encoder_has_stem: bool = False) -> None:
         super().__init__()
         for name, value in (("n", n), ("width", width), ("T", T), ("num_classes", num_classes)):
             if not isinstance(value, int) or value < 1:
@@ -291,13 +296,16 @@ class SResNet(SpikingClassifier):
         self.n, self.width, self.in_chans = n, width, in_chans
         self.T, self.num_classes = T, num_classes
         self.residual = resolve_residual(residual)
+        if encoder_has_stem and event_input:
+            raise ValueError("an encoder with its own stem (GAC) takes static images; the DVS model has none")
         self.encoder = nn.Identity() if event_input else encoder
         self.event_input = event_input
+        self.encoder_has_stem = encoder_has_stem
         self.input_resize = input_resize
         self.boost_group = BOOST_GROUP if boosting else 1
         self.norm = norm
         unit = dict(norm_layer=make_norm(norm, T, bntt_bias), neuron=neuron, params=neuron_params)
-        self.stem = ConvBNTTLIF(in_chans, width, stem_stride, **unit)
+        self.stem = nn.Identity() if encoder_has_stem else ConvBNTTLIF(in_chans, width, stem_stride, **unit)
         stages, cin = [], width
         for i, cout in enumerate((width, 2 * width, 4 * width)):
             blocks = []
@@ -318,6 +326,8 @@ class SResNet(SpikingClassifier):
         if self.event_input and isinstance(x, Tensor) and x.dim() == 4:
             raise ValueError(f"this S-ResNet takes event-frame sequences [T, B, {self.in_chans}, H, W] "
                              f"(T={self.T}), got an image batch {list(x.shape)}; bin the events into T frames")
+        if self.encoder_has_stem:
+            return self.encoder(x)
         return super().encode(x)
 
     def forward_features(self, x: Tensor) -> Tensor:
@@ -349,9 +359,14 @@ class SResNet(SpikingClassifier):
 
 
 def _init_xavier(model: nn.Module, gain: float = XAVIER_GAIN) -> None:
-    """Xavier-uniform (Glorot & Bengio, AISTATS 2010) with ``gain`` on every conv and linear weight [code]."""
+    """Xavier-uniform (Glorot & Bengio, AISTATS 2010) with ``gain`` on every conv and linear weight [code].
+
+    A GAC encoder keeps PyTorch's default init: with gain 2 its gate ``sigmoid(TA * SCA)``
+    starts saturated at 0 or 1 (no gradient through the gate).
+    """
+    skip = {id(m) for m in model.encoder.modules()} if isinstance(model.encoder, GatedAttentionCoding) else set()
     for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and id(m) not in skip:
             nn.init.xavier_uniform_(m.weight, gain=gain)
 
 
@@ -491,11 +506,15 @@ def _sresnet(n: int, *, num_classes: int, T: int, in_chans: int, width: int, res
         encoder = DirectEncoder(T)
     elif encoding == "poisson":
         encoder = PoissonEncoder(T, signed=True, seed=poisson_seed)
+    elif encoding == "gac":  # GAC owns the stem: conv3x3 + (static) BN, then its gated neuron
+        stem = nn.Sequential(nn.Conv2d(in_chans, width, 3, padding=1, bias=False), nn.BatchNorm2d(width))
+        encoder = GatedAttentionCoding(T, stem, width, neuron=neuron, neuron_params=params)
     else:
-        raise ValueError(f"unknown encoding {encoding!r}; choose 'direct' or 'poisson'")
+        raise ValueError(f"unknown encoding {encoding!r}; choose 'direct', 'poisson' or 'gac'")
     model = SResNet(n=n, width=width, in_chans=in_chans, num_classes=num_classes, T=T, encoder=encoder,
                     event_input=dvs, stem_stride=2 if dvs else 1, input_resize=input_resize, residual=residual,
-                    boosting=boosting, norm=norm, bntt_bias=bntt_bias, neuron=neuron, neuron_params=params)
+                    boosting=boosting, norm=norm, bntt_bias=bntt_bias, neuron=neuron, neuron_params=params,
+                    encoder_has_stem=encoding == "gac" and not dvs)
     _init_xavier(model)
     return model
 
@@ -527,8 +546,12 @@ def sresnet38(*, num_classes: int = 10, T: int = DEFAULT_T, in_chans: int = 3, w
         residual: residual mode (see :class:`SResBlock`). Released: ``"post_lif_add"``.
         boosting: 10 outputs per class, averaged (the released CIFAR-10
             checkpoint ``cifar10_sresnet-boost`` needs it). Default off.
-        encoding: ``"direct"`` (released default) or ``"poisson"`` (signed,
-            probability ``min(|x|/2, 1)``).
+        encoding: ``"direct"`` (released default), ``"poisson"`` (signed,
+            probability ``min(|x|/2, 1)``) or ``"gac"``: Qiu et al.'s gated
+            attention coding (AAAI 2024) in place of the stem unit (not in the
+            S-ResNet paper; its conv + BN, its LIF with this family's
+            constants, the gate ``sigmoid(TA * SCA)``; PyTorch's default init,
+            as Xavier gain 2 would saturate the gate).
         poisson_seed: seed of the Poisson encoder's private generator (None: global RNG).
         norm: ``"bntt"`` (released) or ``"tdbn"`` (see :func:`make_norm`).
         bntt_bias: released quirk Q1 (True) or norms without trained shifts (False).
