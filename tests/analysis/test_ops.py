@@ -194,6 +194,40 @@ def test_equal_to_neurobench():
             assert r.nb_dense == dense
 
 
+def test_whole_model_equals_neurobench():
+    """A small zoo model end to end: our per-sample totals = NeuroBench's per-layer counts summed over the
+    conv/linear layers of the same forward (its SynapticOperations metric sums the same function per layer)."""
+    layers_mod = pytest.importorskip("neurobench.metrics.utils.layers", reason="neurobench is not installed")
+    from spikevision.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("spiking_cnn_mini", T=2, widths=(4, 8)).eval()
+    x = torch.rand(3, 1, 28, 28)
+    eff_ac = eff_mac = dense = 0
+    records = []
+
+    def hook(module, inputs, output):
+        records.append((module, inputs[0].detach().clone()))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    for module, inp in records:
+        eff, spiking = layers_mod.single_layer_MACs(inp, module)
+        tot, _ = layers_mod.single_layer_MACs(inp, module, total=True)
+        eff_ac, eff_mac = eff_ac + (eff if spiking else 0), eff_mac + (0 if spiking else eff)
+        dense += tot
+    assert eff_ac > 0 and eff_mac > 0  # both kinds present: analog first conv, spiking rest
+    with torch.no_grad(), OpsCounter(model) as ops:
+        model(x)
+    ours = ops.result(samples=x.shape[0]).neurobench()
+    assert ours["Effective_ACs"] == pytest.approx(eff_ac / 3)
+    assert ours["Effective_MACs"] == pytest.approx(eff_mac / 3)
+    assert ours["Dense"] == pytest.approx(dense / 3)
+
+
 def test_repeated_spike_input_not_deduplicated():
     lin = TimeFolded(nn.Linear(3, 2))
     x = torch.zeros(4, 2, 3)  # silent spikes, identical at every step
