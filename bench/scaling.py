@@ -77,6 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--no-memory", action="store_true", help="skip the subprocess peak-memory runs")
+    ap.add_argument("--keep-denormals", action="store_true",
+                    help="do not flush denormal floats (CPU; flushed by default, as the engine does)")
     ap.add_argument("--seed", type=int, default=0)
     return ap.parse_args(argv)
 
@@ -84,6 +86,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(not args.keep_denormals)  # as the engine does (train.flush_denormal)
     device = torch.device(args.device)
     headers = ["model", "T", "B", "mode", "ms/step", "time x default", "peak MiB", "peak x default",
                "saved MiB", "saved x default"]

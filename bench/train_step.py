@@ -231,6 +231,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--no-memory", action="store_true", help="skip the subprocess peak-memory runs")
+    ap.add_argument("--keep-denormals", action="store_true",
+                    help="do not flush denormal floats (CPU); by default they are flushed for every contender, "
+                         "as spikevision's engine does (train.flush_denormal)")
     ap.add_argument("--seed", type=int, default=0)
     return ap.parse_args(argv)
 
@@ -239,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     worker_entry(memory_worker)
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    # denormal gradients and momentum (zero-init BN, surrogate tails) make CPU float ops many times
+    # slower; flushing is process-wide, so it applies to every contender alike
+    torch.set_flush_denormal(not args.keep_denormals)
     device = torch.device(args.device)
     contenders = [c for c in args.contenders.split(",") if c]
     unknown = set(contenders) - set(CONTENDERS)
