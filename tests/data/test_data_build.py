@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,7 @@ from spikevision.data import (
     build_mixup,
     build_transform,
     get_dataset_info,
+    set_loader_epoch,
     uses_fast_path,
 )
 from spikevision.data.constants import CIFAR10_MEAN, CIFAR10_STD
@@ -137,3 +140,22 @@ def test_epoch_draw_mix_is_all_or_nothing_per_epoch():
     mix.active = False
     _, soft = mix(x, y)
     assert torch.equal(soft, torch.eye(10)[:4])
+
+
+def test_dataloader_order_depends_only_on_seed_and_epoch(tmp_path, cifar_set):
+    """A resumed run builds a fresh loader: its epoch e must see the order the uninterrupted run saw."""
+    cifar_set(tmp_path, per_batch=4)  # 20 train images
+    cfg = DataConfig(name="cifar10", root=str(tmp_path), batch_size=4, num_workers=0, augment="crop_flip",
+                     drop_last=False)
+
+    def labels(loader, epoch):
+        set_loader_epoch(loader, epoch)
+        return torch.cat([y for _, y in loader]).tolist()
+
+    running = build_loader(cfg, "train")
+    orders = [labels(running, e) for e in range(3)]
+    assert orders[0] != orders[1] or orders[1] != orders[2]  # reshuffled per epoch
+    fresh = build_loader(cfg, "train")
+    assert labels(fresh, 2) == orders[2]  # no memory of the epochs served before
+    other = build_loader(dataclasses.replace(cfg, seed=cfg.seed + 1), "train")
+    assert labels(other, 2) != orders[2]

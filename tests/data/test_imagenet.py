@@ -27,3 +27,27 @@ def test_missing_and_flat_val(tmp_path, image_folder):
         ImageNetFolder(tmp_path, "val")
     with pytest.raises(ValueError, match="split"):
         ImageNetFolder(tmp_path, "validation")
+
+
+def test_truncated_image_is_named_also_from_a_worker(tmp_path, image_folder):
+    import pickle
+
+    from PIL import Image
+    from torch.utils.data import DataLoader
+
+    from spikevision.data.errors import CorruptFileError
+
+    image_folder(tmp_path, "train")
+    bad = tmp_path / "train" / "dog" / "9.jpg"
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(bad)
+    bad.write_bytes(bad.read_bytes()[:200])  # cut a real JPEG short
+    ds = ImageNetFolder(tmp_path, "train")
+    index = [p for p, _ in ds.samples].index(str(bad))
+    with pytest.raises(CorruptFileError, match=r"9\.jpg: cannot decode the image"):
+        ds[index]
+    err = CorruptFileError(bad, "cannot decode the image", "replace it")
+    back = pickle.loads(pickle.dumps(err))  # how a DataLoader worker sends it to the main process
+    assert isinstance(back, CorruptFileError) and back.path == bad and str(back) == str(err)
+    loader = DataLoader(ds, batch_size=1, num_workers=1, collate_fn=lambda b: b)
+    with pytest.raises(CorruptFileError, match=r"9\.jpg"):
+        list(loader)

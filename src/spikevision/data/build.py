@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from spikevision.data import constants as K
@@ -196,7 +195,7 @@ def build_loader(cfg: DataConfig, split: str, *, rank: int = 0, world_size: int 
 
         sampler = RepeatAugSampler(ds, num_replicas=world_size, rank=rank, shuffle=True,
                                    num_repeats=cfg.repeated_aug)
-    elif train and world_size > 1:
+    elif train:  # also with one process: the order of epoch e depends only on (seed, e), so a resume replays it
         sampler = DistributedSampler(ds, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg.seed,
                                      drop_last=cfg.drop_last)
     elif not train and world_size > 1:
@@ -207,7 +206,6 @@ def build_loader(cfg: DataConfig, split: str, *, rank: int = 0, world_size: int 
         pin_memory=cfg.pin_memory, drop_last=train and cfg.drop_last,
         collate_fn=time_major_collate if info.is_event else None,
         persistent_workers=cfg.num_workers > 0,
-        generator=torch.Generator().manual_seed(cfg.seed) if shuffle else None,
     )
 
 

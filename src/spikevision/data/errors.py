@@ -21,12 +21,20 @@ class CorruptFileError(ValueError):
     """A data file exists but cannot be decoded (truncated, wrong magic, bad pickle).
 
     Attributes:
-        path: the offending file.
+        path: the offending file (None when re-raised from a DataLoader
+            worker, whose message still names it).
     """
 
-    def __init__(self, path: str | Path, problem: str, fix: str = "replace it with an intact copy") -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | Path, problem: str | None = None, fix: str = "replace it with an intact copy") -> None:
+        if problem is None:  # one argument: a whole message, as a DataLoader worker's error is re-raised
+            self.path, self.problem, self.fix = None, None, fix
+            super().__init__(str(path))
+            return
+        self.path, self.problem, self.fix = Path(path), problem, fix
         super().__init__(f"{self.path}: {problem}; {fix}")
+
+    def __reduce__(self):  # rebuilt from its three parts when a DataLoader worker sends it back
+        return type(self), (self.path, self.problem, self.fix)
 
 
 class UnknownDatasetError(ValueError):

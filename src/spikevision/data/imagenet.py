@@ -15,13 +15,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from PIL import Image, UnidentifiedImageError
 from torchvision.datasets import ImageFolder
 
-from spikevision.data.errors import DatasetNotFoundError
+from spikevision.data.errors import CorruptFileError, DatasetNotFoundError
 
 __all__ = ["ImageNetFolder"]
 
 _SPLIT_DIRS = {"train": "train", "test": "val", "val": "val"}
+
+
+def load_rgb(path: str) -> Image.Image:
+    """Open an image file as RGB; a truncated or undecodable file raises :class:`CorruptFileError` naming it."""
+    try:
+        with open(path, "rb") as f:
+            img = Image.open(f)
+            return img.convert("RGB")
+    except (OSError, UnidentifiedImageError, SyntaxError) as e:
+        raise CorruptFileError(path, f"cannot decode the image ({e})",
+                               "replace it with an intact copy or delete it") from e
 
 
 class ImageNetFolder(ImageFolder):
@@ -37,6 +49,7 @@ class ImageNetFolder(ImageFolder):
     Raises:
         DatasetNotFoundError: the split folder is missing or holds no class
             folders with images (e.g. the flat, unsorted val tarball).
+        CorruptFileError: (when an item is read) a truncated or undecodable image, naming it.
     """
 
     def __init__(self, root: str | Path | None, split: str = "train",
@@ -56,7 +69,7 @@ class ImageNetFolder(ImageFolder):
                 f"{folder} holds no class folders; ImageFolder needs {folder}/<class>/<image> "
                 "(the official val tarball is flat: sort it into class folders first)")
         try:
-            super().__init__(str(folder), transform=transform, target_transform=target_transform)
+            super().__init__(str(folder), transform=transform, target_transform=target_transform, loader=load_rgb)
         except FileNotFoundError as e:  # class folders without any image file
             raise DatasetNotFoundError(f"{folder}: {e}") from e
         self.split = _SPLIT_DIRS[split]

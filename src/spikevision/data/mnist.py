@@ -59,7 +59,8 @@ def _locate(root: str | Path | None, default_root: str, sub: str, stems: tuple[s
         if all(found):
             return found  # type: ignore[return-value]
     searched = ", ".join(str(c) for c in candidates)
-    missing = ", ".join(s + ".gz" for s in stems)
+    present = {s for s in stems if any(_find(c, s) for c in candidates)}
+    missing = ", ".join(s + ".gz" for s in stems if s not in present)
     raise DatasetNotFoundError(f"{missing} not found (searched {searched}); {how_to_get}")
 
 
@@ -91,7 +92,8 @@ class _IdxDataset(InMemoryImageDataset):
     def __init__(self, root: str | Path | None = None, split: str = "train",
                  transform: Callable | None = None, target_transform: Callable | None = None) -> None:
         split = _check_split(split)
-        where = "<root>" if root is None else str(root)
+        where = ("a folder and pass it as data.root=<folder> (spikevision train) or --data-root <folder> "
+                 "(spikevision eval)") if root is None else str(root)
         files = _locate(root, self._default_root, self._sub, IDX_FILES[split],
                         self._how_to_get.format(root=where))
         images, targets = load_idx_split(files)
