@@ -260,3 +260,24 @@ def _expected_batch_shape(cfg) -> tuple[int, ...]:
         return (TEST_T, 2, info.in_channels, info.img_size, info.img_size)
     side = cfg.data.img_size or info.img_size
     return (2, info.in_channels, side, side)
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_recipe_model_at_full_size_shape_only(path):
+    """The recipe's own model (its kwargs, its T) on its data set's real input size, built and run on the
+    ``meta`` device: shapes only, no memory, so the 224-px ImageNet nets are checked too."""
+    from spikevision.data import get_dataset_info
+    from spikevision.train.engine import build_model
+
+    cfg = load_config(path)
+    info = get_dataset_info(cfg.data.name)
+    with torch.device("meta"):
+        model, kwargs = build_model(cfg, info.num_classes)
+        side = cfg.data.img_size or info.img_size
+        if info.is_event:
+            x = torch.empty(model.T, 2, info.in_channels, side, side)
+        else:
+            x = torch.empty(2, info.in_channels, side, side)
+        logits = model(x)
+    assert model.T == cfg.model.kwargs.get("T", get_model_info(cfg.model.name).T)
+    assert tuple(logits.shape) == (2, info.num_classes)
