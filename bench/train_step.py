@@ -6,6 +6,9 @@ calls its ``reset_net`` (its neurons keep state between calls). Contenders,
 interleaved round by round in one process on the same input, batch and ``T``:
 
 * ``spikevision``: ``create_model("ms_resnet18" | "ms_resnet20", T=T)``;
+* ``spikevision-per-step``: the same with ``stem_once = False`` (the stem's
+  conv + BN run on all ``T`` repeated frames, as SpikingJelly runs them,
+  instead of once per static image: isolates that optimisation);
 * ``spikevision-spikes``: the same with ``enable_memory_saving(net, "spikes")``
   (saved spikes kept as int8, exact, no recomputation);
 * ``spikevision-mem``: the same with :func:`spikevision.train.memory.enable_memory_saving`
@@ -61,7 +64,7 @@ from common import (
 from spikevision.models import create_model
 from spikevision.train.memory import SavedTensorMeter, enable_memory_saving
 
-CONTENDERS = ("spikevision", "spikevision-spikes", "spikevision-mem", "spikingjelly")
+CONTENDERS = ("spikevision", "spikevision-per-step", "spikevision-spikes", "spikevision-mem", "spikingjelly")
 DEFAULT_SIZE = {"ms_resnet18": 64, "ms_resnet34": 64}  # CIFAR nets: 32
 NUM_CLASSES = {"ms_resnet18": 1000, "ms_resnet34": 1000}  # CIFAR nets: 10
 CIFAR_N = {"ms_resnet20": 3, "ms_resnet32": 5, "ms_resnet44": 7, "ms_resnet56": 9, "ms_resnet110": 18}
@@ -126,6 +129,8 @@ def build(contender: str, model: str, T: int, seed: int, device: torch.device) -
     torch.manual_seed(seed)
     mode = {"spikevision-mem": "blocks", "spikevision-spikes": "spikes"}.get(contender, "none")
     ours = build_spikevision(model, T, memory_saving=mode)
+    if contender == "spikevision-per-step":
+        ours.stem_once = False
     if contender == "spikingjelly":
         sj = build_spikingjelly(model, T)
         copy_weights(ours, sj)

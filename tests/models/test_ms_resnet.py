@@ -255,3 +255,28 @@ def test_every_ms_shape_has_a_vanilla_twin(info):
     assert [q.shape for q in ms.parameters()] == [q.shape for q in van.parameters()]
     assert {type(b) for s in van.stages for b in s} == {SpikingBasicBlock}
     assert all(bool((b.bn2.weight.detach() == 0.5).all()) for s in van.stages for b in s)  # no zero-init
+
+
+@pytest.mark.parametrize("name", ["ms_resnet20", "spiking_resnet20", "ms_resnet18"])
+def test_stem_once_equals_the_per_step_computation(name):
+    """Training on a static image: the stem computed once and repeated == the stem on T repeated frames."""
+    torch.manual_seed(0)
+    fast = create_model(name, T=3, num_classes=5)
+    slow = create_model(name, T=3, num_classes=5)
+    slow.load_state_dict(fast.state_dict())
+    slow.stem_once = False
+    for m in fast.modules():  # non-zero last-BN gammas so that every block's branch contributes
+        if isinstance(m, nn.BatchNorm2d):
+            nn.init.uniform_(m.weight, 0.4, 1.0)
+    slow.load_state_dict(fast.state_dict())
+    x, y = torch.randn(2, 3, 32, 32), torch.tensor([1, 4])
+    outs = []
+    for model in (fast, slow):
+        out = model(x)
+        nn.functional.cross_entropy(out, y).backward()
+        outs.append(out)
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-6)
+    for (n, a), b in zip(fast.named_parameters(), slow.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6, msg=n)
+    seq = fast.encode(x)  # sequences and eval mode take the per-step path
+    torch.testing.assert_close(fast(seq), slow(seq), rtol=1e-5, atol=1e-6)

@@ -229,6 +229,15 @@ class MSResNet(SpikingClassifier):
         bn_weight_init: gamma of every BN except the last of each branch.
         last_bn_weight_init: gamma of the last BN of each branch.
 
+    Attribute ``stem_once`` (default True): in training mode, with direct
+    coding of a static image, the stem's conv + BN run once per image and the
+    result is repeated over ``T`` (a view), instead of running on ``T``
+    repeated frames; outputs and gradients are those of the repeated
+    computation up to float round-off, BN's running variance uses the Bessel
+    factor of ``B*H*W`` instead of ``T*B*H*W`` samples. Evaluation mode,
+    sequences, and GAC (which has its own static fast path) run the per-step
+    network; set it to False for the literal per-step computation.
+
     Shape: ``[B, C, H, W]`` (or ``[T, B, C, H, W]``) to ``[B, num_classes]``.
 
     Raises:
@@ -250,6 +259,7 @@ class MSResNet(SpikingClassifier):
         if encoder_has_stem and block_type == "vanilla":
             raise ValueError("an encoder with its own stem (GAC) feeds real values to MS blocks; use block_type='ms'")
         self.T, self.num_classes, self.in_chans = T, num_classes, in_chans
+        self.stem_once = True
         self.block_type = block_type
         self.encoder = encoder
         self.encoder_has_stem = encoder_has_stem
@@ -286,8 +296,18 @@ class MSResNet(SpikingClassifier):
 
     def forward_features(self, x: Tensor) -> Tensor:
         """``[T, B, C, H, W]`` (encoder output) to spikes ``[T, B, C', H', W']`` before pooling."""
-        x = self.stem_neuron(self.stem(x))
-        return self.final_neuron(self.stages(x))
+        return self._body(self.stem(x))
+
+    def _body(self, u: Tensor) -> Tensor:
+        """Stem output ``[T, B, C, H, W]`` to the final spikes."""
+        return self.final_neuron(self.stages(self.stem_neuron(u)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not (self.stem_once and self.training and x.dim() == 4 and isinstance(self.encoder, DirectEncoder)):
+            return super().forward(x)
+        self.encode(x)  # input checks only: direct coding is a view
+        u = self.stem.module(x)  # [B, C, H', W']: conv + BN of a static image, the same at every step
+        return self.forward_head(self._body(u.unsqueeze(0).expand(self.T, *u.shape)))
 
     def forward_head(self, x: Tensor, pre_logits: bool = False, per_step: bool = False) -> Tensor:
         """Global average pool, then mean over ``T`` (or per step), dropout, Linear."""
