@@ -159,3 +159,22 @@ def test_dataloader_order_depends_only_on_seed_and_epoch(tmp_path, cifar_set):
     assert labels(fresh, 2) == orders[2]  # no memory of the epochs served before
     other = build_loader(dataclasses.replace(cfg, seed=cfg.seed + 1), "train")
     assert labels(other, 2) != orders[2]
+
+
+def test_dataloader_shards_over_ranks_by_epoch(tmp_path, cifar_set):
+    """The DataLoader path under torchrun: disjoint rank shards covering the epoch, reshuffled per epoch,
+    reproducible by a fresh loader (what a resumed rank builds)."""
+    cifar_set(tmp_path, per_batch=4)  # 20 train images
+    cfg = DataConfig(name="cifar10", root=str(tmp_path), batch_size=2, num_workers=0, augment="crop_flip",
+                     drop_last=False)
+
+    def indices(rank, epoch):
+        loader = build_loader(cfg, "train", rank=rank, world_size=2)
+        set_loader_epoch(loader, epoch)
+        return list(iter(loader.sampler))
+
+    for epoch in (0, 1):
+        a, b = indices(0, epoch), indices(1, epoch)
+        assert len(a) == len(b) == 10 and set(a).isdisjoint(b) and set(a) | set(b) == set(range(20))
+    assert indices(0, 0) != indices(0, 1)
+    assert indices(1, 1) == indices(1, 1)
