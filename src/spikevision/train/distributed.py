@@ -9,6 +9,7 @@ those variables everything degrades to one process and the helpers are no-ops.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -16,7 +17,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["DistInfo", "init_distributed", "all_reduce_sum", "wrap_ddp", "convert_sync_bn", "cleanup_distributed"]
+__all__ = ["DistInfo", "init_distributed", "all_reduce_sum", "wrap_ddp", "convert_sync_bn", "wait_for_all_ranks",
+           "cleanup_distributed"]
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,22 @@ def convert_sync_bn(model: nn.Module) -> nn.Module:
     return model
 
 
+def wait_for_all_ranks(info: DistInfo) -> None:
+    """Barrier (a no-op in a single process): no rank leaves while another still communicates or writes."""
+    if info.is_distributed:
+        dist.barrier()
+
+
 def cleanup_distributed() -> None:
-    """Leave the process group (if any)."""
+    """Leave the process group (if any) while the interpreter is fully alive.
+
+    Callers drop their ``DistributedDataParallel`` wrapper first: its reducer
+    holds the gloo group, and a group whose last reference dies during
+    interpreter shutdown has worker threads that try to take the GIL there
+    and abort the process (``terminate called without an active exception``).
+    Collecting garbage here destroys the group, and joins its threads, now.
+    """
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
+        gc.collect()

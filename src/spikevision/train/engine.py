@@ -50,7 +50,8 @@ from torch import Tensor, nn
 
 from spikevision.train import checkpoint as ck
 from spikevision.train.config import Config
-from spikevision.train.distributed import DistInfo, all_reduce_sum, cleanup_distributed, init_distributed, wrap_ddp
+from spikevision.train.distributed import (DistInfo, all_reduce_sum, cleanup_distributed, init_distributed,
+                                           wait_for_all_ranks, wrap_ddp)
 from spikevision.train.losses import build_loss
 from spikevision.train.optim import build_optimizer, build_scheduler
 
@@ -470,15 +471,19 @@ def fit(tr: Trainer) -> dict[str, Any]:
 
 def train(cfg: Config, resume: bool = False) -> dict[str, Any]:
     """Set up (or resume) and run; returns the final epoch's record. Cleans up DDP and signal handlers."""
-    tr = setup(cfg, resume)
-    tr.stop.install()
+    tr = None
     try:
+        tr = setup(cfg, resume)
+        tr.stop.install()
         record = fit(tr)
         if tr.state.epoch >= cfg.train.epochs and not record:
             log.info(f"{tr.run_dir} already finished {cfg.train.epochs} epochs; raise train.epochs to continue")
+        wait_for_all_ranks(tr.dist)  # rank 0 may still be writing the last checkpoint
         return record
     finally:
-        tr.stop.restore()
-        if tr.writer is not None:
-            tr.writer.close()
+        if tr is not None:
+            tr.stop.restore()
+            if tr.writer is not None:
+                tr.writer.close()
+        tr = None  # drop the DDP wrapper (and the group it holds) before leaving the group
         cleanup_distributed()
