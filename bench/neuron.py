@@ -1,10 +1,13 @@
 """Speed and backward memory of the multi-step LIF kernel, side by side.
 
-Three contenders run interleaved in one process on the same input
+Four contenders run interleaved in one process on the same input
 ``[T, 32, 64, 16, 16]`` (``T`` in 4, 8, 16), forward + backward:
 
-* ``spikevision``: :func:`spikevision.neuron.lif_multistep` (fused loop, hand
-  written backward);
+* ``spikevision``: :func:`spikevision.neuron.lif_multistep` as it runs on CPU
+  by default: the C kernel (one pass per direction, hand-written backward);
+* ``spikevision-torch``: the same function with the C kernel switched off
+  (``set_native_enabled(False)``): the PyTorch kernel, which is what CUDA
+  tensors and ``torch.compile`` run;
 * ``spikingjelly``: SpikingJelly 2.x ``LIFNode(step_mode="m")`` (its CPU path:
   a registered op with a hand-written backward), same constants;
 * ``naive``: a per-step Python loop differentiated by autograd, with a small
@@ -52,7 +55,7 @@ from typing import Callable
 
 import torch
 
-from spikevision.neuron import NeuronParams, Rectangular, Sigmoid, lif_multistep
+from spikevision.neuron import NeuronParams, Rectangular, Sigmoid, lif_multistep, native_status, set_native_enabled
 
 SHAPE_REST = (32, 64, 16, 16)  # [B, C, H, W] after T
 
@@ -92,6 +95,14 @@ class _SpikeFn(torch.autograd.Function):
     def backward(ctx, grad):
         (u,) = ctx.saved_tensors
         return grad * ctx.p.surrogate.grad(u), None
+
+
+def _torch_kernel(x: torch.Tensor, p: NeuronParams) -> torch.Tensor:
+    previous = set_native_enabled(False)
+    try:
+        return lif_multistep(x, p)
+    finally:
+        set_native_enabled(previous)
 
 
 def naive_lif(x: torch.Tensor, p: NeuronParams) -> torch.Tensor:
@@ -172,6 +183,7 @@ def bench_config(name: str, cfg: dict, Ts: list[int], reps: int, warmup: int) ->
     p: NeuronParams = cfg["params"]
     contenders: dict[str, Callable] = {
         "spikevision": lambda x: lif_multistep(x, p),
+        "spikevision-torch": lambda x: _torch_kernel(x, p),
         "spikingjelly": make_sj(cfg),
         "naive": lambda x: naive_lif(x, p),
     }
@@ -253,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{platform.release()}; torch threads {torch.get_num_threads()}")
     print(f"# versions: python {platform.python_version()}, torch {torch.__version__}, "
           f"spikingjelly {sj_version}")
+    print(f"# spikevision CPU neurons: {native_status()}")
     print(f"# input [T, {', '.join(map(str, SHAPE_REST))}] float32 on CPU, forward + backward, "
           f"median of {args.reps} interleaved reps after {args.warmup} warm-up")
 

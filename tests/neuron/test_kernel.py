@@ -1,7 +1,9 @@
-"""The fused kernel's storage schemes, odd gradient layouts and torch.compile.
+"""The fused kernels' storage schemes, odd gradient layouts and torch.compile.
 
 Every check compares against the literal loop of ``test_functional.reference``
-(autograd of the update equations), never against stored numbers.
+(autograd of the update equations), never against stored numbers. Each test
+runs twice: with the C kernel where it applies (CPU default) and with the
+PyTorch kernel only (what CUDA and ``torch.compile`` run).
 """
 
 import pytest
@@ -18,7 +20,16 @@ from spikevision.neuron import (
     plif_multistep,
 )
 
+from spikevision.neuron import set_native_enabled
+
 from test_functional import _inputs, reference  # pytest puts tests/neuron on sys.path
+
+
+@pytest.fixture(autouse=True, params=["c", "torch"], ids=["c_kernel", "torch_kernel"])
+def kernel(request):
+    previous = set_native_enabled(request.param == "c")
+    yield request.param
+    set_native_enabled(previous)
 
 RECT_RESETS = [
     dict(reset="hard", detach_reset=True),

@@ -54,6 +54,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from spikevision.neuron import _native
 from spikevision.neuron.surrogate import Rectangular, Sigmoid, Surrogate, get_surrogate
 
 __all__ = ["NeuronParams", "lif_multistep", "plif_multistep", "check_sequence", "ResetKind"]
@@ -231,6 +232,15 @@ class _MultiStep(torch.autograd.Function):
                 return_membrane: bool):
         T = x.shape[0]
         compact = _is_compact(p, decay)
+        ctx.native = not return_membrane and _native.supports(x, decay, gain, p)
+        if ctx.native:  # the C kernel: one pass, same results (see _native.py)
+            needs_grad = ctx.needs_input_grad[0]
+            s_seq, h_seq, code = _native.forward(x, p, decay, gain, keep_h=needs_grad and not compact,
+                                                 keep_code=needs_grad and compact)
+            ctx.p, ctx.decay, ctx.gain = p, decay, gain
+            ctx.set_materialize_grads(False)
+            ctx.save_for_backward(h_seq, code)
+            return s_seq
         fire = torch.gt if p.strict else torch.ge
         s_seq = torch.empty_like(x)
         h_seq = torch.empty_like(x) if return_membrane else None
@@ -279,6 +289,11 @@ class _MultiStep(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_s: Tensor | None, grad_h_out: Tensor | None = None):
         p: NeuronParams = ctx.p
+        if ctx.native:
+            if grad_s is None:
+                return None, None, None, None, None
+            h_seq, code = ctx.saved_tensors
+            return _native.backward(grad_s, h_seq, code, p, ctx.decay, ctx.gain), None, None, None, None
         x, *states = ctx.saved_tensors
         decay, gain, T = ctx.decay, ctx.gain, ctx.T
         saved = states if ctx.h_per_step else states[0]  # H per step, H [T, ...], or the code

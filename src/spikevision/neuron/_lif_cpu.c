@@ -1,0 +1,221 @@
+/* Fused multi-step LIF kernel for contiguous CPU tensors (float32 and float64).
+ *
+ * The same recurrence as spikevision/neuron/functional.py, in one pass over
+ * the sequence instead of a dozen tensor ops per step. Elements are processed
+ * in blocks: the membrane (or the carried gradient) of a block stays in a small
+ * local array across the time loop, and the inner loop over the block is plain
+ * branch-free arithmetic that the compiler vectorises. The neuron's discrete
+ * choices (reset kind, what to keep, surrogate) are compile-time constants of
+ * an always-inlined body, so every combination gets its own straight loop.
+ *
+ * Built on first use by spikevision/neuron/_native.py with the system C
+ * compiler and called through ctypes; the PyTorch implementation runs whenever
+ * this library is unavailable.
+ *
+ * Layout: x, s, h and the gradients are [T, N] row-major; code is
+ * [ceil(T/4), N] int8 holding four 2-bit digits per byte (digit = in-window +
+ * 2 * spike with a hard reset, else the window bit alone), stored minus 128,
+ * exactly as the PyTorch kernel stores it.
+ *
+ * Float contraction is off (-ffp-contract=off): every product and sum rounds
+ * once, as in a per-step PyTorch loop.
+ */
+#include <math.h>
+#include <stdint.h>
+
+#ifdef SV_LIBMVEC
+/* glibc's vector math library: lets the sigmoid surrogate's exp vectorise */
+#pragma omp declare simd notinbranch
+extern float expf(float);
+#pragma omp declare simd notinbranch
+extern double exp(double);
+#endif
+
+#define BLOCK 256
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+enum { RESET_HARD = 0, RESET_SOFT = 1, RESET_NONE = 2 };
+enum { SG_RECTANGULAR = 0, SG_SIGMOID = 1, SG_ATAN = 2, SG_TRIANGLE = 3 };
+enum { KEEP_NOTHING = 0, KEEP_H = 1, KEEP_CODE = 2 };
+
+typedef struct {
+    double decay, gain, v_th, v_reset, v_rest;
+    int reset, strict, detach_reset;
+    int surrogate;      /* SG_* */
+    double sg_a, sg_b;  /* rectangular: width; sigmoid, atan: alpha; triangle: width, peak */
+} lif_params;
+
+/* Dispatch: each case calls an always-inlined body with constant choices,
+ * which the compiler turns into its own branch-free loop. */
+#define FWD_CASE(SUFFIX, R)                                                                        \
+    case R:                                                                                        \
+        if (keep == KEEP_CODE) forward_body_##SUFFIX(x, s, h, code, T, N, lo, n, p, R, KEEP_CODE); \
+        else if (keep == KEEP_H) forward_body_##SUFFIX(x, s, h, code, T, N, lo, n, p, R, KEEP_H);  \
+        else forward_body_##SUFFIX(x, s, h, code, T, N, lo, n, p, R, KEEP_NOTHING);                \
+        break;
+#define BWD_CODE_CASE(SUFFIX, R, D)                                                                \
+    case (R) * 2 + (D):                                                                            \
+        backward_body_##SUFFIX(gs, h, code, gx, T, N, lo, n, p, R, D, SG_RECTANGULAR, 1);           \
+        break;
+#define BWD_H_CASE(SUFFIX, R, D, K)                                                                \
+    case (R) * 8 + (D) * 4 + (K):                            \
+        backward_body_##SUFFIX(gs, h, code, gx, T, N, lo, n, p, R, D, K, 0);                       \
+        break;
+#define BWD_H_CASES(SUFFIX, R, D)                                                                  \
+    BWD_H_CASE(SUFFIX, R, D, SG_RECTANGULAR) BWD_H_CASE(SUFFIX, R, D, SG_SIGMOID)                  \
+    BWD_H_CASE(SUFFIX, R, D, SG_ATAN) BWD_H_CASE(SUFFIX, R, D, SG_TRIANGLE)
+
+#define DEFINE_KERNELS(REAL, SUFFIX, EXP, ABS)                                                     \
+                                                                                                   \
+ALWAYS_INLINE REAL surrogate_##SUFFIX(REAL u, const int kind, REAL a, REAL b) {                    \
+    /* kind is a constant at every call site: one arm survives */                                  \
+    if (kind == SG_RECTANGULAR)                                                                    \
+        return ABS(u) < a * (REAL)0.5 ? (REAL)1 / a : (REAL)0;                                     \
+    if (kind == SG_SIGMOID) {                                                                      \
+        REAL sig = (REAL)1 / ((REAL)1 + EXP(-(u * a)));                                            \
+        return sig * ((REAL)1 - sig) * a;                                                          \
+    }                                                                                              \
+    if (kind == SG_ATAN) {                                                                         \
+        REAL z = u * ((REAL)1.5707963267948966 * a);                                               \
+        return a * (REAL)0.5 / ((REAL)1 + z * z);                                                  \
+    }                                                                                              \
+    REAL tri = (REAL)1 - ABS(u) * ((REAL)2 / a);                                                   \
+    return (tri > (REAL)0 ? tri : (REAL)0) * b;                                                    \
+}                                                                                                  \
+                                                                                                   \
+ALWAYS_INLINE void forward_body_##SUFFIX(const REAL *restrict x, REAL *restrict s,                 \
+                                         REAL *restrict h, int8_t *restrict code, int64_t T,       \
+                                         int64_t N, int64_t lo, int64_t n, const lif_params *p,    \
+                                         const int reset, const int keep) {                        \
+    REAL v[BLOCK];                                                                                 \
+    int acc[BLOCK];                                                                                \
+    const REAL decay = (REAL)p->decay, gain = (REAL)p->gain, v_th = (REAL)p->v_th;                 \
+    const REAL v_reset = (REAL)p->v_reset, v_rest = (REAL)p->v_rest;                               \
+    const REAL half = (REAL)p->sg_a * (REAL)0.5;                                                   \
+    const int nonstrict = !p->strict;                                                              \
+    for (int64_t i = 0; i < n; ++i) v[i] = v_rest;                                                 \
+    for (int64_t t = 0; t < T; ++t) {                                                              \
+        const REAL *restrict xt = x + t * N + lo;                                                  \
+        REAL *restrict st = s + t * N + lo;                                                        \
+        REAL *restrict ht = h + t * N + lo; /* used only when keep == KEEP_H */                    \
+        const int shift = 2 * (int)(t % 4);                                                        \
+        const int first = shift == 0;                                                              \
+        for (int64_t i = 0; i < n; ++i) {                                                          \
+            /* with v = v_rest this is v_rest + gain x: the first step needs no branch */          \
+            const REAL hv = decay * (v[i] - v_rest) + v_rest + gain * xt[i];                       \
+            const int fired = (hv > v_th) | (nonstrict & (hv == v_th));                            \
+            st[i] = (REAL)fired;                                                                   \
+            if (keep == KEEP_H) ht[i] = hv;                                                        \
+            if (reset == RESET_HARD) v[i] = fired ? v_reset : hv;                                  \
+            else if (reset == RESET_SOFT) v[i] = fired ? hv - v_th : hv;                           \
+            else v[i] = hv;                                                                        \
+            if (keep == KEEP_CODE) {                                                               \
+                int digit = ABS(hv - v_th) < half;                                                 \
+                if (reset == RESET_HARD) digit += 2 * fired;                                       \
+                acc[i] = (first ? 0 : acc[i]) + (digit << shift);                                  \
+            }                                                                                      \
+        }                                                                                          \
+        if (keep == KEEP_CODE && (shift == 6 || t == T - 1)) {                                     \
+            int8_t *restrict ct = code + (t / 4) * N + lo;                                         \
+            for (int64_t i = 0; i < n; ++i) ct[i] = (int8_t)(acc[i] ^ 0x80);                       \
+        }                                                                                          \
+    }                                                                                              \
+}                                                                                                  \
+                                                                                                   \
+/* G_t = dL/dH_t by the reverse recurrence, grad_x_t = gain G_t. From code                       \
+ * (compact: rectangular surrogate, detached or no hard reset) or from h. */                      \
+ALWAYS_INLINE void backward_body_##SUFFIX(const REAL *restrict grad_s, const REAL *restrict h,     \
+                                          const int8_t *restrict code,     \
+                                          REAL *restrict grad_x, int64_t T, int64_t N, int64_t lo, \
+                                          int64_t n, const lif_params *p, const int reset,         \
+                                          const int detach, const int kind, const int compact) {                                      \
+    REAL g_next[BLOCK];                                                                            \
+    int acc[BLOCK];                                                                                \
+    const REAL decay = (REAL)p->decay, gain = (REAL)p->gain, v_th = (REAL)p->v_th;                 \
+    const REAL v_reset = (REAL)p->v_reset, a = (REAL)p->sg_a, b = (REAL)p->sg_b;                   \
+    const REAL height = (REAL)1 / a;                                                               \
+    const int nonstrict = !p->strict;                                                              \
+    for (int64_t i = 0; i < n; ++i) g_next[i] = (REAL)0;                                           \
+    for (int64_t t = T - 1; t >= 0; --t) {                                                         \
+        const int shift = 2 * (int)(t % 4);                                                        \
+        if (compact && (shift == 6 || t == T - 1)) {                                               \
+            const int8_t *restrict ct = code + (t / 4) * N + lo;                                   \
+            for (int64_t i = 0; i < n; ++i) acc[i] = (uint8_t)ct[i] ^ 0x80;                        \
+        }                                                                                          \
+        const REAL *restrict gst = grad_s + t * N + lo;                                            \
+        const REAL *restrict ht = h + t * N + lo;       /* used only when !compact */              \
+        REAL *restrict gxt = grad_x + t * N + lo;                                                  \
+        for (int64_t i = 0; i < n; ++i) {                                                          \
+            REAL sg, dv;                                                                           \
+            if (compact) {                                                                         \
+                const int digit = (acc[i] >> shift) & 3;                                           \
+                sg = (digit & 1) ? height : (REAL)0;                                               \
+                if (reset == RESET_HARD) dv = (REAL)((digit >> 1) ^ 1); /* detached: 1 - S */     \
+                else if (reset == RESET_SOFT && !detach) dv = (REAL)1 - v_th * sg;                 \
+                else dv = (REAL)1;                                                                 \
+            } else {                                                                               \
+                const REAL hv = ht[i];                                                             \
+                sg = surrogate_##SUFFIX(hv - v_th, kind, a, b);                                    \
+                const int fired = (hv > v_th) | (nonstrict & (hv == v_th));                        \
+                if (reset == RESET_HARD)                                                           \
+                    dv = detach ? (REAL)(fired ^ 1) : (REAL)(fired ^ 1) + (v_reset - hv) * sg;     \
+                else if (reset == RESET_SOFT)                                                      \
+                    dv = detach ? (REAL)1 : (REAL)1 - v_th * sg;                                   \
+                else                                                                               \
+                    dv = (REAL)1;                                                                  \
+            }                                                                                      \
+            REAL g = gst[i] * sg + decay * g_next[i] * dv;                                         \
+            g_next[i] = g;                                                                         \
+            gxt[i] = gain * g;                                                                     \
+        }                                                                                          \
+    }                                                                                              \
+}                                                                                                  \
+                                                                                                   \
+static void forward_block_##SUFFIX(const REAL *x, REAL *s, REAL *h, int8_t *code, int64_t T,       \
+                                   int64_t N, int64_t lo, int64_t n, const lif_params *p) {        \
+    const int keep = code ? KEEP_CODE : h ? KEEP_H : KEEP_NOTHING;                                 \
+    switch (p->reset) {                                                                            \
+    FWD_CASE(SUFFIX, RESET_HARD) FWD_CASE(SUFFIX, RESET_SOFT) FWD_CASE(SUFFIX, RESET_NONE)         \
+    }                                                                                              \
+}                                                                                                  \
+                                                                                                   \
+static void backward_block_##SUFFIX(const REAL *gs, const REAL *h,                                 \
+                                                    \
+                                    const int8_t *code, REAL *gx, int64_t T, int64_t N,            \
+                                    int64_t lo, int64_t n, const lif_params *p) {                  \
+    if (code) {                                                                                    \
+        /* the code is kept only with a detached hard reset (see _is_compact) */                \
+        switch (p->reset * 2 + (p->reset == RESET_SOFT ? p->detach_reset : 1)) {                   \
+        BWD_CODE_CASE(SUFFIX, RESET_HARD, 1) BWD_CODE_CASE(SUFFIX, RESET_SOFT, 0)                  \
+        BWD_CODE_CASE(SUFFIX, RESET_SOFT, 1) BWD_CODE_CASE(SUFFIX, RESET_NONE, 1)                  \
+        }                                                                                          \
+        return;                                                                                    \
+    }                                                                                              \
+    /* without a reset, detach_reset changes nothing: those calls take the D = 0 loop */         \
+    switch (p->reset * 8 + (p->reset == RESET_NONE ? 0 : p->detach_reset) * 4 + p->surrogate) {                                   \
+    BWD_H_CASES(SUFFIX, RESET_HARD, 0) BWD_H_CASES(SUFFIX, RESET_HARD, 1)                          \
+    BWD_H_CASES(SUFFIX, RESET_SOFT, 0) BWD_H_CASES(SUFFIX, RESET_SOFT, 1)                          \
+    BWD_H_CASES(SUFFIX, RESET_NONE, 0)                                                             \
+    }                                                                                              \
+}                                                                                                  \
+                                                                                                   \
+/* Exported entry points: elements [lo, hi) of every step (the caller splits                     \
+ * the elements over threads). */                                                                 \
+void lif_forward_##SUFFIX(const REAL *x, REAL *s, REAL *h, int8_t *code, int64_t T, int64_t N,     \
+                          int64_t lo, int64_t hi, const lif_params *p) {                           \
+    for (int64_t b = lo; b < hi; b += BLOCK)                                                       \
+        forward_block_##SUFFIX(x, s, h, code, T, N, b, (b + BLOCK < hi ? b + BLOCK : hi) - b, p);  \
+}                                                                                                  \
+                                                                                                   \
+void lif_backward_##SUFFIX(const REAL *grad_s, const REAL *h,                  \
+                           const int8_t *code, REAL *grad_x, int64_t T, int64_t N,                 \
+                           int64_t lo, int64_t hi, const lif_params *p) {                          \
+    for (int64_t b = lo; b < hi; b += BLOCK)                                                       \
+        backward_block_##SUFFIX(grad_s, h, code, grad_x, T, N, b,                          \
+                                (b + BLOCK < hi ? b + BLOCK : hi) - b, p);                         \
+}
+
+DEFINE_KERNELS(float, f32, expf, fabsf)
+DEFINE_KERNELS(double, f64, exp, fabs)
+
+int lif_abi_version(void) { return 1; }

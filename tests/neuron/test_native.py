@@ -1,0 +1,164 @@
+"""The C kernel (``neuron/_lif_cpu.c``) against the literal per-step loop and the PyTorch kernel.
+
+The reference is ``test_functional.reference``: autograd of the update
+equations, sharing no code with either kernel.
+"""
+
+import itertools
+import shutil
+
+import pytest
+import torch
+
+from spikevision.neuron import NeuronParams, Rectangular, Sigmoid, lif_multistep, native_status, set_native_enabled
+from spikevision.neuron import _native
+
+from test_functional import CHARGES, RESETS, SURROGATES, _inputs, reference  # tests/neuron is on sys.path
+
+
+def _have_compiler() -> bool:
+    import os
+    import shlex
+
+    return shutil.which(shlex.split(os.environ.get("CC") or "cc")[0]) is not None
+
+
+needs_native = pytest.mark.skipif(not _have_compiler(), reason="no C compiler: the PyTorch kernel runs instead")
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Counts the C kernel's forward and backward calls, so a test knows which kernel ran."""
+    counts = {"forward": 0, "backward": 0}
+    for name in counts:
+        real = getattr(_native, name)
+
+        def spy(*args, _real=real, _name=name, **kwargs):
+            counts[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(_native, name, spy)
+    return counts
+
+
+def test_kernel_builds_where_a_compiler_exists():
+    # a C file that stops compiling must fail here, not silently fall back to PyTorch
+    if not _have_compiler():
+        pytest.skip("no C compiler on this machine")
+    assert _native.native_available(), native_status()
+    assert native_status().startswith("C kernel")
+
+
+@needs_native
+@pytest.mark.parametrize(
+    "charge,reset,strict,surrogate,detach",
+    list(itertools.product(CHARGES, range(len(RESETS)), [True, False], SURROGATES, [True, False])),
+    ids=lambda v: v.name if hasattr(v, "name") else str(v),
+)
+@pytest.mark.parametrize("T", [1, 6])
+def test_matches_reference_loop(charge, reset, strict, surrogate, detach, T, calls):
+    # T = 6 leaves the packed code's last byte half full
+    p = NeuronParams(**CHARGES[charge], **RESETS[reset], strict=strict, surrogate=surrogate, detach_reset=detach)
+    x = _inputs(shape=(T, 3, 5, 4))
+    g = torch.randn(x.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(1))
+    s = lif_multistep(x, p)
+    gx = torch.autograd.grad((s * g).sum(), x)[0]
+    assert calls == {"forward": 1, "backward": 1}
+
+    x_ref = x.detach().clone().requires_grad_(True)
+    s_ref, _ = reference(x_ref, p.decay, p.gain, p)
+    gx_ref = torch.autograd.grad((s_ref * g).sum(), x_ref)[0]
+    assert torch.equal(s, s_ref.detach())
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-10, atol=1e-12)
+
+
+def _both_kernels(p, x, g):
+    """(spikes, input gradient, tensors saved for backward) from the C kernel and from the PyTorch kernel."""
+    out = []
+    for native in (True, False):
+        previous = set_native_enabled(native)
+        try:
+            saved = []
+
+            def pack(t):
+                saved.append(t)
+                return t
+
+            xi = x.detach().clone().requires_grad_(True)
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                s = lif_multistep(xi, p)
+            out.append((s, torch.autograd.grad((s * g).sum(), xi)[0], saved))
+        finally:
+            set_native_enabled(previous)
+    return out
+
+
+@needs_native
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("p", [
+    NeuronParams(decay=0.25, gain=1.0, v_th=0.5, strict=True, surrogate=Rectangular(1.0)),  # MS-ResNet
+    NeuronParams(surrogate=Sigmoid(4.0)),  # spiking MLP
+], ids=["ms_resnet", "sigmoid"])
+def test_float32_agrees_with_the_torch_kernel_across_threads(p, threads, calls):
+    # 7 x 1234 x 11 elements per step: many blocks of 256, a ragged last block, and
+    # enough work (T N >= 2^16) for the call to be split over two threads
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        gen = torch.Generator().manual_seed(2)
+        x = torch.randn(9, 7, 1234, 11, generator=gen) * 0.8 + 0.4
+        g = torch.randn(x.shape, generator=gen)
+        (s_c, gx_c, saved_c), (s_t, gx_t, saved_t) = _both_kernels(p, x, g)
+    finally:
+        torch.set_num_threads(previous)
+    assert calls["forward"] == 1
+    assert torch.equal(s_c, s_t)
+    torch.testing.assert_close(gx_c, gx_t, rtol=1e-5, atol=1e-6)
+    if isinstance(p.surrogate, Rectangular):  # the same 2-bit code, byte for byte
+        assert torch.equal(saved_c[-1], saved_t[-1]) and saved_c[-1].dtype == torch.int8
+
+
+@needs_native
+def test_inference_keeps_nothing_and_matches(calls):
+    p = NeuronParams(decay=0.25, gain=1.0, v_th=0.5, strict=True, surrogate=Rectangular(1.0))
+    x = _inputs(shape=(5, 4, 7))
+    with torch.no_grad():
+        s = lif_multistep(x, p)
+    s_ref, _ = reference(x.detach(), p.decay, p.gain, p)
+    assert torch.equal(s, s_ref)
+    assert calls["forward"] == 1 and not s.requires_grad
+
+
+def test_falls_back_to_torch_when_the_build_fails(monkeypatch, tmp_path, calls):
+    monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+    monkeypatch.setenv("SPIKEVISION_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_native, "_status", None)
+    monkeypatch.setattr(_native, "_lib", None)
+    assert not _native.native_available()
+    assert "could not be built" in native_status()
+    p = NeuronParams(surrogate=Sigmoid(4.0))
+    x = _inputs()
+    s = lif_multistep(x, p)
+    gx = torch.autograd.grad(s.sum(), x)[0]
+    x_ref = x.detach().clone().requires_grad_(True)
+    s_ref, _ = reference(x_ref, p.decay, p.gain, p)
+    assert torch.equal(s, s_ref.detach())
+    torch.testing.assert_close(gx, torch.autograd.grad(s_ref.sum(), x_ref)[0], rtol=1e-10, atol=1e-12)
+    assert calls == {"forward": 0, "backward": 0}
+    assert list(tmp_path.iterdir()) == []  # no half-written library left behind
+
+
+def test_disabled_by_environment(monkeypatch, calls):
+    monkeypatch.setenv("SPIKEVISION_NATIVE", "0")
+    monkeypatch.setattr(_native, "_status", None)
+    monkeypatch.setattr(_native, "_lib", None)
+    assert native_status() == "PyTorch kernel (SPIKEVISION_NATIVE=0)"
+    lif_multistep(_inputs(), NeuronParams())
+    assert calls["forward"] == 0
+
+
+def test_torch_kernel_for_what_the_c_kernel_does_not_cover(calls):
+    x = _inputs()
+    lif_multistep(x, NeuronParams(), return_membrane=True)  # the membrane output
+    lif_multistep(x.to(torch.bfloat16), NeuronParams())  # other dtypes
+    assert calls["forward"] == 0
