@@ -12,7 +12,9 @@
  * compiler and called through ctypes; the PyTorch implementation runs whenever
  * this library is unavailable.
  *
- * Layout: x, s, h and the gradients are [T, N] row-major; code is
+ * Layout: x, s and the gradients are [T, N] row-major; h is an array of T
+ * pointers to [N] steps (separate step tensors recycle better in the allocator
+ * than one [T, N] block, as in the PyTorch kernel); code is
  * [ceil(T/4), N] int8 holding four 2-bit digits per byte (digit = in-window +
  * 2 * spike with a hard reset, else the window bit alone), stored minus 128,
  * exactly as the PyTorch kernel stores it.
@@ -84,7 +86,7 @@ ALWAYS_INLINE REAL surrogate_##SUFFIX(REAL u, const int kind, REAL a, REAL b) { 
 }                                                                                                  \
                                                                                                    \
 ALWAYS_INLINE void forward_body_##SUFFIX(const REAL *restrict x, REAL *restrict s,                 \
-                                         REAL *restrict h, int8_t *restrict code, int64_t T,       \
+                                         REAL *const *h, int8_t *restrict code, int64_t T,         \
                                          int64_t N, int64_t lo, int64_t n, const lif_params *p,    \
                                          const int reset, const int keep) {                        \
     REAL v[BLOCK];                                                                                 \
@@ -97,7 +99,7 @@ ALWAYS_INLINE void forward_body_##SUFFIX(const REAL *restrict x, REAL *restrict 
     for (int64_t t = 0; t < T; ++t) {                                                              \
         const REAL *restrict xt = x + t * N + lo;                                                  \
         REAL *restrict st = s + t * N + lo;                                                        \
-        REAL *restrict ht = h + t * N + lo; /* used only when keep == KEEP_H */                    \
+        REAL *restrict ht = keep == KEEP_H ? h[t] + lo : 0;                                        \
         const int shift = 2 * (int)(t % 4);                                                        \
         const int first = shift == 0;                                                              \
         for (int64_t i = 0; i < n; ++i) {                                                          \
@@ -124,7 +126,7 @@ ALWAYS_INLINE void forward_body_##SUFFIX(const REAL *restrict x, REAL *restrict 
                                                                                                    \
 /* G_t = dL/dH_t by the reverse recurrence, grad_x_t = gain G_t. From code                       \
  * (compact: rectangular surrogate, detached or no hard reset) or from h. */                      \
-ALWAYS_INLINE void backward_body_##SUFFIX(const REAL *restrict grad_s, const REAL *restrict h,     \
+ALWAYS_INLINE void backward_body_##SUFFIX(const REAL *restrict grad_s, const REAL *const *h,        \
                                           const int8_t *restrict code,     \
                                           REAL *restrict grad_x, int64_t T, int64_t N, int64_t lo, \
                                           int64_t n, const lif_params *p, const int reset,         \
@@ -143,7 +145,7 @@ ALWAYS_INLINE void backward_body_##SUFFIX(const REAL *restrict grad_s, const REA
             for (int64_t i = 0; i < n; ++i) acc[i] = (uint8_t)ct[i] ^ 0x80;                        \
         }                                                                                          \
         const REAL *restrict gst = grad_s + t * N + lo;                                            \
-        const REAL *restrict ht = h + t * N + lo;       /* used only when !compact */              \
+        const REAL *restrict ht = compact ? 0 : h[t] + lo;                                         \
         REAL *restrict gxt = grad_x + t * N + lo;                                                  \
         for (int64_t i = 0; i < n; ++i) {                                                          \
             REAL sg, dv;                                                                           \
@@ -171,7 +173,7 @@ ALWAYS_INLINE void backward_body_##SUFFIX(const REAL *restrict grad_s, const REA
     }                                                                                              \
 }                                                                                                  \
                                                                                                    \
-static void forward_block_##SUFFIX(const REAL *x, REAL *s, REAL *h, int8_t *code, int64_t T,       \
+static void forward_block_##SUFFIX(const REAL *x, REAL *s, REAL *const *h, int8_t *code, int64_t T, \
                                    int64_t N, int64_t lo, int64_t n, const lif_params *p) {        \
     const int keep = code ? KEEP_CODE : h ? KEEP_H : KEEP_NOTHING;                                 \
     switch (p->reset) {                                                                            \
@@ -179,7 +181,7 @@ static void forward_block_##SUFFIX(const REAL *x, REAL *s, REAL *h, int8_t *code
     }                                                                                              \
 }                                                                                                  \
                                                                                                    \
-static void backward_block_##SUFFIX(const REAL *gs, const REAL *h,                                 \
+static void backward_block_##SUFFIX(const REAL *gs, const REAL *const *h,                          \
                                                     \
                                     const int8_t *code, REAL *gx, int64_t T, int64_t N,            \
                                     int64_t lo, int64_t n, const lif_params *p) {                  \
@@ -201,13 +203,13 @@ static void backward_block_##SUFFIX(const REAL *gs, const REAL *h,              
                                                                                                    \
 /* Exported entry points: elements [lo, hi) of every step (the caller splits                     \
  * the elements over threads). */                                                                 \
-void lif_forward_##SUFFIX(const REAL *x, REAL *s, REAL *h, int8_t *code, int64_t T, int64_t N,     \
+void lif_forward_##SUFFIX(const REAL *x, REAL *s, REAL *const *h, int8_t *code, int64_t T, int64_t N, \
                           int64_t lo, int64_t hi, const lif_params *p) {                           \
     for (int64_t b = lo; b < hi; b += BLOCK)                                                       \
         forward_block_##SUFFIX(x, s, h, code, T, N, b, (b + BLOCK < hi ? b + BLOCK : hi) - b, p);  \
 }                                                                                                  \
                                                                                                    \
-void lif_backward_##SUFFIX(const REAL *grad_s, const REAL *h,                  \
+void lif_backward_##SUFFIX(const REAL *grad_s, const REAL *const *h,                               \
                            const int8_t *code, REAL *grad_x, int64_t T, int64_t N,                 \
                            int64_t lo, int64_t hi, const lif_params *p) {                          \
     for (int64_t b = lo; b < hi; b += BLOCK)                                                       \

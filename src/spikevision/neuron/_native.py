@@ -180,6 +180,11 @@ def _ptr(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
+def _steps(h: list[Tensor] | None):
+    """A C array of the step tensors' data pointers (kept alive by the caller's list)."""
+    return None if h is None else (ctypes.c_void_p * len(h))(*(t.data_ptr() for t in h))
+
+
 def _run(fn, pointers: list[int | None], T: int, N: int, params: _Params) -> None:
     """Call ``fn`` on element ranges, split over torch's intra-op thread count."""
     global _pool
@@ -201,20 +206,20 @@ def _run(fn, pointers: list[int | None], T: int, N: int, params: _Params) -> Non
 
 
 def forward(x: Tensor, p: "NeuronParams", decay: float, gain: float, keep_h: bool,
-            keep_code: bool) -> tuple[Tensor, Tensor | None, Tensor | None]:
-    """Spikes, and (if asked) ``H`` ``[T, ...]`` and the 2-bit code ``[ceil(T/4), ...]`` int8."""
+            keep_code: bool) -> tuple[Tensor, list[Tensor] | None, Tensor | None]:
+    """Spikes, and (if asked) ``H`` as T step tensors and the 2-bit code ``[ceil(T/4), ...]`` int8."""
     lib = _load()
     x = x.contiguous()
     T, N = x.shape[0], x[0].numel()
     s = torch.empty_like(x)
-    h = torch.empty_like(x) if keep_h else None
+    h = [torch.empty_like(x[0]) for _ in range(T)] if keep_h else None
     code = torch.empty((-(-T // 4), *x.shape[1:]), dtype=torch.int8) if keep_code else None
     fn = lib.lif_forward_f32 if x.dtype == torch.float32 else lib.lif_forward_f64
-    _run(fn, [_ptr(x), _ptr(s), _ptr(h), _ptr(code)], T, N, _params(p, decay, gain))
+    _run(fn, [_ptr(x), _ptr(s), _steps(h), _ptr(code)], T, N, _params(p, decay, gain))
     return s, h, code
 
 
-def backward(grad_s: Tensor, h: Tensor | None, code: Tensor | None, p: "NeuronParams", decay: float,
+def backward(grad_s: Tensor, h: list[Tensor] | None, code: Tensor | None, p: "NeuronParams", decay: float,
              gain: float) -> Tensor:
     """``dL/dX`` from the spikes' gradient and what :func:`forward` kept (``h`` or ``code``)."""
     lib = _load()
@@ -222,5 +227,5 @@ def backward(grad_s: Tensor, h: Tensor | None, code: Tensor | None, p: "NeuronPa
     grad_x = torch.empty_like(grad_s)
     T, N = grad_x.shape[0], grad_x[0].numel()
     fn = lib.lif_backward_f32 if grad_x.dtype == torch.float32 else lib.lif_backward_f64
-    _run(fn, [_ptr(grad_s), _ptr(h), _ptr(code), _ptr(grad_x)], T, N, _params(p, decay, gain))
+    _run(fn, [_ptr(grad_s), _steps(h), _ptr(code), _ptr(grad_x)], T, N, _params(p, decay, gain))
     return grad_x

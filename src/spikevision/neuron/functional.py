@@ -239,7 +239,7 @@ class _MultiStep(torch.autograd.Function):
                                                  keep_code=needs_grad and compact)
             ctx.p, ctx.decay, ctx.gain = p, decay, gain
             ctx.set_materialize_grads(False)
-            ctx.save_for_backward(h_seq, code)
+            ctx.save_for_backward(code, *(h_seq or ()))
             return s_seq
         fire = torch.gt if p.strict else torch.ge
         s_seq = torch.empty_like(x)
@@ -292,8 +292,9 @@ class _MultiStep(torch.autograd.Function):
         if ctx.native:
             if grad_s is None:
                 return None, None, None, None, None
-            h_seq, code = ctx.saved_tensors
-            return _native.backward(grad_s, h_seq, code, p, ctx.decay, ctx.gain), None, None, None, None
+            code, *h_steps = ctx.saved_tensors
+            grad_x = _native.backward(grad_s, h_steps or None, code, p, ctx.decay, ctx.gain)
+            return grad_x, None, None, None, None
         x, *states = ctx.saved_tensors
         decay, gain, T = ctx.decay, ctx.gain, ctx.T
         saved = states if ctx.h_per_step else states[0]  # H per step, H [T, ...], or the code
