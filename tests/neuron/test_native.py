@@ -162,3 +162,15 @@ def test_torch_kernel_for_what_the_c_kernel_does_not_cover(calls):
     lif_multistep(x, NeuronParams(), return_membrane=True)  # the membrane output
     lif_multistep(x.to(torch.bfloat16), NeuronParams())  # other dtypes
     assert calls["forward"] == 0
+
+
+@needs_native
+def test_builds_in_the_temp_folder_when_the_cache_is_not_writable(monkeypatch, tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("")  # a file where the cache folder should be: mkdir fails
+    monkeypatch.setenv("SPIKEVISION_CACHE_DIR", str(blocked / "cache"))
+    monkeypatch.setattr(_native.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    monkeypatch.setattr(_native, "_status", None)
+    monkeypatch.setattr(_native, "_lib", None)
+    assert _native.native_available(), native_status()
+    assert str(tmp_path / "tmp") in native_status()

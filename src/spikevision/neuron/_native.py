@@ -16,7 +16,8 @@ dtypes, learnable time constants, or ``SPIKEVISION_NATIVE=0``.
 Environment:
     ``SPIKEVISION_NATIVE``: ``0`` disables the C kernel.
     ``SPIKEVISION_CACHE_DIR``: where the built library goes (default
-    ``$XDG_CACHE_HOME/spikevision``, i.e. ``~/.cache/spikevision``).
+    ``$XDG_CACHE_HOME/spikevision``, i.e. ``~/.cache/spikevision``; the temp
+    folder if that is not writable).
     ``CC``: the C compiler.
 """
 
@@ -118,10 +119,16 @@ def _load() -> ctypes.CDLL | None:
         cc = shlex.split(os.environ.get("CC") or "cc")
         key = hashlib.sha256("\0".join([SOURCE.read_text(), repr((cc, _FLAGS, _VARIANTS)),
                                         _cpu_signature()]).encode()).hexdigest()[:16]
-        path = _cache_dir() / f"lif_cpu-{key}.so"
+        name = f"lif_cpu-{key}.so"
+        path = _cache_dir() / name
         try:
             if not path.exists():
-                _build(cc, path)
+                try:
+                    _build(cc, path)
+                except OSError:  # cache folder not writable: build into the temp folder instead
+                    path = Path(tempfile.gettempdir()) / f"spikevision-{os.getuid()}" / name
+                    if not path.exists():
+                        _build(cc, path)
             lib = ctypes.CDLL(str(path))
             if lib.lif_abi_version() != ABI_VERSION:
                 raise RuntimeError(f"{path} has ABI {lib.lif_abi_version()}, expected {ABI_VERSION}")

@@ -33,17 +33,22 @@ carries no gradient.
 Tensors are time-major ``[T, B, ...]``. The membrane lives only inside one
 call: nothing is kept between calls, so batch size and ``T`` may change freely.
 
-Implementation: :func:`lif_multistep` runs a fused loop under a custom
+Implementation: :func:`lif_multistep` runs under a custom
 :class:`torch.autograd.Function` whose hand-written backward replays the
 recurrence in reverse. For backward it keeps the charged membrane ``H`` (one
 float per neuron-step) and recomputes spikes, post-reset membranes and
 surrogate gradients from it; with the rectangular surrogate (MS-ResNet, GAC) it
 keeps only 2 bits per neuron-step instead (spike, in-window), packed four steps
-to a byte. Gradients are those of the literal per-step loop either way. The
-same standard PyTorch ops run on CPU and CUDA tensors and under
-``torch.compile`` (traced without graph breaks). Speed and memory against
-SpikingJelly and a naive loop: ``python bench/neuron.py``, results in
-``docs/performance.md``.
+to a byte. Gradients are those of the literal per-step loop either way.
+
+Two kernels compute it, with the same results to round-off and the same saved
+state. CPU tensors in float32/float64 with fixed constants go to the C kernel
+of :mod:`spikevision.neuron._native` (one pass per direction, compiled on first
+use). Everything else (CUDA, ``torch.compile`` tracing, other dtypes, PLIF's
+learnable constants, ``return_membrane``, or no C compiler) runs the fused loop
+of standard PyTorch ops below, which ``torch.compile`` traces without graph
+breaks. Speed and memory against SpikingJelly and a naive loop:
+``python bench/neuron.py``, results in ``docs/performance.md``.
 """
 
 from __future__ import annotations
