@@ -126,7 +126,8 @@ def _load() -> ctypes.CDLL | None:
                 try:
                     _build(cc, path)
                 except OSError:  # cache folder not writable: build into the temp folder instead
-                    path = Path(tempfile.gettempdir()) / f"spikevision-{os.getuid()}" / name
+                    user = os.getuid() if hasattr(os, "getuid") else "user"
+                    path = Path(tempfile.gettempdir()) / f"spikevision-{user}" / name
                     if not path.exists():
                         _build(cc, path)
             lib = ctypes.CDLL(str(path))
@@ -136,12 +137,10 @@ def _load() -> ctypes.CDLL | None:
             _status = f"PyTorch kernel (the C kernel could not be built or loaded: {e})"
             log.warning("spikevision: %s; CPU neurons run the slower PyTorch implementation", _status)
             return None
-        p = ctypes.POINTER
-        for name in ("lif_forward_f32", "lif_forward_f64", "lif_backward_f32", "lif_backward_f64"):
-            fn = getattr(lib, name)
+        for fn_name in ("lif_forward_f32", "lif_forward_f64", "lif_backward_f32", "lif_backward_f64"):
+            fn = getattr(lib, fn_name)  # (4 pointers, T, N, lo, hi, params)
             fn.restype = None
-            n_ptr = 4
-            fn.argtypes = [ctypes.c_void_p] * n_ptr + [ctypes.c_int64] * 4 + [p(_Params)]
+            fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 4 + [ctypes.POINTER(_Params)]
         _lib, _status = lib, f"C kernel ({path})"
         return lib
 
