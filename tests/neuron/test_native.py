@@ -174,3 +174,37 @@ def test_builds_in_the_temp_folder_when_the_cache_is_not_writable(monkeypatch, t
     monkeypatch.setattr(_native, "_lib", None)
     assert _native.native_available(), native_status()
     assert str(tmp_path / "tmp") in native_status()
+
+
+def _spike_count_in_child(queue):
+    # torch's own OpenMP ops hang in a forked child of a parent that used them (which
+    # is why DataLoader workers run one torch thread): only the C kernel sees 2 threads
+    torch.set_num_threads(1)
+    x = torch.linspace(-1.0, 3.0, 8 * 70000).reshape(8, 70000)
+    torch.set_num_threads(2)
+    s = lif_multistep(x, NeuronParams())
+    torch.set_num_threads(1)
+    queue.put(s.sum().item())
+
+
+@needs_native
+def test_forked_child_runs_the_threaded_kernel():
+    # the parent's worker threads do not exist in a forked child (DataLoader workers): the child makes its own
+    import multiprocessing as mp
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x = torch.linspace(-1.0, 3.0, 8 * 70000).reshape(8, 70000)
+        expected = lif_multistep(x, NeuronParams()).sum().item()  # starts the parent's pool
+        ctx = mp.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=_spike_count_in_child, args=(queue,))
+        child.start()
+        got = queue.get(timeout=60)
+        child.join(timeout=60)
+    finally:
+        torch.set_num_threads(previous)
+    assert child.exitcode == 0 and got == expected
+    s_ref, _ = reference(x, 0.5, 0.5, NeuronParams())
+    assert got == s_ref.sum().item()

@@ -65,6 +65,7 @@ class _Params(ctypes.Structure):
 
 
 _lock = threading.Lock()
+_pool_lock = threading.Lock()
 _enabled = True
 _lib: ctypes.CDLL | None = None
 _status: str | None = None
@@ -203,9 +204,12 @@ def _run(fn, pointers: list[int | None], T: int, N: int, params: _Params) -> Non
         return
     per = -(-blocks // workers) * BLOCK
     ranges = [(lo, min(N, lo + per)) for lo in range(0, N, per)]
-    if _pool is None or _pool[0] != os.getpid() or _pool[1] < len(ranges) - 1:
-        _pool = (os.getpid(), len(ranges) - 1, ThreadPoolExecutor(len(ranges) - 1, "spikevision-lif"))
-    futures = [_pool[2].submit(fn, *pointers, T, N, lo, hi, ref) for lo, hi in ranges[1:]]
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid() or _pool[1] < len(ranges) - 1:
+            if _pool is not None and _pool[0] == os.getpid():
+                _pool[2].shutdown(wait=False)  # too small: replaced (a forked child's copy has no threads)
+            _pool = (os.getpid(), len(ranges) - 1, ThreadPoolExecutor(len(ranges) - 1, "spikevision-lif"))
+        futures = [_pool[2].submit(fn, *pointers, T, N, lo, hi, ref) for lo, hi in ranges[1:]]
     fn(*pointers, T, N, *ranges[0], ref)
     for f in futures:
         f.result()
