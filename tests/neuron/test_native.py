@@ -208,3 +208,24 @@ def test_forked_child_runs_the_threaded_kernel():
     assert child.exitcode == 0 and got == expected
     s_ref, _ = reference(x, 0.5, 0.5, NeuronParams())
     assert got == s_ref.sum().item()
+
+
+def test_surrogate_subclass_takes_the_torch_kernel(calls):
+    class SteeperSigmoid(Sigmoid):  # same name, other gradient: the C code must not claim it
+        def grad(self, x):
+            return 2.0 * super().grad(x)
+
+        def unscaled_grad_(self, x):
+            return self.grad(x)
+
+        @property
+        def grad_scale(self):
+            return 1.0
+
+    p = NeuronParams(surrogate=SteeperSigmoid(4.0))
+    x = _inputs()
+    gx = torch.autograd.grad(lif_multistep(x, p).sum(), x)[0]
+    x_ref = x.detach().clone().requires_grad_(True)
+    s_ref, _ = reference(x_ref, p.decay, p.gain, NeuronParams(surrogate=Sigmoid(4.0)))
+    torch.testing.assert_close(gx, 2.0 * torch.autograd.grad(s_ref.sum(), x_ref)[0], rtol=1e-10, atol=1e-12)
+    assert calls["forward"] == 0

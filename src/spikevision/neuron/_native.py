@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from spikevision.neuron.surrogate import ATan, Rectangular, Sigmoid, Triangle
+
 if TYPE_CHECKING:
     from spikevision.neuron.functional import NeuronParams
 
@@ -54,7 +56,8 @@ _FLAGS = ["-O2", "-ftree-vectorize", "-ffp-contract=off", "-fno-math-errno", "-s
 _VARIANTS = (["-march=native", "-fopenmp-simd", "-DSV_LIBMVEC", "-lmvec"], ["-march=native"], [])
 _PARALLEL_MIN = 1 << 16  # neuron-steps below which one thread does the whole call
 _RESETS = {"hard": 0, "soft": 1, "none": 2}
-_SURROGATES = {"rectangular": 0, "sigmoid": 1, "atan": 2, "triangle": 3}
+# exact classes only: a subclass may override grad(), which the C code would not see
+_SURROGATES = {Rectangular: (0, "width"), Sigmoid: (1, "alpha"), ATan: (2, "alpha"), Triangle: (3, "width")}
 
 
 class _Params(ctypes.Structure):
@@ -172,15 +175,15 @@ def supports(x: Tensor, decay: object, gain: object, p: "NeuronParams") -> bool:
     """Whether :func:`forward` can run this call (cheap checks first; builds the kernel on first use)."""
     return (_enabled and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
             and isinstance(decay, float) and isinstance(gain, float)
-            and p.surrogate.name in _SURROGATES and not torch.compiler.is_compiling()
+            and type(p.surrogate) in _SURROGATES and not torch.compiler.is_compiling()
             and _load() is not None)
 
 
 def _params(p: "NeuronParams", decay: float, gain: float) -> _Params:
     sg = p.surrogate
-    sg_a = {"rectangular": "width", "sigmoid": "alpha", "atan": "alpha", "triangle": "width"}[sg.name]
+    kind, sg_a = _SURROGATES[type(sg)]
     return _Params(decay, gain, p.v_th, p.v_reset, p.v_rest, _RESETS[p.reset], int(p.strict),
-                   int(p.detach_reset), _SURROGATES[sg.name], getattr(sg, sg_a), getattr(sg, "peak", 0.0))
+                   int(p.detach_reset), kind, getattr(sg, sg_a), getattr(sg, "peak", 0.0))
 
 
 def _ptr(t: Tensor | None) -> int | None:
