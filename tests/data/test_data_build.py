@@ -83,11 +83,17 @@ def test_loaders_choose_fast_path(tmp_path, idx_set, cifar_set):
     assert isinstance(ev, TensorBatchLoader) and sum(len(b[1]) for b in ev) == 6
     aug = DataConfig(name="cifar10", root=str(tmp_path), batch_size=4, num_workers=0, augment="crop_flip")
     cifar_set(tmp_path)
-    dl = build_loader(aug, "train")
-    assert not uses_fast_path(aug, "train") and uses_fast_path(aug, "test")
+    dl = build_loader(aug, "train")  # crop and flip are drawn on tensors
+    assert isinstance(dl, TensorBatchLoader) and dl.crop_padding == 4 and dl.hflip
     assert next(iter(dl))[0].shape == (4, 3, 32, 32)
-    with pytest.raises(ValueError, match="augment='crop_flip'"):
-        uses_fast_path(DataConfig(name="cifar10", augment="crop_flip", fast_path="on"), "train")
+    assert not build_loader(aug, "test").augments
+    pil = DataConfig(name="cifar10", root=str(tmp_path), batch_size=4, num_workers=0, augment="resized_crop_flip")
+    assert not uses_fast_path(pil, "train") and uses_fast_path(pil, "test")
+    assert next(iter(build_loader(pil, "train")))[0].shape == (4, 3, 32, 32)
+    erase = DataConfig(name="cifar10", augment="crop_flip", random_erasing=0.25)
+    assert not uses_fast_path(erase, "train")
+    with pytest.raises(ValueError, match="augment='resized_crop_flip'"):
+        uses_fast_path(DataConfig(name="cifar10", augment="resized_crop_flip", fast_path="on"), "train")
 
 
 def test_repeated_aug_and_sharded_eval(tmp_path, cifar_set):
@@ -146,7 +152,7 @@ def test_dataloader_order_depends_only_on_seed_and_epoch(tmp_path, cifar_set):
     """A resumed run builds a fresh loader: its epoch e must see the order the uninterrupted run saw."""
     cifar_set(tmp_path, per_batch=4)  # 20 train images
     cfg = DataConfig(name="cifar10", root=str(tmp_path), batch_size=4, num_workers=0, augment="crop_flip",
-                     drop_last=False)
+                     drop_last=False, fast_path="off")
 
     def labels(loader, epoch):
         set_loader_epoch(loader, epoch)
@@ -166,7 +172,7 @@ def test_dataloader_shards_over_ranks_by_epoch(tmp_path, cifar_set):
     reproducible by a fresh loader (what a resumed rank builds)."""
     cifar_set(tmp_path, per_batch=4)  # 20 train images
     cfg = DataConfig(name="cifar10", root=str(tmp_path), batch_size=2, num_workers=0, augment="crop_flip",
-                     drop_last=False)
+                     drop_last=False, fast_path="off")
 
     def indices(rank, epoch):
         loader = build_loader(cfg, "train", rank=rank, world_size=2)

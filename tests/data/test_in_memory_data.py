@@ -59,6 +59,42 @@ def test_drop_last_and_shards_cover_everything_once():
     assert sorted(i for r in range(3) for i in ShardSampler(10, r, 3)) == list(range(10))
 
 
+def _crops_of(img, p):
+    """Every (dy, dx, flip) candidate of RandomCrop(padding=p) + flip, by a plain loop."""
+    C, H, W = img.shape
+    padded = torch.zeros(C, H + 2 * p, W + 2 * p, dtype=img.dtype)
+    padded[:, p:p + H, p:p + W] = img
+    for dy in range(2 * p + 1):
+        for dx in range(2 * p + 1):
+            crop = padded[:, dy:dy + H, dx:dx + W]
+            yield (dy, dx, False), crop
+            yield (dy, dx, True), crop.flip(-1)
+
+
+def test_tensor_path_crop_flip_draws_valid_crops_reproducibly():
+    g = torch.Generator().manual_seed(1)
+    images = torch.randint(1, 256, (64, 2, 5, 6), dtype=torch.uint8, generator=g)  # no zeros: crops are unique
+    targets = torch.arange(64)
+    loader = TensorBatchLoader(images, targets, 16, (0.0, 0.0), (1 / 255, 1 / 255), shuffle=True, seed=3,
+                               crop_padding=2, hflip=True)  # normalised values = raw pixel values
+    seen = set()
+    for x, y in loader:
+        assert x.shape == (16, 2, 5, 6)
+        for xi, yi in zip(x, y):
+            match = [k for k, c in _crops_of(images[yi], 2) if torch.equal(c.float(), xi)]
+            assert len(match) == 1, "not a crop of its own padded image"
+            seen.add(match[0])
+    assert len({k[:2] for k in seen}) > 12 and {k[2] for k in seen} == {False, True}  # offsets and flips vary
+    loader.set_epoch(0)
+    first = [x for x, _ in loader]
+    loader.set_epoch(0)
+    assert all(torch.equal(a, b) for a, (b, _) in zip(first, loader, strict=True))  # same (seed, epoch): same draws
+    plain = TensorBatchLoader(images, targets, 16, (0.0, 0.0), (1 / 255, 1 / 255), shuffle=False)
+    assert not plain.augments and torch.equal(next(iter(plain))[0], images[:16].float())
+    with pytest.raises(ValueError, match="crop_padding"):
+        TensorBatchLoader(images, targets, 2, (0.5,) * 2, (0.5,) * 2, crop_padding=-1)
+
+
 def test_bad_inputs():
     images, targets = _data()
     with pytest.raises(ValueError, match="3 values"):

@@ -27,6 +27,9 @@ from spikevision.data.errors import UnknownDatasetError, closest
 from spikevision.data.memory import ShardSampler, TensorBatchLoader, time_major_collate
 from spikevision.data.transforms import build_transform, resolve_mean_std
 
+#: augment recipes the tensor path draws itself (batched random crop / flip, no PIL)
+TENSOR_AUGMENTS = ("none", "crop", "crop_flip")
+
 __all__ = ["DatasetInfo", "DATASETS", "get_dataset_info", "list_datasets", "build_dataset", "build_loader",
            "build_mixup", "uses_fast_path"]
 
@@ -132,8 +135,11 @@ def uses_fast_path(cfg: DataConfig, split: str) -> bool:
     reasons = []
     if not info.in_memory:
         reasons.append(f"{cfg.name} is not an in-memory data set")
-    if train and cfg.augment != "none":
-        reasons.append(f"augment={cfg.augment!r} needs per-sample transforms")
+    if train and cfg.augment not in TENSOR_AUGMENTS:
+        reasons.append(f"augment={cfg.augment!r} needs per-sample transforms (the tensor path draws "
+                       f"{', '.join(TENSOR_AUGMENTS)})")
+    if train and cfg.augment != "none" and cfg.random_erasing > 0:
+        reasons.append("random_erasing needs per-sample transforms")
     if cfg.img_size not in (None, info.img_size):
         reasons.append(f"img_size={cfg.img_size} differs from the native {info.img_size} (resizing needed)")
     if train and cfg.repeated_aug > 0:
@@ -184,9 +190,12 @@ def build_loader(cfg: DataConfig, split: str, *, rank: int = 0, world_size: int 
         ds = build_dataset(cfg.name, split, cfg.root)
         images, targets = ds.tensors()  # type: ignore[attr-defined]
         mean, std = resolve_mean_std(cfg)
+        crop = train and cfg.augment in ("crop", "crop_flip")
         return TensorBatchLoader(images, targets, batch_size, mean, std, shuffle=train,
                                  drop_last=train and cfg.drop_last, device=cfg.device, seed=cfg.seed,
-                                 rank=rank, world_size=world_size, dataset=ds)
+                                 rank=rank, world_size=world_size, dataset=ds,
+                                 crop_padding=cfg.crop_padding if crop else 0,
+                                 hflip=train and cfg.augment == "crop_flip")
 
     ds = build_dataset(cfg.name, split, cfg.root, build_transform(cfg, train), **options)
     sampler = None

@@ -39,8 +39,9 @@ class DataConfig:
         pin_memory: pin host memory (useful with CUDA).
         fast_path: ``"auto"`` serves in-memory data sets (MNIST, Fashion-MNIST,
             CIFAR) through :class:`~spikevision.data.memory.TensorBatchLoader`
-            when no augmentation is requested (``augment="none"`` and native
-            size): no workers, no PIL, batches made in one tensor op;
+            at native size with ``augment`` ``none``, ``crop`` or ``crop_flip``
+            (drawn batched on tensors) and no random erasing: no workers,
+            no PIL, batches made in a few tensor ops;
             ``"off"`` always uses a DataLoader; ``"on"`` requires the fast path.
         device: where the tensor path produces batches (``"cpu"`` or ``"cuda"``).
         augment: training transform recipe, one of ``AUGMENT_RECIPES``:

@@ -9,7 +9,10 @@ tensor ``[N, C, H, W]`` held in memory. Two ways to read them:
   index into the uint8 tensor, scaled and normalised in one vectorised op,
   optionally on the GPU. It gives exactly what ``ToTensor() + Normalize()``
   gives sample by sample, and is what makes CPU training of small models fast
-  (no worker processes, no collate).
+  (no worker processes, no collate). It also draws the two augmentations of the
+  small-image recipes, random crop with zero padding and horizontal flip, as one
+  batched gather (same distribution as torchvision's ``RandomCrop(padding=p)``
+  and ``RandomHorizontalFlip()``).
 """
 
 from __future__ import annotations
@@ -108,6 +111,12 @@ class TensorBatchLoader:
             ``world_size``-th index of the permutation).
         dataset: the data set the tensors came from, kept as ``.dataset``
             (like ``DataLoader.dataset``: ``len(loader.dataset)``, ``classes``).
+        crop_padding: random crop of the original size from the image padded
+            with ``crop_padding`` zero pixels on every side (0 = no crop).
+        hflip: flip each image horizontally with probability 1/2.
+
+    The augmentation draws of epoch ``e`` come from a generator seeded by
+    ``(seed, e, rank)``, so a resumed run redraws exactly the same crops and flips.
 
     Yields ``(x, y)``: float32 ``[B, C, H, W]`` and int64 ``[B]`` on ``device``.
     """
@@ -126,6 +135,8 @@ class TensorBatchLoader:
         rank: int = 0,
         world_size: int = 1,
         dataset: Dataset | None = None,
+        crop_padding: int = 0,
+        hflip: bool = False,
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"TensorBatchLoader needs uint8 images [N, C, H, W], "
@@ -137,6 +148,9 @@ class TensorBatchLoader:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if not 0 <= rank < world_size:
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+        if not isinstance(crop_padding, int) or crop_padding < 0:
+            raise ValueError(f"crop_padding must be an int >= 0, got {crop_padding!r}")
+        self.crop_padding, self.hflip = crop_padding, bool(hflip)
         self.device = torch.device(device)
         self.images = images.to(self.device)
         self.targets = targets.long().to(self.device)
@@ -174,13 +188,40 @@ class TensorBatchLoader:
         n = self.num_samples
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
+    @property
+    def augments(self) -> bool:
+        """Whether batches are randomly cropped or flipped."""
+        return self.crop_padding > 0 or self.hflip
+
+    def _augment(self, x: Tensor, g: torch.Generator) -> Tensor:
+        """Random crop (zero padding) and horizontal flip of a uint8 batch ``[B, C, H, W]``, one gather."""
+        B, C, H, W = x.shape
+        p = self.crop_padding
+        dy = torch.randint(0, 2 * p + 1, (B,), generator=g)
+        dx = torch.randint(0, 2 * p + 1, (B,), generator=g)
+        flip = torch.rand(B, generator=g) < 0.5 if self.hflip else torch.zeros(B, dtype=torch.bool)
+        if p:
+            x = torch.nn.functional.pad(x, (p, p, p, p))  # zeros = black pixels, as RandomCrop(padding=p)
+        ar_h, ar_w = torch.arange(H), torch.arange(W)
+        rows = dy[:, None] + ar_h  # [B, H] rows of the padded image
+        cols = dx[:, None] + torch.where(flip[:, None], W - 1 - ar_w, ar_w)  # [B, W], reversed when flipped
+        dev = x.device
+        b = torch.arange(B, device=dev)[:, None, None]
+        out = x[b, :, rows.to(dev)[:, :, None], cols.to(dev)[:, None, :]]  # [B, H, W, C]
+        return out.permute(0, 3, 1, 2)
+
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         idx = self._indices(self._epoch).to(self.device)
+        # distinct stream from the shuffle's (seed + epoch), one per rank
+        g = torch.Generator().manual_seed(1_000_003 * (self.seed + 1) + 7_919 * self._epoch + self.rank)
         self._epoch += 1
         stop = len(self) * self.batch_size
         for start in range(0, min(stop, len(idx)), self.batch_size):
             b = idx[start : start + self.batch_size]
-            x = torch.addcmul(self._shift, self.images[b].float(), self._scale)
+            x = self.images[b]
+            if self.augments:
+                x = self._augment(x, g)
+            x = torch.addcmul(self._shift, x.float(), self._scale)
             yield x, self.targets[b]
 
 
