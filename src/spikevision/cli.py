@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("spikevision.commands.report", "write RUN_DIR/report.md: curves, firing rates, ops/energy, figures"),
     "deploy": ("spikevision.commands.deploy", "integer multiplication-free model, MFI audit and float agreement"),
     "export": ("spikevision.commands.export", "export a model to NIR or safetensors"),
+    "study": ("spikevision.commands.study", "train every arm x seed of a study (resumable) and write its page"),
 }
 
 

@@ -35,7 +35,7 @@ from spikevision.data.config import DataConfig, DataConfigError
 
 __all__ = [
     "Config", "ConfigError", "ModelConfig", "OptimConfig", "SchedConfig", "TrainConfig", "RunConfig",
-    "load_config", "parse_overrides", "apply_overrides", "config_from_dict",
+    "load_config", "parse_overrides", "apply_overrides", "apply_settings", "config_from_dict", "read_recipe",
 ]
 
 
@@ -432,14 +432,28 @@ def parse_overrides(items: Sequence[str]) -> list[tuple[list[str], Any]]:
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """A copy of ``raw`` with the ``key=value`` overrides set (nested keys created as needed)."""
+    return apply_settings(raw, [(".".join(parts), value) for parts, value in parse_overrides(overrides)])
+
+
+def apply_settings(raw: Mapping[str, Any], settings: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    """A copy of ``raw`` with already-parsed dotted settings (``{"train.epochs": 3}``) set, in order.
+
+    Raises:
+        ConfigError: a key without a section prefix (``epochs`` instead of ``train.epochs``).
+    """
+    items = list(settings.items()) if isinstance(settings, Mapping) else list(settings)
+    bad = [f"setting {k!r} must look like section.key (e.g. train.epochs)" for k, _ in items
+           if not isinstance(k, str) or len(k.split(".")) < 2 or not all(k.split("."))]
+    if bad:
+        raise ConfigError(bad)
     out = _plain(raw or {})
-    for parts, value in parse_overrides(overrides):
-        node = out
+    for key, value in items:
+        parts, node = key.split("."), out
         for p in parts[:-1]:
             if not isinstance(node.get(p), dict):
                 node[p] = {}
             node = node[p]
-        node[parts[-1]] = value
+        node[parts[-1]] = _plain(value)
     return out
 
 
@@ -450,13 +464,23 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Confi
         FileNotFoundError: ``path`` does not exist.
         ConfigError: malformed YAML or any invalid key or value.
     """
-    raw: Any = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} not found; pass a YAML recipe, e.g. configs/quickstart.yaml")
-        try:
-            raw = yaml_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError([f"{path} is not valid YAML: {e}"]) from None
-    return config_from_dict(apply_overrides(raw, overrides))
+    return config_from_dict(apply_overrides(read_recipe(path), overrides))
+
+
+def read_recipe(path: str | Path | None) -> dict[str, Any]:
+    """The raw (unvalidated) mapping of a YAML recipe; ``{}`` for None.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ConfigError: malformed YAML.
+    """
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} not found; pass a YAML recipe, e.g. configs/quickstart.yaml")
+    try:
+        raw = yaml_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError([f"{path} is not valid YAML: {e}"]) from None
+    return raw

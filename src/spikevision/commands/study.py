@@ -1,0 +1,78 @@
+"""``spikevision study STUDY``: train every arm x seed of a study, then write its page.
+
+::
+
+    spikevision study studies/depth.yaml                  # train what is missing (resumes), write docs/studies/depth.md
+    spikevision study depth                               # the same: a name is looked up in ./studies/
+    spikevision study depth --arms ms_resnet20 --seeds 0  # only part of it
+    spikevision study depth --report-only                 # rewrite the page from the kept results, no training
+    spikevision study depth --status                      # what is done, partial or new
+
+Runs go to ``--out-dir`` (default ``runs/studies``: checkpoints, not
+committed); per-run results (``metrics.jsonl``, ``measures.json``) and the page
+to ``--results-dir`` (default ``docs/studies``). Stopping the command
+(Ctrl-C, SIGTERM, a kill) at any point and starting it again continues where it
+stopped (see :mod:`spikevision.train.study`). Exit codes: 0 done, 1 a run
+failed (NaN loss, bad data), 2 invalid study file, 128 + signal when stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study", metavar="STUDY", help="study file (studies/<name>.yaml) or a name in ./studies/")
+    parser.add_argument("--report-only", action="store_true", help="only rewrite the page from the kept results")
+    parser.add_argument("--status", action="store_true", help="print each run's state and exit")
+    parser.add_argument("--arms", nargs="+", default=(), metavar="ARM", help="only these arms")
+    parser.add_argument("--seeds", nargs="+", type=int, default=(), metavar="SEED", help="only these seeds")
+    parser.add_argument("--out-dir", default="runs/studies", help="parent of the run directories (runs/studies)")
+    parser.add_argument("--results-dir", default="docs/studies",
+                        help="parent of the kept per-run results and of the page (docs/studies)")
+
+
+def resolve_study(name: str) -> Path:
+    """A study file path as given, else ``studies/<name>.yaml``."""
+    p = Path(name)
+    if p.is_file() or p.suffix in (".yaml", ".yml"):
+        return p
+    return Path("studies") / f"{name}.yaml"
+
+
+def run(args: argparse.Namespace) -> int:
+    from spikevision.analysis.study_report import measure_run, write_study_page
+    from spikevision.train.config import ConfigError
+    from spikevision.train.engine import NonFiniteLossError, TrainingInterrupted
+    from spikevision.train.study import load_study, plan_runs, run_status, run_study
+
+    try:
+        spec = load_study(resolve_study(args.study))
+    except (ConfigError, FileNotFoundError) as e:
+        log.error(f"spikevision study: {e}")
+        return 2
+    if args.status:
+        for r in plan_runs(spec, args.out_dir, args.results_dir):
+            print(f"{r.name:40s} {run_status(r)}")
+        return 0
+    if not args.report_only:
+        def page(_run) -> None:
+            write_study_page(spec, args.results_dir)
+
+        try:
+            run_study(spec, out_dir=args.out_dir, results_dir=args.results_dir, measure=measure_run,
+                      arms=args.arms, seeds=args.seeds, on_run_done=page)
+        except TrainingInterrupted as e:
+            log.error(f"spikevision study: {e}; run the same study command again to continue")
+            return 128 + e.signum
+        except (FileNotFoundError, NonFiniteLossError, ValueError) as e:
+            log.debug("traceback:", exc_info=True)
+            log.error(f"spikevision study: {type(e).__name__}: {e}")
+            return 1
+    path = write_study_page(spec, args.results_dir)
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,152 @@
+"""The study runner: validation, skip/resume, a study SIGKILLed mid-run and restarted ends with the same
+weights as an uninterrupted one, and the page regenerates from the kept results alone."""
+
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from conftest import HERE
+from spikevision.cli import main
+from spikevision.train import checkpoint as ck
+from spikevision.train.config import ConfigError
+from spikevision.train.engine import LAST
+from spikevision.train.study import MEASURES_FILE, load_study, plan_runs, run_status, run_study
+
+PY = sys.executable
+
+
+def _study(tmp_path, root, name="tiny", **extra):
+    """Two arms x two seeds of the tiny model: 2 epochs of 8 steps per run, a checkpoint every 3 steps."""
+    spec = {
+        "title": "tiny study", "claim": "a wider hidden layer is not worse",
+        "settings": {"model.name": "tiny_snn_test", "data.name": "fashion_mnist", "data.root": str(root),
+                     "data.batch_size": 8, "data.eval_batch_size": 20, "optim.name": "sgd", "optim.lr": 0.1,
+                     "train.epochs": 2, "train.deterministic": True, "train.device": "cpu", "train.threads": 1,
+                     "train.ckpt_every_steps": 3, "run.progress": "off", "run.tensorboard": False},
+        "seeds": [0, 1],
+        "arms": {"h16": {"model.hidden": 16}, "h8": {"model.hidden": 8}},
+        "measure": {"energy": True, "batches": 1, "batch_size": 20},
+    }
+    spec.update(extra)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def _child_env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
+    return env
+
+
+def test_load_study_reports_every_problem_at_once(tmp_path, fmnist_root):
+    path = _study(tmp_path, fmnist_root, seeds=[0, 0], arms={"ok": {"model.hiden": 4}, "bad/name": {},
+                                                             "x": {"train.seed": 3}}, mesure={})
+    with pytest.raises(ConfigError) as e:
+        load_study(path)
+    msg = str(e.value)
+    assert "'mesure' (did you mean 'measure'?)" in msg and "seeds must be" in msg and "bad/name" in msg
+    path = _study(tmp_path, fmnist_root, arms={"ok": {"model.hiden": 4}, "x": {"train.seed": 3}})
+    with pytest.raises(ConfigError) as e:
+        load_study(path)
+    assert "model.hiden" in str(e.value) and "'hidden'" in str(e.value)  # the arm's config, nearest key
+    assert "train.seed are set by the study runner" in str(e.value)
+    with pytest.raises(FileNotFoundError, match="recipe"):
+        load_study(_study(tmp_path, fmnist_root, recipe="nowhere.yaml"))
+
+
+def test_plan_pins_seed_and_folders(tmp_path, fmnist_root):
+    spec = load_study(_study(tmp_path, fmnist_root))
+    runs = plan_runs(spec, tmp_path / "runs", tmp_path / "res")
+    assert [r.name for r in runs] == ["h16-s0", "h16-s1", "h8-s0", "h8-s1"]
+    r = runs[1]
+    assert (r.config.train.seed, r.config.data.seed, r.config.model.kwargs["hidden"]) == (1, 1, 16)
+    assert r.run_dir == tmp_path / "runs" / "tiny" / "h16-s1" and r.results_dir == tmp_path / "res" / "tiny" / "h16-s1"
+    assert run_status(r) == "new"
+    with pytest.raises(ValueError, match="no arm or seed 'h4'"):
+        run_study(spec, out_dir=tmp_path / "runs", results_dir=tmp_path / "res", arms=["h4"])
+
+
+_KILLER = """
+import os, signal, sys, torch
+sys.argv = [sys.argv[0]] + sys.argv[2:]
+import tiny_model
+from spikevision.cli import main
+torch.set_num_threads(1)
+kill_at, step = int(os.environ["KILL_AT_STEP"]), torch.optim.SGD.step
+def killing_step(self, *a, **k):
+    killing_step.calls += 1
+    if killing_step.calls == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)  # no handler can run: as if the machine died
+    return step(self, *a, **k)
+killing_step.calls = 0
+torch.optim.SGD.step = killing_step
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_killed_study_resumes_to_the_same_weights(tmp_path, fmnist_root):
+    path = _study(tmp_path, fmnist_root)
+    dirs = ["--out-dir", str(tmp_path / "killed"), "--results-dir", str(tmp_path / "killed_res")]
+    # 16 steps per run: step 22 is the second run's (h16-s1) epoch 0, batch 6; its checkpoint is at step 3 of run 2
+    p = subprocess.run([PY, "-c", _KILLER, "x", "study", str(path), *dirs], env=_child_env() | {"KILL_AT_STEP": "22"},
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == -signal.SIGKILL, p.stderr
+    spec = load_study(path)
+    runs = plan_runs(spec, tmp_path / "killed", tmp_path / "killed_res")
+    assert [run_status(r) for r in runs] == ["done", "partial", "new", "new"]
+    assert ck.load_checkpoint(runs[1].run_dir / "checkpoints" / LAST)[ck.STEP_KEY] == 3
+    p = subprocess.run([PY, "-c", _KILLER, "x", "study", str(path), *dirs], env=_child_env() | {"KILL_AT_STEP": "0"},
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "h16-s0: done, skipped" in p.stderr and "h16-s1: resuming" in p.stderr
+
+    straight = run_study(spec, out_dir=tmp_path / "straight", results_dir=tmp_path / "straight_res")
+    assert len(straight) == 4
+    for a, b in zip(straight, runs):
+        sa, sb = (ck.load_checkpoint(r.run_dir / "checkpoints" / LAST) for r in (a, b))
+        assert sa[ck.STEP_KEY] == sb[ck.STEP_KEY] == 16
+        for k, v in sa[ck.MODEL_KEY].items():
+            assert torch.equal(v, sb[ck.MODEL_KEY][k]), (a.name, k)
+        drop = ("epoch_time_s", "throughput", "train_time_s")
+        rows = [[{k: v for k, v in json.loads(x).items() if k not in drop}
+                 for x in (r.results_dir / "metrics.jsonl").read_text().splitlines()] for r in (a, b)]
+        assert rows[0] == rows[1]
+
+
+def test_page_from_kept_results_only(tmp_path, fmnist_root, capsys):
+    path = _study(tmp_path, fmnist_root, settings={**yaml.safe_load(_study(tmp_path, fmnist_root).read_text())
+                                                    ["settings"], "train.epochs": 1})
+    dirs = ["--out-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "res")]
+    from spikevision.commands.study import run as study_run
+    from spikevision.cli import build_parser
+
+    assert study_run(build_parser().parse_args(["study", str(path), *dirs, "--seeds", "1"])) == 0
+    page = (tmp_path / "res" / "tiny.md").read_text()
+    assert "seeds still to run" in page  # only seed 1 so far
+    assert study_run(build_parser().parse_args(["study", str(path), *dirs])) == 0
+    shutil.rmtree(tmp_path / "runs")  # no checkpoint left: the page comes from the kept files
+    (tmp_path / "res" / "tiny.md").unlink()
+    assert main(["study", str(path), *dirs, "--report-only"]) == 0
+    page = (tmp_path / "res" / "tiny.md").read_text()
+    assert (tmp_path / "res" / "tiny.png").stat().st_size > 1000
+    for arm in ("h16", "h8"):
+        finals, energies = [], []
+        for seed in (0, 1):
+            folder = tmp_path / "res" / "tiny" / f"{arm}-s{seed}"
+            finals.append(json.loads((folder / "metrics.jsonl").read_text().splitlines()[-1])["test_top1"])
+            energies.append(json.loads((folder / MEASURES_FILE).read_text())["energy_uj"])
+        row = next(line for line in page.splitlines() if line.startswith(f"| `{arm}`"))
+        cells = [c.strip() for c in row.split("|")]
+        assert cells[3] == "2"
+        assert cells[4] == f"{statistics.fmean(finals):.2f} ± {statistics.stdev(finals):.2f}"
+        assert cells[7] == f"{statistics.fmean(energies):.3g} ± {statistics.stdev(energies):.3g}"
+    assert "Ranking by mean final top-1" in page and "--report-only" in page
