@@ -504,7 +504,7 @@ def ms_resnet18_cifar(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, n
 def ms_resnet_mini(*, num_classes: int = 10, T: int = MINI_T, in_chans: int = 1,
                    layers: Sequence[int] = MINI_LAYERS, widths: Sequence[int] = MINI_WIDTHS,
                    neuron: NeuronKind = "lif", neuron_params: ParamsLike = None,
-                   spiking_shortcut: bool = False) -> MSResNet:
+                   spiking_shortcut: bool = False, encoder: Literal["direct", "gac"] = "direct") -> MSResNet:
     """Small MS-ResNet for 28x28 images: spikevision's own size, NOT from the paper.
 
     The paper's MS blocks, neuron and initialisation at a CPU-friendly shape:
@@ -514,12 +514,14 @@ def ms_resnet_mini(*, num_classes: int = 10, T: int = MINI_T, in_chans: int = 1,
     stage halves the resolution, so most of the compute sits at 14x14 and below
     (about 4x fewer MACs per step than MS-ResNet-20 at 28x28, with 2.6x its
     parameters). It is the Fashion-MNIST headline model (``configs/ms_resnet_mini_fashion_mnist.yaml``).
+    ``encoder="gac"`` puts Qiu et al.'s gated attention coding (AAAI 2024) in
+    place of direct coding, around the same stem.
     """
     if len(layers) != len(widths):
         raise ValueError(f"layers and widths differ in length: {list(layers)} vs {list(widths)}")
     return _ms_resnet(layers=tuple(layers), widths=tuple(widths), strides=(2,) * len(widths), stem="conv3x3",
                       stem_width=widths[0], num_classes=num_classes, T=T, in_chans=in_chans, neuron=neuron,
-                      neuron_params=neuron_params, spiking_shortcut=spiking_shortcut)
+                      neuron_params=neuron_params, spiking_shortcut=spiking_shortcut, encoder=encoder)
 
 
 # ---------------------------------------------------------------------------

@@ -509,15 +509,18 @@ def mlp_spe_mini(*, num_classes: int = 10, T: int = 4, in_chans: int = 1, img_si
                  dim: int = MINI_DIM, depths: Sequence[int] = MINI_DEPTHS, patch_size: int = MINI_PATCH,
                  mlp_ratio: int = MLP_RATIO, neuron: NeuronKind = "lif", neuron_params: ParamsLike = None,
                  channel_norm: ChannelNorm = "token", running_stream: bool = False,
-                 head_lif: bool = False) -> SpikingMLP:
+                 head_lif: bool = False, downsample: DownsampleKind = "spe",
+                 identity_norm: bool = False) -> SpikingMLP:
     """Small MLP-SPE for 28x28 / 32x32 images: spikevision's own configuration, NOT from the paper.
 
     The paper's blocks and wiring at a CPU-friendly size: stem patch 2
     (28 -> 14x14 tokens), two stages (d, then 2d after one SPE cell at 7x7),
     one block each. For CIFAR pass ``in_chans=3, img_size=32`` (16x16 and
     8x8 tokens). ``dim`` must be a multiple of 3 (SPE) and ``img_size``
-    divisible by ``patch_size * 2**(len(depths) - 1)``.
+    divisible by ``patch_size * 2**(len(depths) - 1)``. The paper's no-SPE
+    ablation (MLP-S) at this size: ``downsample="conv", identity_norm=True``.
     """
     return _spiking_mlp(dim=dim, depths=depths, img_size=img_size, patch_size=patch_size, num_classes=num_classes,
                         T=T, in_chans=in_chans, neuron=neuron, neuron_params=neuron_params, mlp_ratio=mlp_ratio,
-                        channel_norm=channel_norm, running_stream=running_stream, head_lif=head_lif)
+                        channel_norm=channel_norm, running_stream=running_stream, head_lif=head_lif,
+                        downsample=downsample, identity_norm=identity_norm)
