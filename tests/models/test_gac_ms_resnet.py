@@ -19,8 +19,8 @@ T, B = 2, 2
 def test_forward_backward_reaches_every_parameter(info):
     torch.manual_seed(0)
     model = create_model(info.name, T=T, num_classes=5)
-    size = 32 if info.num_classes == 10 else 64
-    logits = model(torch.randn(B, 3, size, size))
+    c, size = info.input_size[0], min(info.input_size[1], 64)  # ImageNet nets at 64x64
+    logits = model(torch.randn(B, c, size, size))
     assert logits.shape == (B, 5) and torch.isfinite(logits).all()
     nn.functional.cross_entropy(logits, torch.tensor([0, 4])).backward()
     missing = [n for n, q in model.named_parameters() if q.grad is None]

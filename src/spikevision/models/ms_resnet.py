@@ -392,6 +392,15 @@ def _cifar18(block_type: BlockType, **kwargs: Any) -> MSResNet:
                       block_type=block_type, zero_init_last_bn=block_type == "ms", **kwargs)
 
 
+def _mini(layers: Sequence[int], widths: Sequence[int], block_type: BlockType, **kwargs: Any) -> MSResNet:
+    """spikevision's 28x28 shape: 3x3 stem of ``widths[0]``, every stage starting with stride 2."""
+    if len(layers) != len(widths) or not widths:
+        raise ValueError(f"layers and widths must be non-empty and of equal length, got {list(layers)} and "
+                         f"{list(widths)}")
+    return _ms_resnet(layers=tuple(layers), widths=tuple(widths), strides=(2,) * len(widths), stem="conv3x3",
+                      stem_width=widths[0], block_type=block_type, zero_init_last_bn=block_type == "ms", **kwargs)
+
+
 def _cifar(n: int, block_type: BlockType, **kwargs: Any) -> MSResNet:
     """6n+2 CIFAR net; stem 3x3/1 + BN and conv1x1 projections are assumptions (see docs)."""
     return _ms_resnet(layers=(n, n, n), widths=CIFAR_WIDTHS, strides=CIFAR_STRIDES, stem="conv3x3", stem_width=16,
@@ -504,7 +513,7 @@ def ms_resnet18_cifar(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, n
 def ms_resnet_mini(*, num_classes: int = 10, T: int = MINI_T, in_chans: int = 1,
                    layers: Sequence[int] = MINI_LAYERS, widths: Sequence[int] = MINI_WIDTHS,
                    neuron: NeuronKind = "lif", neuron_params: ParamsLike = None,
-                   spiking_shortcut: bool = False, encoder: Literal["direct", "gac"] = "direct") -> MSResNet:
+                   spiking_shortcut: bool = False) -> MSResNet:
     """Small MS-ResNet for 28x28 images: spikevision's own size, NOT from the paper.
 
     The paper's MS blocks, neuron and initialisation at a CPU-friendly shape:
@@ -514,14 +523,10 @@ def ms_resnet_mini(*, num_classes: int = 10, T: int = MINI_T, in_chans: int = 1,
     stage halves the resolution, so most of the compute sits at 14x14 and below
     (about 4x fewer MACs per step than MS-ResNet-20 at 28x28, with 2.6x its
     parameters). It is the Fashion-MNIST headline model (``configs/ms_resnet_mini_fashion_mnist.yaml``).
-    ``encoder="gac"`` puts Qiu et al.'s gated attention coding (AAAI 2024) in
-    place of direct coding, around the same stem.
+    ``gac_ms_resnet_mini`` is the same network behind Qiu et al.'s GAC encoder.
     """
-    if len(layers) != len(widths):
-        raise ValueError(f"layers and widths differ in length: {list(layers)} vs {list(widths)}")
-    return _ms_resnet(layers=tuple(layers), widths=tuple(widths), strides=(2,) * len(widths), stem="conv3x3",
-                      stem_width=widths[0], num_classes=num_classes, T=T, in_chans=in_chans, neuron=neuron,
-                      neuron_params=neuron_params, spiking_shortcut=spiking_shortcut, encoder=encoder)
+    return _mini(layers, widths, "ms", num_classes=num_classes, T=T, in_chans=in_chans, neuron=neuron,
+                 neuron_params=neuron_params, spiking_shortcut=spiking_shortcut)
 
 
 # ---------------------------------------------------------------------------
@@ -606,6 +611,14 @@ def spiking_resnet18_cifar(*, num_classes: int = 10, T: int = 6, in_chans: int =
                            neuron_params: ParamsLike = None) -> MSResNet:
     """Vanilla spiking ResNet of the [3, 3, 2] CIFAR shape of :func:`ms_resnet18_cifar`."""
     return _cifar18("vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params))
+
+
+@register_model(**_VANILLA, T=MINI_T, input_size=MINI_INPUT, num_classes=10)
+def spiking_resnet_mini(*, num_classes: int = 10, T: int = MINI_T, in_chans: int = 1,
+                        layers: Sequence[int] = MINI_LAYERS, widths: Sequence[int] = MINI_WIDTHS,
+                        neuron: NeuronKind = "lif", neuron_params: ParamsLike = None) -> MSResNet:
+    """Vanilla spiking ResNet of the 28x28 shape of :func:`ms_resnet_mini` (spikevision's size)."""
+    return _mini(layers, widths, "vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params))
 
 
 @register_model(**_VANILLA, T=20, input_size=DVS_INPUT, num_classes=10)
