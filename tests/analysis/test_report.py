@@ -16,44 +16,10 @@ from spikevision.analysis import FiringRateMonitor, OpsCounter, profile_model
 from spikevision.analysis.receptive_fields import default_tokens, receptive_field, token_mixing_weights
 from spikevision.analysis.report import measure, summarize_metrics
 from spikevision.cli import main
-from spikevision.data.idx import write_idx
 from spikevision.models import create_model
 
 TINY = {"T": 2, "dim": 6}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def _write_fashion_mnist(root: Path) -> None:
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 16), ("t10k", 12)):
-        labels = np.arange(n, dtype=np.uint8) % 10
-        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        write_idx(root / f"{prefix}-images-idx3-ubyte.gz", images)
-        write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", labels)
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory) -> Path:
-    """A real run directory: mlp_spe_mini trained 2 epochs by the engine on a 16/12-image Fashion-MNIST."""
-    from spikevision.train import load_config, train
-
-    root = tmp_path_factory.mktemp("report")
-    data = root / "fmnist"
-    data.mkdir()
-    _write_fashion_mnist(data)
-    overrides = {"model.name": "mlp_spe_mini", "model.T": 2, "model.dim": 6, "data.name": "fashion_mnist",
-                 "data.root": str(data), "data.batch_size": 8, "data.eval_batch_size": 6, "optim.name": "sgd",
-                 "optim.lr": 0.5, "train.epochs": 2, "train.seed": 0, "train.device": "cpu", "train.threads": 1,
-                 "run.out_dir": str(root / "runs"), "run.name": "tiny", "run.progress": "off",
-                 "run.tensorboard": False}
-    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    try:
-        train(load_config(None, [f"{k}={v}" for k, v in overrides.items()]))
-    finally:  # the engine sets process-wide torch switches
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(det)
-        torch.set_flush_denormal(False)
-    return root / "runs" / "tiny"
 
 
 def _direct_measurement(run: Path, batches: int, batch_size: int):
@@ -259,14 +225,12 @@ def test_folded_receptive_field_is_what_the_branch_bn_sees():
     assert np.allclose(got, ref.double().numpy(), atol=1e-5)
 
 
-def test_hand_written_run_of_another_family(tmp_path):
+def test_hand_written_run_of_another_family(tmp_path, fashion_mnist_files):
     """A run directory in the engine's format written by hand (ms_resnet20): no token mixing, last.pt, mid-epoch."""
     from spikevision.train import checkpoint as ck
     from spikevision.train.config import config_from_dict
 
-    data = tmp_path / "fmnist"
-    data.mkdir()
-    _write_fashion_mnist(data)
+    data = fashion_mnist_files(tmp_path / "fmnist")
     kwargs = {"T": 2, "in_chans": 1, "num_classes": 10}
     torch.manual_seed(0)
     model = create_model("ms_resnet20", **kwargs)

@@ -6,11 +6,18 @@
   written. See docs/deploy.md.
 * ``--format safetensors``: the float weights with the model name and
   kwargs in the metadata (``--fold`` writes the BN-folded weights instead).
+* ``--format pretrained`` (a run directory only): ``<model>.<tag>.safetensors``
+  and its model card ``<model>.<tag>.json`` in the folder ``-o``, the card
+  measured on the whole test set (:func:`spikevision.analysis.card.build_card`).
+  With ``-o src/spikevision/weights`` the weights ship with the package and
+  load with ``create_model(name, pretrained=tag)``.
 
 Examples::
 
     spikevision export runs/quickstart --format safetensors -o quickstart.safetensors
     spikevision export ms_resnet20 --format nir -o ms_resnet20.nir
+    spikevision export runs/ms_resnet_mini_fashion_mnist --format pretrained --tag fashion_mnist \
+        --recipe configs/ms_resnet_mini_fashion_mnist.yaml -o src/spikevision/weights
 """
 
 from __future__ import annotations
@@ -26,18 +33,54 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="run directory, checkpoint .pt, weights .safetensors, or a model name")
-    parser.add_argument("--format", choices=("nir", "safetensors"), required=True)
-    parser.add_argument("-o", "--output", required=True, help="output file")
+    parser.add_argument("--format", choices=("nir", "safetensors", "pretrained"), required=True)
+    parser.add_argument("-o", "--output", required=True, help="output file (pretrained: output folder)")
+    parser.add_argument("--tag", default=None, help="pretrained: what the weights are called by (fashion_mnist)")
+    parser.add_argument("--recipe", default=None, help="pretrained: the recipe file the run was trained from")
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="last",
+                        help="pretrained: which checkpoint of the run (default last: the final epoch)")
     parser.add_argument("--weights", default=None, help="weights for a model name (.safetensors or state-dict .pt)")
     parser.add_argument("--model-kwargs", default="{}", help='JSON builder kwargs for a model name, e.g. \'{"T": 4}\'')
     parser.add_argument("--dt", type=float, default=1e-3, help="NIR: seconds per time step (default 1e-3)")
     parser.add_argument("--fold", action="store_true", help="safetensors: write BN-folded weights")
 
 
+def _export_pretrained(args: argparse.Namespace) -> int:
+    from spikevision.analysis.card import build_card
+    from spikevision.deploy.weights import save_weights
+
+    if not args.tag or not args.tag.replace("_", "").isalnum():
+        print("error: --format pretrained needs --tag NAME (letters, digits, _), e.g. --tag fashion_mnist",
+              file=sys.stderr)
+        return 2
+    if not Path(args.source).is_dir():
+        print(f"error: --format pretrained needs a run directory, got {args.source}", file=sys.stderr)
+        return 2
+    try:
+        model, card = build_card(args.source, args.tag, which=args.checkpoint, recipe=args.recipe)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    out = Path(args.output)
+    weights, card_file = out / f"{card['model']}.{args.tag}.safetensors", out / f"{card['model']}.{args.tag}.json"
+    save_weights(model, weights, model_name=card["model"], model_kwargs=card["model_kwargs"])
+    tmp = card_file.with_name(card_file.name + ".tmp")
+    tmp.write_text(json.dumps(card, indent=1) + "\n")
+    tmp.replace(card_file)
+    size = weights.stat().st_size
+    print(f"wrote {weights} ({size / 1e6:.2f} MB) and {card_file}: test top-1 {card['test_top1']:.2f}% "
+          f"on {card['test_samples']} images, T={card['T']}, firing rate {card['firing_rate']:.3f}, "
+          f"{card['energy_uj']:.3g} uJ per image")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from spikevision.deploy.source import example_input, load_source
+
+    if args.format == "pretrained":
+        return _export_pretrained(args)
 
     src = load_source(args.source, args.weights, json.loads(args.model_kwargs))
     out = Path(args.output)

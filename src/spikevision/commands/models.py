@@ -1,4 +1,4 @@
-"""``spikevision models``: the model zoo as a table (name, family, paper, T, input, parameters, MACs).
+"""``spikevision models``: the model zoo as a table (name, family, paper, T, input, parameters, shipped weights, MACs).
 
 Models are built on PyTorch's ``meta`` device (shapes only, no memory, no
 arithmetic), so listing every ImageNet net needs no memory. The last column
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         except Exception as e:  # a builder that cannot run on meta: say so in the table, keep listing
             params = f"error: {type(e).__name__}"
         row = [info.name, info.family, _short_paper(info.paper), str(info.T), "x".join(map(str, info.input_size)),
-               params]
+               params, ",".join(info.pretrained) or "-"]
         if args.macs:
             try:
                 row.append(_human(model_macs_per_step(info)))
@@ -89,11 +89,12 @@ def run(args: argparse.Namespace) -> int:
                 row.append("n/a")
                 print(f"# {e}")
         rows.append(row)
-    header = ["name", "family", "paper", "T", "input", "params"] + (["MACs/step"] if args.macs else [])
+    header = ["name", "family", "paper", "T", "input", "params", "weights"] + (["MACs/step"] if args.macs else [])
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
     print("  ".join("-" * w for w in widths))
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
-    print(f"{len(rows)} models" + ("; MACs: dense, per time step, batch 1, default input size" if args.macs else ""))
+    print(f"{len(rows)} models" + ("; MACs: dense, per time step, batch 1, default input size" if args.macs else "")
+          + "; weights: create_model(name, pretrained=<tag>)")
     return 0

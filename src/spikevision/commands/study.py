@@ -67,7 +67,10 @@ def run(args: argparse.Namespace) -> int:
             run_study(spec, out_dir=args.out_dir, results_dir=args.results_dir, measure=measure_run,
                       arms=args.arms, seeds=args.seeds, on_run_done=page)
         except TrainingInterrupted as e:
-            log.error(f"spikevision study: {e}; run the same study command again to continue")
+            import signal
+
+            log.error(f"spikevision study: stopped by {signal.Signals(e.signum).name}; checkpoint saved to {e.path}; "
+                      f"run `spikevision study {args.study}` again to continue")
             return 128 + e.signum
         except (FileNotFoundError, NonFiniteLossError, ValueError) as e:
             log.debug("traceback:", exc_info=True)

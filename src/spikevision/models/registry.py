@@ -49,6 +49,13 @@ class ModelInfo:
     neuron: NeuronParams
     builder: Callable[..., nn.Module]
 
+    @property
+    def pretrained(self) -> tuple[str, ...]:
+        """Tags of the trained weights shipped for this model (``create_model(name, pretrained=tag)``)."""
+        from spikevision.weights import available_weights
+
+        return tuple(available_weights().get(self.name, ()))
+
 
 class UnknownModelError(ValueError):
     """Raised for a model name that is not registered."""
@@ -97,20 +104,58 @@ def get_model_info(name: str) -> ModelInfo:
     return _REGISTRY[name]
 
 
-def create_model(name: str, **kwargs) -> nn.Module:
+#: builder arguments that may differ from a pretrained model's card (the weights do not depend on them)
+PRETRAINED_FREE_KWARGS = frozenset({"T"})
+
+
+def create_model(name: str, pretrained: str | None = None, **kwargs) -> nn.Module:
     """Build a registered model; None-valued keyword arguments are dropped.
+
+    Args:
+        name: registered model name (``spikevision models``).
+        pretrained: tag of shipped trained weights (``"fashion_mnist"``; ``ModelInfo.pretrained``
+            lists them): the model is built with the kwargs of its card and the weights are loaded
+            strictly, offline. Other kwargs must agree with the card, except ``T`` (the weights do
+            not depend on it; the accuracy does).
+        kwargs: the builder's keyword arguments.
 
     Example:
         >>> model = create_model("ms_resnet18", num_classes=1000, T=6)
+        >>> trained = create_model("ms_resnet_mini", pretrained="fashion_mnist").eval()
+
+    Raises:
+        UnknownModelError: ``name`` is not registered (lists the closest names).
+        TypeError: a keyword the builder does not take.
+        spikevision.weights.PretrainedNotFoundError: no such weights (lists the shipped ones).
+        ValueError: a kwarg that contradicts the pretrained card (names both values).
     """
     info = get_model_info(name)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    state = None
+    if pretrained is not None:
+        from spikevision.weights import load_pretrained_state
+
+        state, card = load_pretrained_state(name, pretrained)
+        trained = card["model_kwargs"]
+        clash = [f"{k}={kwargs[k]!r} (trained with {trained[k]!r})" for k in kwargs
+                 if k in trained and kwargs[k] != trained[k] and k not in PRETRAINED_FREE_KWARGS]
+        if clash:
+            raise ValueError(f"{name} pretrained={pretrained!r} cannot take {', '.join(clash)}; drop those "
+                             f"arguments, or build without pretrained and load your own weights")
+        kwargs = {**trained, **kwargs}
     try:
-        return info.builder(**kwargs)
+        model = info.builder(**kwargs)
     except TypeError as e:
         if "unexpected keyword argument" in str(e):
             raise TypeError(f"{name}: {e}") from None
         raise
+    if state is not None:
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:  # extra kwargs that change shapes
+            raise ValueError(f"{name} pretrained={pretrained!r}: the weights do not fit the model built with "
+                             f"{kwargs} ({str(e).splitlines()[0]})") from None
+    return model
 
 
 def list_models(family: str | None = None) -> list[ModelInfo]:

@@ -1,0 +1,107 @@
+"""Trained weights shipped inside the package, each with its model card.
+
+One pair of files per trained model in this folder::
+
+    <model name>.<tag>.safetensors   the float state_dict (tensors only: nothing to unpickle)
+    <model name>.<tag>.json          the model card: builder kwargs, data set, recipe, commit,
+                                     test accuracy, T, firing rate, energy, training time, machine
+
+``<tag>`` names what the weights were trained on (``fashion_mnist``). Load them
+with ``create_model(name, pretrained=tag)``; ``list_models()`` shows each
+model's tags in ``ModelInfo.pretrained``. Nothing is downloaded: weights that
+are not in this folder do not exist for spikevision.
+
+This module reads files only; it imports nothing of the model zoo, so the
+registry can use it. Cards are written by ``spikevision export RUN --format
+pretrained`` (:mod:`spikevision.commands.export`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["WEIGHTS_DIR", "PretrainedNotFoundError", "available_weights", "read_card", "weights_file",
+           "load_pretrained_state", "CARD_KEYS"]
+
+WEIGHTS_DIR = Path(__file__).resolve().parent
+
+#: what every card holds (``spikevision export --format pretrained`` writes them all)
+CARD_KEYS = ("model", "tag", "model_kwargs", "dataset", "test_top1", "test_samples", "T", "firing_rate",
+             "energy_uj", "parameters", "epochs", "train_time_s", "machine", "recipe", "config", "commit", "date")
+
+
+class PretrainedNotFoundError(ValueError):
+    """No shipped weights for this (model, tag) pair; the message lists what exists."""
+
+
+def available_weights() -> dict[str, list[str]]:
+    """Model name -> tags of the weights shipped in :data:`WEIGHTS_DIR` (both files present), sorted."""
+    out: dict[str, list[str]] = {}
+    for card in sorted(WEIGHTS_DIR.glob("*.json")):
+        name, _, tag = card.stem.partition(".")
+        if tag and card.with_suffix(".safetensors").is_file():
+            out.setdefault(name, []).append(tag)
+    return out
+
+
+def _with(stem: Path, suffix: str) -> Path:
+    return stem.with_name(stem.name + suffix)  # not with_suffix: the tag is a dotted part of the stem
+
+
+def _pair(name: str, tag: str) -> Path:
+    """``WEIGHTS_DIR/<name>.<tag>`` (no suffix) when both files exist."""
+    stem = WEIGHTS_DIR / f"{name}.{tag}"
+    if _with(stem, ".json").is_file() and _with(stem, ".safetensors").is_file():
+        return stem
+    shipped = available_weights()
+    if name in shipped:
+        raise PretrainedNotFoundError(f"{name} has no pretrained={tag!r} weights; shipped for {name}: "
+                                      f"{', '.join(shipped[name])}")
+    have = ", ".join(f"{n} ({', '.join(t)})" for n, t in shipped.items()) or "none"
+    close = difflib.get_close_matches(name, list(shipped), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise PretrainedNotFoundError(f"no pretrained weights for {name!r}{hint} Models with weights: {have}. "
+                                  f"Train one with `spikevision train` and load its checkpoint instead")
+
+
+def read_card(name: str, tag: str) -> dict[str, Any]:
+    """The model card of ``name`` trained on ``tag``.
+
+    Raises:
+        PretrainedNotFoundError: no such weights (lists those that exist).
+        ValueError: a damaged card.
+    """
+    path = _with(_pair(name, tag), ".json")
+    try:
+        card = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"model card {path} is damaged ({e}); reinstall spikevision") from None
+    if not isinstance(card, dict) or card.get("model") != name or not isinstance(card.get("model_kwargs"), dict):
+        raise ValueError(f"model card {path} does not describe {name} (model={card.get('model')!r}); "
+                         "reinstall spikevision")
+    return card
+
+
+def weights_file(name: str, tag: str) -> Path:
+    """Path of the safetensors file of ``name`` trained on ``tag`` (raises like :func:`read_card`)."""
+    return _with(_pair(name, tag), ".safetensors")
+
+
+def load_pretrained_state(name: str, tag: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(state_dict, card)`` of shipped weights (tensors on the CPU).
+
+    Raises:
+        PretrainedNotFoundError: no such weights. ValueError: a damaged file.
+    """
+    from safetensors.torch import load_file
+
+    card = read_card(name, tag)
+    path = weights_file(name, tag)
+    try:
+        state = load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types for truncated or foreign files
+        raise ValueError(f"weights file {path} is damaged ({type(e).__name__}: {e}); reinstall spikevision") from None
+    return state, card

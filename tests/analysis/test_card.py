@@ -1,0 +1,51 @@
+"""Model cards and ``spikevision export RUN --format pretrained``: the card's accuracy is the whole test set's,
+the written weights load back through create_model(pretrained=...)."""
+
+import json
+
+import torch
+
+import spikevision.weights as W
+from spikevision.analysis.card import build_card, git_commit, machine_description
+from spikevision.cli import main
+from spikevision.data import DataConfig, build_loader
+from spikevision.models import create_model
+from spikevision.train import checkpoint as ck
+from spikevision.weights import CARD_KEYS
+
+
+def test_card_measures_the_final_checkpoint_on_every_test_image(trained_run):
+    model, card = build_card(trained_run, "tiny", recipe="configs/x.yaml", batches=1, batch_size=4)
+    assert set(CARD_KEYS) <= set(card)
+    state = ck.load_checkpoint(trained_run / "checkpoints" / "last.pt")
+    for k, v in state[ck.MODEL_KEY].items():
+        assert torch.equal(v, model.state_dict()[k]), k
+    # accuracy counted by hand over the 12 test images
+    data = DataConfig.from_dict({**state[ck.CONFIG_KEY]["data"], "device": "cpu"})
+    correct = total = 0
+    with torch.no_grad():
+        for x, y in build_loader(data, "test"):
+            correct += int((model.eval()(x).argmax(-1) == y).sum())
+            total += len(y)
+    assert card["test_samples"] == total == 12
+    assert card["test_top1"] == round(100 * correct / total, 2)
+    assert card["epochs"] == 2 and card["T"] == 2 and card["recipe"] == "configs/x.yaml"
+    assert 0 <= card["firing_rate"] <= 1 and card["energy_uj"] > 0
+    assert card["model_kwargs"] == state[ck.MODEL_KWARGS_KEY] and card["config"] == state[ck.CONFIG_KEY]
+    assert "cores" in machine_description() and git_commit("/") == "unknown"
+
+
+def test_export_pretrained_ships_weights_that_load_by_name(trained_run, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "weights"
+    out.mkdir()
+    assert main(["export", str(trained_run), "--format", "pretrained", "--tag", "tiny_fmnist", "-o", str(out)]) == 0
+    assert "test top-1" in capsys.readouterr().out
+    card = json.loads((out / "mlp_spe_mini.tiny_fmnist.json").read_text())
+    monkeypatch.setattr(W, "WEIGHTS_DIR", out)
+    model = create_model("mlp_spe_mini", pretrained="tiny_fmnist")
+    state = ck.load_checkpoint(trained_run / "checkpoints" / "last.pt")
+    for k, v in state[ck.MODEL_KEY].items():
+        assert torch.equal(v, model.state_dict()[k]), k
+    assert card["tag"] == "tiny_fmnist"
+    assert main(["export", str(trained_run), "--format", "pretrained", "-o", str(out)]) == 2  # no --tag
+    assert main(["export", str(out), "--format", "pretrained", "--tag", "x", "-o", str(out)]) == 1  # not a run
