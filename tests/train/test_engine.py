@@ -69,11 +69,11 @@ def test_short_run_writes_run_directory_and_eval_reads_it(fmnist_root, tmp_path,
 
 def test_tet_and_amp_run(fmnist_root, tmp_path, recipe):
     args = tiny_overrides(fmnist_root, tmp_path, "tet", **{"train.loss": "tet", "train.amp": True,
-                                                            "train.epochs": 1, "train.clip_grad": 1.0,
-                                                            "run.tensorboard": False})
+                                                            "train.clip_grad": 1.0, "run.tensorboard": False})
     assert main(["train", str(recipe), *args]) == 0
-    rec = json.loads((tmp_path / "tet" / "metrics.jsonl").read_text())
-    assert rec["train_loss"] > 0 and rec["test_top1"] >= 0
+    recs = [json.loads(x) for x in (tmp_path / "tet" / "metrics.jsonl").read_text().splitlines()]
+    # it learns: the loss falls and the class-coded bands are found far above chance (10%)
+    assert recs[-1]["train_loss"] < recs[0]["train_loss"] and recs[-1]["test_top1"] >= 50, recs
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(fmnist_root, tmp_path, recipe):
