@@ -67,6 +67,21 @@ def test_profile_tiny_model(capsys):
     total = 2 * per_step + 64 * 10
     assert f"dense MACs {total / 1e6:.3f}M" in out
 
+def test_profile_event_model_gets_event_frames(capsys):
+    """The registry says what a model takes: the DVS MS-ResNet gets [T, B, 2, H, W] spike frames, not images."""
+    assert main(["profile", "ms_resnet20_dvs", "--T", "2", "--batch-size", "1", "--input-size", "2", "16", "16",
+                 "--no-neurons"]) == 0
+    out = capsys.readouterr().out
+    assert "input [2, 1, 2, 16, 16] (random Bernoulli(0.1) event frames" in out
+    assert re.search(r"^stem\.module\.0\s+Conv2d\s+binary", out, re.M)
+
+
+def test_macs_per_step_of_event_models_use_frames():
+    info = get_model_info("ms_resnet20_dvs")
+    assert info.modality == "events"
+    assert model_macs_per_step(info) == model_macs_per_step(get_model_info("spiking_resnet20_dvs"))
+
+
 def test_profile_errors(tmp_path):
     from spikevision.models import UnknownModelError
 

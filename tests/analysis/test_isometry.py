@@ -14,7 +14,7 @@ from spikevision.neuron import LIF
 
 
 class ToyBlock(nn.Module):
-    """A residual block found through its `shortcut` child: x + conv(LIF(x))."""
+    """A residual block: x + conv(LIF(x))."""
 
     def __init__(self, c, scale=1.0):
         super().__init__()
@@ -34,18 +34,23 @@ class ToyNet(nn.Module):
         self.blocks = nn.Sequential(*[ToyBlock(c) for _ in range(depth)])
         self.fc = nn.Linear(c, classes)
 
+    def residual_blocks(self):
+        return {f"blocks.{i}": b for i, b in enumerate(self.blocks)}
+
     def forward(self, x):  # [B, C, H, W]
         x = x.unsqueeze(0).repeat(self.T, 1, 1, 1, 1)
         return self.fc(self.blocks(x).mean(dim=(0, 3, 4)))
 
 
-def test_residual_blocks_found_by_shortcut_or_method():
+def test_residual_blocks_come_from_the_model():
     net = ToyNet()
     assert list(residual_blocks(net)) == ["blocks.0", "blocks.1", "blocks.2"]
-    net.residual_blocks = lambda: [net.blocks[2]]
-    assert list(residual_blocks(net).values()) == [net.blocks[2]]
-    with pytest.raises(ValueError, match="no residual block"):
+    with pytest.raises(TypeError, match="residual_blocks"):
         residual_blocks(nn.Linear(2, 2))
+    from spikevision.models import create_model
+
+    with pytest.raises(ValueError, match="no residual block"):
+        residual_blocks(create_model("spiking_cnn_mini"))  # a plain CNN: no shortcut
 
 
 def test_grad_norms_match_plain_retain_grad():

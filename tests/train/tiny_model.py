@@ -36,10 +36,13 @@ class TinySNN(SpikingClassifier):
         self.num_classes = num_classes
         self.fc = nn.Linear(self.fc.in_features, num_classes)
 
+    def residual_blocks(self) -> dict[str, nn.Module]:
+        return {}
+
 
 if "tiny_snn_test" not in _REGISTRY:
 
     @register_model(family="test", paper="none (engine tests)", T=2, input_size=(1, 28, 28), num_classes=10,
-                    neuron=NEURON)
+                    neuron=NEURON, modality="image")
     def tiny_snn_test(*, num_classes: int = 10, T: int = 2, hidden: int = 16, norm: bool = False) -> TinySNN:
         return TinySNN(num_classes=num_classes, T=T, in_features=28 * 28, hidden=hidden, norm=norm)

@@ -17,12 +17,11 @@ Framework for Gradient Norm Equality in Deep Neural Networks", TPAMI 2022):
   over random vector-Jacobian products; a residual block with identity
   shortcut has ``phi ~ 1 + phi(J_F J_F^T)``.
 
-**How blocks are found** (:func:`residual_blocks`): if the model has a
-``residual_blocks()`` method, its result; else every module whose class name
-is in :data:`BLOCK_CLASS_NAMES` (MS-ResNet's ``MSBlock``, the vanilla
-``SpikingBasicBlock``, S-ResNet's ``SResBlock``, the spiking MLP's
-``MLPBlock``) or that has a ``shortcut`` sub-module, outermost first, in
-forward-registration order. The probe uses each block's first tensor input.
+**Which blocks** (:func:`residual_blocks`): the model says, through
+``model.residual_blocks()`` (part of the
+:class:`~spikevision.models.SpikingClassifier` interface: qualified name to
+block, in forward order); for any other model pass ``blocks={name: module}``.
+The probe uses each block's first tensor input.
 """
 
 from __future__ import annotations
@@ -34,35 +33,27 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
-    "BLOCK_CLASS_NAMES", "residual_blocks", "train_steps", "block_grad_norms", "block_phi", "blockwise_phi",
+    "residual_blocks", "train_steps", "block_grad_norms", "block_phi", "blockwise_phi",
     "depth_comparison",
 ]
-
-BLOCK_CLASS_NAMES = frozenset({"MSBlock", "SpikingBasicBlock", "SResBlock", "MLPBlock", "BasicBlock", "Bottleneck"})
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
 
 def residual_blocks(model: nn.Module) -> dict[str, nn.Module]:
-    """Qualified name -> residual block, in module order (see the module docstring for the rule).
+    """Qualified name -> residual block, in forward order: ``model.residual_blocks()``.
 
     Raises:
-        ValueError: no block found.
+        TypeError: the model has no ``residual_blocks()`` method.
+        ValueError: it has no residual block.
     """
-    if callable(getattr(model, "residual_blocks", None)):
-        found = model.residual_blocks()
-        blocks = found if isinstance(found, dict) else {str(i): b for i, b in enumerate(found)}
-    else:
-        blocks = {}
-        for name, m in model.named_modules():
-            is_block = type(m).__name__ in BLOCK_CLASS_NAMES or isinstance(getattr(m, "shortcut", None), nn.Module)
-            if is_block and not any(name.startswith(p + ".") for p in blocks):
-                blocks[name] = m
+    if not callable(getattr(model, "residual_blocks", None)):
+        raise TypeError(f"{type(model).__name__} does not say which modules are its residual blocks: give it a "
+                        "residual_blocks() method (name -> module) or pass blocks={name: module}")
+    blocks = dict(model.residual_blocks())
     if not blocks:
-        raise ValueError(
-            f"no residual block found in {type(model).__name__}: looked for classes {sorted(BLOCK_CLASS_NAMES)} "
-            "or modules with a `shortcut` child; give the model a residual_blocks() method"
-        )
+        raise ValueError(f"no residual block in {type(model).__name__} (its residual_blocks() is empty): "
+                         "the gradient-flow probes measure block inputs of residual networks")
     return blocks
 
 

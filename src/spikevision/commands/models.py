@@ -3,7 +3,8 @@
 Models are built on PyTorch's ``meta`` device (shapes only, no memory, no
 arithmetic), so listing every ImageNet net needs no memory. The last column
 is the dense MACs per time step at the default input size, from one
-shape-only forward of batch 1 with ``T = 1`` (or the default ``T``, divided
+shape-only forward of batch 1 (an image, or event frames for event models:
+the registry's ``modality``) with ``T = 1`` (or the default ``T``, divided
 by ``T``, where a model needs more steps, e.g. GAC's temporal attention);
 ``--no-macs`` skips it (the whole zoo then lists in about a second instead
 of about 30).
@@ -41,8 +42,9 @@ def _meta_model(name: str, **kwargs):
 def model_macs_per_step(info) -> float:
     """Dense MACs per time step at ``info.input_size``, batch 1 (shape-only forward on ``meta``).
 
-    Tries ``T = 1`` then the default ``T``; an image ``[1, C, H, W]`` then a
-    sequence ``[T, 1, C, H, W]`` (event models take sequences only).
+    The input is what the model takes (:meth:`ModelInfo.input_shape`): an
+    image ``[1, C, H, W]`` or event frames ``[T, 1, C, H, W]``. Tries ``T = 1``,
+    then the default ``T``.
 
     Raises:
         RuntimeError: no input form worked (the last error is chained).
@@ -53,13 +55,12 @@ def model_macs_per_step(info) -> float:
 
     last: Exception | None = None
     for T in dict.fromkeys((1, info.T)):
-        for seq in (False, True):
-            shape = ((T,) if seq else ()) + (1, *info.input_size)
-            try:
-                model = _meta_model(info.name, T=T)
-                return sum(dense_macs(model, torch.empty(shape, device="meta")).values()) / T
-            except (ValueError, RuntimeError, TypeError, NotImplementedError) as e:
-                last = e
+        try:
+            model = _meta_model(info.name, T=T)
+            x = torch.empty(info.input_shape(1, T=T), device="meta")
+            return sum(dense_macs(model, x).values()) / T
+        except (ValueError, RuntimeError, TypeError, NotImplementedError) as e:
+            last = e
     raise RuntimeError(f"could not count MACs of {info.name}: {last}") from last
 
 

@@ -3,8 +3,9 @@
 Builds the registered model (or loads a run directory's ``best.pt``/``last.pt``
 or a checkpoint file: the model is rebuilt from the name and keyword arguments
 stored in it and loaded strictly), runs one forward pass on a seeded random
-batch at the model's input size (images ``N(0, 1)``; event models get
-Bernoulli(0.1) spike frames) or, with ``--data``, on the first test batch of
+batch of what the model takes (its registry ``modality``: images ``N(0, 1)``;
+event models get Bernoulli(0.1) spike frames) at its input size or, with
+``--data``, on the first test batch of
 the run's own data set, and prints
 :func:`spikevision.analysis.format_profile`: one row per conv/linear layer
 (input kind binary/integer/real, input firing rate, dense MACs, ACs, MACs,
@@ -55,17 +56,6 @@ def _load_checkpointed(target: Path, which: str):
         raise SystemExit(str(e)) from None
 
 
-def _input_size(name: str, kwargs: dict, args: argparse.Namespace) -> tuple[int, int, int]:
-    """The builder's default input size, adjusted by ``in_chans``/``img_size`` kwargs and ``--input-size``."""
-    from spikevision.models import get_model_info
-
-    if args.input_size:
-        return tuple(args.input_size)
-    c, h, w = get_model_info(name).input_size
-    c = kwargs.get("in_chans", c)
-    if "img_size" in kwargs:
-        h = w = kwargs["img_size"]
-    return c, h, w
 
 
 def _data_batch(state: dict, args: argparse.Namespace):
@@ -79,20 +69,20 @@ def _data_batch(state: dict, args: argparse.Namespace):
     return batches[0][0], what
 
 
-def _random_input(model, info_input, args: argparse.Namespace):
+def _random_input(name: str, kwargs: dict, model, args: argparse.Namespace):
+    """A seeded random batch of what the model takes (registry ``modality``), at its input size or ``--input-size``."""
     import torch
 
+    from spikevision.models import get_model_info
+
+    info = get_model_info(name)
+    shape = info.input_shape(args.batch_size, T=getattr(model, "T", None) or args.T, model_kwargs=kwargs)
+    if args.input_size:
+        shape = shape[:-3] + tuple(args.input_size)
     gen = torch.Generator().manual_seed(args.seed)
-    size = tuple(args.input_size) if args.input_size else tuple(info_input)
-    T = getattr(model, "T", None) or args.T or 1
-    image = torch.randn(args.batch_size, *size, generator=gen)
-    try:
-        with torch.no_grad():
-            model.eval()(image[:1])
-        return image, "random N(0,1) images"
-    except ValueError:
-        frames = (torch.rand(T, args.batch_size, *size, generator=gen) < 0.1).float()
-        return frames, "random Bernoulli(0.1) event frames"
+    if info.modality == "image":
+        return torch.randn(shape, generator=gen), "random N(0,1) images"
+    return (torch.rand(shape, generator=gen) < 0.1).float(), "random Bernoulli(0.1) event frames"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
         model, state, path = _load_checkpointed(target, args.checkpoint)
         from spikevision.train import checkpoint as ck
 
-        input_size = _input_size(state[ck.MODEL_NAME_KEY], state[ck.MODEL_KWARGS_KEY], args)
-        name = f"{path} ({state[ck.MODEL_NAME_KEY]}, trained {state[ck.STEP_KEY]} steps)"
+        model_name, kwargs = state[ck.MODEL_NAME_KEY], state[ck.MODEL_KWARGS_KEY]
+        name = f"{path} ({model_name}, trained {state[ck.STEP_KEY]} steps)"
     else:
         if args.data:
             raise SystemExit("--data needs a run directory or checkpoint (it uses the run's saved data config)")
@@ -120,10 +110,10 @@ def run(args: argparse.Namespace) -> int:
         if args.input_size:
             kwargs["in_chans"] = args.input_size[0]
         model = create_model(args.target, **kwargs)
-        input_size, name = _input_size(args.target, {}, args), args.target
+        model_name = name = args.target
     energy = EnergyModel(**{k: v for k, v in (("e_mac_pj", args.e_mac), ("e_ac_pj", args.e_ac)) if v is not None})
     memory = MemoryEnergyModel(compute=energy, **({"e_word_pj": args.sram_pj} if args.sram_pj is not None else {}))
-    x, kind = _data_batch(state, args) if args.data else _random_input(model, input_size, args)
+    x, kind = _data_batch(state, args) if args.data else _random_input(model_name, kwargs, model, args)
     prof = profile_model(model, x, integer_inputs=args.integer_inputs,
                          repeated_input_once=args.repeated_input_once, energy=energy, memory_energy=memory)
     weights = "trained weights" if state is not None else "untrained weights"

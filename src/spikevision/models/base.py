@@ -10,14 +10,17 @@ Analysis, deployment and the CLI rely on nothing else:
 * ``forward_head(features, pre_logits=False, per_step=False)``: pooled
   features ``[T, B, C]`` if ``pre_logits``, else logits, averaged over time
   ``[B, classes]`` unless ``per_step`` (``[T, B, classes]``, for TET losses);
-* ``reset_classifier(num_classes)``: replace the classifier.
+* ``reset_classifier(num_classes)``: replace the classifier;
+* ``residual_blocks()``: qualified name to residual block, in forward order
+  (what memory saving recomputes and the isometry probes measure; empty for a
+  network without residual blocks).
 
 ``forward(x)`` = encode (if 4-D) then features then head: ``[B, classes]``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeAlias
 
 from torch import Tensor, nn
 
@@ -25,7 +28,13 @@ from spikevision.layers.encoders import check_image
 from spikevision.layers.temporal import check_T
 from spikevision.neuron.functional import NeuronParams, check_sequence
 
-__all__ = ["SpikingClassifier", "resolve_neuron_params"]
+__all__ = ["SpikingClassifier", "resolve_neuron_params", "NeuronKind", "ParamsLike"]
+
+#: A neuron given by registered name (``"lif"``, ``"plif"``) or by class (see :func:`spikevision.neuron.build_neuron`).
+NeuronKind: TypeAlias = str | type[nn.Module]
+#: A builder's ``neuron_params``: None (the family's paper constants), a full :class:`NeuronParams`,
+#: or a mapping of the fields to change (see :func:`resolve_neuron_params`).
+ParamsLike: TypeAlias = NeuronParams | Mapping[str, Any] | None
 
 
 def resolve_neuron_params(default: NeuronParams, override: NeuronParams | Mapping[str, Any] | None) -> NeuronParams:
@@ -53,7 +62,8 @@ class SpikingClassifier(nn.Module):
     """Base class: input handling and the shared ``forward``.
 
     Subclasses set ``self.T``, ``self.num_classes``, ``self.encoder`` and
-    implement ``forward_features``, ``forward_head`` and ``reset_classifier``.
+    implement ``forward_features``, ``forward_head``, ``reset_classifier`` and
+    ``residual_blocks``.
     """
 
     T: int
@@ -99,6 +109,21 @@ class SpikingClassifier(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         raise NotImplementedError
+
+    def residual_blocks(self) -> dict[str, nn.Module]:
+        """Qualified name (as in ``named_modules()``) -> residual block, in forward order.
+
+        A block is the unit with a shortcut around it: the slot memory saving
+        recomputes (:func:`spikevision.train.memory.enable_memory_saving`) and
+        the gradient-flow probes measure (:mod:`spikevision.analysis.isometry`).
+        A network without residual blocks returns ``{}``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not say which modules are its residual blocks; "
+                                  "implement residual_blocks() (return {} if it has none)")
+
+    def _children_of(self, *containers: str) -> dict[str, nn.Module]:
+        """``{"<container>.<i>": child}`` for each named container module, in order (a helper for ``residual_blocks``)."""
+        return {f"{c}.{i}": m for c in containers for i, m in self.get_submodule(c).named_children()}
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(self.encode(x)))

@@ -45,11 +45,10 @@ from spikevision.models.ms_resnet import (
     MINI_WIDTHS,
     MS_RESNET_NEURON,
     MSResNet,
-    NeuronKind,
-    ParamsLike,
     _mini,
     _ms_resnet,
 )
+from spikevision.models.base import NeuronKind, ParamsLike
 from spikevision.models.registry import register_model
 from spikevision.neuron.functional import NeuronParams
 from spikevision.neuron.surrogate import Triangle
@@ -76,7 +75,7 @@ CIFAR_T = 6  # hard-coded in the CIFAR code
 IMAGENET_T = 4  # global constant of the ImageNet code
 TORCH_BN_WEIGHT_INIT = 1.0  # PyTorch default BN gamma (GAC CIFAR code)
 
-_GAC = dict(family="gac", paper=PAPER)
+_GAC = dict(family="gac", paper=PAPER, modality="image")
 
 
 @register_model(**_GAC, T=CIFAR_T, input_size=CIFAR_INPUT, num_classes=10, neuron=GAC_CIFAR_NEURON)

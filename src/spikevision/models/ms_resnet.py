@@ -37,7 +37,7 @@ direct coding; the stem conv + BN then lives inside the encoder.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal, Sequence
 
 from torch import Tensor, nn
 
@@ -45,7 +45,7 @@ from spikevision.layers.encoders import DirectEncoder
 from spikevision.layers.gac import GatedAttentionCoding
 from spikevision.layers.norm import TDBatchNorm2d
 from spikevision.layers.temporal import TimeFolded
-from spikevision.models.base import SpikingClassifier, resolve_neuron_params
+from spikevision.models.base import NeuronKind, ParamsLike, SpikingClassifier, resolve_neuron_params
 from spikevision.models.registry import register_model
 from spikevision.neuron.functional import NeuronParams
 from spikevision.neuron.modules import build_neuron
@@ -53,8 +53,6 @@ from spikevision.neuron.surrogate import Rectangular
 
 __all__ = ["MSResNet", "MSBlock", "SpikingBasicBlock", "MS_RESNET_NEURON", "SPIKING_RESNET_NEURON"]
 
-NeuronKind = str | type[nn.Module]
-ParamsLike = NeuronParams | Mapping[str, Any] | None
 BlockType = Literal["ms", "vanilla"]
 StemKind = Literal["conv7x7", "deep3x3", "conv3x3"]
 ShortcutKind = Literal["conv", "avgpool_conv"]
@@ -232,15 +230,15 @@ class MSResNet(SpikingClassifier):
         spiking_shortcut: LIF before projection convs (clean option).
         bn_weight_init: gamma of every BN except the last of each branch.
         last_bn_weight_init: gamma of the last BN of each branch.
-
-    Attribute ``stem_once`` (default True): in training mode, with direct
-    coding of a static image, the stem's conv + BN run once per image and the
-    result is repeated over ``T`` (a view), instead of running on ``T``
-    repeated frames; outputs and gradients are those of the repeated
-    computation up to float round-off, BN's running variance uses the Bessel
-    factor of ``B*H*W`` instead of ``T*B*H*W`` samples. Evaluation mode,
-    sequences, and GAC (which has its own static fast path) run the per-step
-    network; set it to False for the literal per-step computation.
+        stem_once: in training mode, with direct coding of a static image,
+            run the stem's conv + BN once per image and repeat the result over
+            ``T`` (a view), instead of running it on ``T`` repeated frames;
+            outputs and gradients are those of the repeated computation up to
+            float round-off, BN's running variance uses the Bessel factor of
+            ``B*H*W`` instead of ``T*B*H*W`` samples. Evaluation mode,
+            sequences, and GAC (which has its own static fast path) always run
+            the per-step network. False: the literal per-step computation
+            (the image builders of both families take ``stem_once``; default True).
 
     Shape: ``[B, C, H, W]`` (or ``[T, B, C, H, W]``) to ``[B, num_classes]``.
 
@@ -254,7 +252,7 @@ class MSResNet(SpikingClassifier):
                  stem_width: int, in_chans: int, num_classes: int, T: int, encoder: nn.Module,
                  encoder_has_stem: bool, block_type: BlockType, shortcut: ShortcutKind, neuron: NeuronKind,
                  neuron_params: NeuronParams, dropout: float, spiking_shortcut: bool, bn_weight_init: float,
-                 last_bn_weight_init: float) -> None:
+                 last_bn_weight_init: float, stem_once: bool) -> None:
         super().__init__()
         if not (len(layers) == len(widths) == len(strides)):
             raise ValueError(f"layers, widths and strides differ in length: {layers}, {widths}, {strides}")
@@ -263,7 +261,7 @@ class MSResNet(SpikingClassifier):
         if encoder_has_stem and block_type == "vanilla":
             raise ValueError("an encoder with its own stem (GAC) feeds real values to MS blocks; use block_type='ms'")
         self.T, self.num_classes, self.in_chans = T, num_classes, in_chans
-        self.stem_once = True
+        self.stem_once = stem_once
         self.block_type = block_type
         self.encoder = encoder
         self.encoder_has_stem = encoder_has_stem
@@ -327,6 +325,10 @@ class MSResNet(SpikingClassifier):
         self.num_classes = num_classes
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
+    def residual_blocks(self) -> dict[str, nn.Module]:
+        """Every block of every stage (``"stages.<i>.<j>"``), in forward order."""
+        return self._children_of(*(f"stages.{i}" for i in range(len(self.stages))))
+
 
 def _init_conv_kaiming_fan_out(model: nn.Module) -> None:
     """Kaiming-normal (fan_out, ReLU gain) for every Conv2d, zero biases (GAC's ImageNet code).
@@ -346,7 +348,7 @@ def _ms_resnet(*, layers: Sequence[int], widths: Sequence[int], strides: Sequenc
                default_neuron: NeuronParams = MS_RESNET_NEURON, encoder: Literal["direct", "gac"] = "direct",
                gac_kernel_size: int = 4, dropout: float = 0.0, spiking_shortcut: bool = False,
                bn_weight_init: float = MS_BN_WEIGHT_INIT, zero_init_last_bn: bool = True,
-               conv_init: Literal["default", "kaiming_fan_out"] = "default") -> MSResNet:
+               conv_init: Literal["default", "kaiming_fan_out"] = "default", stem_once: bool = True) -> MSResNet:
     """Family builder shared by MS-ResNet, the vanilla baseline and GAC models."""
     if T < 1:
         raise ValueError(f"T must be >= 1, got {T}")
@@ -364,6 +366,7 @@ def _ms_resnet(*, layers: Sequence[int], widths: Sequence[int], strides: Sequenc
         num_classes=num_classes, T=T, encoder=enc, encoder_has_stem=encoder == "gac", block_type=block_type,
         shortcut=shortcut, neuron=neuron, neuron_params=params, dropout=dropout, spiking_shortcut=spiking_shortcut,
         bn_weight_init=bn_weight_init, last_bn_weight_init=0.0 if zero_init_last_bn else bn_weight_init,
+        stem_once=stem_once,
     )
     if conv_init == "kaiming_fan_out":
         _init_conv_kaiming_fan_out(model)
@@ -412,84 +415,85 @@ def _cifar(n: int, block_type: BlockType, **kwargs: Any) -> MSResNet:
 # ---------------------------------------------------------------------------
 
 _MS = dict(family="ms_resnet", paper=PAPER, neuron=MS_RESNET_NEURON)
-_IMAGENET = dict(T=6, input_size=IMAGENET_INPUT, num_classes=1000)
-_CIFAR = dict(T=6, input_size=CIFAR_INPUT, num_classes=10)
+_IMAGENET = dict(T=6, input_size=IMAGENET_INPUT, num_classes=1000, modality="image")
+_CIFAR = dict(T=6, input_size=CIFAR_INPUT, num_classes=10, modality="image")
 
 
 @register_model(**_MS, **_IMAGENET)
 def ms_resnet18(*, num_classes: int = 1000, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                neuron_params: ParamsLike = None, spiking_shortcut: bool = False) -> MSResNet:
+                neuron_params: ParamsLike = None, spiking_shortcut: bool = False, stem_once: bool = True) -> MSResNet:
     """MS-ResNet-18 for ImageNet: [2, 2, 2, 2], 7x7/2 stem, stage-1 stride 2 (about 11.69M parameters)."""
     return _imagenet(18, "ms", num_classes=num_classes, T=T, in_chans=in_chans, neuron=neuron,
-                     neuron_params=neuron_params, spiking_shortcut=spiking_shortcut)
+                     neuron_params=neuron_params, spiking_shortcut=spiking_shortcut, stem_once=stem_once)
 
 
 @register_model(**_MS, **_IMAGENET)
 def ms_resnet34(*, num_classes: int = 1000, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                neuron_params: ParamsLike = None, spiking_shortcut: bool = False) -> MSResNet:
+                neuron_params: ParamsLike = None, spiking_shortcut: bool = False, stem_once: bool = True) -> MSResNet:
     """MS-ResNet-34 for ImageNet: [3, 4, 6, 3] (about 21.80M parameters)."""
     return _imagenet(34, "ms", num_classes=num_classes, T=T, in_chans=in_chans, neuron=neuron,
-                     neuron_params=neuron_params, spiking_shortcut=spiking_shortcut)
+                     neuron_params=neuron_params, spiking_shortcut=spiking_shortcut, stem_once=stem_once)
 
 
 @register_model(**_MS, **_IMAGENET)
 def ms_resnet104(*, num_classes: int = 1000, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
                  neuron_params: ParamsLike = None, spiking_shortcut: bool = False,
-                 dropout: float = IMAGENET_DROPOUT_104) -> MSResNet:
+                 dropout: float = IMAGENET_DROPOUT_104, stem_once: bool = True) -> MSResNet:
     """MS-ResNet-104 for ImageNet: [3, 8, 32, 8], deep 3x3 stem, AvgPool + conv1x1 projections, dropout 0.2."""
     return _imagenet(104, "ms", num_classes=num_classes, T=T, in_chans=in_chans, neuron=neuron,
-                     neuron_params=neuron_params, spiking_shortcut=spiking_shortcut, dropout=dropout)
+                     neuron_params=neuron_params, spiking_shortcut=spiking_shortcut, dropout=dropout,
+                     stem_once=stem_once)
 
 
 def _ms_cifar(n: int, num_classes: int, T: int, in_chans: int, neuron: NeuronKind, neuron_params: ParamsLike,
-              spiking_shortcut: bool) -> MSResNet:
+              spiking_shortcut: bool, stem_once: bool) -> MSResNet:
     return _cifar(n, "ms", num_classes=num_classes, T=T, in_chans=in_chans, neuron=neuron,
-                  neuron_params=neuron_params, spiking_shortcut=spiking_shortcut)
+                  neuron_params=neuron_params, spiking_shortcut=spiking_shortcut, stem_once=stem_once)
 
 
 @register_model(**_MS, **_CIFAR)
 def ms_resnet20(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                neuron_params: ParamsLike = None, spiking_shortcut: bool = False) -> MSResNet:
+                neuron_params: ParamsLike = None, spiking_shortcut: bool = False, stem_once: bool = True) -> MSResNet:
     """MS-ResNet-20 for CIFAR (n = 3, widths 16/32/64)."""
-    return _ms_cifar(3, num_classes, T, in_chans, neuron, neuron_params, spiking_shortcut)
+    return _ms_cifar(3, num_classes, T, in_chans, neuron, neuron_params, spiking_shortcut, stem_once)
 
 
 @register_model(**_MS, **_CIFAR)
 def ms_resnet32(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                neuron_params: ParamsLike = None, spiking_shortcut: bool = False) -> MSResNet:
+                neuron_params: ParamsLike = None, spiking_shortcut: bool = False, stem_once: bool = True) -> MSResNet:
     """MS-ResNet-32 for CIFAR (n = 5)."""
-    return _ms_cifar(5, num_classes, T, in_chans, neuron, neuron_params, spiking_shortcut)
+    return _ms_cifar(5, num_classes, T, in_chans, neuron, neuron_params, spiking_shortcut, stem_once)
 
 
 @register_model(**_MS, **_CIFAR)
 def ms_resnet44(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                neuron_params: ParamsLike = None, spiking_shortcut: bool = False) -> MSResNet:
+                neuron_params: ParamsLike = None, spiking_shortcut: bool = False, stem_once: bool = True) -> MSResNet:
     """MS-ResNet-44 for CIFAR (n = 7)."""
-    return _ms_cifar(7, num_classes, T, in_chans, neuron, neuron_params, spiking_shortcut)
+    return _ms_cifar(7, num_classes, T, in_chans, neuron, neuron_params, spiking_shortcut, stem_once)
 
 
 @register_model(**_MS, **_CIFAR)
 def ms_resnet56(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                neuron_params: ParamsLike = None, spiking_shortcut: bool = False) -> MSResNet:
+                neuron_params: ParamsLike = None, spiking_shortcut: bool = False, stem_once: bool = True) -> MSResNet:
     """MS-ResNet-56 for CIFAR (n = 9)."""
-    return _ms_cifar(9, num_classes, T, in_chans, neuron, neuron_params, spiking_shortcut)
+    return _ms_cifar(9, num_classes, T, in_chans, neuron, neuron_params, spiking_shortcut, stem_once)
 
 
 @register_model(**_MS, **_CIFAR)
 def ms_resnet110(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                 neuron_params: ParamsLike = None, spiking_shortcut: bool = False) -> MSResNet:
+                 neuron_params: ParamsLike = None, spiking_shortcut: bool = False, stem_once: bool = True) -> MSResNet:
     """MS-ResNet-110 for CIFAR (n = 18)."""
-    return _ms_cifar(18, num_classes, T, in_chans, neuron, neuron_params, spiking_shortcut)
+    return _ms_cifar(18, num_classes, T, in_chans, neuron, neuron_params, spiking_shortcut, stem_once)
 
 
 @register_model(**_MS, **_CIFAR)
 def ms_resnet482(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                 neuron_params: ParamsLike = None, spiking_shortcut: bool = False) -> MSResNet:
+                 neuron_params: ParamsLike = None, spiking_shortcut: bool = False, stem_once: bool = True) -> MSResNet:
     """MS-ResNet-482 for CIFAR (n = 80, [80, 80, 80], MS-ResNet issue #8)."""
-    return _ms_cifar(80, num_classes, T, in_chans, neuron, neuron_params, spiking_shortcut)
+    return _ms_cifar(80, num_classes, T, in_chans, neuron, neuron_params, spiking_shortcut, stem_once)
 
 
-@register_model(**_MS, T=20, input_size=DVS_INPUT, num_classes=10)
+@register_model(**_MS, T=20, input_size=DVS_INPUT, num_classes=10, modality="events")
 def ms_resnet20_dvs(*, num_classes: int = 10, T: int = 20, in_chans: int = 2, neuron: NeuronKind = "lif",
                     neuron_params: ParamsLike = None, spiking_shortcut: bool = False) -> MSResNet:
     """MS-ResNet-20 for CIFAR10-DVS: 2 polarity channels, extra stride 2 in stage 1.
@@ -503,17 +507,18 @@ def ms_resnet20_dvs(*, num_classes: int = 10, T: int = 20, in_chans: int = 2, ne
 
 @register_model(**_MS, **_CIFAR)
 def ms_resnet18_cifar(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                      neuron_params: ParamsLike = None, spiking_shortcut: bool = False) -> MSResNet:
+                      neuron_params: ParamsLike = None, spiking_shortcut: bool = False,
+                      stem_once: bool = True) -> MSResNet:
     """"CIFAR MS-ResNet-18" of later papers: [3, 3, 2], widths 128/256/512, 3x3 stem of 64 (the GAC backbone)."""
     return _cifar18("ms", num_classes=num_classes, T=T, in_chans=in_chans, neuron=neuron,
-                    neuron_params=neuron_params, spiking_shortcut=spiking_shortcut)
+                    neuron_params=neuron_params, spiking_shortcut=spiking_shortcut, stem_once=stem_once)
 
 
-@register_model(**_MS, T=MINI_T, input_size=MINI_INPUT, num_classes=10)
+@register_model(**_MS, T=MINI_T, input_size=MINI_INPUT, num_classes=10, modality="image")
 def ms_resnet_mini(*, num_classes: int = 10, T: int = MINI_T, in_chans: int = 1,
                    layers: Sequence[int] = MINI_LAYERS, widths: Sequence[int] = MINI_WIDTHS,
                    neuron: NeuronKind = "lif", neuron_params: ParamsLike = None,
-                   spiking_shortcut: bool = False) -> MSResNet:
+                   spiking_shortcut: bool = False, stem_once: bool = True) -> MSResNet:
     """Small MS-ResNet for 28x28 images: spikevision's own size, NOT from the paper.
 
     The paper's MS blocks, neuron and initialisation at a CPU-friendly shape:
@@ -526,7 +531,7 @@ def ms_resnet_mini(*, num_classes: int = 10, T: int = MINI_T, in_chans: int = 1,
     ``gac_ms_resnet_mini`` is the same network behind Qiu et al.'s GAC encoder.
     """
     return _mini(layers, widths, "ms", num_classes=num_classes, T=T, in_chans=in_chans, neuron=neuron,
-                 neuron_params=neuron_params, spiking_shortcut=spiking_shortcut)
+                 neuron_params=neuron_params, spiking_shortcut=spiking_shortcut, stem_once=stem_once)
 
 
 # ---------------------------------------------------------------------------
@@ -536,92 +541,95 @@ def ms_resnet_mini(*, num_classes: int = 10, T: int = MINI_T, in_chans: int = 1,
 _VANILLA = dict(family="spiking_resnet", paper=PAPER + ", vanilla baseline", neuron=SPIKING_RESNET_NEURON)
 
 
-def _vanilla_kwargs(num_classes: int, T: int, in_chans: int, neuron: NeuronKind,
-                    neuron_params: ParamsLike) -> dict[str, Any]:
+def _vanilla_kwargs(num_classes: int, T: int, in_chans: int, neuron: NeuronKind, neuron_params: ParamsLike,
+                    stem_once: bool = True) -> dict[str, Any]:
     return dict(num_classes=num_classes, T=T, in_chans=in_chans, neuron=neuron, neuron_params=neuron_params,
-                default_neuron=SPIKING_RESNET_NEURON)
+                default_neuron=SPIKING_RESNET_NEURON, stem_once=stem_once)
 
 
 @register_model(**_VANILLA, **_IMAGENET)
 def spiking_resnet18(*, num_classes: int = 1000, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                     neuron_params: ParamsLike = None) -> MSResNet:
+                     neuron_params: ParamsLike = None, stem_once: bool = True) -> MSResNet:
     """Vanilla spiking ResNet-18, the shapes of :func:`ms_resnet18`."""
-    return _imagenet(18, "vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params))
+    return _imagenet(18, "vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params, stem_once))
 
 
 @register_model(**_VANILLA, **_IMAGENET)
 def spiking_resnet34(*, num_classes: int = 1000, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                     neuron_params: ParamsLike = None) -> MSResNet:
+                     neuron_params: ParamsLike = None, stem_once: bool = True) -> MSResNet:
     """Vanilla spiking ResNet-34, the shapes of :func:`ms_resnet34`."""
-    return _imagenet(34, "vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params))
+    return _imagenet(34, "vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params, stem_once))
 
 
 @register_model(**_VANILLA, **_IMAGENET)
 def spiking_resnet104(*, num_classes: int = 1000, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                      neuron_params: ParamsLike = None, dropout: float = IMAGENET_DROPOUT_104) -> MSResNet:
+                      neuron_params: ParamsLike = None, dropout: float = IMAGENET_DROPOUT_104,
+                      stem_once: bool = True) -> MSResNet:
     """Vanilla spiking ResNet-104, the shapes of :func:`ms_resnet104`."""
     return _imagenet(104, "vanilla", dropout=dropout,
-                     **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params))
+                     **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params, stem_once))
 
 
 @register_model(**_VANILLA, **_CIFAR)
 def spiking_resnet20(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                     neuron_params: ParamsLike = None) -> MSResNet:
+                     neuron_params: ParamsLike = None, stem_once: bool = True) -> MSResNet:
     """Vanilla spiking ResNet-20 for CIFAR (n = 3)."""
-    return _cifar(3, "vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params))
+    return _cifar(3, "vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params, stem_once))
 
 
 @register_model(**_VANILLA, **_CIFAR)
 def spiking_resnet32(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                     neuron_params: ParamsLike = None) -> MSResNet:
+                     neuron_params: ParamsLike = None, stem_once: bool = True) -> MSResNet:
     """Vanilla spiking ResNet-32 for CIFAR (n = 5)."""
-    return _cifar(5, "vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params))
+    return _cifar(5, "vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params, stem_once))
 
 
 @register_model(**_VANILLA, **_CIFAR)
 def spiking_resnet44(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                     neuron_params: ParamsLike = None) -> MSResNet:
+                     neuron_params: ParamsLike = None, stem_once: bool = True) -> MSResNet:
     """Vanilla spiking ResNet-44 for CIFAR (n = 7)."""
-    return _cifar(7, "vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params))
+    return _cifar(7, "vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params, stem_once))
 
 
 @register_model(**_VANILLA, **_CIFAR)
 def spiking_resnet56(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                     neuron_params: ParamsLike = None) -> MSResNet:
+                     neuron_params: ParamsLike = None, stem_once: bool = True) -> MSResNet:
     """Vanilla spiking ResNet-56 for CIFAR (n = 9)."""
-    return _cifar(9, "vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params))
+    return _cifar(9, "vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params, stem_once))
 
 
 @register_model(**_VANILLA, **_CIFAR)
 def spiking_resnet110(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                      neuron_params: ParamsLike = None) -> MSResNet:
+                      neuron_params: ParamsLike = None, stem_once: bool = True) -> MSResNet:
     """Vanilla spiking ResNet-110 for CIFAR (n = 18)."""
-    return _cifar(18, "vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params))
+    return _cifar(18, "vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params, stem_once))
 
 
 @register_model(**_VANILLA, **_CIFAR)
 def spiking_resnet482(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                      neuron_params: ParamsLike = None) -> MSResNet:
+                      neuron_params: ParamsLike = None, stem_once: bool = True) -> MSResNet:
     """Vanilla spiking ResNet-482 for CIFAR (n = 80)."""
-    return _cifar(80, "vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params))
+    return _cifar(80, "vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params, stem_once))
 
 
 @register_model(**_VANILLA, **_CIFAR)
 def spiking_resnet18_cifar(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                           neuron_params: ParamsLike = None) -> MSResNet:
+                           neuron_params: ParamsLike = None, stem_once: bool = True) -> MSResNet:
     """Vanilla spiking ResNet of the [3, 3, 2] CIFAR shape of :func:`ms_resnet18_cifar`."""
-    return _cifar18("vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params))
+    return _cifar18("vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params, stem_once))
 
 
-@register_model(**_VANILLA, T=MINI_T, input_size=MINI_INPUT, num_classes=10)
+@register_model(**_VANILLA, T=MINI_T, input_size=MINI_INPUT, num_classes=10, modality="image")
 def spiking_resnet_mini(*, num_classes: int = 10, T: int = MINI_T, in_chans: int = 1,
                         layers: Sequence[int] = MINI_LAYERS, widths: Sequence[int] = MINI_WIDTHS,
-                        neuron: NeuronKind = "lif", neuron_params: ParamsLike = None) -> MSResNet:
+                        neuron: NeuronKind = "lif", neuron_params: ParamsLike = None,
+                        stem_once: bool = True) -> MSResNet:
     """Vanilla spiking ResNet of the 28x28 shape of :func:`ms_resnet_mini` (spikevision's size)."""
-    return _mini(layers, widths, "vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params))
+    return _mini(layers, widths, "vanilla",
+                 **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params, stem_once))
 
 
-@register_model(**_VANILLA, T=20, input_size=DVS_INPUT, num_classes=10)
+@register_model(**_VANILLA, T=20, input_size=DVS_INPUT, num_classes=10, modality="events")
 def spiking_resnet20_dvs(*, num_classes: int = 10, T: int = 20, in_chans: int = 2, neuron: NeuronKind = "lif",
                          neuron_params: ParamsLike = None) -> MSResNet:
     """Vanilla spiking ResNet-20 for CIFAR10-DVS, the shape of :func:`ms_resnet20_dvs`."""

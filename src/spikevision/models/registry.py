@@ -4,7 +4,7 @@ Each builder is a plain keyword-only function returning an ``nn.Module``,
 registered with its paper and defaults::
 
     @register_model(family="ms_resnet", paper=PAPER, T=6, input_size=(3, 224, 224),
-                    num_classes=1000, neuron=MS_NEURON)
+                    num_classes=1000, neuron=MS_NEURON, modality="image")
     def ms_resnet18(**kwargs) -> MSResNet: ...
 
 ``create_model("ms_resnet18", num_classes=10)`` calls it, dropping None-valued
@@ -15,13 +15,20 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Literal, Mapping
 
 from torch import nn
 
 from spikevision.neuron.functional import NeuronParams
 
-__all__ = ["ModelInfo", "register_model", "create_model", "list_models", "get_model_info", "UnknownModelError"]
+__all__ = ["ModelInfo", "Modality", "MODALITIES", "register_model", "create_model", "list_models", "get_model_info",
+           "UnknownModelError"]
+
+#: What a model takes: ``"image"``, a static image ``[B, C, H, W]`` that its encoder turns into a
+#: sequence (a ready sequence ``[T, B, C, H, W]`` is accepted too); ``"events"``, event frames
+#: ``[T, B, C, H, W]`` only (e.g. CIFAR10-DVS polarity counts).
+Modality = Literal["image", "events"]
+MODALITIES: tuple[str, ...] = ("image", "events")
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,7 @@ class ModelInfo:
         num_classes: default number of classes.
         neuron: default neuron constants.
         builder: the registered function.
+        modality: the input kind, ``"image"`` or ``"events"`` (see :data:`Modality`).
     """
 
     name: str
@@ -48,6 +56,26 @@ class ModelInfo:
     num_classes: int
     neuron: NeuronParams
     builder: Callable[..., nn.Module]
+    modality: Modality
+
+    def input_shape(self, batch: int = 1, *, T: int | None = None,
+                    model_kwargs: Mapping[str, Any] | None = None) -> tuple[int, ...]:
+        """Shape of one input batch of the model: ``[B, C, H, W]`` images or ``[T, B, C, H, W]`` event frames.
+
+        Args:
+            batch: samples ``B``.
+            T: time steps of an event sequence (default: ``model_kwargs["T"]``, else the registered ``T``).
+            model_kwargs: the builder's keyword arguments; ``in_chans`` and ``img_size`` change ``C`` and
+                ``H = W`` from the registered ``input_size``.
+        """
+        kwargs = dict(model_kwargs or {})
+        c, h, w = self.input_size
+        c = kwargs.get("in_chans") or c
+        if isinstance(kwargs.get("img_size"), int):
+            h = w = kwargs["img_size"]
+        if self.modality == "image":
+            return (batch, c, h, w)
+        return (T or kwargs.get("T") or self.T, batch, c, h, w)
 
     @property
     def pretrained(self) -> tuple[str, ...]:
@@ -72,18 +100,23 @@ def register_model(
     input_size: tuple[int, int, int],
     num_classes: int,
     neuron: NeuronParams,
+    modality: Modality,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator registering a builder under its function name.
 
+    Args: the :class:`ModelInfo` fields (``modality``: what the model takes, ``"image"`` or ``"events"``).
+
     Raises:
-        ValueError: the name is already registered.
+        ValueError: the name is already registered, or an unknown ``modality``.
     """
+    if modality not in MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}; choose one of {list(MODALITIES)}")
 
     def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         name = fn.__name__
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered (by {_REGISTRY[name].builder.__module__})")
-        _REGISTRY[name] = ModelInfo(name, family, paper, T, tuple(input_size), num_classes, neuron, fn)
+        _REGISTRY[name] = ModelInfo(name, family, paper, T, tuple(input_size), num_classes, neuron, fn, modality)
         return fn
 
     return decorator

@@ -25,14 +25,14 @@ family's own constant (:data:`SPIKING_CNN_NEURON`).
 
 from __future__ import annotations
 
-from typing import Any, Literal, Mapping, Sequence
+from typing import Literal, Sequence
 
 from torch import Tensor, nn
 
 from spikevision.layers.encoders import DirectEncoder
 from spikevision.layers.norm import TDBatchNorm2d
 from spikevision.layers.temporal import TimeFolded
-from spikevision.models.base import SpikingClassifier, resolve_neuron_params
+from spikevision.models.base import NeuronKind, ParamsLike, SpikingClassifier, resolve_neuron_params
 from spikevision.models.registry import register_model
 from spikevision.neuron.functional import NeuronParams
 from spikevision.neuron.modules import build_neuron
@@ -40,8 +40,6 @@ from spikevision.neuron.surrogate import Rectangular
 
 __all__ = ["SpikingCNN", "SPIKING_CNN_NEURON"]
 
-NeuronKind = str | type[nn.Module]
-ParamsLike = NeuronParams | Mapping[str, Any] | None
 PoolKind = Literal["avg", "max"]
 
 PAPER = "spikevision quickstart network, a plain convolutional SNN (not from the four papers)"
@@ -165,9 +163,13 @@ class SpikingCNN(SpikingClassifier):
         self.num_classes = num_classes
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
+    def residual_blocks(self) -> dict[str, nn.Module]:
+        """None: a plain feed-forward CNN has no shortcut."""
+        return {}
+
 
 @register_model(family="spiking_cnn", paper=PAPER, neuron=SPIKING_CNN_NEURON, T=2,
-                input_size=(1, MINI_SIZE, MINI_SIZE), num_classes=10)
+                input_size=(1, MINI_SIZE, MINI_SIZE), num_classes=10, modality="image")
 def spiking_cnn_mini(*, num_classes: int = 10, T: int = 2, in_chans: int = 1, img_size: int = MINI_SIZE,
                      widths: Sequence[int] = MINI_WIDTHS, pool: PoolKind = "max", dropout: float = 0.0,
                      stem_once: bool = True, neuron: NeuronKind = "lif",

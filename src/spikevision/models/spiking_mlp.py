@@ -50,7 +50,7 @@ The token mixing and the per-token BN tie a model to its ``img_size``.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Mapping, Sequence
+from typing import Literal, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -58,7 +58,7 @@ from torch import Tensor, nn
 from spikevision.layers.encoders import DirectEncoder
 from spikevision.layers.norm import TDBatchNorm1d, TDBatchNorm2d, TokenBatchNorm1d
 from spikevision.layers.temporal import TimeFolded
-from spikevision.models.base import SpikingClassifier, resolve_neuron_params
+from spikevision.models.base import NeuronKind, ParamsLike, SpikingClassifier, resolve_neuron_params
 from spikevision.models.registry import register_model
 from spikevision.neuron.functional import NeuronParams
 from spikevision.neuron.modules import build_neuron
@@ -68,8 +68,6 @@ __all__ = [
     "SpikingMLP", "SpikingPatchEncoding", "TokenMixing", "ChannelMLP", "MLPBlock", "MLPStage", "MLP_NEURON",
 ]
 
-NeuronKind = str | type[nn.Module]
-ParamsLike = NeuronParams | Mapping[str, Any] | None
 ChannelNorm = Literal["token", "channel"]
 DownsampleKind = Literal["spe", "conv"]
 
@@ -421,6 +419,10 @@ class SpikingMLP(SpikingClassifier):
         self.num_classes = num_classes
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
+    def residual_blocks(self) -> dict[str, nn.Module]:
+        """Every :class:`MLPBlock` (``"stages.<i>.blocks.<j>"``), in forward order."""
+        return self._children_of(*(f"stages.{i}.blocks" for i in range(len(self.stages))))
+
 
 # Initialisation: PyTorch defaults everywhere (released code), so there is no init function.
 
@@ -446,7 +448,7 @@ def _spiking_mlp(*, dim: int, depths: Sequence[int], img_size: int, patch_size: 
 # Registered builders (family "spiking_mlp")
 # ---------------------------------------------------------------------------
 
-_FAMILY = dict(family="spiking_mlp", paper=PAPER, neuron=MLP_NEURON)
+_FAMILY = dict(family="spiking_mlp", paper=PAPER, neuron=MLP_NEURON, modality="image")
 _IMAGENET = dict(T=4, input_size=(3, IMAGENET_SIZE, IMAGENET_SIZE), num_classes=1000)
 
 
@@ -504,7 +506,7 @@ def mlp_spe_b(*, num_classes: int = 1000, T: int = 6, in_chans: int = 3, img_siz
 
 
 @register_model(family="spiking_mlp", paper=PAPER + "; spikevision's small-image configuration, not the paper's",
-                neuron=MLP_NEURON, T=4, input_size=(1, MINI_SIZE, MINI_SIZE), num_classes=10)
+                neuron=MLP_NEURON, T=4, input_size=(1, MINI_SIZE, MINI_SIZE), num_classes=10, modality="image")
 def mlp_spe_mini(*, num_classes: int = 10, T: int = 4, in_chans: int = 1, img_size: int = MINI_SIZE,
                  dim: int = MINI_DIM, depths: Sequence[int] = MINI_DEPTHS, patch_size: int = MINI_PATCH,
                  mlp_ratio: int = MLP_RATIO, neuron: NeuronKind = "lif", neuron_params: ParamsLike = None,

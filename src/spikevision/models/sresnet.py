@@ -50,7 +50,7 @@ from spikevision.layers.encoders import DirectEncoder, PoissonEncoder
 from spikevision.layers.gac import GatedAttentionCoding
 from spikevision.layers.norm import BNTT2d, TDBatchNorm2d
 from spikevision.layers.temporal import TimeFolded, fold, unfold
-from spikevision.models.base import SpikingClassifier, resolve_neuron_params
+from spikevision.models.base import NeuronKind, ParamsLike, SpikingClassifier, resolve_neuron_params
 from spikevision.models.registry import register_model
 from spikevision.neuron.functional import NeuronParams
 from spikevision.neuron.modules import build_neuron
@@ -61,8 +61,6 @@ __all__ = [
     "make_norm", "resolve_residual", "remap_sresnet_checkpoint", "load_sresnet_checkpoint",
 ]
 
-NeuronKind = str | type[nn.Module]
-ParamsLike = NeuronParams | Mapping[str, Any] | None
 ResidualMode = Literal["post_lif_add", "pre_lif_add", "post_add_lif", "sew_add", "sew_and", "sew_iand"]
 Encoding = Literal["direct", "poisson", "gac"]
 NormKind = Literal["bntt", "tdbn"]
@@ -357,6 +355,10 @@ class SResNet(SpikingClassifier):
                             device=self.fc.weight.device, dtype=self.fc.weight.dtype)
         nn.init.xavier_uniform_(self.fc.weight, gain=XAVIER_GAIN)
 
+    def residual_blocks(self) -> dict[str, nn.Module]:
+        """Every block of every stage (``"stages.<i>.<j>"``), in forward order."""
+        return self._children_of(*(f"stages.{i}" for i in range(len(self.stages))))
+
 
 def _init_xavier(model: nn.Module, gain: float = XAVIER_GAIN) -> None:
     """Xavier-uniform (Glorot & Bengio, AISTATS 2010) with ``gain`` on every conv and linear weight [code].
@@ -522,7 +524,7 @@ def _sresnet(n: int, *, num_classes: int, T: int, in_chans: int, width: int, res
 _FAMILY = dict(family="sresnet", paper=PAPER, neuron=SRESNET_NEURON, T=DEFAULT_T, num_classes=10)
 
 
-@register_model(**_FAMILY, input_size=CIFAR_INPUT)
+@register_model(**_FAMILY, input_size=CIFAR_INPUT, modality="image")
 def sresnet20(*, num_classes: int = 10, T: int = DEFAULT_T, in_chans: int = 3, width: int = DEFAULT_WIDTH,
               residual: ResidualMode = "post_lif_add", boosting: bool = False, encoding: Encoding = "direct",
               poisson_seed: int | None = None, norm: NormKind = "bntt", bntt_bias: bool = True,
@@ -531,7 +533,7 @@ def sresnet20(*, num_classes: int = 10, T: int = DEFAULT_T, in_chans: int = 3, w
     return _sresnet(3, **locals())
 
 
-@register_model(**_FAMILY, input_size=CIFAR_INPUT)
+@register_model(**_FAMILY, input_size=CIFAR_INPUT, modality="image")
 def sresnet38(*, num_classes: int = 10, T: int = DEFAULT_T, in_chans: int = 3, width: int = DEFAULT_WIDTH,
               residual: ResidualMode = "post_lif_add", boosting: bool = False, encoding: Encoding = "direct",
               poisson_seed: int | None = None, norm: NormKind = "bntt", bntt_bias: bool = True,
@@ -560,7 +562,7 @@ def sresnet38(*, num_classes: int = 10, T: int = DEFAULT_T, in_chans: int = 3, w
     return _sresnet(6, **locals())
 
 
-@register_model(**_FAMILY, input_size=CIFAR_INPUT)
+@register_model(**_FAMILY, input_size=CIFAR_INPUT, modality="image")
 def sresnet56(*, num_classes: int = 10, T: int = DEFAULT_T, in_chans: int = 3, width: int = DEFAULT_WIDTH,
               residual: ResidualMode = "post_lif_add", boosting: bool = False, encoding: Encoding = "direct",
               poisson_seed: int | None = None, norm: NormKind = "bntt", bntt_bias: bool = True,
@@ -569,7 +571,7 @@ def sresnet56(*, num_classes: int = 10, T: int = DEFAULT_T, in_chans: int = 3, w
     return _sresnet(9, **locals())
 
 
-@register_model(**_FAMILY, input_size=DVS_INPUT)
+@register_model(**_FAMILY, input_size=DVS_INPUT, modality="events")
 def sresnet38_dvs(*, num_classes: int = 10, T: int = DEFAULT_T, in_chans: int = 2, width: int = DEFAULT_WIDTH,
                   residual: ResidualMode = "post_lif_add", norm: NormKind = "bntt", bntt_bias: bool = True,
                   neuron: NeuronKind = "lif", neuron_params: ParamsLike = None,
