@@ -17,8 +17,8 @@ from spikevision.models import create_model
 from spikevision.models.ms_resnet import MSBlock
 from spikevision.neuron import LIF
 from spikevision.train.memory import (
+    RecomputedBlock,
     SavedTensorMeter,
-    default_block_types,
     disable_memory_saving,
     enable_memory_saving,
     is_packing_spikes,
@@ -59,7 +59,9 @@ def _assert_identical(ref: nn.Module, saving: nn.Module) -> None:
 def test_ms_resnet20_gradients_and_bn_stats_exact_and_saved_bytes_drop():
     ref, saving = _pair("ms_resnet20", T=4, num_classes=10)
     names = enable_memory_saving(saving)
-    assert names == [f"stages.{s}.{b}" for s in range(3) for b in range(3)]
+    assert names == [f"stages.{s}.{b}" for s in range(3) for b in range(3)] == list(ref.residual_blocks())
+    assert all(isinstance(saving.get_submodule(n), RecomputedBlock) for n in names)
+    assert not any("forward" in vars(m) for m in saving.modules())  # wrapped, never patched
     x, y = torch.randn(3, 3, 16, 16), torch.tensor([1, 4, 9])
     # count block inputs in both modes: that is what the recomputed segments keep
     seg_ref = [ref.get_submodule(n) for n in names]
@@ -87,8 +89,13 @@ def test_spike_packing_and_stages_exact_with_fewer_saved_bytes(mode, pack):
         assert 0.5 * bytes_ref < bytes_saving < 0.8 * bytes_ref, (bytes_saving, bytes_ref)
     else:
         assert bytes_saving < 0.4 * bytes_ref
+    assert "forward" not in vars(saving)  # hooks, not a replaced forward
+    with pytest.raises(ValueError):  # a failing forward leaves no saved-tensor hooks behind
+        saving(torch.randn(2, 1, 16, 16))
+    if is_packing_spikes(saving):
+        assert saving._spikevision_spike_packer.context is None
     disable_memory_saving(saving)
-    assert not is_packing_spikes(saving) and "forward" not in vars(saving)
+    assert not is_packing_spikes(saving) and not saving._forward_hooks and not saving._forward_pre_hooks
 
 
 def test_spike_packing_leaves_non_spike_tensors_alone():
@@ -165,6 +172,13 @@ def test_stages_mode_disable_and_state_dict_unchanged():
     keys = list(model.state_dict())
     assert enable_memory_saving(model, "stages") == ["stages.0", "stages.1", "stages.2"]
     assert list(model.state_dict()) == keys
+    enable_memory_saving(model, "blocks")
+    assert list(model.state_dict()) == keys  # same keys, same order: checkpoints load in either mode
+    plain = create_model("ms_resnet20", T=2)
+    plain.load_state_dict(model.state_dict())  # saved in memory-saving mode, loaded in the default one
+    model.load_state_dict({k: v + 1 for k, v in plain.state_dict().items()})  # and the other way round
+    assert torch.equal(model.get_submodule("stages.0.0").block.conv1.module.weight,
+                       plain.stages[0][0].conv1.module.weight + 1)
     assert enable_memory_saving(model, "blocks")[0] == "stages.0.0"  # re-enabling replaces, never nests
     assert memory_saving_modules(model) == [f"stages.{s}.{b}" for s in range(3) for b in range(3)]
     assert len(disable_memory_saving(model)) == 9
@@ -182,11 +196,16 @@ def test_bad_input_raises_clear_errors():
         enable_memory_saving(model, modules=["stages.9"])
     with pytest.raises(ValueError, match="nested segments"):
         enable_memory_saving(model, modules=["stages.0", "stages.0.1"])
-    with pytest.raises(ValueError, match="no residual block"):
+    with pytest.raises(ValueError, match="residual_blocks"):
         enable_memory_saving(nn.Sequential(nn.Linear(2, 2)))
+    with pytest.raises(ValueError, match="no residual block"):
+        enable_memory_saving(create_model("spiking_cnn_mini"))
     with pytest.raises(TypeError, match="nn.Module"):
         enable_memory_saving("ms_resnet20")
-    assert MSBlock in default_block_types()
+    shared = nn.Sequential(nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="also reachable"):
+        enable_memory_saving(nn.ModuleDict({"a": shared, "b": shared}), modules=["a"])
+    assert {type(b) for b in model.residual_blocks().values()} == {MSBlock}
 
 
 def test_saved_tensor_meter_counts_unique_storages_by_hand():

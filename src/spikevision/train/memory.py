@@ -36,17 +36,21 @@ Use::
     ...train as usual...
     disable_memory_saving(model)            # back to the default mode
 
-The state dict is unchanged (the block's ``forward`` is replaced on the
-instance; no wrapper module, no renamed keys), so checkpoints load in either
-mode. Save weights with ``state_dict`` (the house rule); a whole-module pickle
-of a model in memory-saving mode is not supported.
+Which blocks: the model says, through ``model.residual_blocks()`` (the
+:class:`~spikevision.models.SpikingClassifier` interface); any other module
+names them with ``modules=[...]``. Each is replaced, in its parent, by a
+:class:`RecomputedBlock` holding it: nothing is replaced on an instance, and
+``print(model)`` shows which blocks are recomputed. The wrapper keeps the
+block's state-dict keys (``stages.0.1.conv1...``, without the wrapper's
+``block.``), so checkpoints load in either mode; ``named_parameters()`` does
+show the ``block.`` level. Spike packing adds forward hooks to the model.
 """
 
 from __future__ import annotations
 
 import contextlib
 import weakref
-from typing import Any, Iterable, Iterator, Literal, Sequence
+from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -54,7 +58,7 @@ from torch.utils.checkpoint import checkpoint
 
 __all__ = [
     "MEMORY_SAVING_MODES",
-    "default_block_types",
+    "RecomputedBlock",
     "enable_memory_saving",
     "disable_memory_saving",
     "memory_saving_modules",
@@ -68,17 +72,7 @@ MemoryMode = Literal["none", "spikes", "blocks", "stages"]
 #: ``"stages"``: recompute each stage (the module that runs a run of blocks) as one segment.
 MEMORY_SAVING_MODES: tuple[str, ...] = ("none", "spikes", "blocks", "stages")
 
-_FLAG = "_spikevision_memory_saving"
 _PACKER = "_spikevision_spike_packer"
-
-
-def default_block_types() -> tuple[type[nn.Module], ...]:
-    """The residual blocks of every registered family (recomputed by ``mode="blocks"``)."""
-    from spikevision.models.ms_resnet import MSBlock, SpikingBasicBlock
-    from spikevision.models.sresnet import SResBlock
-    from spikevision.models.spiking_mlp import MLPBlock
-
-    return (MSBlock, SpikingBasicBlock, SResBlock, MLPBlock)
 
 
 @contextlib.contextmanager
@@ -103,22 +97,56 @@ def _scratch_buffers(module: nn.Module) -> Iterator[None]:
             sub._buffers[name] = buf
 
 
-def _checkpointed_forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
-    """Instance ``forward`` installed by :func:`enable_memory_saving`."""
-    original = type(self).forward
-    if not torch.is_grad_enabled():  # inference: nothing to save, run as usual
-        return original(self, *args, **kwargs)
-    calls = 0
+_WRAPPED = "block."  # the wrapper's own level in parameter names, left out of its state dict
 
-    def run(*a: Any, **kw: Any) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 1:  # the real forward: updates running statistics once
-            return original(self, *a, **kw)
-        with _scratch_buffers(self):  # recomputation in backward
-            return original(self, *a, **kw)
 
-    return checkpoint(run, *args, use_reentrant=False, preserve_rng_state=True, **kwargs)
+def _drop_wrapper_level(module: nn.Module, state_dict: dict[str, Any], prefix: str, local_metadata: Any) -> None:
+    """State-dict post-hook: ``<prefix>block.<key>`` -> ``<prefix><key>``, order kept (the block's keys are last)."""
+    inner = prefix + _WRAPPED
+    moved = [(k, state_dict.pop(k)) for k in [k for k in state_dict if k.startswith(inner)]]
+    for k, v in moved:
+        state_dict[prefix + k[len(inner):]] = v
+
+
+def _add_wrapper_level(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Load pre-hook: the inverse of :func:`_drop_wrapper_level`."""
+    for k in [k for k in state_dict if k.startswith(prefix) and not k.startswith(prefix + _WRAPPED)]:
+        state_dict[prefix + _WRAPPED + k[len(prefix):]] = state_dict.pop(k)
+
+
+class RecomputedBlock(nn.Module):
+    """Runs ``block`` under activation checkpointing: only its inputs are kept, the rest is recomputed in backward.
+
+    Running statistics are updated once per step (the recomputation runs on
+    scratch copies of the block's buffers) and random draws repeat (the RNG
+    state is replayed). Without autograd (``torch.no_grad()``, evaluation)
+    the block runs as usual. State-dict keys are the block's own, as if
+    there were no wrapper.
+
+    Args:
+        block: the module to recompute (any signature; several inputs and outputs are fine).
+    """
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.block = block
+        self.register_state_dict_post_hook(_drop_wrapper_level)
+        self.register_load_state_dict_pre_hook(_add_wrapper_level)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if not torch.is_grad_enabled():  # inference: nothing to save, run as usual
+            return self.block(*args, **kwargs)
+        calls = 0
+
+        def run(*a: Any, **kw: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 1:  # the real forward: updates running statistics once
+                return self.block(*a, **kw)
+            with _scratch_buffers(self.block):  # recomputation in backward
+                return self.block(*a, **kw)
+
+        return checkpoint(run, *args, use_reentrant=False, preserve_rng_state=True, **kwargs)
 
 
 class _PackedSpikes:
@@ -142,6 +170,7 @@ class _SpikePacker:
         self.spikes: dict[int, weakref.ref] = {}
         self.handles: list[Any] = []
         self.observers: list[Any] = []  # SavedTensorMeter: sees what is actually stored
+        self.context: Any = None  # the saved_tensors_hooks of the forward in progress
 
     def record(self, module: nn.Module, inputs: Any, output: Any) -> None:
         if isinstance(output, Tensor) and output.is_floating_point():
@@ -163,18 +192,18 @@ class _SpikePacker:
     def unpack(obj: Any) -> Tensor:
         return obj.data.to(obj.dtype) if isinstance(obj, _PackedSpikes) else obj
 
+    def enter(self, module: nn.Module, args: Any) -> None:
+        """Forward pre-hook on the model: tensors saved in this forward go through :meth:`pack`."""
+        self.context = (torch.autograd.graph.saved_tensors_hooks(self.pack, self.unpack) if torch.is_grad_enabled()
+                        else contextlib.nullcontext())
+        self.context.__enter__()
 
-def _packing_forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
-    """Model ``forward`` installed by ``mode="spikes"`` / ``pack_spikes=True``."""
-    original = type(self).forward
-    if not torch.is_grad_enabled():
-        return original(self, *args, **kwargs)
-    packer: _SpikePacker = getattr(self, _PACKER)
-    try:
-        with torch.autograd.graph.saved_tensors_hooks(packer.pack, packer.unpack):
-            return original(self, *args, **kwargs)
-    finally:
-        packer.spikes.clear()
+    def exit(self, module: nn.Module, args: Any, output: Any) -> None:
+        """Forward hook on the model (run even when the forward raises): leave the context, forget the spikes."""
+        context, self.context = self.context, None
+        if context is not None:
+            context.__exit__(None, None, None)
+        self.spikes.clear()
 
 
 def _neuron_types() -> tuple[type[nn.Module], ...]:
@@ -187,8 +216,9 @@ def _enable_packing(model: nn.Module) -> None:
     packer = _SpikePacker()
     packer.handles = [m.register_forward_hook(packer.record) for m in model.modules()
                       if isinstance(m, _neuron_types())]
+    packer.handles += [model.register_forward_pre_hook(packer.enter),
+                       model.register_forward_hook(packer.exit, always_call=True)]
     setattr(model, _PACKER, packer)
-    model.forward = _packing_forward.__get__(model)  # type: ignore[method-assign]
 
 
 def _disable_packing(model: nn.Module) -> None:
@@ -198,7 +228,6 @@ def _disable_packing(model: nn.Module) -> None:
     for h in packer.handles:
         h.remove()
     delattr(model, _PACKER)
-    del model.forward
 
 
 def is_packing_spikes(model: nn.Module) -> bool:
@@ -206,27 +235,32 @@ def is_packing_spikes(model: nn.Module) -> bool:
     return hasattr(model, _PACKER)
 
 
-def _is_wrapped(module: nn.Module) -> bool:
-    return getattr(module, _FLAG, False)
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    """Put ``new`` in the slot ``name`` of its parent (an attribute, or an entry of a Sequential/ModuleList)."""
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent), child, new)
 
 
-def _wrap(module: nn.Module) -> None:
-    module.forward = _checkpointed_forward.__get__(module)  # type: ignore[method-assign]
-    setattr(module, _FLAG, True)
+def _check_single_reference(model: nn.Module, names: Sequence[str]) -> None:
+    """A module reachable under two names would be recomputed through one and not the other: refuse."""
+    targets = {id(model.get_submodule(n)): n for n in names}
+    seen: dict[int, str] = {}
+    for name, m in model.named_modules(remove_duplicate=False):
+        if id(m) in targets and seen.setdefault(id(m), name) != name:
+            raise ValueError(f"{targets[id(m)]} is also reachable as {name}; memory saving wraps a module in one "
+                             "place, so it must have one parent")
 
 
-def _unwrap(module: nn.Module) -> None:
-    del module.forward
-    delattr(module, _FLAG)
-
-
-def _find_blocks(model: nn.Module, block_types: tuple[type[nn.Module], ...]) -> list[str]:
-    """Qualified names of the outermost modules of ``block_types`` (no nesting)."""
-    names: list[str] = []
-    for name, mod in model.named_modules():
-        if isinstance(mod, block_types) and not any(name.startswith(n + ".") for n in names):
-            names.append(name)
-    return names
+def _model_blocks(model: nn.Module) -> list[str]:
+    """The names of ``model.residual_blocks()``."""
+    if not callable(getattr(model, "residual_blocks", None)):
+        raise ValueError(f"{type(model).__name__} does not say which modules are its residual blocks: give it a "
+                         "residual_blocks() method, or pass modules=[...] (qualified names)")
+    blocks: Mapping[str, nn.Module] = model.residual_blocks()
+    if not blocks:
+        raise ValueError(f"{type(model).__name__} has no residual block (its residual_blocks() is empty); "
+                         "pass modules=[...] (qualified names) to recompute other modules")
+    return list(blocks)
 
 
 def _find_stages(model: nn.Module, block_names: Sequence[str]) -> list[str]:
@@ -252,7 +286,6 @@ def enable_memory_saving(
     mode: MemoryMode = "blocks",
     *,
     modules: Iterable[str] | None = None,
-    block_types: Sequence[type[nn.Module]] | None = None,
     pack_spikes: bool = False,
 ) -> list[str]:
     """Recompute residual blocks (or listed submodules) in backward instead of storing activations.
@@ -261,16 +294,14 @@ def enable_memory_saving(
         model: any ``nn.Module`` (a spikevision classifier or your own).
         mode: ``"blocks"`` (default): each residual block is one recomputed
             segment, keeping one ``[T, B, C, H, W]`` tensor per block;
-            ``"stages"``: each stage is one segment (fewer kept tensors but a
+            ``"stages"``: each stage (the parent of a run of blocks) is one segment (fewer kept tensors but a
             whole stage's activations live at once during its recomputation;
             rarely better); ``"spikes"``: no recomputation, only
             ``pack_spikes``; ``"none"``: undo, same as
             :func:`disable_memory_saving`.
         modules: qualified submodule names (as in ``model.named_modules()``) to
-            wrap instead of the automatic choice; ``mode`` is then ignored
-            unless it is ``"none"``.
-        block_types: classes counted as residual blocks (default:
-            :func:`default_block_types`, the blocks of every registered family).
+            wrap instead of the model's ``residual_blocks()``; ``mode`` is then
+            ignored unless it is ``"none"``.
         pack_spikes: also keep the spike tensors that layers save for backward
             (conv and linear inputs) as int8 instead of float: exact (spikes are
             0/1), 4x smaller for float32, one cheap copy each way. Applies
@@ -282,7 +313,8 @@ def enable_memory_saving(
 
     Raises:
         ValueError: unknown ``mode``; a name in ``modules`` that is not a
-            submodule; no block found in ``model``; nested segments.
+            submodule; a model without residual blocks (and no ``modules``);
+            nested segments; a module reachable under two names.
         TypeError: ``model`` is not an ``nn.Module``.
     """
     if not isinstance(model, nn.Module):
@@ -292,11 +324,12 @@ def enable_memory_saving(
     if mode == "none":
         disable_memory_saving(model)
         return []
-    named = dict(model.named_modules())
     if mode == "spikes" and modules is None:
         disable_memory_saving(model)
         _enable_packing(model)
         return []
+    disable_memory_saving(model)  # the names below are those of the bare model
+    named = dict(model.named_modules())
     if modules is not None:
         names = list(modules)
         missing = [n for n in names if n not in named or n == ""]
@@ -306,21 +339,15 @@ def enable_memory_saving(
                 "model.named_modules() (the model itself cannot be wrapped)"
             )
     else:
-        types = tuple(block_types) if block_types is not None else default_block_types()
-        names = _find_blocks(model, types)
-        if not names:
-            raise ValueError(
-                f"{type(model).__name__} has no residual block of types {[t.__name__ for t in types]}; "
-                "pass modules=[...] (qualified names) or block_types=[...]"
-            )
+        names = _model_blocks(model)
         if mode == "stages":
             names = _find_stages(model, names)
     nested = [(a, b) for a in names for b in names if b.startswith(a + ".")]
     if nested:
         raise ValueError(f"nested segments {nested[:3]}: a wrapped module may not contain another; drop one")
-    disable_memory_saving(model)
+    _check_single_reference(model, names)
     for n in names:
-        _wrap(named[n])
+        _replace(model, n, RecomputedBlock(named[n]))
     if pack_spikes:
         _enable_packing(model)
     return names
@@ -330,15 +357,14 @@ def disable_memory_saving(model: nn.Module) -> list[str]:
     """Undo :func:`enable_memory_saving` (recomputation and spike packing); returns the wrapped names."""
     _disable_packing(model)
     names = memory_saving_modules(model)
-    named = dict(model.named_modules())
     for n in names:
-        _unwrap(named[n])
+        _replace(model, n, model.get_submodule(n).block)
     return names
 
 
 def memory_saving_modules(model: nn.Module) -> list[str]:
-    """Qualified names of the submodules currently recomputed in backward."""
-    return [n for n, m in model.named_modules() if _is_wrapped(m)]
+    """Qualified names of the submodules currently recomputed in backward (each a :class:`RecomputedBlock`)."""
+    return [n for n, m in model.named_modules() if isinstance(m, RecomputedBlock)]
 
 
 class SavedTensorMeter:
