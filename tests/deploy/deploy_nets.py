@@ -86,3 +86,49 @@ class MSNet(nn.Module):
         x = self.stem_bn(self.stem(self.encoder(x)))
         x = self.block2(self.block1(x))
         return self.head(self.flat(self.pool(self.lif(x))))
+
+
+class MixedNet(nn.Module):
+    """Every layer kind the integer program supports, on 2x12x12 images.
+
+    Analog stem with 'same' padding of an even kernel; a BNTT (per-step weights) conv on spikes; S-ResNet-style
+    soft-reset neurons with a 0.8744 leak and a non-zero resting potential; a strided, dilated conv on the
+    non-binary sum of two spike maps (analog MACs); a BN kept on spikes (a select) and one on an analog sum; max
+    pooling with padding, a 3x3 average (division) and a 2x2 one (shift); IF neurons; a linear over the last axis
+    of a [T, B, C, L] tensor; a global mean and a mean over time before an analog readout.
+    """
+
+    def __init__(self, T: int = 3, classes: int = 5, leak: float = 0.8744) -> None:
+        super().__init__()
+        from spikevision.layers import BNTT2d
+
+        soft = NeuronParams(decay=leak, gain=1.0, v_th=0.6, reset="soft", strict=True, v_rest=0.05)
+        self.encoder = DirectEncoder(T)
+        self.stem = TimeFolded(nn.Conv2d(2, 6, 4, padding="same", bias=False))
+        self.stem_bn = TDBatchNorm2d(6)
+        self.lif0 = LIF(soft)
+        self.conv1 = TimeFolded(nn.Conv2d(6, 6, 3, padding=1, bias=False))
+        self.bntt = BNTT2d(6, T)
+        self.lif1 = LIF(MS_NEURON)
+        self.conv2 = TimeFolded(nn.Conv2d(6, 8, 3, stride=2, padding=2, dilation=2))  # reads lif0 + lif1
+        self.bn2 = TDBatchNorm2d(8)
+        self.maxpool = TimeFolded(nn.MaxPool2d(3, stride=1, padding=1))
+        self.lif2 = LIF(NeuronParams(decay=1.0, gain=1.0, v_th=0.4))  # IF
+        self.bn_spk = TDBatchNorm2d(8)  # on spikes: cannot fold, kept as a select
+        self.avg3 = TimeFolded(nn.AvgPool2d(3, stride=1, padding=1))
+        self.lif3 = LIF(soft)
+        self.avg2 = TimeFolded(nn.AvgPool2d(2))
+        self.lin = TimeFolded(nn.Linear(9, 4))  # over the last axis of [T, B, C, 9]
+        self.lif4 = LIF(MS_NEURON)
+        self.head = nn.Linear(8 * 4, classes)
+
+    def forward(self, x):
+        a = self.lif0(self.stem_bn(self.stem(self.encoder(x))))  # [T, B, 6, 12, 12]
+        b = self.lif1(self.bntt(self.conv1(a)))
+        y = self.maxpool(self.bn2(self.conv2(a + b)))  # [T, B, 8, 6, 6]
+        s = self.lif2(y)
+        z = self.avg3(self.bn_spk(s) + y)
+        s = self.lif3(z)
+        z = self.avg2(s).flatten(3)  # [T, B, 8, 9]
+        s = self.lif4(self.lin(z)).flatten(2)  # [T, B, 32]
+        return self.head(s.mean(0))

@@ -53,23 +53,29 @@ def test_export_command_safetensors_and_nir(tmp_path, capsys):
     assert "NIR nodes" in capsys.readouterr().out and (tmp_path / "ms.nir").is_file()
 
 
-def test_deploy_command_on_a_run_directory(tmp_path, capsys):
+def _run_dir(tmp_path, name: str, kwargs: dict, model):
+    """A run directory (checkpoint + config) over tiny Fashion-MNIST IDX files."""
     from spikevision.train import checkpoint as ck
     from spikevision.train.config import config_from_dict
 
     rng = np.random.default_rng(0)
     data = tmp_path / "fmnist"
-    data.mkdir()
+    data.mkdir(exist_ok=True)
     for prefix, n in (("train", 4), ("t10k", 12)):
         write_idx(data / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
         write_idx(data / f"{prefix}-labels-idx1-ubyte.gz", rng.integers(0, 10, n).astype(np.uint8))
-    cfg = config_from_dict({"model": {"name": "mlp_spe_mini", **TINY},
+    cfg = config_from_dict({"model": {"name": name, **kwargs},
                             "data": {"name": "fashion_mnist", "root": str(data), "batch_size": 4}})
-    run = tmp_path / "run"
-    state = {ck.VERSION_KEY: ck.FORMAT_VERSION, ck.MODEL_KEY: _tiny_model().state_dict(),
-             ck.MODEL_NAME_KEY: "mlp_spe_mini", ck.MODEL_KWARGS_KEY: TINY, ck.CONFIG_KEY: cfg.to_dict(),
+    run = tmp_path / f"run_{name}"
+    state = {ck.VERSION_KEY: ck.FORMAT_VERSION, ck.MODEL_KEY: model.state_dict(),
+             ck.MODEL_NAME_KEY: name, ck.MODEL_KWARGS_KEY: kwargs, ck.CONFIG_KEY: cfg.to_dict(),
              ck.EPOCH_KEY: 1, ck.STEP_KEY: 1}
     ck.save_checkpoint(run / "checkpoints" / "last.pt", state)
+    return run
+
+
+def test_deploy_command_on_a_run_directory(tmp_path, capsys):
+    run = _run_dir(tmp_path, "mlp_spe_mini", TINY, _tiny_model())
     assert main(["deploy", str(run), "--batch-size", "5", "--audit-batch", "2", "--limit", "11"]) == 0
     out = capsys.readouterr().out
     assert "Multiplication-free: no" in out and "channel.norm1" in out
@@ -81,3 +87,28 @@ def test_deploy_command_on_a_run_directory(tmp_path, capsys):
     assert meta["kind"] == "integer" and meta["extra"]["engine"]["weight_bits"] == 16
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         main(["deploy", str(tmp_path / "fmnist")])
+    # the C target cannot express the spiking MLP's token mixing: refused by name, nothing written
+    assert main(["export", str(run), "--format", "c", "-o", str(tmp_path / "mlp_c")]) == 2
+    assert "stages.0.blocks.0.token" in capsys.readouterr().err
+    assert not (tmp_path / "mlp_c").exists()
+
+
+def test_native_runtime_and_c_export_commands(tmp_path, capsys):
+    kwargs = {"widths": [4, 8]}
+    torch.manual_seed(0)
+    run = _run_dir(tmp_path, "spiking_cnn_mini", kwargs, randomize_bn(create_model("spiking_cnn_mini", **kwargs)))
+    assert main(["deploy", str(run), "--runtime", "native", "--batch-size", "5", "--audit-batch", "2",
+                 "--limit", "11", "--check", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "bit-exact with the Python engine on 12 images" in out and "batch 64" in out
+    native = json.loads((run / "deploy" / "native.json").read_text())
+    assert native["bit_exact"] == {"images": 12, "equal": True} and native["weight_bytes"] > 0
+    agreement = json.loads((run / "deploy" / "agreement.json").read_text())
+    assert agreement["runtime"] == "native" and agreement["samples"] == 11
+    out_dir = tmp_path / "c"
+    assert main(["export", str(run), "--format", "c", "-o", str(out_dir), "--weight-bits", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "flash" in out and "RAM" in out and "int8" in out
+    assert {p.name for p in out_dir.iterdir()} == {"spiking_cnn_mini.c", "spiking_cnn_mini.h", "main.c"}
+    assert "int spiking_cnn_mini_infer(const uint8_t *image, int64_t *logits);" in \
+        (out_dir / "spiking_cnn_mini.h").read_text()

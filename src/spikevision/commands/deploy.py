@@ -11,11 +11,19 @@ checkpoint ``.pt``, a ``.safetensors`` weights file, or a registered model name
 * ``agreement.json``: top-1 agreement of the integer and float models on the
   test set and both accuracies (when a data set is known).
 
+``--runtime native`` evaluates with the native event-driven runtime (the model's C
+code compiled for this CPU, :mod:`spikevision.deploy.native`) instead of the Python
+engine: it first checks that the runtime's logits equal the Python engine's bit for
+bit on ``--check`` test images, then measures agreement over the test set and the
+speed of the runtime next to the dense float model (batch 1 and batch 64, same
+threads), and writes ``native.json``.
+
 Examples::
 
     spikevision deploy runs/quickstart
     spikevision deploy runs/quickstart --limit 2000 --leak shift_add
     spikevision deploy mlp_spe_mini --data fashion_mnist --limit 500
+    spikevision deploy runs/quickstart --runtime native
 """
 
 from __future__ import annotations
@@ -43,6 +51,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--leak", choices=("mul", "shift_add"), default="mul",
                         help="non-power-of-two leaks: exact multiply (default) or shift-add approximation")
     parser.add_argument("--out", default=None, help="output folder (default RUN_DIR/deploy or deploy/<model>)")
+    parser.add_argument("--runtime", choices=("python", "native"), default="python",
+                        help="evaluate with the Python integer engine (default) or the native C runtime")
+    parser.add_argument("--check", type=int, default=256,
+                        help="native: images on which the runtime must equal the Python engine bit for bit")
+
+
+def _timed(fn, x, reps: int = 7) -> float:
+    """Median seconds of ``fn(x)`` after one warm-up call."""
+    fn(x)
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def _native(src, im, loader, example, args) -> dict:
+    """Bit-exactness against the Python engine, agreement with float, and speed of the native runtime."""
+    import torch
+
+    from spikevision.deploy.audit import compare_models
+    from spikevision.deploy.native import compile_native
+
+    start = time.perf_counter()
+    native = compile_native(im, example[:1])
+    out = {"build_seconds": round(time.perf_counter() - start, 2), "flash_bytes": native.source.flash_bytes,
+           "weight_bytes": native.source.weight_bytes, "ram_bytes_per_thread": native.source.ram_bytes}
+    images = example
+    if loader is not None:
+        chunks, n = [], 0
+        for x, _ in loader:
+            chunks.append(x)
+            n += len(x)
+            if n >= max(args.check, 64):
+                break
+        images = torch.cat(chunks)
+    check = images[: args.check]
+    with torch.no_grad():
+        exact = torch.equal(native.logits_q(check), im.forward_q(check))
+    out["bit_exact"] = {"images": len(check), "equal": exact}
+    if not exact:
+        raise RuntimeError("the native runtime disagrees with the Python integer engine; please report this "
+                           "(spikevision deploy --runtime python still works)")
+    if loader is not None:
+        start = time.perf_counter()
+        out["agreement"] = compare_models(src.model, native, loader, limit=args.limit)
+        out["agreement"]["seconds"] = round(time.perf_counter() - start, 1)
+    speed = {}
+    with torch.no_grad():
+        for batch in (1, 64):
+            xb = images[:batch]
+            if len(xb) < batch:
+                xb = xb.repeat(-(-batch // len(xb)), 1, 1, 1)[:batch]
+            t_float, t_native = _timed(src.model, xb), _timed(native, xb)
+            speed[str(batch)] = {"float_ms": round(1e3 * t_float, 3), "native_ms": round(1e3 * t_native, 3),
+                                 "speedup": round(t_float / t_native, 2)}
+    out["speed"] = speed
+    out["threads"] = torch.get_num_threads()
+    return out
 
 
 def _loader(src, args):
@@ -86,8 +154,11 @@ def run(args: argparse.Namespace) -> int:
     with torch.no_grad():
         im = compile_integer(src.model, example[:2], cfg)
         report = audit_model(src.model, example, cfg, integer_model=im)
-        agreement = None
-        if loader is not None:
+        agreement = native = None
+        if args.runtime == "native":
+            native = _native(src, im, loader, example, args)
+            agreement = native.pop("agreement", None)
+        elif loader is not None:
             start = time.perf_counter()
             agreement = compare_models(src.model, im, loader, limit=args.limit)
             agreement["seconds"] = round(time.perf_counter() - start, 1)
@@ -100,7 +171,10 @@ def run(args: argparse.Namespace) -> int:
     (out / "audit.md").write_text(f"# MFI audit: {src.name}\n\nSource: {src.origin}\n\n" + report.to_markdown())
     (out / "audit.json").write_text(report.to_json())
     if agreement is not None:
+        agreement["runtime"] = args.runtime
         (out / "agreement.json").write_text(json.dumps(agreement, indent=2))
+    if native is not None:
+        (out / "native.json").write_text(json.dumps(native, indent=2))
 
     print(report.to_markdown())
     if agreement is not None:
@@ -109,5 +183,14 @@ def run(args: argparse.Namespace) -> int:
               f"{agreement['seconds']} s)")
     else:
         print(f"agreement: not measured ({data_name})")
-    print(f"wrote {out}/integer_model.safetensors, audit.md, audit.json" + (", agreement.json" if agreement else ""))
+    if native is not None:
+        check = native["bit_exact"]
+        print(f"native runtime: bit-exact with the Python engine on {check['images']} images; "
+              f"flash {native['flash_bytes']:,} bytes (weights {native['weight_bytes']:,}), "
+              f"RAM {native['ram_bytes_per_thread']:,} bytes per thread; built in {native['build_seconds']} s")
+        for batch, t in native["speed"].items():
+            print(f"  batch {batch:>2}: float {t['float_ms']:.2f} ms, native {t['native_ms']:.2f} ms "
+                  f"({t['speedup']:.2f}x the float model; {native['threads']} threads)")
+    print(f"wrote {out}/integer_model.safetensors, audit.md, audit.json" + (", agreement.json" if agreement else "")
+          + (", native.json" if native else ""))
     return 0

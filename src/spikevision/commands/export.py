@@ -1,4 +1,4 @@
-"""``spikevision export SOURCE --format nir|safetensors``: write a model for other tools.
+"""``spikevision export SOURCE --format nir|safetensors|pretrained|c``: write a model for other tools.
 
 * ``--format nir``: a NIR graph (HDF5) with BN folded, residual sums as
   edges and LIF neurons mapped by forward Euler (``--dt`` seconds per step);
@@ -11,6 +11,10 @@
   measured on the whole test set (:func:`spikevision.analysis.card.build_card`).
   With ``-o src/spikevision/weights`` the weights ship with the package and
   load with ``create_model(name, pretrained=tag)``.
+* ``--format c``: a standalone C99 library in the folder ``-o``: ``<name>.h``, ``<name>.c`` (integer
+  inference, const weights, static buffers, no heap, no floating point) and an example ``main.c``
+  reading raw images from stdin (:mod:`spikevision.deploy.c_export`). Prints flash and RAM in bytes;
+  refuses, naming the layer, what the C target cannot express.
 
 Examples::
 
@@ -18,6 +22,7 @@ Examples::
     spikevision export ms_resnet20 --format nir -o ms_resnet20.nir
     spikevision export runs/ms_resnet_mini_fashion_mnist --format pretrained --tag fashion_mnist \
         --recipe configs/ms_resnet_mini_fashion_mnist.yaml -o src/spikevision/weights
+    spikevision export runs/quickstart --format c -o quickstart_c --name quickstart
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="run directory, checkpoint .pt, weights .safetensors, or a model name")
-    parser.add_argument("--format", choices=("nir", "safetensors", "pretrained"), required=True)
-    parser.add_argument("-o", "--output", required=True, help="output file (pretrained: output folder)")
+    parser.add_argument("--format", choices=("nir", "safetensors", "pretrained", "c"), required=True)
+    parser.add_argument("-o", "--output", required=True, help="output file (pretrained, c: output folder)")
     parser.add_argument("--tag", default=None, help="pretrained: what the weights are called by (fashion_mnist)")
     parser.add_argument("--recipe", default=None, help="pretrained: the recipe file the run was trained from")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="last",
@@ -43,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-kwargs", default="{}", help='JSON builder kwargs for a model name, e.g. \'{"T": 4}\'')
     parser.add_argument("--dt", type=float, default=1e-3, help="NIR: seconds per time step (default 1e-3)")
     parser.add_argument("--fold", action="store_true", help="safetensors: write BN-folded weights")
+    parser.add_argument("--name", default=None, help="c: C identifier prefix (default: the model name)")
+    parser.add_argument("--weight-bits", type=int, default=16, help="c: signed bits per weight, 16 or 8 (default 16)")
+    parser.add_argument("--frac-bits", type=int, default=24, help="c: fixed-point fraction bits (default 24)")
+    parser.add_argument("--leak", choices=("mul", "shift_add"), default="mul",
+                        help="c: non-power-of-two leaks: integer multiply (default) or shift-add")
 
 
 def _export_pretrained(args: argparse.Namespace) -> int:
@@ -74,6 +84,48 @@ def _export_pretrained(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_c(args: argparse.Namespace, src) -> int:
+    from spikevision.deploy.c_export import CExportError, export_c
+    from spikevision.deploy.engine import EngineConfig
+    from spikevision.deploy.source import example_input
+
+    if args.weight_bits not in (8, 16):
+        print(f"error: --weight-bits must be 8 or 16 for the C target, got {args.weight_bits}", file=sys.stderr)
+        return 2
+    name = args.name or (src.name or "snn")
+    if not name.isidentifier():
+        print(f"error: --name must be a C identifier (letters, digits, _), got {name!r}", file=sys.stderr)
+        return 2
+    mean = std = None
+    example = example_input(src, 16)
+    if src.data is not None:  # the run's normalisation, and real test images for the audit
+        import dataclasses
+
+        from spikevision.data import build_loader
+        from spikevision.data.transforms import resolve_mean_std
+
+        mean, std = resolve_mean_std(src.data)
+        try:
+            data = dataclasses.replace(src.data, eval_batch_size=16, device="cpu", num_workers=0)
+            example = next(iter(build_loader(data, "test")))[0]
+        except (FileNotFoundError, ValueError) as e:
+            log.warning("no test images for the audit (%s); auditing a zero image", e)
+    cfg = EngineConfig(weight_bits=args.weight_bits, frac_bits=args.frac_bits, leak=args.leak)
+    try:
+        exp = export_c(src.model, example, args.output, name=name, cfg=cfg, mean=mean, std=std,
+                       header_lines=[f"Model: {src.name} from {src.origin}."])
+    except CExportError as e:  # the model is fine, the C target cannot express it: say where, write nothing
+        print(f"error: cannot export {src.name} to C: {e}", file=sys.stderr)
+        return 2
+    mfi = sum(ok for _, _, ok in exp.layers)
+    print(f"wrote {', '.join(str(f) for f in exp.files)}")
+    print(f"flash {exp.flash_bytes:,} bytes (weights {exp.weight_bytes:,}, int{args.weight_bits}), "
+          f"RAM {exp.ram_bytes:,} bytes (static state); {mfi} of {len(exp.layers)} layer functions "
+          "multiplication-free")
+    print(f"build: cc -std=c99 -O2 -o {name} {args.output}/main.c {args.output}/{name}.c")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -83,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
         return _export_pretrained(args)
 
     src = load_source(args.source, args.weights, json.loads(args.model_kwargs))
+    if args.format == "c":
+        return _export_c(args, src)
     out = Path(args.output)
     example = example_input(src, 1)
     if args.format == "nir":

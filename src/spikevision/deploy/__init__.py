@@ -1,4 +1,5 @@
-"""Deployment: BN folding, the integer multiplication-free engine, the MFI audit, NIR and safetensors export.
+"""Deployment: BN folding, the integer multiplication-free engine, the MFI audit, the native runtime, NIR, C
+and safetensors export.
 
 >>> from spikevision.deploy import fold_bn, compile_integer, audit_model, export_nir
 >>> folded, pairs = fold_bn(model, example)           # float model with BN folded
@@ -6,14 +7,18 @@
 >>> report = audit_model(model, example)              # which layers still multiply, and why
 >>> print(report.to_markdown())
 >>> export_nir(model, example, "model.nir")           # or NIRExportError naming the layer
+>>> native = compile_native(integer, example)          # the same model as compiled C, bit-exact with `integer`
+>>> export_c(model, example, "out_dir", name="snn")    # snn.h, snn.c, main.c; or CExportError naming the layer
 
 See docs/deploy.md. The ``nir`` package is needed only by the NIR export
 (``pip install spikevision[deploy]``).
 """
 
 from spikevision.deploy.audit import AuditReport, audit_model, compare_models
+from spikevision.deploy.c_export import CExport, CExportError, export_c
 from spikevision.deploy.engine import EngineConfig, IntegerModel, compile_integer
 from spikevision.deploy.fold import BNPair, find_bn_pairs, fold_bn
+from spikevision.deploy.native import NativeModel, compile_native
 from spikevision.deploy.nir_export import NIRExportError, export_nir, to_nir
 from spikevision.deploy.ops import MultiplicationError, OpCounter
 from spikevision.deploy.weights import load_model, read_metadata, save_weights
@@ -24,5 +29,6 @@ __all__ = [
     "OpCounter", "MultiplicationError",
     "AuditReport", "audit_model", "compare_models",
     "NIRExportError", "export_nir", "to_nir",
+    "NativeModel", "compile_native", "CExport", "CExportError", "export_c",
     "save_weights", "load_model", "read_metadata",
 ]

@@ -92,15 +92,16 @@ def _cpu_signature() -> str:
     return sig
 
 
-def _build(cc: list[str], out: Path) -> None:
+def _build(cc: list[str], out: Path, source: Path = SOURCE, flags: list[str] = _FLAGS,
+           variants: tuple[list[str], ...] = _VARIANTS) -> None:
     """Compile into a temporary file and rename, so concurrent processes (DDP ranks) never see half a file."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
     os.close(fd)
     try:
         errors = []
-        for extra in _VARIANTS:
-            cmd = [*cc, *_FLAGS, "-o", tmp, str(SOURCE), *extra]
+        for extra in variants:
+            cmd = [*cc, *flags, "-o", tmp, str(source), *extra]
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
             if p.returncode == 0:
                 os.replace(tmp, out)
@@ -112,6 +113,35 @@ def _build(cc: list[str], out: Path) -> None:
             os.unlink(tmp)
 
 
+def compiled_library(source: Path, stem: str, flags: list[str] = _FLAGS,
+                     variants: tuple[list[str], ...] = _VARIANTS) -> Path:
+    """The shared library built from ``source`` with the system C compiler (``$CC``, else ``cc``).
+
+    Built on first use into the cache folder (the temp folder if that is not writable), named
+    by a hash of the source, compiler, flags and CPU, so a changed source rebuilds; later calls
+    return the cached file. ``variants`` are extra flags tried in order until one compiles.
+    Shared with :mod:`spikevision.deploy.native` (the generated integer runtime).
+
+    Raises:
+        RuntimeError: every variant failed to compile (the compiler's messages).
+        OSError: no compiler, or neither folder writable.
+    """
+    cc = shlex.split(os.environ.get("CC") or "cc")
+    key = hashlib.sha256("\0".join([source.read_text(), repr((cc, flags, variants)),
+                                    _cpu_signature()]).encode()).hexdigest()[:16]
+    name = f"{stem}-{key}.so"
+    path = _cache_dir() / name
+    if not path.exists():
+        try:
+            _build(cc, path, source, flags, variants)
+        except OSError:  # cache folder not writable: build into the temp folder instead
+            user = os.getuid() if hasattr(os, "getuid") else "user"
+            path = Path(tempfile.gettempdir()) / f"spikevision-{user}" / name
+            if not path.exists():
+                _build(cc, path, source, flags, variants)
+    return path
+
+
 def _load() -> ctypes.CDLL | None:
     global _lib, _status
     with _lock:
@@ -120,20 +150,8 @@ def _load() -> ctypes.CDLL | None:
         if os.environ.get("SPIKEVISION_NATIVE", "1") == "0":
             _status = "PyTorch kernel (SPIKEVISION_NATIVE=0)"
             return None
-        cc = shlex.split(os.environ.get("CC") or "cc")
-        key = hashlib.sha256("\0".join([SOURCE.read_text(), repr((cc, _FLAGS, _VARIANTS)),
-                                        _cpu_signature()]).encode()).hexdigest()[:16]
-        name = f"lif_cpu-{key}.so"
-        path = _cache_dir() / name
         try:
-            if not path.exists():
-                try:
-                    _build(cc, path)
-                except OSError:  # cache folder not writable: build into the temp folder instead
-                    user = os.getuid() if hasattr(os, "getuid") else "user"
-                    path = Path(tempfile.gettempdir()) / f"spikevision-{user}" / name
-                    if not path.exists():
-                        _build(cc, path)
+            path = compiled_library(SOURCE, "lif_cpu")
             lib = ctypes.CDLL(str(path))
             if lib.lif_abi_version() != ABI_VERSION:
                 raise RuntimeError(f"{path} has ABI {lib.lif_abi_version()}, expected {ABI_VERSION}")

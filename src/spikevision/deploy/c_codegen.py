@@ -1,0 +1,574 @@
+r"""C99 source for a lowered integer :class:`~spikevision.deploy.program.Program`.
+
+One generator serves both targets, so they cannot drift apart:
+
+* the **standalone export** (:mod:`spikevision.deploy.c_export`): the source as
+  written, one static state, ``<name>_infer(image, logits)``;
+* the **native runtime** (:mod:`spikevision.deploy.native`): the same source
+  compiled with ``-DSV_NATIVE_RUNTIME``, which adds a batch entry point with a
+  caller-owned state per thread.
+
+Rules the generated code keeps (checked by tests):
+
+* integers only: no ``float``/``double`` anywhere; weights are ``const`` arrays;
+  every buffer is a member of one state struct sized here (no heap);
+* right shifts floor (``sv_asr``, defined without relying on the compiler's
+  signed shift); left shifts go through ``uint64_t`` (no undefined behaviour);
+* a layer the MFI audit calls multiplication-free is emitted without a single
+  ``*``, ``/`` or ``%``: index arithmetic uses running offsets and tables
+  computed here, values are only added, shifted, compared and selected.
+
+Event-driven synapse (spike input): for every step, the accumulator
+``acc[position][out channel]`` (int32) is cleared; for each input channel the
+spike map is scanned and each active input adds the int16/int8 weight column of
+each kernel tap that reaches a valid output position (``taps``: a table per
+input position of (accumulator offset, weight offset), built here); then
+``out = (acc << align_c) + bias_c``. Its work is proportional to the spikes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from spikevision.deploy.program import Buf, Op, Program
+
+__all__ = ["CSource", "generate_c", "weight_ctype"]
+
+_INDENT = "    "
+
+
+def weight_ctype(bits: int) -> str:
+    """Smallest C integer type holding ``bits``-bit signed weights."""
+    return "int8_t" if bits <= 8 else "int16_t" if bits <= 16 else "int32_t"
+
+
+@dataclass
+class CSource:
+    """Generated code plus what it costs.
+
+    Attributes:
+        c: the ``.c`` file. h: the ``.h`` file.
+        flash_bytes: bytes of every ``const`` table (weights, biases, shift tables, LUT).
+        ram_bytes: ``sizeof`` the state struct (buffers and scratch), as laid out here.
+        weight_bytes: bytes of the synapse weights alone.
+        layers: per op, ``(layer, description, mfi)``.
+        layout: per buffer, ``(byte offset in the state, elements, arena)`` (arena ``a64``: int64, ``a8``: uint8).
+    """
+
+    c: str
+    h: str
+    flash_bytes: int
+    ram_bytes: int
+    weight_bytes: int
+    layers: list[tuple[str, str, bool]] = field(default_factory=list)
+    layout: dict[str, tuple[int, int, str]] = field(default_factory=dict)
+
+
+def _fmt(values, per_line: int = 16) -> str:
+    vals = [str(int(v)) for v in values]
+    lines = [", ".join(vals[i:i + per_line]) for i in range(0, len(vals), per_line)]
+    return "{\n    " + ",\n    ".join(lines) + "\n}" if vals else "{0}"
+
+
+def _int_type_for(values) -> str:
+    lo, hi = min(values, default=0), max(values, default=0)
+    for t, bits in (("int8_t", 8), ("int16_t", 16), ("int32_t", 32)):
+        if -(2 ** (bits - 1)) <= lo and hi < 2 ** (bits - 1):
+            return t
+    return "int64_t"
+
+
+_SIZES = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4, "uint32_t": 4, "int64_t": 8}
+
+
+class _Gen:
+    def __init__(self, prog: Program, name: str, weight_bits: int, notes: dict[str, tuple[bool, str]]) -> None:
+        self.p, self.name, self.notes = prog, name, notes
+        self.wtype = weight_ctype(weight_bits)
+        self.tables: list[str] = []
+        self.flash = 0
+        self.weight_bytes = 0
+        self.funcs: list[str] = []
+        self.acc32 = 1
+        self.acc64 = 1
+        self.vsize = 1
+        self.layers: list[tuple[str, str, bool]] = []
+
+    # -- tables ----------------------------------------------------------------
+    def table(self, ident: str, values, ctype: str | None = None, weights: bool = False) -> str:
+        values = [int(v) for v in values]
+        ctype = ctype or _int_type_for(values)
+        self.tables.append(f"static const {ctype} {ident}[{max(1, len(values))}] = {_fmt(values)};")
+        nbytes = _SIZES[ctype] * max(1, len(values))
+        self.flash += nbytes
+        if weights:
+            self.weight_bytes += nbytes
+        return ident
+
+    # -- loads -----------------------------------------------------------------
+    def load(self, b: Buf, idx: str) -> str:
+        ref = f"st->{b.storage}[{idx}]"
+        if b.kind == "spike":
+            return f"({ref} ? SV_ONE : 0)"
+        if b.kind == "ratio" and b.divisor != 1:
+            return f"sv_round_div({ref}, {b.divisor})"
+        return ref
+
+    def steps_loop(self, out: Buf, ins: list[Buf], body: list[str], extra_inc: list[str] = ()) -> list[str]:
+        """``for t`` over the output's stored steps with running offsets ``o0`` (out) and ``i0, i1, ...`` (inputs)."""
+        lines = [f"int32_t o0 = 0{''.join(f', i{k} = 0' for k in range(len(ins)))};",
+                 f"for (int32_t t = 0; t < {out.steps}; t++) {{"]
+        lines += [_INDENT + ln for ln in body]
+        incs = [f"o0 += {out.numel};"] + [f"i{k} += {b.numel};" for k, b in enumerate(ins) if b.steps > 1]
+        lines += [_INDENT + " ".join(incs + list(extra_inc)), "}"]
+        return lines
+
+    def func(self, k: int, op: Op, what: str, lines: list[str]) -> None:
+        mfi, note = self.notes.get(op.layer, (None, ""))
+        verdict = ("MFI audit: multiplication-free" if mfi else
+                   f"MFI audit: multiplies ({note})" if mfi is False else "MFI audit: not audited")
+        self.layers.append((op.layer, what, bool(mfi)))
+        body = "\n".join(_INDENT + ln for ln in lines)
+        self.funcs.append(f"/* layer '{op.layer}': {what}.\n * {verdict}. */\n"
+                          f"static void sv_op{k}({self.name}_state *st)\n{{\n{body}\n}}\n")
+
+    # -- ops -------------------------------------------------------------------
+    def synapse(self, k: int, op: Op) -> None:
+        m = op.params["syn"]
+        x, y = op.inputs[0], op.out
+        S = m.weight_int.shape[0]
+        w = m.weight_int
+        if m.kind == "conv2d":
+            self.conv(k, op, m, x, y, S, w)
+        else:
+            self.linear(k, op, m, x, y, S, w)
+
+    def _per_set(self, op: Op, x: Buf, y: Buf, S: int) -> bool:
+        if S > 1 and y.steps != S:
+            raise ValueError(f"layer {op.layer!r}: per-step weights for {S} steps, output has {y.steps}")
+        return S > 1
+
+    def linear(self, k: int, op: Op, m, x: Buf, y: Buf, S: int, w) -> None:
+        nout, nin = w.shape[1], w.shape[2]
+        rows = x.numel // nin
+        per = self._per_set(op, x, y, S)
+        B = self.table(f"sv_b{k}", m.bias_q.reshape(-1).tolist(), "int64_t")
+        if op.params["event"]:
+            W = self.table(f"sv_w{k}", w.transpose(1, 2).reshape(-1).tolist(), self.wtype, weights=True)  # [S][in][out]
+            AL = self.table(f"sv_al{k}", m.align.reshape(-1).tolist(), "uint8_t")
+            self.acc32 = max(self.acc32, nout)
+            body = [f"int32_t xr = i0, yr = o0;",
+                    f"for (int32_t r = 0; r < {rows}; r++) {{",
+                    f"    for (int32_t o = 0; o < {nout}; o++) st->acc32[o] = 0;",
+                    f"    int32_t wk = ws;",
+                    f"    for (int32_t i = 0; i < {nin}; i++) {{",
+                    f"        if (st->{x.storage}[xr + i]) {{",
+                    f"            for (int32_t o = 0; o < {nout}; o++) st->acc32[o] += {W}[wk + o];",
+                    "        }",
+                    f"        wk += {nout};",
+                    "    }",
+                    f"    for (int32_t o = 0; o < {nout}; o++) "
+                    f"st->{y.storage}[yr + o] = sv_shl(st->acc32[o], {AL}[cs + o]) + {B}[cs + o];",
+                    f"    xr += {nin}; yr += {nout};",
+                    "}"]
+            inc = [f"ws += {nin * nout};", f"cs += {nout};"] if per else []
+            lines = ["int32_t ws = 0, cs = 0;"] + self.steps_loop(y, [x], body, inc)
+            what = f"linear {nin}->{nout} on spikes, event-driven (int32 accumulation of {self.wtype} columns)"
+        else:
+            W = self.table(f"sv_w{k}", w.reshape(-1).tolist(), self.wtype, weights=True)  # [S][out][in]
+            FR = self.table(f"sv_fr{k}", m.weight_frac.reshape(-1).tolist(), "uint8_t")
+            body = [f"int32_t xr = i0, yr = o0;",
+                    f"for (int32_t r = 0; r < {rows}; r++) {{",
+                    f"    for (int32_t o = 0; o < {nout}; o++) {{",
+                    "        int64_t acc = 0;",
+                    f"        const int32_t wo = ws + o * {nin};",
+                    f"        for (int32_t i = 0; i < {nin}; i++) acc += (int64_t){W}[wo + i] * "
+                    f"{self.load(x, 'xr + i')};",
+                    f"        st->{y.storage}[yr + o] = sv_asr(acc, {FR}[cs + o]) + {B}[cs + o];",
+                    "    }",
+                    f"    xr += {nin}; yr += {nout};",
+                    "}"]
+            inc = [f"ws += {nin * nout};", f"cs += {nout};"] if per else []
+            lines = ["int32_t ws = 0, cs = 0;"] + self.steps_loop(y, [x], body, inc)
+            what = f"linear {nin}->{nout} on analog input: integer multiply-accumulate (int64)"
+        self.func(k, op, what, lines)
+
+    def conv(self, k: int, op: Op, m, x: Buf, y: Buf, S: int, w) -> None:
+        cout, cin, kh, kw = w.shape[1:]
+        _, H, W_ = x.shape
+        _, Ho, Wo = y.shape
+        (sh, sw), (dh, dw) = m.stride, m.dilation
+        pl, _pr, pt, _pb = m.pad
+        per = self._per_set(op, x, y, S)
+        B = self.table(f"sv_b{k}", m.bias_q.reshape(-1).tolist(), "int64_t")
+        geom = f"{cin}->{cout} {kh}x{kw}/{sh}, {H}x{W_} -> {Ho}x{Wo}"
+        if op.params["event"]:
+            # weights [S][cin][kh*kw][cout]; taps of input position p: (acc offset, weight offset)
+            Wt = self.table(f"sv_w{k}", w.permute(0, 2, 3, 4, 1).reshape(-1).tolist(), self.wtype, weights=True)
+            AL = self.table(f"sv_al{k}", m.align.reshape(-1).tolist(), "uint8_t")
+            start, acc_off, w_off = [0], [], []
+            for iy in range(H):
+                for ix in range(W_):
+                    for i in range(kh):
+                        for j in range(kw):
+                            ny, nx = iy + pt - i * dh, ix + pl - j * dw
+                            if ny % sh or nx % sw:
+                                continue
+                            oy, ox = ny // sh, nx // sw
+                            if 0 <= oy < Ho and 0 <= ox < Wo:
+                                acc_off.append((oy * Wo + ox) * cout)
+                                w_off.append((i * kw + j) * cout)
+                    start.append(len(acc_off))
+            TS = self.table(f"sv_ts{k}", start)
+            TA = self.table(f"sv_ta{k}", acc_off)
+            TW = self.table(f"sv_tw{k}", w_off)
+            self.acc32 = max(self.acc32, Ho * Wo * cout)
+            body = [f"for (int32_t a = 0; a < {Ho * Wo * cout}; a++) st->acc32[a] = 0;",
+                    "int32_t ic = i0, wc = ws;",
+                    f"for (int32_t c = 0; c < {cin}; c++) {{",
+                    f"    for (int32_t p = 0; p < {H * W_}; p++) {{",
+                    f"        if (st->{x.storage}[ic + p]) {{",
+                    f"            for (int32_t e = {TS}[p]; e < {TS}[p + 1]; e++) {{",
+                    f"                const int32_t a = {TA}[e], wo = wc + {TW}[e];",
+                    f"                for (int32_t o = 0; o < {cout}; o++) st->acc32[a + o] += {Wt}[wo + o];",
+                    "            }",
+                    "        }",
+                    "    }",
+                    f"    ic += {H * W_}; wc += {kh * kw * cout};",
+                    "}",
+                    "int32_t yo = o0;",
+                    f"for (int32_t o = 0; o < {cout}; o++) {{",
+                    "    int32_t a = o;",
+                    f"    for (int32_t p = 0; p < {Ho * Wo}; p++) {{",
+                    f"        st->{y.storage}[yo + p] = sv_shl(st->acc32[a], {AL}[cs + o]) + {B}[cs + o];",
+                    f"        a += {cout};",
+                    "    }",
+                    f"    yo += {Ho * Wo};",
+                    "}"]
+            inc = [f"ws += {cin * kh * kw * cout};", f"cs += {cout};"] if per else []
+            lines = ["int32_t ws = 0, cs = 0;"] + self.steps_loop(y, [x], body, inc)
+            what = f"conv {geom} on spikes, event-driven (int32 accumulation of {self.wtype} weight columns)"
+        else:
+            Wd = self.table(f"sv_w{k}", w.reshape(-1).tolist(), self.wtype, weights=True)  # [S][cout][cin][kh][kw]
+            FR = self.table(f"sv_fr{k}", m.weight_frac.reshape(-1).tolist(), "uint8_t")
+            lo = [max(0, -(-(pl - j * dw) // sw)) for j in range(kw)]
+            hi = [min(Wo, (W_ - 1 + pl - j * dw) // sw + 1) for j in range(kw)]
+            LO, HI = self.table(f"sv_lo{k}", lo), self.table(f"sv_hi{k}", hi)
+            self.acc64 = max(self.acc64, Ho * Wo)
+            body = [f"for (int32_t o = 0; o < {cout}; o++) {{",
+                    f"    for (int32_t p = 0; p < {Ho * Wo}; p++) st->acc64[p] = 0;",
+                    f"    for (int32_t c = 0; c < {cin}; c++) {{",
+                    f"        for (int32_t i = 0; i < {kh}; i++) {{",
+                    f"            for (int32_t j = 0; j < {kw}; j++) {{",
+                    f"                const int64_t wv = {Wd}[ws + ((o * {cin} + c) * {kh} + i) * {kw} + j];",
+                    f"                for (int32_t oy = 0; oy < {Ho}; oy++) {{",
+                    f"                    const int32_t iy = oy * {sh} + i * {dh} - {pt};",
+                    f"                    if (iy < 0 || iy >= {H}) continue;",
+                    f"                    const int32_t row = i0 + (c * {H} + iy) * {W_} + j * {dw} - {pl};",
+                    f"                    for (int32_t ox = {LO}[j]; ox < {HI}[j]; ox++) "
+                    f"st->acc64[oy * {Wo} + ox] += wv * {self.load(x, f'row + ox * {sw}')};",
+                    "                }",
+                    "            }",
+                    "        }",
+                    "    }",
+                    f"    for (int32_t p = 0; p < {Ho * Wo}; p++) "
+                    f"st->{y.storage}[o0 + o * {Ho * Wo} + p] = sv_asr(st->acc64[p], {FR}[cs + o]) + {B}[cs + o];",
+                    "}"]
+            inc = [f"ws += {cin * kh * kw * cout};", f"cs += {cout};"] if per else []
+            lines = ["int32_t ws = 0, cs = 0;"] + self.steps_loop(y, [x], body, inc)
+            what = f"conv {geom} on analog input: integer multiply-accumulate (int64)"
+        self.func(k, op, what, lines)
+
+    def pool(self, k: int, op: Op) -> None:
+        x, y, q = op.inputs[0], op.out, op.params
+        C, H, W_ = x.shape
+        _, Ho, Wo = y.shape
+        (kh, kw), (sh, sw), (ph, pw) = q["k"], q["s"], q["pad"]
+        # window start row/col of each output position, and the valid tap ranges (tables: no index products)
+        rows = [oy * sh - ph for oy in range(Ho)]
+        cols = [ox * sw - pw for ox in range(Wo)]
+        RY, RX = self.table(f"sv_ry{k}", [r * W_ for r in rows]), self.table(f"sv_rx{k}", cols)
+        YL = self.table(f"sv_yl{k}", [max(0, -r) for r in rows])
+        YH = self.table(f"sv_yh{k}", [min(kh, H - r) for r in rows])
+        XL = self.table(f"sv_xl{k}", [max(0, -c) for c in cols])
+        XH = self.table(f"sv_xh{k}", [min(kw, W_ - c) for c in cols])
+        if q["max"]:
+            init = "0" if x.kind == "spike" else "INT64_MIN"
+            acc_t = "uint8_t" if x.kind == "spike" else "int64_t"
+            upd = "if (v > m) m = v;"
+            fin = "m"
+            val = f"st->{x.storage}[base + xx]"
+            what = f"max-pool {kh}x{kw}/{sh} (comparisons)"
+        else:
+            init, acc_t, upd = "0", "int64_t", "m += v;"
+            fin = f"sv_asr(m, {q['shift']})" if q["shift"] is not None else f"sv_floordiv(m, {q['n']})"
+            val = self.load(x, "base + xx")
+            what = (f"avg-pool {kh}x{kw}/{sh}: window sum then "
+                    + (f">> {q['shift']}" if q["shift"] is not None else f"division by {q['n']}"))
+        # the window loop, written with running offsets only
+        body = ["int32_t xc = i0, yc = o0;",
+                f"for (int32_t c = 0; c < {C}; c++) {{",
+                "    int32_t yp = yc;",
+                f"    for (int32_t oy = 0; oy < {Ho}; oy++) {{",
+                f"        for (int32_t ox = 0; ox < {Wo}; ox++) {{",
+                f"            {acc_t} m = {init};",
+                f"            int32_t base = xc + {RY}[oy] + {RX}[ox];",
+                f"            for (int32_t yy = 0; yy < {kh}; yy++) {{",
+                f"                if (yy >= {YL}[oy] && yy < {YH}[oy]) {{",
+                f"                    for (int32_t xx = {XL}[ox]; xx < {XH}[ox]; xx++) {{",
+                f"                        const {acc_t} v = {val};",
+                f"                        {upd}",
+                "                    }",
+                "                }",
+                f"                base += {W_};",
+                "            }",
+                f"            st->{y.storage}[yp] = {fin};",
+                "            yp += 1;",
+                "        }",
+                "    }",
+                f"    xc += {H * W_}; yc += {Ho * Wo};",
+                "}"]
+        self.func(k, op, what, self.steps_loop(y, [x], body))
+
+    def neuron(self, k: int, op: Op) -> None:
+        n = op.params["neuron"]
+        x, y = op.inputs[0], op.out
+        N = x.numel
+        self.vsize = max(self.vsize, N)
+        if n.gain_shift is not None:
+            drive = f"sv_shl({self.load(x, 'i0 + i')}, {n.gain_shift})"
+            dwhat = f"drive << {n.gain_shift}"
+        else:
+            drive = f"{self.load(x, 'i0 + i')} * {n.gain_int}"
+            dwhat = f"drive x {n.gain_int} (multiply)"
+        if n.const:
+            drive = f"{drive} + {n.const}"
+        if n.decay == 1.0:
+            leak, lwhat = "v", "no leak (IF)"
+        elif n.decay == 0.0:
+            leak, lwhat = "0", "no memory"
+        elif n.leak_shift is not None:
+            leak, lwhat = f"sv_asr(v, {n.leak_shift})", f"leak v >> {n.leak_shift}"
+        elif n.leak_mul is not None:
+            leak, lwhat = f"sv_asr(v * {n.leak_mul}, {n.leak_bits})", f"leak (v x {n.leak_mul}) >> {n.leak_bits}"
+        else:
+            terms = " ".join(f"{'+' if s > 0 else '-'} sv_asr(v, {kk})" for s, kk in n.leak_terms)
+            leak, lwhat = f"(0 {terms})", f"leak by shift-add {n.leak_terms}"
+        cmp = ">" if n.p.strict else ">="
+        reset = {"hard": f"v = s ? {n.v_reset} : h;", "soft": f"v = s ? h - {n.th} : h;", "none": "v = h;"}[n.p.reset]
+        body = [f"for (int32_t i = 0; i < {N}; i++) {{",
+                "    int64_t v = st->v[i];",
+                f"    const int64_t h = {leak} + ({drive});",
+                f"    const int s = h {cmp} {n.th};",
+                f"    {reset}",
+                "    st->v[i] = v;",
+                f"    st->{y.storage}[o0 + i] = (uint8_t)s;",
+                "}"]
+        lines = [f"for (int32_t i = 0; i < {N}; i++) st->v[i] = {n.v_init};"]
+        lines += self.steps_loop(y, [x], body)
+        what = (f"neuron, {N} units x {y.steps} steps: {lwhat}, {dwhat}, threshold {cmp} {n.th} "
+                f"(2^-{n.F + n.E} units), {n.p.reset} reset")
+        self.func(k, op, what, lines)
+
+    def affine(self, k: int, op: Op) -> None:
+        m = op.params["affine"]
+        x, y = op.inputs[0], op.out
+        C = x.shape[0]
+        inner = x.numel // C
+        per = m.per_step
+        B = self.table(f"sv_bb{k}", m.b_q.reshape(-1).tolist(), "int64_t")
+        if x.kind == "spike":
+            ON = self.table(f"sv_on{k}", m.on_q.reshape(-1).tolist(), "int64_t")
+            val = f"st->{x.storage}[xi] ? {ON}[cs + c] : {B}[cs + c]"
+            what = "BN kept, on spikes: a select between two constants per channel"
+        else:
+            A = self.table(f"sv_a{k}", m.a_int.reshape(-1).tolist(), "int64_t")
+            val = f"sv_asr({self.load(x, 'xi')} * {A}[cs + c], {m.a_frac}) + {B}[cs + c]"
+            what = "BN kept, on analog input: multiply and shift per element"
+        body = ["int32_t xi = i0, yi = o0;",
+                f"for (int32_t c = 0; c < {C}; c++) {{",
+                f"    for (int32_t i = 0; i < {inner}; i++) {{",
+                f"        st->{y.storage}[yi] = {val};",
+                "        xi += 1; yi += 1;",
+                "    }",
+                "}"]
+        inc = [f"cs += {C};"] if per else []
+        self.func(k, op, what, ["int32_t cs = 0;"] + self.steps_loop(y, [x], body, inc))
+
+    def add(self, k: int, op: Op) -> None:
+        a, b = op.inputs
+        y = op.out
+        body = [f"for (int32_t i = 0; i < {y.numel}; i++) "
+                f"st->{y.storage}[o0 + i] = {self.load(a, 'i0 + i')} + {self.load(b, 'i1 + i')};"]
+        self.func(k, op, "residual sum (additions)", self.steps_loop(y, [a, b], body))
+
+    def mean(self, k: int, op: Op) -> None:
+        x, y = op.inputs[0], op.out
+        raw = "({v} ? SV_ONE : 0)" if x.kind == "spike" else "{v}"  # a ratio's numerator is summed as is
+        val = lambda idx: raw.format(v=f"st->{x.storage}[{idx}]")  # noqa: E731
+        if op.params["over"] == "time":
+            lines = [f"for (int32_t i = 0; i < {y.numel}; i++) st->{y.storage}[i] = 0;",
+                     "int32_t i0 = 0;",
+                     f"for (int32_t t = 0; t < {self.p.T}; t++) {{",
+                     f"    for (int32_t i = 0; i < {y.numel}; i++) st->{y.storage}[i] += {val('i0 + i')};",
+                     f"    i0 += {x.numel if x.steps > 1 else 0};",
+                     "}"]
+            what = f"sum over the {self.p.T} time steps (the mean's divisor is kept: value = sum / {y.divisor})"
+        else:
+            n = op.params["n"]
+            body = ["int32_t xi = i0;",
+                    f"for (int32_t g = 0; g < {y.numel}; g++) {{",
+                    "    int64_t m = 0;",
+                    f"    for (int32_t i = 0; i < {n}; i++) m += {val('xi + i')};",
+                    f"    st->{y.storage}[o0 + g] = m;",
+                    f"    xi += {n};",
+                    "}"]
+            lines = self.steps_loop(y, [x], body)
+            what = f"sum over {n} positions (mean's divisor kept: value = sum / {y.divisor})"
+        self.func(k, op, what, lines)
+
+
+_PRELUDE = r"""
+#define SV_ONE ((int64_t)1 << SV_FRAC_BITS)
+
+/* floor(x / 2^s): an arithmetic right shift, written so that it does not rely on
+   the compiler's (implementation-defined) signed right shift */
+static inline int64_t sv_asr(int64_t x, int s) { return x >= 0 ? x >> s : ~(~x >> s); }
+/* x * 2^s in two's complement, without the undefined signed left shift */
+static inline int64_t sv_shl(int64_t x, int s) { return (int64_t)((uint64_t)x << s); }
+/* floor(x / n), n > 0 (only in layers the audit reports as dividing) */
+static inline int64_t sv_floordiv(int64_t x, int64_t n) { int64_t q = x / n; return (q * n != x && x < 0) ? q - 1 : q; }
+/* x / n rounded half to even, n > 0: a mean read by an integer layer (torch.round) */
+static inline int64_t sv_round_div(int64_t x, int64_t n)
+{
+    const int64_t q = sv_floordiv(x, n), r2 = 2 * (x - q * n);
+    return (r2 > n || (r2 == n && (q & 1))) ? q + 1 : q;
+}
+"""
+
+
+def _allocate(prog: Program, share: bool) -> dict[str, tuple[str, int, int]]:
+    """Arena and element offset of every storage: first fit among the storages whose lifetime overlaps."""
+    n = len(prog.ops)
+    first = {prog.input.storage: -1}
+    last = {prog.output.storage: n}
+    for k, op in enumerate(prog.ops):
+        first.setdefault(op.out.storage, k)
+        last[op.out.storage] = max(last.get(op.out.storage, k), k)
+        for b in op.inputs:
+            last[b.storage] = max(last.get(b.storage, k), k)
+    placed: dict[str, list[tuple[int, int, int, int]]] = {"a64": [], "a8": []}  # (offset, size, first, last)
+    layout = {}
+    for name in sorted(prog.storages, key=lambda s: (first.get(s, n), s)):
+        kind, size = prog.storages[name]
+        arena = "a8" if kind == "uint8" else "a64"
+        lo, hi = first.get(name, n), last.get(name, n)
+        busy = sorted((o, o + sz) for o, sz, f, l in placed[arena] if not share or not (l < lo or hi < f))
+        off = 0
+        for a, b in busy:
+            if off + size <= a:
+                break
+            off = max(off, b)
+        placed[arena].append((off, size, lo, hi))
+        layout[name] = (arena, off, size)
+    return layout
+
+
+def generate_c(prog: Program, name: str, weight_bits: int, *, lut: list[list[int]] | None = None,
+               notes: dict[str, tuple[bool, str]] | None = None, header_lines: list[str] = (),
+               share_buffers: bool = True) -> CSource:
+    """C99 source (``.c`` and ``.h``) for ``prog``.
+
+    Args:
+        prog: the lowered program.
+        name: C identifier prefix.
+        weight_bits: the engine's weight bits (picks int8/int16/int32 tables).
+        lut: per input channel, the 256 fixed-point values of the uint8 pixel values (the input
+            quantiser: normalisation and ``round(x * 2^F)`` folded into a table). Without it,
+            ``<name>_infer`` is not generated (only the fixed-point entry points).
+        notes: per layer, the MFI audit's ``(multiplication_free, reason)``.
+        header_lines: comment lines for the top of both files.
+        share_buffers: let buffers whose lifetimes do not overlap share memory (less RAM). Without
+            it every buffer keeps its values after a run (for inspecting spike trains).
+    """
+    if not name.isidentifier():
+        raise ValueError(f"name must be a C identifier, got {name!r}")
+    g = _Gen(prog, name, weight_bits, notes or {})
+    for k, op in enumerate(prog.ops):
+        getattr(g, op.kind)(k, op)
+    inp, out = prog.input, prog.output
+    if lut is not None:
+        g.table("sv_lut", [v for ch in lut for v in ch], "int64_t")
+    # the state: two arenas (int64 values, uint8 spikes) holding every buffer at an offset fixed here,
+    # buffers whose lifetimes do not overlap sharing memory; then the scratch accumulators and membranes
+    layout = _allocate(prog, share_buffers)
+    n64 = max([off + size for arena, off, size in layout.values() if arena == "a64"], default=0)
+    n8 = max([off + size for arena, off, size in layout.values() if arena == "a8"], default=0)
+    members = [f"    int64_t a64[{max(1, n64)}];", f"    int64_t acc64[{g.acc64}];", f"    int64_t v[{g.vsize}];",
+               f"    int32_t acc32[{g.acc32}];", f"    uint8_t a8[{max(1, n8)}];"]
+    ram = 8 * (max(1, n64) + g.acc64 + g.vsize) + 4 * g.acc32 + max(1, n8)
+    ram = -(-ram // 8) * 8  # the struct's size: padded to its 8-byte alignment
+    offsets = {"a64": 0, "acc64": 8 * max(1, n64), "v": 8 * (max(1, n64) + g.acc64),
+               "acc32": 8 * (max(1, n64) + g.acc64 + g.vsize),
+               "a8": 8 * (max(1, n64) + g.acc64 + g.vsize) + 4 * g.acc32}
+    byte_layout = {name: (offsets[arena] + (8 if arena == "a64" else 1) * off, size, arena)
+                   for name, (arena, off, size) in layout.items()}
+    n_cls = out.numel
+    top = "".join(f" * {ln}\n" for ln in header_lines)
+    guard = f"{name.upper()}_H"
+    h = (f"/* {name}.h: integer spiking network inference, generated by spikevision.\n{top} */\n"
+         f"#ifndef {guard}\n#define {guard}\n\n#include <stdint.h>\n\n"
+         f"#define {name.upper()}_CLASSES {n_cls}\n"
+         f"#define {name.upper()}_INPUT_SIZE {inp.numel}   /* uint8 pixels, [C][H][W] = {list(inp.shape)} */\n"
+         f"#define {name.upper()}_TIME_STEPS {prog.T}\n"
+         f"#define {name.upper()}_FRAC_BITS {prog.frac_bits}\n"
+         f"/* logits[k] / ({name.upper()}_LOGIT_DIVISOR * 2^{name.upper()}_FRAC_BITS) is the real-valued logit */\n"
+         f"#define {name.upper()}_LOGIT_DIVISOR {out.divisor}\n\n"
+         + (f"/* Classify one image: writes {n_cls} fixed-point logits, returns the class (their argmax).\n"
+            f"   Not reentrant: uses one static state of {ram} bytes. */\n"
+            f"int {name}_infer(const uint8_t *image, int64_t *logits);\n\n" if lut is not None else "")
+         + f"/* Same from an already quantised input (int64, {prog.frac_bits} fraction bits), with a caller-owned\n"
+           f"   state of {name}_state_bytes() bytes (8-byte aligned): reentrant. */\n"
+           f"int {name}_infer_q(const int64_t *input, int64_t *logits, void *state);\n"
+           f"long {name}_state_bytes(void);\n\n#endif\n")
+    funcs = "\n".join(g.funcs)
+    for sname, (arena, off, _size) in sorted(layout.items(), key=lambda kv: -len(kv[0])):
+        funcs = funcs.replace(f"st->{sname}[", f"(st->{arena} + {off})[")
+    ops_calls = "\n".join(f"    sv_op{k}(st);" for k in range(len(prog.ops)))
+    c = [f"/* {name}.c: integer spiking network inference, generated by spikevision (C99, integers only,\n"
+         f" * no heap). Layers, in order, with the MFI audit's verdict in each function's comment.\n{top}"
+         f" * flash (const tables): {g.flash} bytes, of which weights {g.weight_bytes}; RAM (state): {ram} bytes.\n */",
+         f'#include "{name}.h"\n', f"#define SV_FRAC_BITS {prog.frac_bits}", _PRELUDE,
+         f"typedef struct {{\n" + "\n".join(members) + f"\n}} {name}_state;\n",
+         "\n".join(g.tables), "", funcs,
+         f"static void sv_run({name}_state *st)\n{{\n{ops_calls}\n}}\n",
+         f"static int sv_argmax(const int64_t *logits)\n{{\n    int best = 0;\n"
+         f"    for (int k = 1; k < {n_cls}; k++) if (logits[k] > logits[best]) best = k;\n    return best;\n}}\n",
+         f"long {name}_state_bytes(void) {{ return (long)sizeof({name}_state); }}\n",
+         f"int {name}_infer_q(const int64_t *input, int64_t *logits, void *state)\n{{\n"
+         f"    {name}_state *st = ({name}_state *)state;\n"
+         f"    for (int32_t i = 0; i < {inp.numel}; i++) st->{inp.storage}[i] = input[i];\n"
+         f"    sv_run(st);\n"
+         f"    for (int32_t k = 0; k < {n_cls}; k++) logits[k] = st->{out.storage}[k];\n"
+         f"    return sv_argmax(logits);\n}}\n"]
+    if lut is not None:
+        hw = inp.numel // inp.shape[0]
+        c.append(f"static {name}_state sv_state;\n\n"
+                 f"int {name}_infer(const uint8_t *image, int64_t *logits)\n{{\n"
+                 f"    {name}_state *st = &sv_state;\n"
+                 f"    int32_t i = 0, lut = 0;\n"
+                 f"    for (int32_t ch = 0; ch < {inp.shape[0]}; ch++) {{\n"
+                 f"        for (int32_t p = 0; p < {hw}; p++) {{ st->{inp.storage}[i] = sv_lut[lut + image[i]]; i++; }}\n"
+                 f"        lut += 256;\n    }}\n"
+                 f"    sv_run(st);\n"
+                 f"    for (int32_t k = 0; k < {n_cls}; k++) logits[k] = st->{out.storage}[k];\n"
+                 f"    return sv_argmax(logits);\n}}\n")
+    c.append(f"#ifdef SV_NATIVE_RUNTIME\n/* the native runtime's batch entry point: samples [lo, hi) with one state */\n"
+             f"void {name}_run_batch(const int64_t *input, int64_t *logits, int64_t lo, int64_t hi, void *state)\n{{\n"
+             f"    for (int64_t b = lo; b < hi; b++)\n"
+             f"        {name}_infer_q(input + b * {inp.numel}, logits + b * {n_cls}, state);\n}}\n#endif\n")
+    c_text = "\n".join(c)
+    for sname, (arena, off, _size) in sorted(layout.items(), key=lambda kv: -len(kv[0])):
+        c_text = c_text.replace(f"st->{sname}[", f"(st->{arena} + {off})[")
+    return CSource(c_text, h, g.flash, ram, g.weight_bytes, g.layers, byte_layout)

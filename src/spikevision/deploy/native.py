@@ -1,0 +1,173 @@
+"""The native event-driven integer runtime: the C export of a model, compiled for this CPU.
+
+:func:`compile_native` lowers a compiled :class:`~spikevision.deploy.engine.IntegerModel`
+(:mod:`spikevision.deploy.program`), generates its C source
+(:mod:`spikevision.deploy.c_codegen`, the same generator as ``spikevision export --format c``)
+and builds it on first use with the system C compiler, like the CPU neuron kernel
+(:func:`spikevision.neuron._native.compiled_library`: cached by a hash of the source, so a
+model is compiled once per machine; ``-O3 -march=native``, falling back to plain ``-O3``).
+
+Why a generated, per-model library rather than a generic kernel library: every shape,
+stride and table is a compile-time constant, so the compiler unrolls and vectorises the
+inner loops (the int32 accumulation of a weight column is a few vector adds), there is no
+dispatch between layers, and the runtime *is* the C export: testing one tests the other.
+
+The batch is split over ``torch.get_num_threads()`` Python threads (ctypes releases the
+GIL), each with its own state; a sample is never split. Results are bit-exact with the
+Python engine (``IntegerModel.forward_q``), which stays the reference.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from spikevision.deploy.c_codegen import CSource, generate_c
+from spikevision.deploy.engine import IntegerModel
+from spikevision.deploy.program import Program, lower
+
+__all__ = ["NativeModel", "compile_native"]
+
+_FLAGS = ["-O3", "-std=c99", "-shared", "-fPIC", "-DSV_NATIVE_RUNTIME"]
+_VARIANTS = (["-march=native"], [])
+_NAME = "sv_model"
+_pool_lock = threading.Lock()
+_pools: dict[int, tuple[int, ThreadPoolExecutor]] = {}
+
+
+def _source_dir() -> Path:
+    from spikevision.neuron._native import _cache_dir
+
+    for d in (_cache_dir() / "deploy", Path(tempfile.gettempdir()) / f"spikevision-{os.getuid()}" / "deploy"):
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            return d
+        except OSError:
+            continue
+    raise OSError("no writable folder for the generated runtime source")
+
+
+def _build(source: CSource) -> ctypes.CDLL:
+    from spikevision.neuron._native import compiled_library
+
+    digest = hashlib.sha256((source.c + source.h).encode()).hexdigest()[:16]
+    folder = _source_dir() / digest
+    folder.mkdir(exist_ok=True)
+    c_file = folder / f"{_NAME}.c"
+    for path, text in ((folder / f"{_NAME}.h", source.h), (c_file, source.c)):
+        if not path.exists() or path.read_text() != text:
+            tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
+            tmp.write_text(text)
+            tmp.replace(path)
+    lib = ctypes.CDLL(str(compiled_library(c_file, "sv_runtime", _FLAGS, _VARIANTS)))
+    lib.sv_model_state_bytes.restype = ctypes.c_long
+    lib.sv_model_run_batch.restype = None
+    lib.sv_model_run_batch.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                                       ctypes.c_void_p]
+    return lib
+
+
+class NativeModel:
+    """A model running on the native runtime; call it like the float model.
+
+    Attributes:
+        program: the lowered program. source: the generated C (with flash/RAM figures).
+        integer_model: the Python engine it reproduces.
+    """
+
+    def __init__(self, integer_model: IntegerModel, program: Program, source: CSource, lib: ctypes.CDLL) -> None:
+        self.integer_model, self.program, self.source, self.lib = integer_model, program, source, lib
+        self.state_bytes = int(lib.sv_model_state_bytes())
+        if self.state_bytes != source.ram_bytes:
+            raise RuntimeError(f"the compiled state has {self.state_bytes} bytes, the generator laid out "
+                               f"{source.ram_bytes}: the compiler pads the struct differently")
+        self.in_numel, self.classes = program.input.numel, program.output.numel
+        self._states: dict[int, Tensor] = {}
+
+    def _state(self, worker: int) -> Tensor:
+        if worker not in self._states:
+            self._states[worker] = torch.zeros(self.state_bytes // 8 + 8, dtype=torch.int64)
+        return self._states[worker]
+
+    def forward_q(self, xq: Tensor) -> Tensor:
+        """Output numerators (int64 ``[B, classes]``) from quantised input (int64 or integer-valued float64)."""
+        x = xq.to(torch.int64).contiguous()
+        B = x.shape[0]
+        if x[0].numel() != self.in_numel:
+            raise ValueError(f"expected {self.in_numel} input values per sample ({list(self.program.input.shape)}), "
+                             f"got shape {list(xq.shape)}")
+        out = torch.empty(B, self.classes, dtype=torch.int64)
+        workers = max(1, min(torch.get_num_threads(), B))
+        fn = self.lib.sv_model_run_batch
+        if workers == 1:
+            fn(x.data_ptr(), out.data_ptr(), 0, B, self._state(0).data_ptr())
+            return out
+        per = -(-B // workers)
+        ranges = [(lo, min(B, lo + per)) for lo in range(0, B, per)]
+        pool = _pool(len(ranges) - 1)
+        futures = [pool.submit(fn, x.data_ptr(), out.data_ptr(), lo, hi, self._state(i + 1).data_ptr())
+                   for i, (lo, hi) in enumerate(ranges[1:])]
+        fn(x.data_ptr(), out.data_ptr(), ranges[0][0], ranges[0][1], self._state(0).data_ptr())
+        for f in futures:
+            f.result()
+        return out
+
+    def buffers(self, x: Tensor) -> dict[str, Tensor]:
+        """Run one sample (``x[:1]``) and return every buffer of the state after the run, by storage name:
+        spike buffers as uint8 ``[steps, *shape]``, others int64. Meaningful for every buffer only when
+        compiled with ``share_buffers=False`` (else later buffers reuse earlier ones' memory)."""
+        with torch.no_grad():
+            self.forward_q(self.integer_model.quantize(x[:1]))
+        raw = self._state(0).view(torch.uint8)
+        out = {}
+        for name, (offset, size, arena) in self.source.layout.items():
+            dtype, width = (torch.uint8, 1) if arena == "a8" else (torch.int64, 8)
+            out[name] = raw[offset:offset + size * width].view(dtype).clone()
+        return out
+
+    def logits_q(self, x: Tensor) -> Tensor:
+        """What ``IntegerModel.forward_q`` returns (float64, fixed point), bit for bit."""
+        with torch.no_grad():
+            num = self.forward_q(self.integer_model.quantize(x))
+        return num.double() / self.program.output.divisor if self.program.output.divisor != 1 else num.double()
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """Logits (float64) equal to ``IntegerModel(x)``."""
+        return self.logits_q(x) / 2.0**self.program.frac_bits
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    pid = os.getpid()
+    with _pool_lock:
+        have = _pools.get(pid)
+        if have is None or have[0] < workers:
+            if have is not None:
+                have[1].shutdown(wait=False)
+            _pools[pid] = (workers, ThreadPoolExecutor(workers, "spikevision-native"))
+        return _pools[pid][1]
+
+
+def compile_native(integer_model: IntegerModel, example: Tensor, *, share_buffers: bool = True) -> NativeModel:
+    """Build the native runtime for ``integer_model``.
+
+    Args:
+        integer_model: from :func:`~spikevision.deploy.engine.compile_integer`.
+        example: one valid input batch (shapes only).
+        share_buffers: buffers with disjoint lifetimes share memory (default); False keeps every
+            buffer for :meth:`NativeModel.buffers`.
+
+    Raises:
+        ProgramError: a layer the runtime cannot express (named).
+        RuntimeError, OSError: the C compiler failed or is missing.
+    """
+    program = lower(integer_model, example[:1])
+    source = generate_c(program, _NAME, integer_model.cfg.weight_bits, share_buffers=share_buffers)
+    return NativeModel(integer_model, program, source, _build(source))

@@ -1,0 +1,139 @@
+"""C export: the generated library compiles with the system C compiler (C99, -pedantic, warnings as
+errors) and its main.c, fed raw uint8 images on stdin, prints the Python integer engine's outputs bit
+for bit; no floating point, no multiplication in the layers the MFI audit calls multiplication-free."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from deploy_nets import MSNet, randomize_bn, small_cnn
+from spikevision.data.constants import FASHION_MNIST_MEAN, FASHION_MNIST_STD
+from spikevision.deploy.c_export import CExportError, export_c, input_lut, lut_images
+from spikevision.deploy.engine import EngineConfig
+
+CC = shutil.which("cc") or shutil.which("gcc")
+pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler")
+
+
+def _bars_u8(n: int, g: torch.Generator, side: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 4-class images: a bright horizontal/vertical bar in the top/bottom half, on noise."""
+    y = torch.randint(0, 4, (n,), generator=g)
+    x = torch.randint(0, 80, (n, 1, side, side), generator=g, dtype=torch.int64)
+    pos = torch.randint(0, side // 2, (n,), generator=g)
+    for i in range(n):
+        r = int(pos[i]) + (side // 2 if y[i] >= 2 else 0)
+        if y[i] % 2 == 0:
+            x[i, 0, r, :] += 170
+        else:
+            x[i, 0, :, r] += 170
+    return x.clamp(0, 255).to(torch.uint8), y
+
+
+def _trained_cnn(g: torch.Generator) -> nn.Module:
+    """The toy CNN trained 30 steps on the bars, with max pooling: a tiny trained model."""
+    torch.manual_seed(7)
+    model = small_cnn(T=3, c=6, classes=4, pool=nn.MaxPool2d(2))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    model.train()
+    for _ in range(30):
+        u8, y = _bars_u8(64, g)
+        loss = F.cross_entropy(model(lut_images(u8, FASHION_MNIST_MEAN, FASHION_MNIST_STD)), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def _compile_and_run(out_dir, name: str, images: torch.Tensor) -> list[list[int]]:
+    exe = out_dir / name
+    cmd = [CC, "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", "-O1", "-o", str(exe),
+           str(out_dir / "main.c"), str(out_dir / f"{name}.c")]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    p = subprocess.run([str(exe)], input=images.contiguous().numpy().tobytes(), capture_output=True, check=True)
+    return [[int(v) for v in line.split()] for line in p.stdout.decode().splitlines()]
+
+
+def _function_bodies(c_source: str) -> dict[str, str]:
+    """Layer name to the body of its generated function (from the comment naming the layer)."""
+    out = {}
+    for m in re.finditer(r"/\* layer '([^']*)': .*?\*/\nstatic void sv_op\d+\([^)]*\)\n\{\n(.*?)\n\}\n", c_source,
+                         re.S):
+        out.setdefault(m.group(1), "")
+        out[m.group(1)] += m.group(2)
+    return out
+
+
+@pytest.mark.parametrize("bits", [16, 8])
+def test_exported_c_equals_python_engine_bit_for_bit(tmp_path, bits):
+    g = torch.Generator().manual_seed(0)
+    model = _trained_cnn(g)
+    u8, y = _bars_u8(48, g)
+    x = lut_images(u8, FASHION_MNIST_MEAN, FASHION_MNIST_STD)
+    exp = export_c(model, x[:16], tmp_path, name="bars", cfg=EngineConfig(weight_bits=bits),
+                   mean=FASHION_MNIST_MEAN, std=FASHION_MNIST_STD)
+    rows = _compile_and_run(tmp_path, "bars", u8)
+    with torch.no_grad():
+        ref = exp.integer_model.forward_q(x)  # float64 fixed point: sum over T / T
+        float_pred = model(x).argmax(-1)
+    classes = torch.tensor([r[0] for r in rows])
+    numerators = torch.tensor([r[1:] for r in rows], dtype=torch.int64)
+    assert len(rows) == 48
+    assert torch.equal(numerators.double() / exp.program.output.divisor, ref)
+    assert torch.equal(classes, ref.argmax(-1))
+    assert (classes == y).float().mean() > 0.6  # the toy model learned something
+    assert (classes == float_pred).float().mean() >= 0.95
+    assert exp.ram_bytes > 0 and exp.weight_bytes < exp.flash_bytes
+    wbytes = sum(p.numel() for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1)
+    assert exp.weight_bytes == wbytes * bits // 8
+
+
+def test_residual_net_export_and_what_the_c_code_may_execute(tmp_path):
+    torch.manual_seed(3)
+    model = randomize_bn(MSNet(T=2))
+    u8 = torch.randint(0, 256, (12, 2, 8, 8), dtype=torch.uint8)
+    mean, std = (0.5, 0.25), (0.3, 0.2)
+    x = lut_images(u8, mean, std)
+    exp = export_c(model, x, tmp_path, name="msnet", mean=mean, std=std)
+    rows = _compile_and_run(tmp_path, "msnet", u8)
+    with torch.no_grad():
+        ref = exp.integer_model.forward_q(x)
+    assert torch.equal(torch.tensor([r[1:] for r in rows]).double() / exp.program.output.divisor, ref)
+    source = (tmp_path / "msnet.c").read_text()
+    code = re.sub(r"/\*.*?\*/", "", source, flags=re.S)
+    assert not re.search(r"\b(float|double|malloc|calloc|free)\b", code)
+    bodies = _function_bodies(source)
+    mfi = {layer for layer, _, ok in exp.layers if ok}
+    assert {"block1.conv1", "block1.conv2", "block2.conv1", "lif"} <= mfi
+    for layer in mfi:
+        assert not re.search(r"[*/%]", bodies[layer]), f"{layer} multiplies or divides in C"
+    assert "*" in bodies["stem"]  # the analog first layer: an integer multiply-accumulate, reported as such
+    assert "MFI audit: multiplies (multiply-accumulate on real-valued input" in source
+    # the input table is the engine's quantiser on each pixel value
+    lut = input_lut(mean, std, 24)
+    assert lut[1][200] == round(float(lut_images(torch.full((1, 2, 1, 1), 200, dtype=torch.uint8), mean, std)[0, 1])
+                                * 2**24)
+
+
+def test_export_refuses_what_c_cannot_express_and_writes_nothing(tmp_path):
+    class Gate(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.att = nn.Parameter(torch.rand(6, 1, 1))
+
+        def forward(self, x):
+            return torch.sigmoid(x * self.att) * x
+
+    model = randomize_bn(small_cnn(c=6))
+    model.insert(4, Gate())
+    with pytest.raises(CExportError, match="'4' runs as a float fallback"):
+        export_c(model, torch.rand(2, 1, 8, 8), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match="C identifier"):
+        export_c(model, torch.rand(2, 1, 8, 8), tmp_path / "out", name="my-net")

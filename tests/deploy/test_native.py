@@ -1,0 +1,111 @@
+"""The native runtime (generated C, compiled on first use) is bit-exact with the Python integer engine:
+logits and every neuron's spike train, over the deployable layer types, int16 and int8 weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from deploy_nets import MixedNet, MSNet, randomize_bn, small_cnn
+from spikevision.deploy.engine import EngineConfig, IntNeuron, compile_integer
+from spikevision.deploy.native import compile_native
+from spikevision.deploy.program import ProgramError, lower
+from spikevision.models import create_model
+
+NETS = {
+    "cnn_avg": (lambda: small_cnn(T=3, c=6), (1, 8, 8)),
+    "cnn_max": (lambda: small_cnn(T=2, c=6, pool=nn.MaxPool2d(2)), (1, 8, 8)),
+    "ms_net": (lambda: MSNet(), (2, 8, 8)),
+    "mixed": (lambda: MixedNet(), (2, 12, 12)),
+    "spiking_cnn_mini": (lambda: create_model("spiking_cnn_mini", widths=(4, 8)), (1, 28, 28)),
+}
+
+
+def _model(name: str, seed: int = 0):
+    torch.manual_seed(seed)
+    build, shape = NETS[name]
+    return randomize_bn(build(), seed=seed, gamma=(0.8, 1.6)), shape
+
+
+@pytest.mark.filterwarnings("ignore:Using padding=.same.")
+@pytest.mark.parametrize("cfg", [EngineConfig(), EngineConfig(weight_bits=8, leak="shift_add")], ids=["int16", "int8"])
+@pytest.mark.parametrize("name", list(NETS))
+def test_native_logits_bit_exact(name, cfg):
+    model, shape = _model(name)
+    x = torch.rand(6, *shape)
+    im = compile_integer(model, x[:2], cfg)
+    native = compile_native(im, x[:1])
+    with torch.no_grad():
+        ref = im.forward_q(x)
+        assert torch.equal(native.logits_q(x), ref)
+        assert torch.equal(native(x), im(x))
+    # a silent input and a saturated one
+    for edge in (torch.zeros(2, *shape), torch.full((2, *shape), 4.0)):
+        with torch.no_grad():
+            assert torch.equal(native.logits_q(edge), im.forward_q(edge))
+
+
+@pytest.mark.filterwarnings("ignore:Using padding=.same.")
+@pytest.mark.parametrize("name", ["ms_net", "mixed"])
+def test_native_spike_trains_bit_exact(name):
+    """Every neuron of the runtime fires exactly where the Python engine's does, at every step."""
+    model, shape = _model(name, seed=1)
+    x = torch.rand(1, *shape)
+    im = compile_integer(model, x, EngineConfig())
+    native = compile_native(im, x, share_buffers=False)
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [m.register_forward_hook(lambda mod, a, out, n=n: seen.__setitem__(n, out))
+             for n, m in im.net.named_modules() if isinstance(m, IntNeuron)]
+    with torch.no_grad():
+        im.forward_q(x)
+    for h in hooks:
+        h.remove()
+    bufs = native.buffers(x)
+    neurons = [op for op in native.program.ops if op.kind == "neuron"]
+    assert len(neurons) == len(seen) > 0
+    for op in neurons:
+        ref = (seen[op.layer][:, 0] != 0).to(torch.uint8).reshape(op.out.steps, -1)
+        got = bufs[op.out.storage].reshape(op.out.steps, -1)
+        assert torch.equal(got, ref), op.layer
+        assert 0 < int(ref.sum()) < ref.numel() or op.layer == "lif4", f"{op.layer}: no spike structure to test"
+
+
+def test_batch_split_over_threads_equals_one_thread():
+    model, shape = _model("cnn_max")
+    x = torch.rand(9, *shape)
+    im = compile_integer(model, x[:2])
+    native = compile_native(im, x[:1])
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = native.logits_q(x)
+        torch.set_num_threads(3)
+        three = native.logits_q(x)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one, three)
+    with pytest.raises(ValueError, match="input values per sample"):
+        native.forward_q(torch.zeros(2, 5, dtype=torch.int64))
+
+
+def test_unsupported_layers_are_refused_by_name():
+    torch.manual_seed(0)
+    mlp = randomize_bn(create_model("mlp_spe_mini", T=2, dim=6))
+    x = torch.rand(1, 1, 28, 28)
+    with pytest.raises(ProgramError, match="stages.0.blocks.0.token.*transpose"):
+        lower(compile_integer(mlp, x), x)
+
+    class Gate(nn.Module):  # a product of two tensors (GAC's gate): runs as a float fallback
+        def __init__(self):
+            super().__init__()
+            self.att = nn.Parameter(torch.rand(6, 1, 1))
+
+        def forward(self, x):
+            return torch.sigmoid(x * self.att) * x
+
+    gated = randomize_bn(small_cnn(c=6))
+    gated.insert(4, Gate())
+    x = torch.rand(1, 1, 8, 8)
+    with pytest.raises(ProgramError, match="'4' runs as a float fallback"):
+        lower(compile_integer(gated, x), x)
