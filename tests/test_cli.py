@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from spikevision.cli import main
 
 
@@ -27,3 +29,11 @@ def test_output_into_a_closed_pipe_is_not_an_error():
     os.close(w)
     err = p.stderr.decode()
     assert p.returncode == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+@pytest.mark.parametrize("command", ["eval", "profile", "report"])
+def test_commands_report_a_missing_run_the_same_way(command, tmp_path):
+    """One line ``spikevision <command>: ...`` and exit status 1, never a traceback."""
+    with pytest.raises(SystemExit, match=f"^spikevision {command}: run directory .*nowhere not found") as info:
+        main([command, str(tmp_path / "nowhere")])
+    assert info.value.code != 0

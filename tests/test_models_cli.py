@@ -83,14 +83,17 @@ def test_macs_per_step_of_event_models_use_frames():
 
 
 def test_profile_errors(tmp_path):
-    from spikevision.models import UnknownModelError
-
-    with pytest.raises(UnknownModelError, match="unknown model"):
+    with pytest.raises(SystemExit, match="^spikevision profile: unknown model 'no_such_net'"):
         main(["profile", "no_such_net"])
-    with pytest.raises(SystemExit, match="no best.pt or last.pt"):
+    with pytest.raises(SystemExit, match="^spikevision profile: .*no best.pt or last.pt"):
         main(["profile", str(tmp_path)])
-    with pytest.raises(SystemExit, match="--data needs a run directory"):
+    with pytest.raises(SystemExit, match="^spikevision profile: --data needs a run directory"):
         main(["profile", "mlp_spe_mini", "--data"])
+    import torch
+
+    torch.save({"w": torch.zeros(1)}, tmp_path / "bare.pt")  # a bare state dict, not a checkpoint
+    with pytest.raises(SystemExit, match="^spikevision profile: .*not a spikevision checkpoint"):
+        main(["profile", str(tmp_path / "bare.pt")])
 
 
 def test_profile_run_directory_with_its_data(tmp_path, capsys):

@@ -15,8 +15,9 @@ import yaml
 from conftest import ENTRY, HERE, tiny_overrides
 from spikevision.cli import main
 from spikevision.train import checkpoint as ck
+from spikevision.train.checkpoint import LAST
 from spikevision.train.config import load_config
-from spikevision.train.engine import LAST, NonFiniteLossError, fit, setup
+from spikevision.train.engine import NonFiniteLossError, fit, setup
 
 PY = sys.executable
 

@@ -17,7 +17,7 @@ from conftest import HERE
 from spikevision.cli import main
 from spikevision.train import checkpoint as ck
 from spikevision.train.config import ConfigError
-from spikevision.train.engine import LAST
+from spikevision.train.checkpoint import LAST
 from spikevision.train.study import MEASURES_FILE, load_study, plan_runs, run_status, run_study
 
 PY = sys.executable

@@ -41,7 +41,7 @@ from spikevision.analysis.monitors import FiringRateMonitor, spiking_layers
 from spikevision.analysis.ops import IntegerMode, OpsCounter, connection_sparsity, footprint
 from spikevision.analysis.profile import Profile, _counting_line, _energy_str, _samples_and_T, _si, format_profile
 from spikevision.analysis.receptive_fields import TokenMixingWeights, token_mixing_weights
-from spikevision.train.engine import METRICS_FILE  # the engine's per-epoch log, one JSON line per epoch
+from spikevision.train.checkpoint import METRICS_FILE  # the engine's per-epoch log, one JSON line per epoch
 
 __all__ = ["REPORT_FILE", "FIGURE_DIR", "FIGURES", "METRICS_FILE", "MetricsSummary", "RunReport", "read_metrics",
            "summarize_metrics", "measure", "build_report", "render_markdown", "write_report"]
@@ -232,7 +232,7 @@ def build_report(run_dir: str | Path, *, batches: int = 4, batch_size: int = 16,
         FileNotFoundError: no run directory, ``metrics.jsonl``, checkpoint or data set.
         ValueError: a damaged ``metrics.jsonl`` or checkpoint, or bad arguments.
     """
-    from spikevision.analysis.load import load_checkpointed_model, run_test_batches
+    from spikevision.analysis.load import run_test_batches
     from spikevision.train import checkpoint as ck
 
     run_dir = Path(run_dir)
@@ -240,7 +240,8 @@ def build_report(run_dir: str | Path, *, batches: int = 4, batch_size: int = 16,
     if batches < 1 or batch_size < 1:
         raise ValueError(f"batches and batch_size must be >= 1, got {batches} and {batch_size}")
     records = read_metrics(run_dir / METRICS_FILE)
-    model, state, path = load_checkpointed_model(run_dir, checkpoint)
+    run = ck.load_run(run_dir, checkpoint)  # type: ignore[arg-type]
+    model, state, path = run.model, run.state, run.path
     try:
         data, what = run_test_batches(state, batch_size=batch_size, batches=batches, data_root=data_root)
     except (FileNotFoundError, ValueError) as e:

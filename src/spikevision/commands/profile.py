@@ -1,8 +1,7 @@
 """``spikevision profile MODEL_or_RUN_DIR``: per-layer firing rates, ACs/MACs and energy, per sample.
 
 Builds the registered model (or loads a run directory's ``best.pt``/``last.pt``
-or a checkpoint file: the model is rebuilt from the name and keyword arguments
-stored in it and loaded strictly), runs one forward pass on a seeded random
+or a checkpoint file with :func:`spikevision.train.checkpoint.load_run`), runs one forward pass on a seeded random
 batch of what the model takes (its registry ``modality``: images ``N(0, 1)``;
 event models get Bernoulli(0.1) spike frames) at its input size or, with
 ``--data``, on the first test batch of
@@ -46,26 +45,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", default=None, help="data folder (default: the run's)")
 
 
-def _load_checkpointed(target: Path, which: str):
-    """Model, checkpoint state and path (:func:`spikevision.analysis.load.load_checkpointed_model`)."""
-    from spikevision.analysis.load import load_checkpointed_model
-
-    try:
-        return load_checkpointed_model(target, which)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(str(e)) from None
-
-
 
 
 def _data_batch(state: dict, args: argparse.Namespace):
     """The first test batch of the run's own data set (``--data``)."""
     from spikevision.analysis.load import run_test_batches
+    from spikevision.commands import user_errors
 
-    try:
+    with user_errors("profile", "cannot load the run's test data"):
         batches, what = run_test_batches(state, batch_size=args.batch_size, data_root=args.data_root)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"cannot load the run's test data: {e}") from None
     return batches[0][0], what
 
 
@@ -89,28 +77,28 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from spikevision.analysis import EnergyModel, MemoryEnergyModel, format_profile, profile_model
+    from spikevision.commands import user_errors
     from spikevision.models import create_model, get_model_info
+    from spikevision.train import checkpoint as ck
 
-    if args.batch_size < 1:
-        raise SystemExit(f"--batch-size must be >= 1, got {args.batch_size}")
     torch.manual_seed(args.seed)
-    target = Path(args.target)
     state = None
-    if target.exists():
-        model, state, path = _load_checkpointed(target, args.checkpoint)
-        from spikevision.train import checkpoint as ck
-
-        model_name, kwargs = state[ck.MODEL_NAME_KEY], state[ck.MODEL_KWARGS_KEY]
-        name = f"{path} ({model_name}, trained {state[ck.STEP_KEY]} steps)"
-    else:
-        if args.data:
-            raise SystemExit("--data needs a run directory or checkpoint (it uses the run's saved data config)")
-        get_model_info(args.target)  # unknown names raise with the closest matches
-        kwargs = {"T": args.T, "num_classes": args.num_classes}
-        if args.input_size:
-            kwargs["in_chans"] = args.input_size[0]
-        model = create_model(args.target, **kwargs)
-        model_name = name = args.target
+    with user_errors("profile"):
+        if args.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        if Path(args.target).exists() or "/" in args.target or args.target.endswith(".pt"):
+            loaded = ck.load_run(args.target, args.checkpoint)
+            model, state, model_name, kwargs = loaded.model, loaded.state, loaded.name, loaded.kwargs
+            name = f"{loaded.path} ({model_name}, trained {state[ck.STEP_KEY]} steps)"
+        else:
+            if args.data:
+                raise ValueError("--data needs a run directory or checkpoint (it uses the run's saved data config)")
+            get_model_info(args.target)  # unknown names raise with the closest matches
+            kwargs = {"T": args.T, "num_classes": args.num_classes}
+            if args.input_size:
+                kwargs["in_chans"] = args.input_size[0]
+            model = create_model(args.target, **kwargs)
+            model_name = name = args.target
     energy = EnergyModel(**{k: v for k, v in (("e_mac_pj", args.e_mac), ("e_ac_pj", args.e_ac)) if v is not None})
     memory = MemoryEnergyModel(compute=energy, **({"e_word_pj": args.sram_pj} if args.sram_pj is not None else {}))
     x, kind = _data_batch(state, args) if args.data else _random_input(model_name, kwargs, model, args)

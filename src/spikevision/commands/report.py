@@ -26,12 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spikevision.analysis.report import write_report
+    from spikevision.commands import user_errors
 
-    try:
+    with user_errors("report"):
         path = write_report(args.run_dir, batches=args.batches, batch_size=args.batch_size,
                             data_root=args.data_root, checkpoint=args.checkpoint, seed=args.seed,
                             device=args.device)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"spikevision report: {e}") from None
     print(f"wrote {path} and figures in {path.parent / 'report'}")
     return 0

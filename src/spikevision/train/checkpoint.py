@@ -11,24 +11,46 @@ epoch, and every RNG state (Python, NumPy, torch CPU, CUDA) as tensors.
 
 Files are written atomically (temporary file in the same folder, then
 ``os.replace``): a crash leaves the previous checkpoint intact.
+
+A run directory (``runs/<name>/``, written by :mod:`spikevision.train.engine`)
+holds :data:`CONFIG_FILE`, :data:`METRICS_FILE` and
+``checkpoints/`` with :data:`LAST` and :data:`BEST`. :func:`load_run` is the
+one way to get a trained model back from a run directory or a checkpoint file
+(``spikevision eval``, ``profile``, ``report`` and the analysis helpers use
+it): the model is rebuilt by name and keyword arguments and its weights are
+loaded strictly; every failure is a ``FileNotFoundError`` or ``ValueError``
+that says what to do.
 """
 
 from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from spikevision.data import DataConfig
 
 __all__ = [
     "FORMAT_VERSION", "MODEL_KEY", "MODEL_NAME_KEY", "MODEL_KWARGS_KEY", "CONFIG_KEY", "EPOCH_KEY", "STEP_KEY",
     "EPOCH_STEP_KEY", "OPTIMIZER_KEY", "SCHEDULER_KEY", "SCALER_KEY", "RNG_KEY", "BEST_KEY", "METER_KEY",
     "TRAIN_TIME_KEY", "VERSION_KEY", "save_checkpoint", "load_checkpoint", "capture_rng_state",
-    "restore_rng_state",
+    "restore_rng_state", "CHECKPOINT_DIR", "LAST", "BEST", "METRICS_FILE", "CONFIG_FILE", "find_checkpoint",
+    "LoadedRun", "load_run", "run_data_config",
 ]
+
+# The run directory <run>/ (names shared by the engine, the commands and the study runner)
+CHECKPOINT_DIR = "checkpoints"  # <run>/checkpoints/
+LAST, BEST = "last.pt", "best.pt"  # file names in <run>/checkpoints/: latest state, best test top-1
+METRICS_FILE = "metrics.jsonl"  # <run>/metrics.jsonl: one JSON line per epoch
+CONFIG_FILE = "config.yaml"  # <run>/config.yaml: the resolved config
+Which = Literal["best", "last"]
 
 FORMAT_VERSION = 1
 VERSION_KEY = "format_version"
@@ -132,3 +154,119 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise ValueError(f"{path} has checkpoint format {state[VERSION_KEY]}, newer than this spikevision "
                          f"({FORMAT_VERSION}); upgrade spikevision")
     return state
+
+
+def find_checkpoint(run_dir: str | Path, which: Which = "best") -> Path:
+    """``run_dir/checkpoints/best.pt`` (else ``last.pt``) for ``which="best"``; ``last.pt`` for ``"last"``.
+
+    Raises:
+        FileNotFoundError: ``run_dir`` is not a directory or holds none of those files.
+        ValueError: ``which`` is neither ``"best"`` nor ``"last"``.
+    """
+    run_dir = Path(run_dir)
+    if which not in ("best", "last"):
+        raise ValueError(f"which must be 'best' or 'last', got {which!r}")
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {run_dir} not found; pass runs/<name> of a training run")
+    names = [BEST, LAST] if which == "best" else [LAST]
+    found = [run_dir / CHECKPOINT_DIR / n for n in names if (run_dir / CHECKPOINT_DIR / n).is_file()]
+    if not found:
+        raise FileNotFoundError(f"{run_dir} has no {' or '.join(names)} in {run_dir / CHECKPOINT_DIR}; "
+                                "is it a run directory? (train one with `spikevision train`)")
+    return found[0]
+
+
+@dataclass
+class LoadedRun:
+    """A trained model and where it came from (:func:`load_run`).
+
+    Attributes:
+        model: the rebuilt model, weights loaded strictly, on the CPU, in training mode (as built).
+        state: the whole checkpoint dict (keys: the ``*_KEY`` constants of this module).
+        path: the checkpoint file.
+        run_dir: the run directory, when one was given.
+    """
+
+    model: nn.Module
+    state: dict[str, Any]
+    path: Path
+    run_dir: Path | None
+
+    @property
+    def name(self) -> str:
+        """Registered model name."""
+        return self.state[MODEL_NAME_KEY]
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """The builder's keyword arguments (a copy)."""
+        return dict(self.state[MODEL_KWARGS_KEY])
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The resolved config the run was trained with (``Config.to_dict()``)."""
+        return self.state[CONFIG_KEY]
+
+    def data_config(self, **overrides: Any) -> DataConfig:
+        """The run's data set (:func:`run_data_config`), e.g. ``data_config(root=..., device="cpu")``."""
+        return run_data_config(self.state, **overrides)
+
+
+def load_run(target: str | Path, which: Which = "best") -> LoadedRun:
+    """The trained model of a run directory or checkpoint file.
+
+    Args:
+        target: a run directory (its checkpoint chosen by :func:`find_checkpoint`) or a checkpoint file.
+        which: ``"best"`` (``best.pt``, else ``last.pt``) or ``"last"``; run directories only.
+
+    Example:
+        >>> run = load_run("runs/quickstart")
+        >>> run.model.eval()(images)  # logits
+        >>> loader = build_loader(run.data_config(device="cpu"), "test")
+
+    Raises:
+        FileNotFoundError: no such directory, checkpoint or file.
+        ValueError: not a (readable) spikevision checkpoint, or its model cannot be rebuilt (unknown name,
+            arguments or weights that no longer fit: a checkpoint of another spikevision version).
+    """
+    from spikevision.models import create_model
+
+    target = Path(target)
+    is_file = target.is_file() or (not target.exists() and target.suffix == ".pt")
+    run_dir = None if is_file else target
+    path = target if is_file else find_checkpoint(target, which)
+    state = load_checkpoint(path)
+    name, kwargs = state[MODEL_NAME_KEY], dict(state[MODEL_KWARGS_KEY])
+    try:
+        model = create_model(name, **kwargs)
+        model.load_state_dict(state[MODEL_KEY])
+    except (TypeError, RuntimeError) as e:
+        raise ValueError(f"{path}: cannot rebuild {name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) "
+                         f"with its weights ({str(e).splitlines()[0]}); was it trained with another spikevision "
+                         "version?") from None
+    return LoadedRun(model, state, path, run_dir)
+
+
+def run_data_config(state: dict[str, Any], **overrides: Any) -> DataConfig:
+    """The data set a checkpoint's run was trained on, as the training engine built it.
+
+    Args:
+        state: a checkpoint dict (its saved config's ``data`` section is used).
+        overrides: ``DataConfig`` fields to replace (``root``, ``eval_batch_size``, ``device``, ...);
+            None values are ignored. Event data without ``frames`` get the model's ``T`` frames.
+
+    Raises:
+        ValueError: the config has no data section, or it is invalid.
+    """
+    from spikevision.data import DataConfig, get_dataset_info
+    from spikevision.models import get_model_info
+
+    data = dict(state[CONFIG_KEY].get("data") or {})
+    if not data:
+        raise ValueError("the checkpoint's config has no data section; the run's test set is unknown")
+    data.update({k: str(v) if isinstance(v, Path) else v for k, v in overrides.items() if v is not None})
+    cfg = DataConfig.from_dict(data)
+    if cfg.frames is None and get_dataset_info(cfg.name).is_event:
+        kwargs = state[MODEL_KWARGS_KEY]
+        cfg.frames = kwargs.get("T") or get_model_info(state[MODEL_NAME_KEY]).T
+    return cfg

@@ -49,6 +49,7 @@ import yaml
 from torch import Tensor, nn
 
 from spikevision.train import checkpoint as ck
+from spikevision.train.checkpoint import BEST, CHECKPOINT_DIR, CONFIG_FILE, LAST, METRICS_FILE  # the run directory
 from spikevision.train.config import Config
 from spikevision.train.distributed import (DistInfo, all_reduce_sum, cleanup_distributed, init_distributed,
                                            wait_for_all_ranks, wrap_ddp)
@@ -56,12 +57,9 @@ from spikevision.train.losses import build_loss
 from spikevision.train.optim import build_optimizer, build_scheduler
 
 __all__ = ["train", "fit", "evaluate", "setup", "Trainer", "TrainState", "NonFiniteLossError",
-           "TrainingInterrupted", "SpikeCounter", "build_model", "build_loaders", "LAST", "BEST"]
+           "TrainingInterrupted", "SpikeCounter", "build_model", "build_loaders"]
 
 log = logging.getLogger(__name__)
-
-LAST, BEST = "last.pt", "best.pt"  # file names in <run>/checkpoints/
-METRICS_FILE, CONFIG_FILE = "metrics.jsonl", "config.yaml"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -190,7 +188,7 @@ class Trainer:
 
     @property
     def ckpt_dir(self) -> Path:
-        return self.run_dir / "checkpoints"
+        return self.run_dir / CHECKPOINT_DIR
 
 
 # ---------------------------------------------------------------------------
@@ -242,7 +240,7 @@ def _seed_everything(seed: int, deterministic: bool) -> None:
 
 def _prepare_run_dir(cfg: Config, resume: bool) -> Path:
     run_dir = cfg.run.run_dir
-    last = run_dir / "checkpoints" / LAST
+    last = run_dir / CHECKPOINT_DIR / LAST
     if resume and not last.is_file():
         raise FileNotFoundError(f"--resume: no checkpoint at {last}; start the run without --resume")
     if not resume and last.exists():
