@@ -3,13 +3,17 @@
 Four contenders run interleaved in one process on the same input
 ``[T, 32, 64, 16, 16]`` (``T`` in 4, 8, 16), forward + backward:
 
-* ``spikevision``: :func:`spikevision.neuron.lif_multistep` as it runs on CPU
-  by default: the C kernel (one pass per direction, hand-written backward);
-* ``spikevision-torch``: the same function with the C kernel switched off
-  (``set_native_enabled(False)``): the PyTorch kernel, which is what CUDA
-  tensors and ``torch.compile`` run;
-* ``spikingjelly``: SpikingJelly 2.x ``LIFNode(step_mode="m")`` (its CPU path:
-  a registered op with a hand-written backward), same constants;
+* ``spikevision``: :func:`spikevision.neuron.lif_multistep` as it runs by
+  default: on CPU the C kernel, on CUDA the Triton kernels (one pass per
+  direction, hand-written backward);
+* ``spikevision-torch``: the same function with both switched off
+  (``set_native_enabled(False)``, ``set_triton_enabled(False)``): the PyTorch
+  kernel, which is what ``torch.compile`` traces;
+* ``spikingjelly``: SpikingJelly 2.x ``LIFNode(step_mode="m")`` (on CPU a
+  registered op with a hand-written backward; on CUDA the implementation named
+  by ``--sj-backend``, e.g. ``triton`` or ``cuda``, through SpikingJelly's
+  ``SJ_LIF_CUDA_IMPLEMENTATION``; an older SpikingJelly with a ``backend``
+  argument gets it there, e.g. ``cupy``), same constants;
 * ``naive``: a per-step Python loop differentiated by autograd, with a small
   straight-through spike function (what one writes by hand).
 
@@ -38,6 +42,7 @@ Run::
 
     python bench/neuron.py                 # full table
     python bench/neuron.py --reps 5 --T 4  # quicker
+    python bench/neuron.py --device cuda --sj-backend triton   # on a GPU (bench/gpu_check.sh)
 
 SpikingJelly is optional (``pip install spikingjelly``; it is not needed by the
 library). When it is missing the bench says so and runs the other columns.
@@ -46,7 +51,9 @@ library). When it is missing the bench says so and runs the other columns.
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
+import os
 import platform
 import statistics
 import sys
@@ -55,9 +62,12 @@ from typing import Callable
 
 import torch
 
-from spikevision.neuron import NeuronParams, Rectangular, Sigmoid, lif_multistep, native_status, set_native_enabled
+from spikevision.neuron import (
+    NeuronParams, Rectangular, Sigmoid, lif_multistep, native_status, set_native_enabled, set_triton_enabled,
+    triton_status,
+)
 
-SHAPE_REST = (32, 64, 16, 16)  # [B, C, H, W] after T
+SHAPE_REST = (32, 64, 16, 16)  # [B, C, H, W] after T (default; --shape changes it)
 
 CONFIGS = {
     "sj-lif": dict(
@@ -98,11 +108,12 @@ class _SpikeFn(torch.autograd.Function):
 
 
 def _torch_kernel(x: torch.Tensor, p: NeuronParams) -> torch.Tensor:
-    previous = set_native_enabled(False)
+    native, triton = set_native_enabled(False), set_triton_enabled(False)
     try:
         return lif_multistep(x, p)
     finally:
-        set_native_enabled(previous)
+        set_native_enabled(native)
+        set_triton_enabled(triton)
 
 
 def naive_lif(x: torch.Tensor, p: NeuronParams) -> torch.Tensor:
@@ -117,7 +128,7 @@ def naive_lif(x: torch.Tensor, p: NeuronParams) -> torch.Tensor:
     return torch.stack(spikes)
 
 
-def make_sj(cfg: dict) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def make_sj(cfg: dict, backend: str | None = None) -> Callable[[torch.Tensor], torch.Tensor] | None:
     try:
         from spikingjelly.activation_based import functional as sj_functional
         from spikingjelly.activation_based import neuron as sj_neuron
@@ -127,9 +138,12 @@ def make_sj(cfg: dict) -> Callable[[torch.Tensor], torch.Tensor] | None:
               "its column is skipped. Install with: pip install spikingjelly")
         return None
     c = cfg["sj"]
+    extra = {}
+    if backend and "backend" in inspect.signature(sj_neuron.LIFNode).parameters:
+        extra["backend"] = backend  # SpikingJelly 0.0.0.0.x: "torch" or "cupy" per neuron
     node = sj_neuron.LIFNode(tau=c["tau"], decay_input=c["decay_input"], v_threshold=c["v_threshold"],
                              v_reset=c["v_reset"], surrogate_function=sj_surrogate.Sigmoid(alpha=c["alpha"]),
-                             detach_reset=c["detach_reset"], step_mode="m")
+                             detach_reset=c["detach_reset"], step_mode="m", **extra)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         sj_functional.reset_net(node)  # SJ keeps the membrane between calls
@@ -158,12 +172,19 @@ def saved_bytes(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> 
     return sum(storages.values())
 
 
+def _sync(x: torch.Tensor) -> None:
+    if x.device.type == "cuda":
+        torch.cuda.synchronize(x.device)
+
+
 def fwd_bwd(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, g: torch.Tensor) -> tuple[float, float]:
-    """Wall and process CPU seconds of one forward + backward."""
+    """Wall and process CPU seconds of one forward + backward (on CUDA, until the device is done)."""
     x.grad = None
+    _sync(x)
     t0, c0 = time.perf_counter(), time.process_time()
     s = fn(x)
     s.backward(g)
+    _sync(x)
     return time.perf_counter() - t0, time.process_time() - c0
 
 
@@ -179,25 +200,27 @@ def check_agreement(a, b, x: torch.Tensor, g: torch.Tensor) -> str:
     return f"spikes {'equal' if same else 'DIFFER'}, max |dgrad| = {diff:.2e}"
 
 
-def bench_config(name: str, cfg: dict, Ts: list[int], reps: int, warmup: int) -> list[dict]:
+def bench_config(name: str, cfg: dict, Ts: list[int], reps: int, warmup: int, device: torch.device,
+                 shape_rest: tuple[int, ...], sj_backend: str | None) -> list[dict]:
     p: NeuronParams = cfg["params"]
+    sj_name = f"spikingjelly-{sj_backend}" if sj_backend else "spikingjelly"
     contenders: dict[str, Callable] = {
         "spikevision": lambda x: lif_multistep(x, p),
         "spikevision-torch": lambda x: _torch_kernel(x, p),
-        "spikingjelly": make_sj(cfg),
+        sj_name: make_sj(cfg, sj_backend),
         "naive": lambda x: naive_lif(x, p),
     }
     contenders = {k: v for k, v in contenders.items() if v is not None}
     rows = []
     gen = torch.Generator().manual_seed(0)
     for T in Ts:
-        shape = (T, *SHAPE_REST)
-        x = (torch.randn(shape, generator=gen) + cfg["input_mean"]).requires_grad_(True)
-        g = torch.randn(shape, generator=gen)
+        shape = (T, *shape_rest)
+        x = (torch.randn(shape, generator=gen) + cfg["input_mean"]).to(device).requires_grad_(True)
+        g = torch.randn(shape, generator=gen).to(device)
         n = x.numel()
         checks = {"naive": check_agreement(contenders["spikevision"], contenders["naive"], x, g)}
-        if "spikingjelly" in contenders and cfg["sj_identical"]:
-            checks["spikingjelly"] = check_agreement(contenders["spikevision"], contenders["spikingjelly"], x, g)
+        if sj_name in contenders and cfg["sj_identical"]:
+            checks[sj_name] = check_agreement(contenders["spikevision"], contenders[sj_name], x, g)
         mem = {k: saved_bytes(fn, x) / n for k, fn in contenders.items()}
         times: dict[str, list[float]] = {k: [] for k in contenders}
         cpu: dict[str, list[float]] = {k: [] for k in contenders}
@@ -219,8 +242,8 @@ def bench_config(name: str, cfg: dict, Ts: list[int], reps: int, warmup: int) ->
             rows.append(dict(config=name, T=T, contender=k, ms=med[k] * 1e3, cpu_ms=mcpu[k] * 1e3,
                              spread=(min(times[k]) * 1e3, max(times[k]) * 1e3),
                              throughput=n / med[k], bytes=mem[k],
-                             x_sj=ratio(med, "spikingjelly", k), x_naive=ratio(med, "naive", k),
-                             x_sj_cpu=ratio(mcpu, "spikingjelly", k), x_naive_cpu=ratio(mcpu, "naive", k)))
+                             x_sj=ratio(med, sj_name, k), x_naive=ratio(med, "naive", k),
+                             x_sj_cpu=ratio(mcpu, sj_name, k), x_naive_cpu=ratio(mcpu, "naive", k)))
         print(f"# {name} T={T}: " + "; ".join(f"{k} vs spikevision: {v}" for k, v in checks.items()),
               flush=True)
     return rows
@@ -234,9 +257,12 @@ def print_table(rows: list[dict]) -> None:
     def f(v: float) -> str:
         return "n/a" if math.isnan(v) else f"{v:.2f}"
 
+    def ms(v: float, digits: int) -> str:  # GPU times are fractions of a millisecond
+        return f"{v:.{digits}f}" if v >= 10 else f"{v:.3g}"
+
     for r in rows:
-        print(f"| {r['config']} | {r['T']} | {r['contender']} | {r['ms']:.1f} | "
-              f"{r['spread'][0]:.0f}..{r['spread'][1]:.0f} | {r['cpu_ms']:.1f} | {r['throughput'] / 1e6:.1f} M | "
+        print(f"| {r['config']} | {r['T']} | {r['contender']} | {ms(r['ms'], 1)} | "
+              f"{ms(r['spread'][0], 0)}..{ms(r['spread'][1], 0)} | {r['cpu_ms']:.1f} | {r['throughput'] / 1e6:.1f} M | "
               f"{f(r['x_sj'])} / {f(r['x_sj_cpu'])} | {f(r['x_naive'])} / {f(r['x_naive_cpu'])} | "
               f"{r['bytes']:.2f} |")
 
@@ -248,9 +274,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=2, help="untimed repetitions first")
     ap.add_argument("--config", choices=sorted(CONFIGS), nargs="+", default=list(CONFIGS))
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--shape", type=int, nargs="+", default=list(SHAPE_REST),
+                    help="the input's dimensions after T (default: B C H W = 32 64 16 16)")
+    ap.add_argument("--sj-backend", default=None,
+                    help="SpikingJelly's implementation: 2.x on CUDA 'triton', 'cuda' or 'torch' "
+                         "(SJ_LIF_CUDA_IMPLEMENTATION); 0.0.0.0.x 'cupy' or 'torch'")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device here (torch.cuda.is_available() is False)")
+    if args.sj_backend:  # read by SpikingJelly 2.x when it is imported, i.e. below
+        os.environ["SJ_LIF_CUDA_IMPLEMENTATION"] = args.sj_backend
 
     try:
         import spikingjelly
@@ -266,12 +303,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# versions: python {platform.python_version()}, torch {torch.__version__}, "
           f"spikingjelly {sj_version}")
     print(f"# spikevision CPU neurons: {native_status()}")
-    print(f"# input [T, {', '.join(map(str, SHAPE_REST))}] float32 on CPU, forward + backward, "
+    print(f"# spikevision CUDA neurons: {triton_status()}")
+    if device.type == "cuda":
+        print(f"# device: {torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})")
+    print(f"# input [T, {', '.join(map(str, args.shape))}] float32 on {device}, forward + backward, "
           f"median of {args.reps} interleaved reps after {args.warmup} warm-up")
 
     rows = []
     for name in args.config:
-        rows += bench_config(name, CONFIGS[name], args.T, args.reps, args.warmup)
+        rows += bench_config(name, CONFIGS[name], args.T, args.reps, args.warmup, device, tuple(args.shape),
+                             args.sj_backend)
     print()
     print_table(rows)
     return 0

@@ -42,6 +42,12 @@ Run::
     python bench/train_step.py                                   # full table
     python bench/train_step.py --reps 3 --batch 4 --T 4 --models ms_resnet20   # quick
     python bench/train_step.py --device cuda --batch 64          # on a GPU
+    python bench/train_step.py --device cuda --sj-backend triton # SpikingJelly's Triton neurons
+
+On CUDA spikevision's neurons run its Triton kernels (``spikevision version``
+says so); ``--sj-backend`` picks SpikingJelly 2.x's CUDA implementation
+(``triton``, ``cuda`` or ``torch``, through its ``SJ_LIF_CUDA_IMPLEMENTATION``),
+default its own choice.
 
 ``pip install spikingjelly`` (2.x, ``--no-deps`` keeps your torch) is needed
 for the SJ column only; without it the other columns still run.
@@ -62,6 +68,7 @@ from common import (
     spawn_worker, worker_entry,
 )
 from spikevision.models import create_model
+from spikevision.neuron import native_status, triton_status
 from spikevision.train.memory import SavedTensorMeter, enable_memory_saving
 
 CONTENDERS = ("spikevision", "spikevision-per-step", "spikevision-spikes", "spikevision-mem", "spikingjelly")
@@ -240,6 +247,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="do not flush denormal floats (CPU); by default they are flushed for every contender, "
                          "as spikevision's engine does (train.flush_denormal)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sj-backend", default=None,
+                    help="SpikingJelly 2.x CUDA implementation: triton, cuda or torch (default: its own choice)")
     return ap.parse_args(argv)
 
 
@@ -251,6 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     # slower; flushing is process-wide, so it applies to every contender alike
     torch.set_flush_denormal(not args.keep_denormals)
     device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device here (torch.cuda.is_available() is False)")
+    if args.sj_backend:  # read by SpikingJelly when it is imported (here and in the memory workers)
+        os.environ["SJ_LIF_CUDA_IMPLEMENTATION"] = args.sj_backend
     contenders = [c for c in args.contenders.split(",") if c]
     unknown = set(contenders) - set(CONTENDERS)
     if unknown:
@@ -296,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
           "per row); saved MiB: activations kept for backward after the forward (saved_tensors_hooks, "
           "parameters not counted).")
     print("\n".join(notes))
+    print(f"- spikevision neurons: CPU {native_status()}; CUDA {triton_status()}")
+    if "spikingjelly" in contenders:
+        print(f"- SpikingJelly CUDA implementation: {args.sj_backend or 'its default'}")
     print("\n".join(machine_lines(device, ("torch", "spikevision", "spikingjelly"))))
     return 0
 

@@ -12,10 +12,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     import spikevision
-    from spikevision.neuron import native_status
+    from spikevision.neuron import native_status, triton_status
 
     print(f"spikevision {spikevision.__version__}")
     print(f"torch {torch.__version__} (CUDA available: {torch.cuda.is_available()})")
     print(f"Python {platform.python_version()}")
     print(f"CPU neurons: {native_status()}")
+    print(f"CUDA neurons: {triton_status()}")
     return 0

@@ -41,12 +41,15 @@ surrogate gradients from it; with the rectangular surrogate (MS-ResNet, GAC) it
 keeps only 2 bits per neuron-step instead (spike, in-window), packed four steps
 to a byte. Gradients are those of the literal per-step loop either way.
 
-Two kernels compute it, with the same results to round-off and the same saved
+Three kernels compute it, with the same results to round-off and the same saved
 state. CPU tensors in float32/float64 with fixed constants go to the C kernel
 of :mod:`spikevision.neuron._native` (one pass per direction, compiled on first
-use). Everything else (CUDA, ``torch.compile`` tracing, other dtypes, PLIF's
-learnable constants, ``return_membrane``, or no C compiler) runs the fused loop
-of standard PyTorch ops below, which ``torch.compile`` traces without graph
+use). CUDA tensors go to the Triton kernels of :mod:`spikevision.neuron._triton`
+(one pass per direction with the membrane in registers; any float dtype, PLIF,
+the membrane output; 16-bit inputs run in float32). Everything else
+(``torch.compile`` tracing, CPU calls the C kernel does not take, no C compiler,
+no Triton, a surrogate the fused kernels do not implement) runs the fused loop of
+standard PyTorch ops below, which ``torch.compile`` traces without graph
 breaks. Speed and memory against SpikingJelly and a naive loop:
 ``python bench/neuron.py``, results in ``docs/performance.md``.
 """
@@ -59,7 +62,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from spikevision.neuron import _native
+from spikevision.neuron import _native, _triton
 from spikevision.neuron.surrogate import Rectangular, Sigmoid, Surrogate, get_surrogate
 
 __all__ = ["NeuronParams", "lif_multistep", "plif_multistep", "check_sequence", "ResetKind"]
@@ -238,6 +241,12 @@ class _MultiStep(torch.autograd.Function):
         T = x.shape[0]
         compact = _is_compact(p, decay)
         ctx.native = not return_membrane and _native.supports(x, decay, gain, p)
+        ctx.triton = not ctx.native and _triton.supports(x, p)
+        if ctx.triton:  # the Triton kernel: one pass, same results (see _triton.py)
+            out = _triton_forward(ctx, x, decay, gain, p, return_membrane)
+            if out is not None:
+                return out
+            ctx.triton = False  # it failed to launch on this device: PyTorch from now on
         if ctx.native:  # the C kernel: one pass, same results (see _native.py)
             needs_grad = ctx.needs_input_grad[0]
             s_seq, h_seq, code = _native.forward(x, p, decay, gain, keep_h=needs_grad and not compact,
@@ -252,7 +261,10 @@ class _MultiStep(torch.autograd.Function):
         # H kept for backward but not returned: one tensor per step, which the
         # allocator recycles more readily than one fresh [T, ...] block
         h_steps = [torch.empty_like(x[0]) for _ in range(T)] if not (compact or return_membrane) else None
-        h_buf = torch.empty_like(x[0]) if (compact and h_seq is None) else None
+        # without a reset V_t is H_t itself, so H_{t+1} needs another buffer (charging in place
+        # would overwrite V before reading it): two buffers, used in turn
+        h_buf = [torch.empty_like(x[0]) for _ in range(2 if p.reset == "none" else 1)] \
+            if (compact and h_seq is None) else None
         v_buf = torch.empty_like(x[0]) if p.reset != "none" else None
         if compact:
             code = torch.empty((-(-T // _STEPS_PER_BYTE), *x.shape[1:]), dtype=torch.int8, device=x.device)
@@ -261,7 +273,7 @@ class _MultiStep(torch.autograd.Function):
             half_width = p.surrogate.width / 2.0
         v: Tensor | None = None  # post-reset membrane V_{t-1}; None means v_rest
         for t in range(T):
-            h_out = h_seq[t] if h_seq is not None else (h_steps[t] if h_steps is not None else h_buf)
+            h_out = h_seq[t] if h_seq is not None else (h_steps[t] if h_steps is not None else h_buf[t % len(h_buf)])
             h = _charge(x[t], v, decay, gain, p, out=h_out)
             s = fire(h, p.v_th, out=s_seq[t])
             v = _reset_into(h, s, p, out=v_buf)
@@ -294,6 +306,17 @@ class _MultiStep(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_s: Tensor | None, grad_h_out: Tensor | None = None):
         p: NeuronParams = ctx.p
+        if ctx.triton:
+            if grad_s is None and grad_h_out is None:
+                return None, None, None, None, None
+            x, h, code = ctx.saved_tensors
+            grad_x, grad_decay, grad_gain = _triton.backward(
+                grad_s, grad_h_out, h, code, x, p, ctx.params, ctx.needs_input_grad[1], ctx.needs_input_grad[2])
+            if grad_decay is not None:
+                grad_decay = grad_decay.to(ctx.decay.dtype)
+            if grad_gain is not None:
+                grad_gain = grad_gain.to(ctx.gain.dtype)
+            return grad_x, grad_decay, grad_gain, None, None
         if ctx.native:
             if grad_s is None:
                 return None, None, None, None, None
@@ -384,6 +407,26 @@ class _MultiStep(torch.autograd.Function):
         if grad_gain is not None:
             grad_gain = grad_gain * sg_scale
         return grad_x, grad_decay, grad_gain, None, None
+
+
+def _triton_forward(ctx, x: Tensor, decay: Tensor | float, gain: Tensor | float, p: NeuronParams,
+                    return_membrane: bool):
+    """Forward through :mod:`._triton`; None if its kernel could not launch (then PyTorch runs)."""
+    needs_grad = any(ctx.needs_input_grad[:3])
+    # with the membrane returned, backward reads that H instead of a code
+    compact = _is_compact(p, decay) and not return_membrane
+    params = _triton.params_tensor(p, decay, gain, _triton.compute_dtype(x.dtype), x.device)
+    out = _triton.forward(x, p, params, keep_h=return_membrane or (needs_grad and not compact),
+                          keep_code=needs_grad and compact)
+    if out is None:
+        return None
+    s_seq, h_seq, code = out
+    ctx.p, ctx.params, ctx.decay, ctx.gain = p, params, decay, gain
+    ctx.set_materialize_grads(False)
+    ctx.save_for_backward(x if ctx.needs_input_grad[2] else None, h_seq, code)
+    if return_membrane:  # H is kept in the compute precision; the caller gets it in x's dtype
+        return s_seq, h_seq.to(x.dtype)
+    return s_seq
 
 
 def lif_multistep(
