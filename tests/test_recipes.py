@@ -2,8 +2,10 @@
 
 Parametrised over the files, so a new recipe is tested automatically. For each recipe:
 
-* the header documents itself (STYLE rule 8): paper, reproduced row, expected result, the exact
-  single-process and torchrun commands naming this very file, one override example, unknowns; the
+* the header documents itself (STYLE rule 8): paper, the authors' repository (a GitHub address, the
+  header's only source besides the paper: no pointer to notes a user does not have), reproduced row,
+  expected result, the exact single-process and torchrun commands naming this very file, one override
+  example, unknowns; the
   override example is validated by the real config loader; ``run.name`` is the file's stem;
   docs/recipes.md lists the file;
 * the recipe goes through the real loader and the real engine (:func:`~spikevision.train.engine.setup`
@@ -74,6 +76,10 @@ def test_recipe_documents_itself(path):
     text = "\n".join(lines)
     for label in ("Paper:", "Reproduces:", "Expected:"):
         assert _field(lines, label)
+    paper = text[text.index("Paper:"):text.index("Reproduces:")]
+    assert re.search(r"\(arXiv \d{4}\.\d{4,5}\)", paper), "cite the paper with its arXiv number"
+    assert re.search(r"Authors' code: https://github\.com/[\w.-]+/[\w.-]+", paper), "cite the authors' repository"
+    assert not re.search(r"\bspecs?\b", text, re.I), "the header must stand alone: no design-note pointers"
     assert "unknown" in text.lower(), "state the unknowns (or that there are none)"
     own = f"configs/{path.name}"
     single = _field(lines, "Single process:")

@@ -1,5 +1,5 @@
 """Spiking MLP family: shapes, gradients, hand references for SPE / token mixing / channel MLP,
-residual wiring, parameter counts against a formula written from the spec, errors."""
+residual wiring, parameter counts against a formula written from the authors' layer sizes, errors."""
 
 import pytest
 import torch
@@ -257,7 +257,7 @@ def test_block_channel_shortcut_is_the_token_sum():
 
 
 # ---------------------------------------------------------------------------
-# Parameter counts: formula from the spec's layer sizes, not from the model
+# Parameter counts: formula from the authors' layer sizes (EMI-Group/mixer-snn), not from the model
 # ---------------------------------------------------------------------------
 
 

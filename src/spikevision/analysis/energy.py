@@ -4,10 +4,13 @@
 ``E = e_mac * MACs + e_ac * ACs`` with the 45 nm CMOS figures of Horowitz,
 "Computing's energy problem (and what we can do about it)", ISSCC 2014:
 32-bit float add 0.9 pJ, 32-bit float multiply 3.7 pJ, so one MAC = 4.6 pJ
-and one AC = 0.9 pJ. This is the convention of MS-ResNet's group, GAC and
-most SNN papers (specs/ms-resnet.md section 7, gac.md section 6,
-spiking-mlp.md section 4). It ignores memory traffic, which usually
-dominates on real hardware.
+and one AC = 0.9 pJ. This is the convention of MS-ResNet's group (Hu et
+al., TNNLS 2024, arXiv 2112.08954), GAC (Qiu et al., AAAI 2024, arXiv
+2308.06582) and most SNN papers: MACs for layers with analog input, ACs =
+input firing rate x T x dense MACs for the others. None of the four papers
+spikevision implements publishes its counting code, so every report states
+its convention (see docs/analysis.md). It ignores memory traffic, which
+usually dominates on real hardware.
 
 **Compute + memory estimate**, :class:`MemoryEnergyModel`: adds the energy of
 memory accesses, following the structure of Lemaire, Cordone, Castagnetti,

@@ -122,7 +122,7 @@ class SpikingClassifier(nn.Module):
                                   "implement residual_blocks() (return {} if it has none)")
 
     def _children_of(self, *containers: str) -> dict[str, nn.Module]:
-        """``{"<container>.<i>": child}`` for each named container module, in order (a helper for ``residual_blocks``)."""
+        """``{"<container>.<i>": child}`` for each named container, in order (a helper for ``residual_blocks``)."""
         return {f"{c}.{i}": m for c in containers for i, m in self.get_submodule(c).named_children()}
 
     def forward(self, x: Tensor) -> Tensor:

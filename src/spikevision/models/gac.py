@@ -2,8 +2,8 @@
 
 Qiu, Zhu, Chou, Wang, Deng, Li, "Gated Attention Coding for Training
 High-performance and Efficient Spiking Neural Networks", AAAI 2024
-(arXiv 2308.06582). Authors' code: bollossom/GAC (separate CIFAR and ImageNet
-trees).
+(arXiv 2308.06582). Authors' code: https://github.com/bollossom/GAC (separate
+CIFAR and ImageNet trees; "GAC issue #N" below is an issue there).
 
 BibTeX::
 
@@ -67,7 +67,7 @@ GAC_CIFAR_NEURON = NeuronParams(
 )
 #: GAC ImageNet code: the MS-ResNet LIF (decay 0.25, threshold 0.5, rectangular surrogate).
 GAC_IMAGENET_NEURON = MS_RESNET_NEURON
-#: The paper appendix (issue #5): threshold 0.5, decay 0.25 for every data set.
+#: The paper appendix (GAC issue #5): threshold 0.5, decay 0.25 for every data set.
 GAC_APPENDIX_NEURON = MS_RESNET_NEURON
 
 GAC_KERNEL_SIZE = 4  # SCA kernel; the author stresses k = 4 (GAC issue #5)

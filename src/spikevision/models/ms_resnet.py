@@ -2,7 +2,7 @@
 
 Hu, Deng, Wu, Yao, Li, "Advancing Spiking Neural Networks towards Deep
 Residual Learning", IEEE TNNLS 2024 (arXiv 2112.08954). Authors' code:
-Ariande1/MS-ResNet.
+https://github.com/Ariande1/MS-ResNet ("MS-ResNet issue #N" below is an issue there).
 
 BibTeX::
 
@@ -73,7 +73,7 @@ IMAGENET_WIDTHS = (64, 128, 256, 512)
 IMAGENET_STRIDES = (2, 2, 2, 2)  # stage 1 has stride 2 (no max-pool after the stem)
 CIFAR_WIDTHS = (16, 32, 64)  # confirmed for ResNet-20, assumed for every depth
 CIFAR_STRIDES = (1, 2, 2)  # assumed [unverified]
-DVS_STRIDES = (2, 2, 2)  # the extra stride 2 in the first stage (issue #5)
+DVS_STRIDES = (2, 2, 2)  # the extra stride 2 in the first stage (MS-ResNet issue #5)
 CIFAR18_WIDTHS = (128, 256, 512)  # "CIFAR MS-ResNet-18" [3, 3, 2], the GAC backbone
 IMAGENET_DROPOUT_104 = 0.2
 MINI_T = 4  # ms_resnet_mini: spikevision's size for 28x28 inputs, not the paper's

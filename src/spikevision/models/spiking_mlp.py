@@ -4,7 +4,7 @@ Li, Leng, Shen, Zhang, Zhang, Liao, Cheng, "Efficient Deep Spiking
 Multi-Layer Perceptrons with Multiplication-Free Inference", IEEE TNNLS 2024
 (arXiv 2306.12465; earlier ICLR 2023 submission "Rethinking Deep Spiking
 Neural Networks: A Multi-Layer Perceptron Approach"). Authors' code:
-EMI-Group/mixer-snn (PyTorch + SpikingJelly). Spec: ``specs/spiking-mlp.md``.
+https://github.com/EMI-Group/mixer-snn (PyTorch + SpikingJelly).
 
 BibTeX::
 
@@ -91,8 +91,8 @@ SPE_BRANCHES = 3  # SPE output = concat of three nodes, so C_out % 3 == 0
 MLP_SPE_T_DIM = 78  # authors' config "small" (the paper's Tiny)
 MLP_SPE_S_DIM = 96  # authors' config "big" (the paper's Small)
 MLP_S_DIM = 96
-#: MLP-SPE-B is not released. UNCONFIRMED default: d = 108 with 2-10-24-2 (65.61M parameters at 1000
-#: classes, the closer of the spec's two ~66M candidates; the other, d = 126 with 2-8-14-2, has 65.01M).
+#: MLP-SPE-B is not released; only its size is quoted (README: 66M). UNCONFIRMED default: d = 108 with 2-10-24-2
+#: (65.61M parameters at 1000 classes, the closer of two shapes near 66M; the other, d = 126 with 2-8-14-2, 65.01M).
 MLP_SPE_B_DIM = 108
 MLP_SPE_B_DEPTHS = (2, 10, 24, 2)
 #: spikevision's own small-image configuration (NOT from the paper), for Fashion-MNIST/CIFAR quickstarts.

@@ -3,7 +3,7 @@
 Vicente-Sola, Manna, Kirkland, Di Caterina, Bihl, "Keys to Accurate Feature
 Extraction Using Residual Spiking Neural Networks", Neuromorphic Computing and
 Engineering 2(4) 044001, 2022 (arXiv 2111.05955). Authors' code:
-VicenteAlex/Spiking_ResNet.
+https://github.com/VicenteAlex/Spiking_ResNet.
 
 BibTeX::
 
