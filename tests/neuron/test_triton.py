@@ -9,6 +9,7 @@ loop-carried values, constexpr branches). Tests named ``*cuda*`` need a GPU
 (``bench/gpu_check.sh`` runs them) and are skipped here.
 """
 
+import importlib.util
 import inspect
 import os
 import subprocess
@@ -150,6 +151,14 @@ def test_plif_16_bit_gradient_of_the_time_constant(kernel_calls):
 def _fake(device: str, dtype: torch.dtype = torch.float32):
     """What supports() looks at, for a device this machine may not have."""
     return types.SimpleNamespace(device=torch.device(device), dtype=dtype)
+
+
+def test_triton_kernels_load_where_triton_is_installed():
+    # a kernel module that stops importing must fail here, not silently hand CUDA calls to PyTorch
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("Triton is not installed")
+    assert _triton.triton_available(), _triton.triton_status()
+    assert _triton.triton_status().startswith("Triton kernel (triton ")
 
 
 def test_dispatch_rules(monkeypatch):
