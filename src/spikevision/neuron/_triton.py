@@ -22,6 +22,7 @@ it with ``triton.jit``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -121,9 +122,12 @@ def _kernel_pair(interpret: bool) -> tuple:
 
             from spikevision.neuron import _triton_kernels as k
 
-            with triton.knobs.runtime.scope():  # restores the knob (and TRITON_INTERPRET) afterwards
-                triton.knobs.runtime.interpret = interpret
-                _kernels[interpret] = (triton.jit(k.lif_forward), triton.jit(k.lif_backward))
+            if interpret:
+                with triton.knobs.runtime.scope():  # restores the knob (and TRITON_INTERPRET) afterwards
+                    triton.knobs.runtime.interpret = True
+                    _kernels[True] = (triton.jit(k.lif_forward), triton.jit(k.lif_backward))
+            else:
+                _kernels[False] = (triton.jit(k.lif_forward), triton.jit(k.lif_backward))
         return _kernels[interpret]
 
 
@@ -148,19 +152,19 @@ def _surrogate_constants(p: "NeuronParams", dtype: torch.dtype) -> list[Tensor]:
 
 
 @functools.lru_cache(maxsize=256)
-def _fixed_params(p: "NeuronParams", dtype: torch.dtype, device: torch.device) -> Tensor:
-    """``v_th, v_reset, v_rest, sg0, sg1`` on the device, made once per (constants, dtype, device)."""
-    values = [torch.tensor(v, dtype=dtype) for v in (p.v_th, p.v_reset, p.v_rest)]
+def _fixed_params(p: "NeuronParams", decay: float, gain: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``decay, gain, v_th, v_reset, v_rest, sg0, sg1`` on the device, made once per (constants, dtype, device):
+    no host-to-device copy per call."""
+    values = [torch.tensor(v, dtype=dtype) for v in (decay, gain, p.v_th, p.v_reset, p.v_rest)]
     return torch.stack(values + _surrogate_constants(p, dtype)).to(device)
 
 
 def params_tensor(p: "NeuronParams", decay: Tensor | float, gain: Tensor | float, dtype: torch.dtype,
                   device: torch.device) -> Tensor:
     """The kernel's constants in the compute dtype; PLIF's tensors stay on the device (no host sync)."""
-    rest = _fixed_params(p, dtype, device)
     if isinstance(decay, float) and isinstance(gain, float):
-        head = torch.tensor([decay, gain], dtype=dtype)
-        return torch.cat([head.to(device), rest])
+        return _fixed_params(p, decay, gain, dtype, device)
+    rest = _fixed_params(p, 0.0, 0.0, dtype, device)[2:]
     parts = [d.detach().to(device=device, dtype=dtype).reshape(1) if isinstance(d, Tensor)
              else torch.full((1,), d, dtype=dtype, device=device) for d in (decay, gain)]
     return torch.cat([*parts, rest])
@@ -175,7 +179,6 @@ def forward(x: Tensor, p: "NeuronParams", params: Tensor, keep_h: bool,
     :func:`triton_status`, and the caller runs the PyTorch kernel.
     """
     interpret = _interprets(x.device)
-    fwd, _ = _kernel_pair(interpret)
     x = x.contiguous()
     T, N = x.shape[0], x[0].numel()
     s = torch.empty_like(x)
@@ -184,8 +187,10 @@ def forward(x: Tensor, p: "NeuronParams", params: Tensor, keep_h: bool,
     if N == 0:
         return s, h, code
     try:
+        fwd, _ = _kernel_pair(interpret)
         args, constants = forward_arguments(x, s, h, code, params, p)
-        fwd[(_cdiv(N, BLOCK),)](*args, **constants, **LAUNCH_OPTIONS)
+        with _on(x.device):
+            fwd[(_cdiv(N, BLOCK),)](*args, **constants, **LAUNCH_OPTIONS)
     except Exception as e:
         if interpret or isinstance(e, torch.OutOfMemoryError):
             raise  # the interpreter runs the source itself: a failure there is a bug to see
@@ -208,7 +213,8 @@ def backward(grad_s: Tensor | None, grad_h: Tensor | None, h: Tensor | None, cod
     if N > 0:
         args, constants = backward_arguments(grad_s, grad_h, h, code, x, params, grad_x, partial, p,
                                              grad_decay, grad_gain)
-        bwd[(_cdiv(N, BLOCK),)](*args, **constants, **LAUNCH_OPTIONS)
+        with _on(grad_x.device):
+            bwd[(_cdiv(N, BLOCK),)](*args, **constants, **LAUNCH_OPTIONS)
     d_decay = partial[:N].sum() if grad_decay else None
     d_gain = partial[N:].sum() if grad_gain else None
     return grad_x, d_decay, d_gain
@@ -232,6 +238,11 @@ def backward_arguments(grad_s: Tensor | None, grad_h: Tensor | None, h: Tensor |
         RESET=_RESETS[p.reset], STRICT=p.strict, DETACH=p.detach_reset, SURROGATE=_SURROGATES[type(p.surrogate)],
         COMPACT=code is not None, HAS_GS=grad_s is not None, HAS_GH=grad_h is not None, GRAD_DECAY=grad_decay,
         GRAD_GAIN=grad_gain, BLOCK=BLOCK)
+
+
+def _on(device: torch.device):
+    """Launch on the tensors' GPU, not the current one (Triton launches on the current device)."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
 def _interprets(device: torch.device) -> bool:
