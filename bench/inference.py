@@ -1,28 +1,29 @@
-"""Inference speed: the multiplication-free integer engine vs the dense float model, same input.
+"""Inference speed: the native event-driven integer runtime vs the dense float model, side by side.
 
-The integer engine (:func:`spikevision.deploy.engine.compile_integer`) executes
-what multiplication-free hardware would: spike-driven layers add the weight
-columns of the active inputs only (event-driven, so their work scales with
-the firing rate), neurons shift, compare and select. On a CPU it is a
-simulation in PyTorch ops, so it is expected to be *slower* than the dense
-float model, which runs each layer as one optimised dense kernel; this bench
-says by how much, at the firing rates the model actually has on the input,
-next to the operation counts that matter for hardware (ACs vs dense MACs).
+Contenders, interleaved round by round in one process, same threads, same images:
 
-Contenders, interleaved round by round in one process on the same batch:
-
-* ``float``: the model in eval mode, ``torch.no_grad()``;
+* ``float``: the model in eval mode, ``torch.no_grad()`` (PyTorch's dense kernels);
 * ``float-folded``: the same with BN folded into the preceding conv/linear;
-* ``integer``: the compiled integer engine (int16 weights, 24 fraction bits).
+* ``native``: the native runtime (:func:`spikevision.deploy.native.compile_native`): the
+  model's integer program as C compiled for this CPU, int16 weights, spike-input layers
+  accumulating weight columns over the active inputs only; bit-exact with the Python engine;
+* ``native-int8``: the same with int8 weights;
+* ``python-engine`` (``--python-engine``): the Python integer engine, the reference (slow).
+
+Each batch size is its own measurement: ``B = 1`` is latency (each timed call classifies
+``--images-per-call`` images one at a time), ``B = 64`` throughput (one call, one batch).
+A second table gives what each model executes per image: firing rate, accumulations on
+spikes (what the event-driven layers execute) vs the float model's dense MACs, MACs left
+on analog input (the first layer), weight bytes (float32, int16, int8) and the runtime's
+state (every activation buffer, lifetime-shared, plus accumulators and membranes).
 
 Run::
 
-    python bench/inference.py                                   # untrained zoo models on random images
-    python bench/inference.py --run runs/quickstart             # a trained run on its own test images
-    python bench/inference.py --models ms_resnet20 --batch 16 --reps 5
+    python bench/inference.py --run runs/quickstart                    # a trained run, its test images
+    python bench/inference.py --run runs/quickstart --run runs/ms_resnet_mini_fashion_mnist --threads 2
+    python bench/inference.py --models spiking_cnn_mini                 # untrained, random images
 
-Untrained models fire at whatever rate their initialisation gives; for the
-numbers that matter, pass a trained run (``--run``): its test images are used.
+Agreement: top-1 agreement with the float model on ``--agree`` test images (default 2000).
 """
 
 from __future__ import annotations
@@ -35,66 +36,96 @@ from torch import Tensor, nn
 from common import interleaved_times, machine_lines, markdown_table, median
 from spikevision.analysis.monitors import FiringRateMonitor
 from spikevision.analysis.ops import OpsCounter
-from spikevision.deploy.engine import compile_integer
+from spikevision.deploy.engine import EngineConfig, compile_integer
 from spikevision.deploy.fold import fold_bn
+from spikevision.deploy.native import compile_native
 from spikevision.models import create_model
 
 # (name, kwargs, per-sample input) for the default, untrained models
 ZOO = {
     "spiking_cnn_mini": ({}, (1, 28, 28)),
     "ms_resnet20": ({"T": 4}, (3, 32, 32)),
-    "mlp_spe_mini": ({"T": 2}, (1, 28, 28)),
 }
 
 
-def _run_source(run: str, batch: int) -> tuple[str, nn.Module, Tensor]:
+def _run_source(run: str, n: int) -> tuple[str, nn.Module, Tensor]:
+    import dataclasses
+
     from spikevision.data import build_loader
     from spikevision.deploy.source import load_source
 
     src = load_source(run)
     if src.data is None:
         raise SystemExit(f"{run}: no data config recorded; pass a run directory written by spikevision train")
-    src.data.eval_batch_size = batch
-    x, _ = next(iter(build_loader(src.data, "test")))
-    return f"{src.name} ({run})", src.model.eval(), x[:batch]
+    data = dataclasses.replace(src.data, eval_batch_size=n, device="cpu", num_workers=0)
+    x, _ = next(iter(build_loader(data, "test")))
+    return f"{src.name} ({run})", src.model.eval(), x
 
 
-def _zoo_source(name: str, batch: int) -> tuple[str, nn.Module, Tensor]:
+def _zoo_source(name: str, n: int) -> tuple[str, nn.Module, Tensor]:
     kwargs, shape = ZOO[name]
     torch.manual_seed(0)
-    return f"{name} (untrained)", create_model(name, **kwargs).eval(), torch.rand(batch, *shape)
+    return f"{name} (untrained)", create_model(name, **kwargs).eval(), torch.rand(n, *shape)
 
 
-def _profile(model: nn.Module, x: Tensor) -> tuple[float, float, float]:
-    """Mean firing rate, ACs and dense MACs per sample on ``x``."""
+def _profile(model: nn.Module, x: Tensor) -> dict[str, float]:
+    """Mean firing rate, accumulations on spikes, MACs on analog input and dense MACs per sample on ``x``."""
     with torch.no_grad(), FiringRateMonitor(model) as mon, OpsCounter(model) as ops:
         model(x)
     res = ops.result(samples=x.shape[0])
-    return mon.mean_rate(), res.totals["acs"], res.totals["dense_macs"]
+    return {"rate": mon.mean_rate(), "acs": res.totals["acs"], "macs": res.totals.get("macs", 0.0),
+            "dense": res.totals["dense_macs"]}
 
 
-def bench(label: str, model: nn.Module, x: Tensor, reps: int, warmup: int) -> list[list[str]]:
+def _caller(fn, x: Tensor, batch: int, per_call: int):
+    """One timed unit: ``fn`` on ``per_call`` batches of ``batch`` images (different images)."""
+    chunks = [x[i * batch:(i + 1) * batch] for i in range(per_call)]
+
+    def call():
+        with torch.no_grad():
+            for c in chunks:
+                fn(c)
+    return call
+
+
+def bench(label: str, model: nn.Module, x: Tensor, args) -> tuple[list[list[str]], list[str]]:
     folded, _ = fold_bn(model, x[:1])
-    integer = compile_integer(model, x[:1])
+    contenders: dict[str, nn.Module] = {"float": model, "float-folded": folded}
+    natives = {}
+    for name, bits in (("native", 16), ("native-int8", 8)):
+        im = compile_integer(model, x[:2], EngineConfig(weight_bits=bits))
+        natives[name] = compile_native(im, x[:1])
+        contenders[name] = natives[name]
+        if bits == 16 and args.python_engine:
+            contenders["python-engine"] = im
+    agree_x = x[: args.agree]
     with torch.no_grad():
-        agree = (integer(x).argmax(-1) == model(x).argmax(-1)).float().mean().item()
-    rate, acs, dense = _profile(model, x)
-
-    def run(net):
-        def call():
-            with torch.no_grad():
-                net(x)
-        return call
-
-    times = interleaved_times({"float": run(model), "float-folded": run(folded), "integer": run(integer)},
-                              reps=reps, warmup=warmup)
-    base = median(times["float"])
+        ref = model(agree_x).argmax(-1)
+        agreement = {name: (fn(agree_x).argmax(-1) == ref).float().mean().item() for name, fn in contenders.items()
+                     if name != "python-engine"}
+        if "python-engine" in contenders:
+            n = min(len(agree_x), 256)
+            agreement["python-engine"] = (contenders["python-engine"](agree_x[:n]).argmax(-1) == ref[:n]).float()
+            agreement["python-engine"] = agreement["python-engine"].mean().item()
     rows = []
-    for name, ts in times.items():
-        t = median(ts)
-        rows.append([label, name, x.shape[0], f"{1000 * t:.1f}", f"{x.shape[0] / t:.0f}", f"{base / t:.3f}x",
-                     f"{rate:.3f}", f"{acs / 1e6:.2f}M / {dense / 1e6:.2f}M", f"{100 * agree:.1f}%"])
-    return rows
+    for batch in args.batch:
+        per_call = max(1, args.images_per_call // batch)
+        calls = {name: _caller(fn, x, batch, per_call) for name, fn in contenders.items()}
+        if batch > 1 and "python-engine" in calls:
+            calls.pop("python-engine")  # seconds per batch: too slow to interleave at throughput sizes
+        times = interleaved_times(calls, reps=args.reps, warmup=args.warmup)
+        base = median(times["float"])
+        for name, ts in times.items():
+            t = median(ts) / (per_call * batch)  # seconds per image
+            rows.append([label, name, batch, f"{1000 * t:.3f}", f"{1 / t:.0f}", f"{base / median(ts):.2f}x",
+                         f"{100 * agreement[name]:.2f}%"])
+    prof = _profile(model, x[: min(64, len(x))])
+    n_float = sum(p.numel() for p in model.parameters()) * 4
+    src16, src8 = natives["native"].source, natives["native-int8"].source
+    info = [label, f"{prof['rate']:.3f}", f"{prof['acs'] / 1e6:.2f}M", f"{prof['macs'] / 1e6:.2f}M",
+            f"{prof['dense'] / 1e6:.2f}M", f"{n_float / 1e3:.0f} kB", f"{src16.weight_bytes / 1e3:.0f} kB",
+            f"{src8.weight_bytes / 1e3:.0f} kB", f"{src16.ram_bytes / 1e3:.0f} kB"]
+    return rows, info
 
 
 def main() -> None:
@@ -102,28 +133,37 @@ def main() -> None:
     ap.add_argument("--run", action="append", default=[], help="a trained run directory (repeatable)")
     ap.add_argument("--models", nargs="*", default=None, choices=sorted(ZOO),
                     help="untrained zoo models (default: all, unless --run is given)")
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--batch", type=int, nargs="+", default=[1, 64], help="batch sizes (default 1 64)")
+    ap.add_argument("--images-per-call", type=int, default=64, help="images per timed call (B=1: one at a time)")
+    ap.add_argument("--agree", type=int, default=2000, help="test images for the top-1 agreement")
+    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--python-engine", action="store_true", help="also time the Python integer engine (slow)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    sources = [_run_source(r, args.batch) for r in args.run]
+    n = max(args.agree, max(args.batch) * max(1, args.images_per_call // max(args.batch)), args.images_per_call)
+    sources = [_run_source(r, n) for r in args.run]
     models = args.models if args.models is not None else ([] if args.run else sorted(ZOO))
-    sources += [_zoo_source(m, args.batch) for m in models]
-    rows = []
+    sources += [_zoo_source(m, n) for m in models]
+    rows, infos = [], []
     for label, model, x in sources:
-        rows += bench(label, model, x, args.reps, args.warmup)
+        r, info = bench(label, model, x, args)
+        rows += r
+        infos.append(info)
         print(f"# done: {label}", flush=True)
     print()
-    print(markdown_table(["model", "contender", "B", "ms/batch", "img/s", "speed x float", "firing rate",
-                          "ACs / dense MACs per sample", "top-1 agreement"], rows))
+    print(markdown_table(["model", "contender", "B", "ms/image", "img/s", "speed x float", "top-1 agreement"], rows))
     print()
-    print(f"Medians of {args.reps} interleaved rounds after {args.warmup} warm-up; CPU, no autograd. "
-          "firing rate: mean spikes per neuron per step on this batch; ACs: synaptic operations on spike "
-          "inputs (what event-driven hardware executes), dense MACs: the float model's; agreement: same "
-          "predicted class as the float model on this batch.")
+    print(markdown_table(["model", "firing rate", "ACs on spikes", "MACs on analog input", "dense MACs (float)",
+                          "weights float32", "int16", "int8", "runtime state (RAM)"], infos))
+    print()
+    print(f"Medians of {args.reps} interleaved rounds after {args.warmup} warm-up, {torch.get_num_threads()} threads; "
+          f"B=1: {args.images_per_call} images one at a time per timed call. Per image: firing rate (mean spikes per "
+          "neuron per step), accumulations on spike inputs (what the event-driven layers execute), MACs on analog "
+          "input (the first layer), the float model's dense MACs. Agreement: same class as the float model on "
+          f"{min(args.agree, n)} test images.")
     for line in machine_lines("cpu"):
         print(line)
 

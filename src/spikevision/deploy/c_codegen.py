@@ -204,51 +204,60 @@ class _Gen:
         B = self.table(f"sv_b{k}", m.bias_q.reshape(-1).tolist(), "int64_t")
         geom = f"{cin}->{cout} {kh}x{kw}/{sh}, {H}x{W_} -> {Ho}x{Wo}"
         if op.params["event"]:
-            # weights [S][cin][kh*kw][cout]; taps of input position p: (acc offset, weight offset)
-            Wt = self.table(f"sv_w{k}", w.permute(0, 2, 3, 4, 1).reshape(-1).tolist(), self.wtype, weights=True)
+            # weights [S][kh*kw][cin][cout]: the column of (tap, input channel) is contiguous.
+            # Output position q reads the taps (input pixel p, tap offset) of table QS/QP/QT; each step first
+            # lists, per input pixel, the weight offsets of its active channels (an event list, built
+            # branch-free), then every output position adds the columns of the events its taps see into a
+            # local accumulator and writes (acc << align) + bias once.
+            Wt = self.table(f"sv_w{k}", w.permute(0, 3, 4, 2, 1).reshape(-1).tolist(), self.wtype, weights=True)
             AL = self.table(f"sv_al{k}", m.align.reshape(-1).tolist(), "uint8_t")
-            start, acc_off, w_off = [0], [], []
-            for iy in range(H):
-                for ix in range(W_):
+            start, pix, tap_off = [0], [], []
+            for oy in range(Ho):
+                for ox in range(Wo):
                     for i in range(kh):
                         for j in range(kw):
-                            ny, nx = iy + pt - i * dh, ix + pl - j * dw
-                            if ny % sh or nx % sw:
-                                continue
-                            oy, ox = ny // sh, nx // sw
-                            if 0 <= oy < Ho and 0 <= ox < Wo:
-                                acc_off.append((oy * Wo + ox) * cout)
-                                w_off.append((i * kw + j) * cout)
-                    start.append(len(acc_off))
-            TS = self.table(f"sv_ts{k}", start)
-            TA = self.table(f"sv_ta{k}", acc_off)
-            TW = self.table(f"sv_tw{k}", w_off)
-            self.acc32 = max(self.acc32, Ho * Wo * cout)
-            body = [f"for (int32_t a = 0; a < {Ho * Wo * cout}; a++) st->acc32[a] = 0;",
-                    "int32_t ic = i0, wc = ws;",
+                            iy, ix = oy * sh + i * dh - pt, ox * sw + j * dw - pl
+                            if 0 <= iy < H and 0 <= ix < W_:
+                                pix.append(iy * W_ + ix)
+                                tap_off.append((i * kw + j) * cin * cout)
+                    start.append(len(pix))
+            HW = H * W_
+            QS, QP, QT = self.table(f"sv_qs{k}", start), self.table(f"sv_qp{k}", pix), self.table(f"sv_qt{k}", tap_off)
+            PO = self.table(f"sv_po{k}", [p * cin for p in range(HW)])
+            cnt = HW * cin  # the event lists at acc32[0, HW*cin), the counts after them
+            self.acc32 = max(self.acc32, cnt + HW)
+            body = [f"for (int32_t p = 0; p < {HW}; p++) st->acc32[{cnt} + p] = 0;",
+                    "int32_t ic = i0, wc = 0;",
                     f"for (int32_t c = 0; c < {cin}; c++) {{",
-                    f"    for (int32_t p = 0; p < {H * W_}; p++) {{",
-                    f"        if (st->{x.storage}[ic + p]) {{",
-                    f"            for (int32_t e = {TS}[p]; e < {TS}[p + 1]; e++) {{",
-                    f"                const int32_t a = {TA}[e], wo = wc + {TW}[e];",
-                    f"                for (int32_t o = 0; o < {cout}; o++) st->acc32[a + o] += {Wt}[wo + o];",
-                    "            }",
+                    f"    for (int32_t p = 0; p < {HW}; p++) {{",
+                    f"        st->acc32[{PO}[p] + st->acc32[{cnt} + p]] = wc;",
+                    f"        st->acc32[{cnt} + p] += st->{x.storage}[ic + p];",
+                    "    }",
+                    f"    ic += {HW}; wc += {cout};",
+                    "}",
+                    "int32_t yq = o0;",
+                    f"for (int32_t q = 0; q < {Ho * Wo}; q++) {{",
+                    f"    int32_t acc[{cout}];",
+                    f"    for (int32_t o = 0; o < {cout}; o++) acc[o] = 0;",
+                    f"    for (int32_t e = {QS}[q]; e < {QS}[q + 1]; e++) {{",
+                    f"        const int32_t p = {QP}[e], base = ws + {QT}[e];",
+                    f"        const int32_t n = st->acc32[{cnt} + p], l = {PO}[p];",
+                    "        for (int32_t v = 0; v < n; v++) {",
+                    "            const int32_t wo = base + st->acc32[l + v];",
+                    f"            for (int32_t o = 0; o < {cout}; o++) acc[o] += {Wt}[wo + o];",
                     "        }",
                     "    }",
-                    f"    ic += {H * W_}; wc += {kh * kw * cout};",
-                    "}",
-                    "int32_t yo = o0;",
-                    f"for (int32_t o = 0; o < {cout}; o++) {{",
-                    "    int32_t a = o;",
-                    f"    for (int32_t p = 0; p < {Ho * Wo}; p++) {{",
-                    f"        st->{y.storage}[yo + p] = sv_shl(st->acc32[a], {AL}[cs + o]) + {B}[cs + o];",
-                    f"        a += {cout};",
+                    "    int32_t yo = yq;",
+                    f"    for (int32_t o = 0; o < {cout}; o++) {{",
+                    f"        st->{y.storage}[yo] = sv_shl(acc[o], {AL}[cs + o]) + {B}[cs + o];",
+                    f"        yo += {Ho * Wo};",
                     "    }",
-                    f"    yo += {Ho * Wo};",
+                    "    yq += 1;",
                     "}"]
             inc = [f"ws += {cin * kh * kw * cout};", f"cs += {cout};"] if per else []
             lines = ["int32_t ws = 0, cs = 0;"] + self.steps_loop(y, [x], body, inc)
-            what = f"conv {geom} on spikes, event-driven (int32 accumulation of {self.wtype} weight columns)"
+            what = (f"conv {geom} on spikes, event-driven: per step an event list of the active inputs, then "
+                    f"int32 accumulation of their {self.wtype} weight columns")
         else:
             Wd = self.table(f"sv_w{k}", w.reshape(-1).tolist(), self.wtype, weights=True)  # [S][cout][cin][kh][kw]
             FR = self.table(f"sv_fr{k}", m.weight_frac.reshape(-1).tolist(), "uint8_t")
@@ -288,11 +297,12 @@ class _Gen:
         # window start row/col of each output position, and the valid tap ranges (tables: no index products)
         rows = [oy * sh - ph for oy in range(Ho)]
         cols = [ox * sw - pw for ox in range(Wo)]
-        RY, RX = self.table(f"sv_ry{k}", [r * W_ for r in rows]), self.table(f"sv_rx{k}", cols)
-        YL = self.table(f"sv_yl{k}", [max(0, -r) for r in rows])
-        YH = self.table(f"sv_yh{k}", [min(kh, H - r) for r in rows])
-        XL = self.table(f"sv_xl{k}", [max(0, -c) for c in cols])
-        XH = self.table(f"sv_xh{k}", [min(kw, W_ - c) for c in cols])
+        if ph or pw or (Ho - 1) * sh + kh > H or (Wo - 1) * sw + kw > W_:
+            RY, RX = self.table(f"sv_ry{k}", [r * W_ for r in rows]), self.table(f"sv_rx{k}", cols)
+            YL = self.table(f"sv_yl{k}", [max(0, -r) for r in rows])
+            YH = self.table(f"sv_yh{k}", [min(kh, H - r) for r in rows])
+            XL = self.table(f"sv_xl{k}", [max(0, -c) for c in cols])
+            XH = self.table(f"sv_xh{k}", [min(kw, W_ - c) for c in cols])
         if q["max"]:
             init = "0" if x.kind == "spike" else "INT64_MIN"
             acc_t = "uint8_t" if x.kind == "spike" else "int64_t"
@@ -306,8 +316,28 @@ class _Gen:
             val = self.load(x, "base + xx")
             what = (f"avg-pool {kh}x{kw}/{sh}: window sum then "
                     + (f">> {q['shift']}" if q["shift"] is not None else f"division by {q['n']}"))
-        # the window loop, written with running offsets only
-        body = ["int32_t xc = i0, yc = o0;",
+        inside = ph == 0 and pw == 0 and (Ho - 1) * sh + kh <= H and (Wo - 1) * sw + kw <= W_
+        if inside:  # every window lies inside the map: the taps unrolled at constant offsets
+            taps = [i * W_ + j for i in range(kh) for j in range(kw)]
+            val0 = val.replace("base + xx", f"b + {taps[0]}")
+            body = ["int32_t xc = i0, yp = o0;",
+                    f"for (int32_t c = 0; c < {C}; c++) {{",
+                    "    int32_t rb = xc;",
+                    f"    for (int32_t oy = 0; oy < {Ho}; oy++) {{",
+                    "        int32_t b = rb;",
+                    f"        for (int32_t ox = 0; ox < {Wo}; ox++) {{",
+                    f"            {acc_t} m = {val0 if q['max'] else init};"]
+            for t in (taps[1:] if q["max"] else taps):
+                body.append(f"            {{ const {acc_t} v = {val.replace('base + xx', f'b + {t}')}; {upd} }}")
+            body += [f"            st->{y.storage}[yp] = {fin};",
+                     f"            yp += 1; b += {sw};",
+                     "        }",
+                     f"        rb += {sh * W_};",
+                     "    }",
+                     f"    xc += {H * W_};",
+                     "}"]
+        else:  # padding: the valid part of each window from tables, running offsets only
+            body = ["int32_t xc = i0, yc = o0;",
                 f"for (int32_t c = 0; c < {C}; c++) {{",
                 "    int32_t yp = yc;",
                 f"    for (int32_t oy = 0; oy < {Ho}; oy++) {{",
@@ -477,7 +507,7 @@ def _allocate(prog: Program, share: bool) -> dict[str, tuple[str, int, int]]:
 
 def generate_c(prog: Program, name: str, weight_bits: int, *, lut: list[list[int]] | None = None,
                notes: dict[str, tuple[bool, str]] | None = None, header_lines: list[str] = (),
-               share_buffers: bool = True) -> CSource:
+               share_buffers: bool = True, native: bool = False) -> CSource:
     """C99 source (``.c`` and ``.h``) for ``prog``.
 
     Args:
@@ -559,15 +589,33 @@ def generate_c(prog: Program, name: str, weight_bits: int, *, lut: list[list[int
                  f"    {name}_state *st = &sv_state;\n"
                  f"    int32_t i = 0, lut = 0;\n"
                  f"    for (int32_t ch = 0; ch < {inp.shape[0]}; ch++) {{\n"
-                 f"        for (int32_t p = 0; p < {hw}; p++) {{ st->{inp.storage}[i] = sv_lut[lut + image[i]]; i++; }}\n"
+                 f"        for (int32_t p = 0; p < {hw}; p++) {{\n"
+                 f"            st->{inp.storage}[i] = sv_lut[lut + image[i]];\n            i++;\n        }}\n"
                  f"        lut += 256;\n    }}\n"
                  f"    sv_run(st);\n"
                  f"    for (int32_t k = 0; k < {n_cls}; k++) logits[k] = st->{out.storage}[k];\n"
                  f"    return sv_argmax(logits);\n}}\n")
-    c.append(f"#ifdef SV_NATIVE_RUNTIME\n/* the native runtime's batch entry point: samples [lo, hi) with one state */\n"
-             f"void {name}_run_batch(const int64_t *input, int64_t *logits, int64_t lo, int64_t hi, void *state)\n{{\n"
-             f"    for (int64_t b = lo; b < hi; b++)\n"
-             f"        {name}_infer_q(input + b * {inp.numel}, logits + b * {n_cls}, state);\n}}\n#endif\n")
+    if native:
+        c.append(f"#ifdef SV_NATIVE_RUNTIME\n/* The native runtime's batch entry points (not part of the standalone\n"
+                 f"   export): samples [lo, hi) with one state, from quantised int64 input, or from float32\n"
+                 f"   input quantised here exactly as torch.round(x.double() * 2^F) does (round half to even\n"
+                 f"   in double precision). */\n"
+                 f"#include <math.h>\n"
+                 f"void {name}_run_batch(const int64_t *input, int64_t *logits, int64_t lo, int64_t hi,\n"
+                 f"                      void *state)\n{{\n"
+                 f"    for (int64_t b = lo; b < hi; b++)\n"
+                 f"        {name}_infer_q(input + b * {inp.numel}, logits + b * {n_cls}, state);\n}}\n"
+                 f"void {name}_run_batch_f32(const float *input, int64_t *logits, int64_t lo, int64_t hi,\n"
+                 f"                          void *state)\n{{\n"
+                 f"    {name}_state *st = ({name}_state *)state;\n"
+                 f"    for (int64_t b = lo; b < hi; b++) {{\n"
+                 f"        const float *x = input + b * {inp.numel};\n"
+                 f"        for (int32_t i = 0; i < {inp.numel}; i++) st->{inp.storage}[i] = "
+                 f"(int64_t)nearbyint((double)x[i] * (double)SV_ONE);\n"
+                 f"        sv_run(st);\n"
+                 f"        for (int32_t k = 0; k < {n_cls}; k++)\n"
+                 f"            logits[b * {n_cls} + k] = st->{out.storage}[k];\n"
+                 f"    }}\n}}\n#endif\n")
     c_text = "\n".join(c)
     for sname, (arena, off, _size) in sorted(layout.items(), key=lambda kv: -len(kv[0])):
         c_text = c_text.replace(f"st->{sname}[", f"(st->{arena} + {off})[")
