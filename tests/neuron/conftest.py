@@ -1,11 +1,8 @@
-"""Fixtures shared by the neuron tests: which kernel runs, and which one ran."""
-
-import importlib.util
-from contextlib import contextmanager
+"""Fixtures shared by the neuron tests (the switches that pick a kernel are in neuron_kernels.py)."""
 
 import pytest
 
-from spikevision.neuron import _native, _triton, set_native_enabled
+from spikevision.neuron import _native, _triton
 
 
 @pytest.fixture
@@ -23,32 +20,3 @@ def kernel_calls(monkeypatch):
             monkeypatch.setattr(module, name, spy)
     return counts
 
-
-KERNELS = ("c", "torch", "triton")
-
-
-@contextmanager
-def only_kernel(name: str):
-    """Route every call to one kernel where it applies: ``c`` (the CPU default: C kernel, else PyTorch),
-    ``torch`` (the PyTorch kernel alone), ``triton`` (the Triton kernels, on CPU tensors in Triton's
-    interpreter; the C kernel off)."""
-    if name not in KERNELS:
-        raise ValueError(f"unknown kernel {name!r}; choose from {KERNELS}")
-    if name == "triton" and importlib.util.find_spec("triton") is None:
-        pytest.skip("Triton is not installed (it comes with torch's Linux wheels)")
-    native = set_native_enabled(name == "c")
-    triton = _triton.set_triton_enabled(name != "torch")
-    interpret = _triton.set_cpu_interpreter(name == "triton")
-    try:
-        yield name
-    finally:
-        set_native_enabled(native)
-        _triton.set_triton_enabled(triton)
-        _triton.set_cpu_interpreter(interpret)
-
-
-@pytest.fixture
-def use_kernel(request):
-    """Parametrise indirectly with a name of :data:`KERNELS`."""
-    with only_kernel(request.param):
-        yield request.param

@@ -23,7 +23,7 @@ from spikevision.neuron import (
     plif_multistep,
 )
 
-from conftest import KERNELS, only_kernel  # pytest puts tests/neuron on sys.path
+from neuron_kernels import KERNELS, only_kernel  # pytest puts tests/neuron on sys.path
 from test_functional import CHARGES, RESETS, SURROGATES, _inputs, reference
 
 

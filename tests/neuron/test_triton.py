@@ -31,7 +31,7 @@ from spikevision.neuron import (
 )
 from spikevision.neuron import _triton
 
-from conftest import only_kernel
+from neuron_kernels import only_kernel
 from test_functional import CHARGES, RESETS, SURROGATES, _inputs, reference
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (bench/gpu_check.sh)")
