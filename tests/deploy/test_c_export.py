@@ -60,14 +60,10 @@ def _compile_and_run(out_dir, name: str, images: torch.Tensor) -> list[list[int]
     return [[int(v) for v in line.split()] for line in p.stdout.decode().splitlines()]
 
 
-def _function_bodies(c_source: str) -> dict[str, str]:
-    """Layer name to the body of its generated function (from the comment naming the layer)."""
-    out = {}
-    for m in re.finditer(r"/\* layer '([^']*)': .*?\*/\nstatic void sv_op\d+\([^)]*\)\n\{\n(.*?)\n\}\n", c_source,
-                         re.S):
-        out.setdefault(m.group(1), "")
-        out[m.group(1)] += m.group(2)
-    return out
+def _function_bodies(c_source: str) -> list[tuple[list[str], str]]:
+    """Per generated layer function: the layers its comment names (a conv with its fused pooling: two), its body."""
+    pattern = r"/\* layers? ('[^:]*'): .*?\*/\nstatic void sv_op\d+\([^)]*\)\n\{\n(.*?)\n\}\n"
+    return [(re.findall(r"'([^']*)'", m.group(1)), m.group(2)) for m in re.finditer(pattern, c_source, re.S)]
 
 
 @pytest.mark.parametrize("bits", [16, 8])
@@ -108,12 +104,15 @@ def test_residual_net_export_and_what_the_c_code_may_execute(tmp_path):
     source = (tmp_path / "msnet.c").read_text()
     code = re.sub(r"/\*.*?\*/", "", source, flags=re.S)
     assert not re.search(r"\b(float|double|malloc|calloc|free)\b", code)
-    bodies = _function_bodies(source)
+    functions = _function_bodies(source)
+    assert sorted(sum((layers for layers, _ in functions), [])) == sorted(layer for layer, _, _ in exp.layers)
     mfi = {layer for layer, _, ok in exp.layers if ok}
     assert {"block1.conv1", "block1.conv2", "block2.conv1", "lif"} <= mfi
-    for layer in mfi:
-        assert not re.search(r"[*/%]", bodies[layer]), f"{layer} multiplies or divides in C"
-    assert "*" in bodies["stem"]  # the analog first layer: an integer multiply-accumulate, reported as such
+    for layers, body in functions:
+        if set(layers) <= mfi:
+            assert not re.search(r"[*/%]", body), f"{layers} multiply or divide in C"
+    stem = next(body for layers, body in functions if layers == ["stem"])
+    assert "*" in stem  # the analog first layer: an integer multiply-accumulate, reported as such
     assert "MFI audit: multiplies (multiply-accumulate on real-valued input" in source
     # the input table is the engine's quantiser on each pixel value
     lut = input_lut(mean, std, 24)

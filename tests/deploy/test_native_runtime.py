@@ -18,7 +18,9 @@ NETS = {
     "cnn_max": (lambda: small_cnn(T=2, c=6, pool=nn.MaxPool2d(2)), (1, 8, 8)),
     "ms_net": (lambda: MSNet(), (2, 8, 8)),
     "mixed": (lambda: MixedNet(), (2, 12, 12)),
+    # conv + pooling fused (the first conv dense, the second event-driven), max and average
     "spiking_cnn_mini": (lambda: create_model("spiking_cnn_mini", widths=(4, 8)), (1, 28, 28)),
+    "spiking_cnn_mini_avg": (lambda: create_model("spiking_cnn_mini", widths=(4, 8), pool="avg"), (1, 28, 28)),
 }
 
 
@@ -44,6 +46,9 @@ def test_native_logits_bit_exact(name, cfg):
     for edge in (torch.zeros(2, *shape), torch.full((2, *shape), 4.0)):
         with torch.no_grad():
             assert torch.equal(native.logits_q(edge), im.forward_q(edge))
+    if name.startswith("spiking_cnn_mini"):  # both convs carry their pooling: no full-size conv output is stored
+        fused = [op.params["pool"]["layer"] for op in native.program.ops if "pool" in op.params]
+        assert fused == ["stages.0.pool", "stages.1.pool"]
 
 
 @pytest.mark.filterwarnings("ignore:Using padding=.same.")

@@ -120,7 +120,7 @@ def _export_c(args: argparse.Namespace, src) -> int:
     mfi = sum(ok for _, _, ok in exp.layers)
     print(f"wrote {', '.join(str(f) for f in exp.files)}")
     print(f"flash {exp.flash_bytes:,} bytes (weights {exp.weight_bytes:,}, int{args.weight_bits}), "
-          f"RAM {exp.ram_bytes:,} bytes (static state); {mfi} of {len(exp.layers)} layer functions "
+          f"RAM {exp.ram_bytes:,} bytes (static state); {mfi} of {len(exp.layers)} layers "
           "multiplication-free")
     print(f"build: cc -std=c99 -O2 -o {name} {args.output}/main.c {args.output}/{name}.c")
     return 0

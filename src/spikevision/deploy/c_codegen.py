@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from spikevision.deploy.program import Buf, Op, Program
+from spikevision.deploy.program import Buf, Op, Program, ProgramError
 
 __all__ = ["CSource", "generate_c", "weight_ctype"]
 
@@ -125,12 +125,17 @@ class _Gen:
         return lines
 
     def func(self, k: int, op: Op, what: str, lines: list[str]) -> None:
-        mfi, note = self.notes.get(op.layer, (None, ""))
-        verdict = ("MFI audit: multiplication-free" if mfi else
-                   f"MFI audit: multiplies ({note})" if mfi is False else "MFI audit: not audited")
-        self.layers.append((op.layer, what, bool(mfi)))
+        names = [op.layer] + ([op.params["pool"]["layer"]] if op.params.get("pool") else [])
+        verdicts = []
+        for name in names:
+            mfi, note = self.notes.get(name, (None, ""))
+            self.layers.append((name, what, bool(mfi)))
+            verdicts.append(("MFI audit: multiplication-free" if mfi else
+                             f"MFI audit: multiplies ({note})" if mfi is False else "MFI audit: not audited")
+                            + (f" ('{name}')" if len(names) > 1 else ""))
         body = "\n".join(_INDENT + ln for ln in lines)
-        self.funcs.append(f"/* layer '{op.layer}': {what}.\n * {verdict}. */\n"
+        label = "layer" if len(names) == 1 else "layers"
+        self.funcs.append(f"/* {label} {' + '.join(repr(n) for n in names)}: {what}.\n * {'; '.join(verdicts)}. */\n"
                           f"static void sv_op{k}({self.name}_state *st)\n{{\n{body}\n}}\n")
 
     # -- ops -------------------------------------------------------------------
@@ -139,6 +144,11 @@ class _Gen:
         x, y = op.inputs[0], op.out
         S = m.weight_int.shape[0]
         w = m.weight_int
+        if op.params["event"]:  # the int32 accumulator holds any sum of one output's weights
+            worst = int(w.abs().reshape(S, w.shape[1], -1).sum(-1).max())
+            if worst >= 2**31:
+                raise ProgramError(f"layer {op.layer!r}: a sum of weights reaches {worst}, beyond the int32 "
+                                 "accumulator; use fewer weight bits")
         if m.kind == "conv2d":
             self.conv(k, op, m, x, y, S, w)
         else:
@@ -146,7 +156,7 @@ class _Gen:
 
     def _per_set(self, op: Op, x: Buf, y: Buf, S: int) -> bool:
         if S > 1 and y.steps != S:
-            raise ValueError(f"layer {op.layer!r}: per-step weights for {S} steps, output has {y.steps}")
+            raise ProgramError(f"layer {op.layer!r}: per-step weights for {S} steps, output has {y.steps}")
         return S > 1
 
     def linear(self, k: int, op: Op, m, x: Buf, y: Buf, S: int, w) -> None:
@@ -197,7 +207,8 @@ class _Gen:
     def conv(self, k: int, op: Op, m, x: Buf, y: Buf, S: int, w) -> None:
         cout, cin, kh, kw = w.shape[1:]
         _, H, W_ = x.shape
-        _, Ho, Wo = y.shape
+        pool = op.params.get("pool")  # a pooling fused in: y is the pooled buffer
+        _, Ho, Wo = pool["conv_shape"] if pool else y.shape
         (sh, sw), (dh, dw) = m.stride, m.dilation
         pl, _pr, pt, _pb = m.pad
         per = self._per_set(op, x, y, S)
@@ -235,25 +246,62 @@ class _Gen:
                     "    }",
                     f"    ic += {HW}; wc += {cout};",
                     "}",
-                    "int32_t yq = o0;",
-                    f"for (int32_t q = 0; q < {Ho * Wo}; q++) {{",
-                    f"    int32_t acc[{cout}];",
-                    f"    for (int32_t o = 0; o < {cout}; o++) acc[o] = 0;",
-                    f"    for (int32_t e = {QS}[q]; e < {QS}[q + 1]; e++) {{",
-                    f"        const int32_t p = {QP}[e], base = ws + {QT}[e];",
-                    f"        const int32_t n = st->acc32[{cnt} + p], l = {PO}[p];",
-                    "        for (int32_t v = 0; v < n; v++) {",
-                    "            const int32_t wo = base + st->acc32[l + v];",
-                    f"            for (int32_t o = 0; o < {cout}; o++) acc[o] += {Wt}[wo + o];",
-                    "        }",
-                    "    }",
-                    "    int32_t yo = yq;",
-                    f"    for (int32_t o = 0; o < {cout}; o++) {{",
-                    f"        st->{y.storage}[yo] = sv_shl(acc[o], {AL}[cs + o]) + {B}[cs + o];",
-                    f"        yo += {Ho * Wo};",
-                    "    }",
-                    "    yq += 1;",
-                    "}"]
+                    "int32_t yq = o0;"]
+            accumulate = [f"    for (int32_t o = 0; o < {cout}; o++) acc[o] = 0;",
+                          f"    for (int32_t e = {QS}[q]; e < {QS}[q + 1]; e++) {{",
+                          f"        const int32_t p = {QP}[e], base = ws + {QT}[e];",
+                          f"        const int32_t n = st->acc32[{cnt} + p], l = {PO}[p];",
+                          "        for (int32_t v = 0; v < n; v++) {",
+                          "            const int32_t wo = base + st->acc32[l + v];",
+                          f"            for (int32_t o = 0; o < {cout}; o++) acc[o] += {Wt}[wo + o];",
+                          "        }",
+                          "    }"]
+            if pool is None:
+                body += [f"for (int32_t q = 0; q < {Ho * Wo}; q++) {{", f"    int32_t acc[{cout}];", *accumulate,
+                         "    int32_t yo = yq;",
+                         f"    for (int32_t o = 0; o < {cout}; o++) {{",
+                         f"        st->{y.storage}[yo] = sv_shl(acc[o], {AL}[cs + o]) + {B}[cs + o];",
+                         f"        yo += {Ho * Wo};",
+                         "    }",
+                         "    yq += 1;",
+                         "}"]
+            else:
+                # pooled position r combines the conv outputs of its window: max of the accumulators (the
+                # shift and bias per channel are monotonic, so they commute with max) or their sum
+                _, Hp, Wp = y.shape
+                (ph_, pw_), (psh, psw) = pool["k"], pool["s"]
+                order = [(py * psh + i) * Wo + (px * psw + j) for py in range(Hp) for px in range(Wp)
+                         for i in range(ph_) for j in range(pw_)]
+                QO = self.table(f"sv_qo{k}", order)
+                if pool["max"]:
+                    comb, fin = "if (acc[o] > m[o]) m[o] = acc[o];", f"sv_shl(m[o], {AL}[cs + o]) + {B}[cs + o]"
+                    init = "m[o] = INT32_MIN;"
+                else:
+                    nb = self.table(f"sv_nb{k}", [int(v) * pool["n"] for v in m.bias_q.reshape(-1).tolist()],
+                                    "int64_t")
+                    comb, init = "m[o] += acc[o];", "m[o] = 0;"
+                    total = f"sv_shl(m[o], {AL}[cs + o]) + {nb}[cs + o]"
+                    fin = (f"sv_asr({total}, {pool['shift']})" if pool["shift"] is not None
+                           else f"sv_floordiv({total}, {pool['n']})")
+                mt = "int32_t" if pool["max"] else "int64_t"
+                body += ["int32_t qi = 0;",
+                         f"for (int32_t r = 0; r < {Hp * Wp}; r++) {{",
+                         f"    int32_t acc[{cout}];",
+                         f"    {mt} m[{cout}];",
+                         f"    for (int32_t o = 0; o < {cout}; o++) {init}",
+                         f"    for (int32_t u = 0; u < {ph_ * pw_}; u++) {{",
+                         f"        const int32_t q = {QO}[qi];",
+                         "        qi += 1;",
+                         *["    " + ln for ln in accumulate],
+                         f"        for (int32_t o = 0; o < {cout}; o++) {comb}",
+                         "    }",
+                         "    int32_t yo = yq;",
+                         f"    for (int32_t o = 0; o < {cout}; o++) {{",
+                         f"        st->{y.storage}[yo] = {fin};",
+                         f"        yo += {Hp * Wp};",
+                         "    }",
+                         "    yq += 1;",
+                         "}"]
             inc = [f"ws += {cin * kh * kw * cout};", f"cs += {cout};"] if per else []
             lines = ["int32_t ws = 0, cs = 0;"] + self.steps_loop(y, [x], body, inc)
             what = (f"conv {geom} on spikes, event-driven: per step an event list of the active inputs, then "
@@ -281,13 +329,43 @@ class _Gen:
                     "            }",
                     "        }",
                     "    }",
-                    f"    for (int32_t p = 0; p < {Ho * Wo}; p++) "
-                    f"st->{y.storage}[o0 + o * {Ho * Wo} + p] = sv_asr(st->acc64[p], {FR}[cs + o]) + {B}[cs + o];",
+                    *(self._dense_epilogue(y, Ho, Wo, FR, B, pool)),
                     "}"]
             inc = [f"ws += {cin * kh * kw * cout};", f"cs += {cout};"] if per else []
             lines = ["int32_t ws = 0, cs = 0;"] + self.steps_loop(y, [x], body, inc)
             what = f"conv {geom} on analog input: integer multiply-accumulate (int64)"
+        if pool:
+            what += f", fused with the {pool['what']} that follows it"
         self.func(k, op, what, lines)
+
+    def _dense_epilogue(self, y: Buf, Ho: int, Wo: int, FR: str, B: str, pool) -> list[str]:
+        """Write channel ``o`` of a dense conv from its accumulator plane: straight, or pooled (fused)."""
+        if pool is None:
+            return [f"    for (int32_t p = 0; p < {Ho * Wo}; p++) "
+                    f"st->{y.storage}[o0 + o * {Ho * Wo} + p] = sv_asr(st->acc64[p], {FR}[cs + o]) + {B}[cs + o];"]
+        _, Hp, Wp = y.shape
+        (kh, kw), (sh, sw) = pool["k"], pool["s"]
+        taps = [i * Wo + j for i in range(kh) for j in range(kw)]
+        if pool["max"]:
+            first, upd, fin = f"st->acc64[b + {taps[0]}]", "if (v > m) m = v;", "m"
+            rest = taps[1:]
+        else:
+            first, upd = "0", "m += v;"
+            fin = f"sv_asr(m, {pool['shift']})" if pool["shift"] is not None else f"sv_floordiv(m, {pool['n']})"
+            rest = taps
+        return [f"    for (int32_t p = 0; p < {Ho * Wo}; p++) "
+                f"st->acc64[p] = sv_asr(st->acc64[p], {FR}[cs + o]) + {B}[cs + o];",
+                f"    int32_t rb = 0, yp = o0 + o * {Hp * Wp};",
+                f"    for (int32_t py = 0; py < {Hp}; py++) {{",
+                "        int32_t b = rb;",
+                f"        for (int32_t px = 0; px < {Wp}; px++) {{",
+                f"            int64_t m = {first};",
+                *[f"            {{ const int64_t v = st->acc64[b + {t}]; {upd} }}" for t in rest],
+                f"            st->{y.storage}[yp] = {fin};",
+                f"            yp += 1; b += {sw};",
+                "        }",
+                f"        rb += {sh * Wo};",
+                "    }"]
 
     def pool(self, k: int, op: Op) -> None:
         x, y, q = op.inputs[0], op.out, op.params
@@ -521,6 +599,11 @@ def generate_c(prog: Program, name: str, weight_bits: int, *, lut: list[list[int
         header_lines: comment lines for the top of both files.
         share_buffers: let buffers whose lifetimes do not overlap share memory (less RAM). Without
             it every buffer keeps its values after a run (for inspecting spike trains).
+        native: append the native runtime's batch entry points (compiled with ``-DSV_NATIVE_RUNTIME``;
+            one of them quantises float input, so it is left out of the standalone export).
+
+    Raises:
+        ProgramError: a layer the generated code cannot hold exactly (named).
     """
     if not name.isidentifier():
         raise ValueError(f"name must be a C identifier, got {name!r}")

@@ -167,8 +167,11 @@ def export_c(
              f"int64 with {cfg.frac_bits} fraction bits, membranes {cfg.frac_bits + cfg.membrane_bits}.",
              f"Input: uint8 pixels normalised by mean {list(mean)}, std {list(std)}, then round(x * 2^{cfg.frac_bits}) "
              "(a table per channel)."]
-    src: CSource = generate_c(program, name, cfg.weight_bits, lut=input_lut(mean, std, cfg.frac_bits), notes=notes,
-                              header_lines=lines)
+    try:
+        src: CSource = generate_c(program, name, cfg.weight_bits, lut=input_lut(mean, std, cfg.frac_bits),
+                                  notes=notes, header_lines=lines)
+    except ProgramError as e:
+        raise CExportError(str(e)) from None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = [out / f"{name}.h", out / f"{name}.c", out / "main.c"]

@@ -294,8 +294,35 @@ def lower(im: IntegerModel, example: Tensor) -> Program:
         low.values[c.index] = out
     if len(t1.outputs) != 1 or t1.outputs[0] not in low.values:
         raise ProgramError("the model must return one tensor computed from its input")
+    ops = _fuse_pools(low.ops, {low.values[t1.outputs[0]].storage})
     output = low.values[t1.outputs[0]]
     if output.time or len(output.shape) != 1:
         raise ProgramError(f"the model output must be [B, classes], got per-sample shape {list(output.shape)} "
                            f"(time-major: {output.time})")
-    return Program(T, low.F, inp, low.ops, output, low.storages)
+    storages = {name: v for name, v in low.storages.items() if any(op.out.storage == name for op in ops)
+                or name == inp.storage}
+    return Program(T, low.F, inp, ops, output, storages)
+
+
+def _fuse_pools(ops: list[Op], keep: set[str]) -> list[Op]:
+    """Fold a pooling into the convolution before it when the pooling is the conv output's only reader and
+    its windows tile the map (kernel = stride, no padding): the conv's full-size output is never stored."""
+    reads: dict[str, int] = {}
+    for op in ops:
+        for b in op.inputs:
+            reads[b.storage] = reads.get(b.storage, 0) + 1
+    out: list[Op] = []
+    for op in ops:
+        prev = out[-1] if out else None
+        if (op.kind == "pool" and prev is not None and prev.kind == "synapse" and "pool" not in prev.params
+                and prev.params["syn"].kind == "conv2d" and op.inputs[0].storage == prev.out.storage
+                and reads.get(prev.out.storage) == 1 and prev.out.storage not in keep
+                and op.inputs[0].shape == prev.out.shape and op.params["k"] == op.params["s"]
+                and op.params["pad"] == (0, 0) and prev.out.kind == "int" and op.out.steps == prev.out.steps):
+            what = "max-pool" if op.params["max"] else "avg-pool"
+            k = op.params["k"]
+            pool = dict(op.params, layer=op.layer, conv_shape=prev.out.shape, what=f"{what} {k[0]}x{k[1]}")
+            out[-1] = Op("synapse", prev.layer, prev.inputs, op.out, dict(prev.params, pool=pool))
+            continue
+        out.append(op)
+    return out
