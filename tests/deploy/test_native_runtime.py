@@ -16,7 +16,8 @@ from spikevision.models import create_model
 NETS = {
     "cnn_avg": (lambda: small_cnn(T=3, c=6), (1, 8, 8)),
     "cnn_max": (lambda: small_cnn(T=2, c=6, pool=nn.MaxPool2d(2)), (1, 8, 8)),
-    "ms_net": (lambda: MSNet(), (2, 8, 8)),
+    "ms_net": (lambda: MSNet(), (2, 8, 8)),  # narrow maps: dense convs by output position
+    "ms_net_16": (lambda: MSNet(), (2, 16, 16)),  # a 16-wide stem: dense conv by output plane
     "mixed": (lambda: MixedNet(), (2, 12, 12)),
     # conv + pooling fused (the first conv dense, the second event-driven), max and average
     "spiking_cnn_mini": (lambda: create_model("spiking_cnn_mini", widths=(4, 8)), (1, 28, 28)),

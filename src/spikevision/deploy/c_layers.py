@@ -261,8 +261,12 @@ class LayerWriter:
             what = (f"conv {geom} on spikes, event-driven: per step an event list of the active inputs, then "
                     f"int32 accumulation of their {self.wtype} weight columns")
         else:
-            Wd = self.table(f"sv_w{k}", w.reshape(-1).tolist(), self.wtype, weights=True)  # [S][cout][cin][kh][kw]
             FR = self.table(f"sv_fr{k}", m.weight_frac.reshape(-1).tolist(), "uint8_t")
+            if Wo < 16 and pool is None:
+                # a narrow map (rows too short to vectorise over): per output position, over output channels
+                self.dense_by_position(k, op, m, x, y, S, w, FR, B, geom, per)
+                return
+            Wd = self.table(f"sv_w{k}", w.reshape(-1).tolist(), self.wtype, weights=True)  # [S][cout][cin][kh][kw]
             lo = [max(0, -(-(pl - j * dw) // sw)) for j in range(kw)]
             hi = [min(Wo, (W_ - 1 + pl - j * dw) // sw + 1) for j in range(kw)]
             LO, HI = self.table(f"sv_lo{k}", lo), self.table(f"sv_hi{k}", hi)
@@ -291,6 +295,53 @@ class LayerWriter:
         if pool:
             what += f", fused with the {pool['what']} that follows it"
         self.func(k, op, what, lines)
+
+    def dense_by_position(self, k: int, op: Op, m, x: Buf, y: Buf, S: int, w, FR: str, B: str, geom: str,
+                          per: bool) -> None:
+        """Dense conv, output position by output position: for each tap and input channel, the input value times
+        the weight column (vectorised over output channels), skipping zero inputs."""
+        cout, cin, kh, kw = w.shape[1:]
+        _, H, W_ = x.shape
+        _, Ho, Wo = y.shape
+        (sh, sw), (dh, dw) = m.stride, m.dilation
+        pl, _pr, pt, _pb = m.pad
+        Wt = self.table(f"sv_w{k}", w.permute(0, 3, 4, 2, 1).reshape(-1).tolist(), self.wtype, weights=True)
+        start, pix, tap_off = [0], [], []
+        for oy in range(Ho):
+            for ox in range(Wo):
+                for i in range(kh):
+                    for j in range(kw):
+                        iy, ix = oy * sh + i * dh - pt, ox * sw + j * dw - pl
+                        if 0 <= iy < H and 0 <= ix < W_:
+                            pix.append(iy * W_ + ix)
+                            tap_off.append((i * kw + j) * cin * cout)
+                start.append(len(pix))
+        QS, QP, QT = self.table(f"sv_qs{k}", start), self.table(f"sv_qp{k}", pix), self.table(f"sv_qt{k}", tap_off)
+        body = ["int32_t yq = o0;",
+                f"for (int32_t q = 0; q < {Ho * Wo}; q++) {{",
+                f"    int64_t acc[{cout}];",
+                f"    for (int32_t o = 0; o < {cout}; o++) acc[o] = 0;",
+                f"    for (int32_t e = {QS}[q]; e < {QS}[q + 1]; e++) {{",
+                f"        int32_t xi = i0 + {QP}[e], wo = ws + {QT}[e];",
+                f"        for (int32_t c = 0; c < {cin}; c++) {{",
+                f"            const int64_t xv = {self.load(x, 'xi')};",
+                "            if (xv != 0) {",
+                f"                for (int32_t o = 0; o < {cout}; o++) acc[o] += (int64_t){Wt}[wo + o] * xv;",
+                "            }",
+                f"            xi += {H * W_}; wo += {cout};",
+                "        }",
+                "    }",
+                "    int32_t yo = yq;",
+                f"    for (int32_t o = 0; o < {cout}; o++) {{",
+                f"        st->{y.storage}[yo] = sv_asr(acc[o], {FR}[cs + o]) + {B}[cs + o];",
+                f"        yo += {Ho * Wo};",
+                "    }",
+                "    yq += 1;",
+                "}"]
+        inc = [f"ws += {cin * kh * kw * cout};", f"cs += {cout};"] if per else []
+        lines = ["int32_t ws = 0, cs = 0;"] + self.steps_loop(y, [x], body, inc)
+        self.func(k, op, f"conv {geom} on analog input: integer multiply-accumulate (int64), by output position",
+                  lines)
 
     def _dense_epilogue(self, y: Buf, Ho: int, Wo: int, FR: str, B: str, pool) -> list[str]:
         """Write channel ``o`` of a dense conv from its accumulator plane: straight, or pooled (fused)."""
