@@ -14,7 +14,7 @@ Each batch size is its own measurement: ``B = 1`` is latency (each timed call cl
 ``--images-per-call`` images one at a time), ``B = 64`` throughput (one call, one batch).
 A second table gives what each model executes per image: firing rate, accumulations on
 spikes (what the event-driven layers execute) vs the float model's dense MACs, MACs left
-on analog input (the first layer), weight bytes (float32, int16, int8) and the runtime's
+on analog input (the first layer, projection shortcuts on a real-valued stream), weight bytes (float32, int16, int8) and the runtime's
 state (every activation buffer, lifetime-shared, plus accumulators and membranes).
 
 Run::
@@ -162,7 +162,7 @@ def main() -> None:
     print(f"Medians of {args.reps} interleaved rounds after {args.warmup} warm-up, {torch.get_num_threads()} threads; "
           f"B=1: {args.images_per_call} images one at a time per timed call. Per image: firing rate (mean spikes per "
           "neuron per step), accumulations on spike inputs (what the event-driven layers execute), MACs on analog "
-          "input (the first layer), the float model's dense MACs. Agreement: same class as the float model on "
+          "input (the first layer, and any layer reading a real-valued stream), the float model's dense MACs. Agreement: same class as the float model on "
           f"{min(args.agree, n)} test images.")
     for line in machine_lines("cpu"):
         print(line)
