@@ -6,7 +6,7 @@ calls its ``reset_net`` (its neurons keep state between calls). Contenders,
 interleaved round by round in one process on the same input, batch and ``T``:
 
 * ``spikevision``: ``create_model("ms_resnet18" | "ms_resnet20", T=T)``;
-* ``spikevision-per-step``: the same with ``stem_once = False`` (the stem's
+* ``spikevision-per-step``: the same built with ``stem_once=False`` (the stem's
   conv + BN run on all ``T`` repeated frames, as SpikingJelly runs them,
   instead of once per static image: isolates that optimisation);
 * ``spikevision-spikes``: the same with ``enable_memory_saving(net, "spikes")``
@@ -92,8 +92,8 @@ def has_spikingjelly() -> bool:
 # ---------------------------------------------------------------------------
 
 
-def build_spikevision(model: str, T: int, memory_saving: str = "none") -> nn.Module:
-    net = create_model(model, T=T, num_classes=NUM_CLASSES.get(model, 10))
+def build_spikevision(model: str, T: int, memory_saving: str = "none", stem_once: bool = True) -> nn.Module:
+    net = create_model(model, T=T, num_classes=NUM_CLASSES.get(model, 10), stem_once=stem_once)
     enable_memory_saving(net, memory_saving)
     return net
 
@@ -135,9 +135,7 @@ def build(contender: str, model: str, T: int, seed: int, device: torch.device) -
     """The contender's net, with weights drawn from ``seed`` by spikevision's initialiser (shared by all)."""
     torch.manual_seed(seed)
     mode = {"spikevision-mem": "blocks", "spikevision-spikes": "spikes"}.get(contender, "none")
-    ours = build_spikevision(model, T, memory_saving=mode)
-    if contender == "spikevision-per-step":
-        ours.stem_once = False
+    ours = build_spikevision(model, T, memory_saving=mode, stem_once=contender != "spikevision-per-step")
     if contender == "spikingjelly":
         sj = build_spikingjelly(model, T)
         copy_weights(ours, sj)
