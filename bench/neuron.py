@@ -7,7 +7,7 @@ Four contenders run interleaved in one process on the same input
   default: on CPU the C kernel, on CUDA the Triton kernels (one pass per
   direction, hand-written backward);
 * ``spikevision-torch``: the same function with both switched off
-  (``set_native_enabled(False)``, ``set_triton_enabled(False)``): the PyTorch
+  (``use_kernels(c=False, triton=False)``): the PyTorch
   kernel, which is what ``torch.compile`` traces;
 * ``spikingjelly``: SpikingJelly 2.x ``LIFNode(step_mode="m")`` (on CPU a
   registered op with a hand-written backward; on CUDA the implementation named
@@ -63,8 +63,7 @@ from typing import Callable
 import torch
 
 from spikevision.neuron import (
-    NeuronParams, Rectangular, Sigmoid, lif_multistep, native_status, set_native_enabled, set_triton_enabled,
-    triton_status,
+    NeuronParams, Rectangular, Sigmoid, lif_multistep, native_status, triton_status, use_kernels,
 )
 
 SHAPE_REST = (32, 64, 16, 16)  # [B, C, H, W] after T (default; --shape changes it)
@@ -108,12 +107,8 @@ class _SpikeFn(torch.autograd.Function):
 
 
 def _torch_kernel(x: torch.Tensor, p: NeuronParams) -> torch.Tensor:
-    native, triton = set_native_enabled(False), set_triton_enabled(False)
-    try:
+    with use_kernels(c=False, triton=False):
         return lif_multistep(x, p)
-    finally:
-        set_native_enabled(native)
-        set_triton_enabled(triton)
 
 
 def naive_lif(x: torch.Tensor, p: NeuronParams) -> torch.Tensor:

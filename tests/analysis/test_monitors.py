@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from spikevision.analysis import FiringRateMonitor, SurrogateWindowMonitor, membrane_trace
+from spikevision.analysis import FiringRateMonitor, SurrogateWindowMonitor
 from spikevision.layers import TimeFolded
-from spikevision.neuron import IF, LIF, PLIF, NeuronParams
+from spikevision.neuron import IF, LIF, PLIF, NeuronParams, lif_reference
 
 
 def _if_net():
@@ -93,16 +93,8 @@ def test_surrogate_window_monitor_recomputes_membranes(neuron):
     with SurrogateWindowMonitor(net, half_width=0.25) as mon:
         net(x)
     assert mon.mismatch()["0"] == 0.0  # recomputed spikes equal the fused kernel's
-    h, _ = membrane_trace(x, neuron.p, *((1 - torch.sigmoid(neuron.w), torch.sigmoid(neuron.w))
-                                         if isinstance(neuron, PLIF) else ()))
+    inv_tau = torch.sigmoid(neuron.w.detach()) if isinstance(neuron, PLIF) else None
+    _, h = lif_reference(x, neuron.p, **({"decay": 1 - inv_tau, "gain": inv_tau} if inv_tau is not None else {}))
     assert mon.fractions()["0"] == pytest.approx(float(((h - neuron.p.v_th).abs() < 0.25).float().mean()))
     assert len(neuron._forward_hooks) == 0
 
-
-def test_membrane_trace_by_hand():
-    # hard reset to 0, v_th 1, decay 0.5, gain 1, fire at >=: x = 0.6 each step
-    p = NeuronParams(decay=0.5, gain=1.0, v_th=1.0, strict=False)
-    h, s = membrane_trace(torch.full((4, 1), 0.6), p)
-    # H: 0.6; 0.9; 1.05 (spike, reset 0); 0.6
-    assert h.flatten().tolist() == pytest.approx([0.6, 0.9, 1.05, 0.6])
-    assert s.flatten().tolist() == [0, 0, 1, 0]

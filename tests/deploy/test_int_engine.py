@@ -11,7 +11,7 @@ from torch.nn import functional as F
 from deploy_nets import MS_NEURON, MSNet, randomize_bn, small_cnn
 from spikevision.deploy.engine import EngineConfig, IntNeuron, IntSynapse, compile_integer, shift_add_terms
 from spikevision.deploy.ops import MultiplicationError, OpCounter
-from spikevision.neuron import LIF, NeuronParams, lif_multistep
+from spikevision.neuron import LIF, NeuronParams, lif_multistep, lif_reference
 
 FQ = 2.0**24  # the default fixed-point one
 
@@ -64,18 +64,6 @@ def test_event_linear_and_dense_path():
     assert syn.inputs_seen == {"spikes", "analog"}
 
 
-def _loop_lif(x, decay, gain, v_th, strict, reset):
-    """Plain per-element loop of the LIF of spikevision.neuron.functional (v_rest = v_reset = 0)."""
-    v = torch.zeros_like(x[0])
-    out = []
-    for t in range(x.shape[0]):
-        h = decay * v + gain * x[t]
-        s = (h > v_th) if strict else (h >= v_th)
-        v = torch.where(s, torch.zeros_like(h), h) if reset == "hard" else h - v_th * s.double()
-        out.append(s.double())
-    return torch.stack(out)
-
-
 @pytest.mark.parametrize("p", [
     NeuronParams(),  # spiking MLP: decay 0.5, gain 0.5, >=
     MS_NEURON,  # MS-ResNet: decay 0.25, gain 1, strict
@@ -90,7 +78,7 @@ def test_int_neuron_shift_leaks_match_plain_loop(p):
     with counter:
         s = neuron(xq)
     s = s / FQ
-    assert torch.equal(s, _loop_lif(x.double(), p.decay, p.gain, p.v_th, p.strict, p.reset))
+    assert torch.equal(s, lif_reference(x.double(), p)[0])  # the plain loop in float64
     assert torch.equal(s.float(), lif_multistep(x, p))
     assert counter.totals()["mul"] == 0
 

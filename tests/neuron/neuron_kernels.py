@@ -5,7 +5,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from spikevision.neuron import _triton, set_native_enabled
+from spikevision.neuron import _triton, use_kernels
 
 KERNELS = ("c", "torch", "triton")
 
@@ -19,12 +19,9 @@ def only_kernel(name: str):
         raise ValueError(f"unknown kernel {name!r}; choose from {KERNELS}")
     if name == "triton" and importlib.util.find_spec("triton") is None:
         pytest.skip("Triton is not installed (it comes with torch's Linux wheels)")
-    native = set_native_enabled(name == "c")
-    triton = _triton.set_triton_enabled(name != "torch")
-    interpret = _triton.set_cpu_interpreter(name == "triton")
-    try:
-        yield name
-    finally:
-        set_native_enabled(native)
-        _triton.set_triton_enabled(triton)
-        _triton.set_cpu_interpreter(interpret)
+    with use_kernels(c=name == "c", triton=name != "torch"):
+        interpret = _triton.set_cpu_interpreter(name == "triton")
+        try:
+            yield name
+        finally:
+            _triton.set_cpu_interpreter(interpret)

@@ -1,8 +1,9 @@
 """The fused neuron against a plain per-step Python loop differentiated by autograd.
 
-The reference below shares no code with the kernel: it writes the update
-equations literally and gets its surrogate gradient from autograd of the
-surrogate's primitive through a straight-through estimator.
+The reference is :func:`spikevision.neuron.lif_reference`, which shares no code
+with the kernels: it writes the update equations literally and gets its
+surrogate gradient from autograd of the surrogate's primitive through a
+straight-through estimator (tests/neuron/test_reference.py checks it by hand).
 """
 
 import itertools
@@ -20,6 +21,7 @@ from spikevision.neuron import (
     Sigmoid,
     Triangle,
     lif_multistep,
+    lif_reference,
     plif_multistep,
 )
 
@@ -36,27 +38,6 @@ RESETS = [
     dict(reset="soft"),
     dict(reset="none"),
 ]
-
-
-def reference(x, decay, gain, p: NeuronParams):
-    """Literal per-step loop; ``decay``/``gain`` may be tensors (PLIF)."""
-    v = torch.full_like(x[0], p.v_rest)
-    spikes, membranes = [], []
-    for t in range(x.shape[0]):
-        h = decay * (v - p.v_rest) + p.v_rest + gain * x[t]
-        above = (h > p.v_th) if p.strict else (h >= p.v_th)
-        prim = p.surrogate.primitive(h - p.v_th)
-        s = above.to(h.dtype) + (prim - prim.detach())  # value: exact Heaviside
-        s_reset = s.detach() if p.detach_reset else s
-        if p.reset == "hard":
-            v = h * (1 - s_reset) + p.v_reset * s_reset
-        elif p.reset == "soft":
-            v = h - p.v_th * s_reset
-        else:
-            v = h
-        spikes.append(s)
-        membranes.append(h)
-    return torch.stack(spikes), torch.stack(membranes)
 
 
 def _inputs(dtype=torch.float64, shape=(6, 3, 5, 4), seed=0):
@@ -78,7 +59,7 @@ def test_matches_reference_loop(charge, reset, strict, surrogate, detach):
     gx = torch.autograd.grad((s * g_out).sum() + (h * g_h).sum(), x)[0]
 
     x_ref = x.detach().clone().requires_grad_(True)
-    s_ref, h_ref = reference(x_ref, p.decay, p.gain, p)
+    s_ref, h_ref = lif_reference(x_ref, p)
     gx_ref = torch.autograd.grad((s_ref * g_out).sum() + (h_ref * g_h).sum(), x_ref)[0]
 
     assert torch.equal(s, s_ref.detach())
@@ -101,7 +82,7 @@ def test_plif_matches_reference(surrogate, reset, decay_input, detach):
     x_ref = x.detach().clone().requires_grad_(True)
     w_ref = w.detach().clone().requires_grad_(True)
     inv_tau = torch.sigmoid(w_ref)
-    s_ref, _ = reference(x_ref, 1 - inv_tau, inv_tau if decay_input else 1.0, p)
+    s_ref, _ = lif_reference(x_ref, p, decay=1 - inv_tau, gain=inv_tau if decay_input else 1.0)
     gx_ref, gw_ref = torch.autograd.grad((s_ref * g_out).sum(), (x_ref, w_ref))
 
     assert torch.equal(s, s_ref.detach())
@@ -116,7 +97,7 @@ def test_float32_gradients_match_to_roundoff():
     g = torch.randn_like(s)
     gx = torch.autograd.grad((s * g).sum(), x)[0]
     x_ref = x.detach().clone().requires_grad_(True)
-    s_ref, _ = reference(x_ref, p.decay, p.gain, p)
+    s_ref, _ = lif_reference(x_ref, p)
     gx_ref = torch.autograd.grad((s_ref * g).sum(), x_ref)[0]
     assert torch.equal(s, s_ref.detach())
     torch.testing.assert_close(gx, gx_ref, rtol=1e-5, atol=1e-6)

@@ -1,6 +1,6 @@
 """Every kernel through one grid: the reference loop, storage schemes, odd gradient layouts, torch.compile.
 
-Every check compares against the literal loop of ``test_functional.reference``
+Every check compares against the literal loop :func:`spikevision.neuron.lif_reference`
 (autograd of the update equations), never against stored numbers. Each test
 runs three times: with the C kernel where it applies (CPU default), with the
 PyTorch kernel only, and with the Triton kernels (what CUDA tensors run),
@@ -20,11 +20,12 @@ from spikevision.neuron import (
     Surrogate,
     Triangle,
     lif_multistep,
+    lif_reference,
     plif_multistep,
 )
 
 from neuron_kernels import KERNELS, only_kernel  # pytest puts tests/neuron on sys.path
-from test_functional import CHARGES, RESETS, SURROGATES, _inputs, reference
+from test_functional import CHARGES, RESETS, SURROGATES, _inputs
 
 
 @pytest.fixture(autouse=True, params=KERNELS, ids=[f"{k}_kernel" for k in KERNELS])
@@ -51,7 +52,7 @@ def test_matches_reference_loop(charge, reset, strict, surrogate, detach, T, ker
     assert ran == {"c": 2 * (kernel == "c"), "triton": 2 * (kernel == "triton")}
 
     x_ref = x.detach().clone().requires_grad_(True)
-    s_ref, _ = reference(x_ref, p.decay, p.gain, p)
+    s_ref, _ = lif_reference(x_ref, p)
     gx_ref = torch.autograd.grad((s_ref * g).sum(), x_ref)[0]
     assert torch.equal(s, s_ref.detach())
     torch.testing.assert_close(gx, gx_ref, rtol=1e-10, atol=1e-12)
@@ -68,7 +69,7 @@ def test_membrane_output_matches_reference(surrogate, reset, detach):
     g_s, g_h = (torch.randn(x.shape, dtype=x.dtype, generator=gen) for _ in range(2))
     gx = torch.autograd.grad((s * g_s).sum() + (h * g_h).sum(), x)[0]
     x_ref = x.detach().clone().requires_grad_(True)
-    s_ref, h_ref = reference(x_ref, p.decay, p.gain, p)
+    s_ref, h_ref = lif_reference(x_ref, p)
     gx_ref = torch.autograd.grad((s_ref * g_s).sum() + (h_ref * g_h).sum(), x_ref)[0]
     assert torch.equal(s, s_ref.detach())
     torch.testing.assert_close(h, h_ref.detach(), rtol=1e-12, atol=1e-12)
@@ -90,7 +91,7 @@ def test_plif_matches_reference(surrogate, reset, decay_input, detach):
     x_ref = x.detach().clone().requires_grad_(True)
     w_ref = w.detach().clone().requires_grad_(True)
     inv_tau = torch.sigmoid(w_ref)
-    s_ref, _ = reference(x_ref, 1 - inv_tau, inv_tau if decay_input else 1.0, p)
+    s_ref, _ = lif_reference(x_ref, p, decay=1 - inv_tau, gain=inv_tau if decay_input else 1.0)
     gx_ref, gw_ref = torch.autograd.grad((s_ref * g_out).sum(), (x_ref, w_ref))
     assert torch.equal(s, s_ref.detach())
     torch.testing.assert_close(gx, gx_ref, rtol=1e-10, atol=1e-12)
@@ -128,7 +129,7 @@ def _grads_vs_reference(p, x, return_membrane):
         s = lif_multistep(x, p)
     gx = torch.autograd.grad((s * g).sum(), x)[0]
     x_ref = x.detach().clone().requires_grad_(True)
-    s_ref, _ = reference(x_ref, p.decay, p.gain, p)
+    s_ref, _ = lif_reference(x_ref, p)
     gx_ref = torch.autograd.grad((s_ref * g).sum(), x_ref)[0]
     assert torch.equal(s, s_ref.detach())
     torch.testing.assert_close(gx, gx_ref, rtol=1e-10, atol=1e-12)
@@ -176,7 +177,7 @@ def test_gradient_through_membrane_only_and_expanded_grad():
     _, h = lif_multistep(x, p, return_membrane=True)
     gx = torch.autograd.grad(h.sum(), x)[0]  # no gradient reaches the spikes; grad is an expanded 1
     x_ref = x.detach().clone().requires_grad_(True)
-    _, h_ref = reference(x_ref, p.decay, p.gain, p)
+    _, h_ref = lif_reference(x_ref, p)
     gx_ref = torch.autograd.grad(h_ref.sum(), x_ref)[0]
     torch.testing.assert_close(gx, gx_ref, rtol=1e-10, atol=1e-12)
 
@@ -189,7 +190,7 @@ def test_non_contiguous_input():
     g = torch.randn_like(s)
     gx = torch.autograd.grad((s * g).sum(), base)[0]
     x_ref = base.detach().clone().requires_grad_(True)
-    s_ref, _ = reference(x_ref.transpose(0, 1), p.decay, p.gain, p)
+    s_ref, _ = lif_reference(x_ref.transpose(0, 1), p)
     gx_ref = torch.autograd.grad((s_ref * g).sum(), x_ref)[0]
     assert torch.equal(s, s_ref.detach())
     torch.testing.assert_close(gx, gx_ref, rtol=1e-10, atol=1e-12)

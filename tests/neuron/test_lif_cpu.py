@@ -2,8 +2,8 @@
 
 The reference grid every kernel passes (this one included) is
 ``test_kernel.py::test_matches_reference_loop``; the reference is
-``test_functional.reference``: autograd of the update equations, sharing no
-code with any kernel.
+``spikevision.neuron.lif_reference``: autograd of the update equations, sharing
+no code with any kernel.
 """
 
 import shutil
@@ -11,10 +11,12 @@ import shutil
 import pytest
 import torch
 
-from spikevision.neuron import NeuronParams, Rectangular, Sigmoid, lif_multistep, native_status, set_native_enabled
+from spikevision.neuron import (
+    NeuronParams, Rectangular, Sigmoid, lif_multistep, lif_reference, native_status, use_kernels,
+)
 from spikevision.neuron import _native
 
-from test_functional import _inputs, reference  # tests/neuron is on sys.path
+from test_functional import _inputs  # tests/neuron is on sys.path
 
 
 def _have_compiler() -> bool:
@@ -54,8 +56,7 @@ def _both_kernels(p, x, g):
     """(spikes, input gradient, tensors saved for backward) from the C kernel and from the PyTorch kernel."""
     out = []
     for native in (True, False):
-        previous = set_native_enabled(native)
-        try:
+        with use_kernels(c=native):
             saved = []
 
             def pack(t):
@@ -66,8 +67,6 @@ def _both_kernels(p, x, g):
             with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
                 s = lif_multistep(xi, p)
             out.append((s, torch.autograd.grad((s * g).sum(), xi)[0], saved))
-        finally:
-            set_native_enabled(previous)
     return out
 
 
@@ -102,7 +101,7 @@ def test_inference_keeps_nothing_and_matches(calls):
     x = _inputs(shape=(5, 4, 7))
     with torch.no_grad():
         s = lif_multistep(x, p)
-    s_ref, _ = reference(x.detach(), p.decay, p.gain, p)
+    s_ref, _ = lif_reference(x.detach(), p)
     assert torch.equal(s, s_ref)
     assert calls["forward"] == 1 and not s.requires_grad
 
@@ -119,7 +118,7 @@ def test_falls_back_to_torch_when_the_build_fails(monkeypatch, tmp_path, calls):
     s = lif_multistep(x, p)
     gx = torch.autograd.grad(s.sum(), x)[0]
     x_ref = x.detach().clone().requires_grad_(True)
-    s_ref, _ = reference(x_ref, p.decay, p.gain, p)
+    s_ref, _ = lif_reference(x_ref, p)
     assert torch.equal(s, s_ref.detach())
     torch.testing.assert_close(gx, torch.autograd.grad(s_ref.sum(), x_ref)[0], rtol=1e-10, atol=1e-12)
     assert calls == {"forward": 0, "backward": 0}
@@ -184,7 +183,7 @@ def test_forked_child_runs_the_threaded_kernel():
     finally:
         torch.set_num_threads(previous)
     assert child.exitcode == 0 and got == expected
-    s_ref, _ = reference(x, 0.5, 0.5, NeuronParams())
+    s_ref, _ = lif_reference(x, NeuronParams())
     assert got == s_ref.sum().item()
 
 
@@ -204,6 +203,6 @@ def test_surrogate_subclass_takes_the_torch_kernel(calls):
     x = _inputs()
     gx = torch.autograd.grad(lif_multistep(x, p).sum(), x)[0]
     x_ref = x.detach().clone().requires_grad_(True)
-    s_ref, _ = reference(x_ref, p.decay, p.gain, NeuronParams(surrogate=Sigmoid(4.0)))
+    s_ref, _ = lif_reference(x_ref, NeuronParams(surrogate=Sigmoid(4.0)), decay=p.decay, gain=p.gain)
     torch.testing.assert_close(gx, 2.0 * torch.autograd.grad(s_ref.sum(), x_ref)[0], rtol=1e-10, atol=1e-12)
     assert calls["forward"] == 0

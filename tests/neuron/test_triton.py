@@ -27,12 +27,13 @@ from spikevision.neuron import (
     Sigmoid,
     Triangle,
     lif_multistep,
+    lif_reference,
     plif_multistep,
 )
 from spikevision.neuron import _triton
 
 from neuron_kernels import only_kernel
-from test_functional import CHARGES, RESETS, SURROGATES, _inputs, reference
+from test_functional import CHARGES, RESETS, SURROGATES, _inputs
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (bench/gpu_check.sh)")
 REPO = Path(__file__).resolve().parents[2]
@@ -103,7 +104,7 @@ def test_low_precision_runs_in_float32(dtype, surrogate, reset, kernel_calls):
         gx = torch.autograd.grad((s * g).sum(), x)[0]
     assert kernel_calls["triton_forward"] == 1
     x_ref = x.detach().float().requires_grad_(True)
-    s_ref, _ = reference(x_ref, p.decay, p.gain, p)
+    s_ref, _ = lif_reference(x_ref, p)
     gx_ref = torch.autograd.grad((s_ref * g.float()).sum(), x_ref)[0]
     assert s.dtype == gx.dtype == dtype
     assert torch.equal(s.float(), s_ref.detach())
@@ -137,7 +138,7 @@ def test_plif_16_bit_gradient_of_the_time_constant(kernel_calls):
     assert kernel_calls["triton_backward"] == 1 and gw.dtype == torch.float32
     w_ref = w.detach().clone().requires_grad_(True)
     inv_tau = torch.sigmoid(w_ref.to(torch.bfloat16)).float()  # as plif_multistep rounds it
-    s_ref, _ = reference(x.detach().to(torch.bfloat16).float(), 1 - inv_tau, inv_tau, p)
+    s_ref, _ = lif_reference(x.detach().to(torch.bfloat16).float(), p, decay=1 - inv_tau, gain=inv_tau)
     gw_ref = torch.autograd.grad(s_ref.sum(), w_ref)[0]
     # the gradients of decay and gain reach w through bfloat16 (the dtype plif_multistep gave them)
     torch.testing.assert_close(gw, gw_ref, rtol=2e-2, atol=1e-3)
@@ -191,7 +192,7 @@ def _check_torch_result(p=NeuronParams(surrogate=Sigmoid(4.0))):
     s = lif_multistep(x, p)
     gx = torch.autograd.grad(s.sum(), x)[0]
     x_ref = x.detach().clone().requires_grad_(True)
-    s_ref, _ = reference(x_ref, p.decay, p.gain, p)
+    s_ref, _ = lif_reference(x_ref, p)
     assert torch.equal(s, s_ref.detach())
     torch.testing.assert_close(gx, torch.autograd.grad(s_ref.sum(), x_ref)[0], rtol=1e-10, atol=1e-12)
 
@@ -388,7 +389,7 @@ def test_cuda_reference_grid(dtype, kernel_calls):
         s = lif_multistep(xc, p)
         gx = torch.autograd.grad((s * g.cuda()).sum(), xc)[0]
         x_ref = x.detach().clone().requires_grad_(True)
-        s_ref, _ = reference(x_ref, p.decay, p.gain, p)
+        s_ref, _ = lif_reference(x_ref, p)
         gx_ref = torch.autograd.grad((s_ref * g).sum(), x_ref)[0]
         case = f"{charge} {RESETS[reset]} strict={strict} {surrogate} detach={detach}"
         assert torch.equal(s.cpu(), s_ref.detach()), case
@@ -427,7 +428,7 @@ def test_cuda_low_precision_and_plif(dtype, kernel_calls):
     x_ref = xc.detach().cpu().float().requires_grad_(True)
     w_ref = w.detach().cpu().requires_grad_(True)
     inv_tau = torch.sigmoid(w_ref.to(dtype)).float()  # the kernel gets sigmoid(w) rounded to the input dtype
-    s_ref, _ = reference(x_ref, 1 - inv_tau, inv_tau, p)
+    s_ref, _ = lif_reference(x_ref, p, decay=1 - inv_tau, gain=inv_tau)
     gx_ref, gw_ref = torch.autograd.grad(s_ref.sum(), (x_ref, w_ref))
     assert torch.equal(s.cpu().float(), s_ref.detach())
     torch.testing.assert_close(gx.cpu().float(), gx_ref, rtol=2 * torch.finfo(dtype).eps, atol=1e-5)

@@ -14,13 +14,13 @@ from spikevision.analysis.isometry import (
     block_grad_norms, block_phi, blockwise_phi, depth_comparison, residual_blocks, train_steps,
 )
 from spikevision.analysis.monitors import (
-    FiringRateMonitor, LayerRate, SurrogateWindowMonitor, membrane_trace, spiking_layers,
+    FiringRateMonitor, LayerRate, SurrogateWindowMonitor, spiking_layers,
 )
 from spikevision.analysis.ops import LayerOps, OpsCounter, OpsResult, connection_sparsity, footprint, input_kind
 from spikevision.analysis.profile import Profile, format_profile, profile_model
 
 __all__ = [
-    "FiringRateMonitor", "LayerRate", "spiking_layers", "SurrogateWindowMonitor", "membrane_trace",
+    "FiringRateMonitor", "LayerRate", "spiking_layers", "SurrogateWindowMonitor",
     "OpsCounter", "OpsResult", "LayerOps", "input_kind", "footprint", "connection_sparsity",
     "EnergyModel", "MemoryEnergyModel", "PAPER_45NM",
     "Profile", "profile_model", "format_profile",

@@ -39,11 +39,12 @@ from typing import Iterable
 import torch
 from torch import Tensor, nn
 
-from spikevision.neuron.functional import NeuronParams
+from spikevision.neuron.functional import plif_constants
 from spikevision.neuron.modules import LIF, PLIF
+from spikevision.neuron.reference import lif_reference
 
 __all__ = [
-    "SPIKING_TYPES", "spiking_layers", "LayerRate", "FiringRateMonitor", "membrane_trace", "SurrogateWindowMonitor",
+    "SPIKING_TYPES", "spiking_layers", "LayerRate", "FiringRateMonitor", "SurrogateWindowMonitor",
 ]
 
 #: Module types treated as spiking layers (IF subclasses LIF).
@@ -209,42 +210,18 @@ class FiringRateMonitor:
         return 1.0 - self.mean_rate()
 
 
-def membrane_trace(x: Tensor, p: NeuronParams, decay: float | Tensor | None = None,
-                   gain: float | Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Charged membranes ``H`` and spikes ``S`` of a neuron, by a plain loop over time.
-
-    The reference recurrence of :mod:`spikevision.neuron.functional` (charge,
-    fire, reset), written out step by step for analysis; ``decay``/``gain``
-    override ``p``'s (PLIF). Shape: ``[T, B, ...]`` to two ``[T, B, ...]``.
-    """
-    decay = p.decay if decay is None else decay
-    gain = p.gain if gain is None else gain
-    hs, ss, v = [], [], None
-    for x_t in x:
-        h = p.v_rest + gain * x_t if v is None else decay * (v - p.v_rest) + p.v_rest + gain * x_t
-        s = (h > p.v_th) if p.strict else (h >= p.v_th)
-        s = s.to(x.dtype)
-        if p.reset == "hard":
-            v = h * (1 - s) + p.v_reset * s
-        elif p.reset == "soft":
-            v = h - p.v_th * s
-        else:
-            v = h
-        hs.append(h)
-        ss.append(s)
-    return torch.stack(hs), torch.stack(ss)
-
-
 class SurrogateWindowMonitor:
     """Fraction of charged membranes inside the surrogate-gradient window, per spiking layer.
 
-    MS-ResNet's check 4 (Hu et al., TNNLS 2024, arXiv 2112.08954; spec
-    section 8): a neuron passes gradient only where ``|H - v_th| < half_width``;
-    in a vanilla spiking ResNet this fraction bounds each post-addition
-    neuron's ``phi``. The membranes are recomputed from each layer's input by
-    :func:`membrane_trace` (the layer's own kernel does not return them) and
-    the recomputed spikes are compared with the layer's output (``mismatch``,
-    expected 0 up to float rounding at the threshold).
+    The quantity behind MS-ResNet's gradient argument (Hu et al., TNNLS 2024,
+    arXiv 2112.08954): a neuron passes gradient only where
+    ``|H - v_th| < half_width``, so in a vanilla spiking ResNet this fraction
+    bounds each post-addition neuron's ``phi``. The membranes are recomputed
+    from each layer's input by the plain loop
+    :func:`~spikevision.neuron.reference.lif_reference` (the layer's own kernel
+    does not return them) and the recomputed spikes are compared with the
+    layer's output (``mismatch``, expected 0 up to float rounding at the
+    threshold).
 
     Args:
         model: its LIF/IF/PLIF modules are monitored.
@@ -272,11 +249,11 @@ class SurrogateWindowMonitor:
             with torch.no_grad():
                 x = inputs[0].detach()
                 p = module.p
-                if isinstance(module, PLIF):
-                    inv_tau = torch.sigmoid(module.w.detach()).to(x.dtype)
-                    h, s = membrane_trace(x, p, 1.0 - inv_tau, inv_tau if module.decay_input else 1.0)
+                if isinstance(module, PLIF):  # its constants as its kernel computes them, in x's dtype
+                    decay, gain = plif_constants(module.w.detach().to(x.dtype), module.decay_input)
+                    s, h = lif_reference(x, p, decay=decay, gain=gain)
                 else:
-                    h, s = membrane_trace(x, p)
+                    s, h = lif_reference(x, p)
                 hw = self.half_width
                 if hw is None:
                     hw = getattr(p.surrogate, "width", 1.0) / 2.0

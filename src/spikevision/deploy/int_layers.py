@@ -18,7 +18,6 @@ from torch.nn import functional as F
 from spikevision.deploy.fold import bn_affine
 from spikevision.deploy.ops import uncounted
 from spikevision.layers.norm import BNTT2d, TokenBatchNorm1d
-from spikevision.neuron.modules import PLIF
 
 __all__ = [
     "EngineConfig", "IntSynapse", "IntAffine", "IntPool", "IntNeuron", "FloatFallback",
@@ -367,12 +366,8 @@ class IntNeuron(nn.Module):
 
     def __init__(self, neuron: nn.Module, cfg: EngineConfig) -> None:
         super().__init__()
-        p = neuron.p
-        if isinstance(neuron, PLIF):
-            inv_tau = float(torch.sigmoid(neuron.w.detach().double()))
-            decay, gain = 1.0 - inv_tau, (inv_tau if neuron.decay_input else 1.0)
-        else:
-            decay, gain = p.decay, p.gain
+        p = neuron.effective_params()  # PLIF: its learned decay and gain
+        decay, gain = p.decay, p.gain
         self.decay, self.gain, self.p = decay, gain, p
         self.F, self.E = cfg.frac_bits, cfg.membrane_bits
         M = self.F + self.E

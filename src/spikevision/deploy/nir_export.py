@@ -98,12 +98,8 @@ def _pair(v) -> tuple[int, int]:
 def _neuron_node(module: nn.Module, shape: tuple[int, ...], name: str, dt: float):
     import nir
 
-    p = module.p
-    if isinstance(module, PLIF):
-        inv_tau = float(torch.sigmoid(module.w.detach().double()))
-        decay, gain = 1.0 - inv_tau, (inv_tau if module.decay_input else 1.0)
-    else:
-        decay, gain = p.decay, p.gain
+    p = module.effective_params()  # PLIF: its learned decay and gain
+    decay, gain = p.decay, p.gain
     if p.reset != "hard":
         raise NIRExportError(
             f"layer {name!r}: reset={p.reset!r} is not expressible in NIR (its LIF/IF reset to v_reset); "

@@ -177,7 +177,8 @@ def set_native_enabled(enabled: bool) -> bool:
     """Use the C kernel where it applies (True, the default) or always PyTorch; returns the previous value.
 
     For comparisons and debugging: both give the same results to round-off.
-    ``SPIKEVISION_NATIVE=0`` disables the C kernel for a whole process.
+    ``SPIKEVISION_NATIVE=0`` disables the C kernel for a whole process; for a
+    block of code use :func:`spikevision.neuron.use_kernels`, which restores the setting.
     """
     global _enabled
     previous, _enabled = _enabled, bool(enabled)

@@ -88,7 +88,10 @@ def triton_available() -> bool:
 
 
 def set_triton_enabled(enabled: bool) -> bool:
-    """Use the Triton kernels where they apply (True, the default) or never; returns the previous value."""
+    """Use the Triton kernels where they apply (True, the default) or never; returns the previous value.
+
+    For a block of code use :func:`spikevision.neuron.use_kernels`, which restores the setting.
+    """
     global _enabled
     previous, _enabled = _enabled, bool(enabled)
     return previous

@@ -51,7 +51,8 @@ the membrane output; 16-bit inputs run in float32). Everything else
 no Triton, a surrogate the fused kernels do not implement) runs the fused loop of
 standard PyTorch ops below, which ``torch.compile`` traces without graph
 breaks. Speed and memory against SpikingJelly and a naive loop:
-``python bench/neuron.py``, results in ``docs/performance.md``.
+``python bench/neuron.py``, results in ``bench/neuron.md``. The same equations
+as a plain per-step loop: :func:`spikevision.neuron.reference.lif_reference`.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ from torch import Tensor
 from spikevision.neuron import _native, _triton
 from spikevision.neuron.surrogate import Rectangular, Sigmoid, Surrogate, get_surrogate
 
-__all__ = ["NeuronParams", "lif_multistep", "plif_multistep", "check_sequence", "ResetKind"]
+__all__ = ["NeuronParams", "lif_multistep", "plif_multistep", "plif_constants", "check_sequence", "ResetKind"]
 
 ResetKind = Literal["hard", "soft", "none"]
 _RESETS = ("hard", "soft", "none")
@@ -473,9 +474,29 @@ def plif_multistep(
         return_membrane: also return ``H``.
     """
     check_sequence(x_seq)
+    decay, gain = plif_constants(w.to(x_seq.dtype), decay_input)
+    return _MultiStep.apply(x_seq, decay, gain, p, return_membrane)
+
+
+def plif_constants(w: Tensor, decay_input: bool = True) -> tuple[Tensor, Tensor | float]:
+    """PLIF's effective ``(decay, gain)`` from its parameter: ``1/tau = sigmoid(w)``.
+
+    ``decay = 1 - sigmoid(w)``; ``gain = sigmoid(w)`` with ``decay_input``, else ``1.0``.
+    The one place the formula lives: the kernels, the reference loop's callers, analysis
+    and deploy all take PLIF's constants from here.
+
+    Args:
+        w: the scalar parameter (any shape with one element); the result keeps its dtype
+            and its autograd graph.
+        decay_input: scale the input by ``1/tau``.
+
+    Returns:
+        0-dim tensors ``(decay, gain)`` (``gain`` is the float ``1.0`` without ``decay_input``).
+
+    Raises:
+        ValueError: ``w`` has more than one element.
+    """
     if w.numel() != 1:
         raise ValueError(f"PLIF expects one scalar time-constant parameter, got shape {list(w.shape)}")
-    inv_tau = torch.sigmoid(w.reshape(()).to(x_seq.dtype))
-    decay = 1.0 - inv_tau
-    gain = inv_tau if decay_input else 1.0
-    return _MultiStep.apply(x_seq, decay, gain, p, return_membrane)
+    inv_tau = torch.sigmoid(w.reshape(()))
+    return 1.0 - inv_tau, (inv_tau if decay_input else 1.0)

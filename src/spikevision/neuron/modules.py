@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from spikevision.neuron.functional import NeuronParams, lif_multistep, plif_multistep
+from spikevision.neuron.functional import NeuronParams, lif_multistep, plif_constants, plif_multistep
 
 __all__ = ["LIF", "IF", "PLIF", "NEURONS", "build_neuron"]
 
@@ -40,6 +40,10 @@ class LIF(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return lif_multistep(x, self.p)
+
+    def effective_params(self) -> NeuronParams:
+        """The constants this layer runs with: ``p`` (PLIF's override adds its learned decay and gain)."""
+        return self.p
 
     def extra_repr(self) -> str:
         p = self.p
@@ -94,6 +98,12 @@ class PLIF(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return plif_multistep(x, self.w, self.p, decay_input=self.decay_input)
+
+    def effective_params(self) -> NeuronParams:
+        """``p`` with the current learned ``decay`` and ``gain`` (:func:`plif_constants` in float64, detached),
+        as the deploy tools read them."""
+        decay, gain = plif_constants(self.w.detach().double(), self.decay_input)
+        return self.p.replace(decay=float(decay), gain=float(gain))
 
     def extra_repr(self) -> str:
         return f"tau={self.tau:.4g}, decay_input={self.decay_input}, v_th={self.p.v_th:g}, reset={self.p.reset}"
