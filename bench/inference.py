@@ -49,17 +49,16 @@ ZOO = {
 
 
 def _run_source(run: str, n: int) -> tuple[str, nn.Module, Tensor]:
-    import dataclasses
-
     from spikevision.data import build_loader
-    from spikevision.deploy.source import load_source
+    from spikevision.train.checkpoint import load_run
 
-    src = load_source(run)
-    if src.data is None:
-        raise SystemExit(f"{run}: no data config recorded; pass a run directory written by spikevision train")
-    data = dataclasses.replace(src.data, eval_batch_size=n, device="cpu", num_workers=0)
+    try:
+        loaded = load_run(run)
+        data = loaded.data_config(eval_batch_size=n, device="cpu", num_workers=0)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"{run}: {e}") from None
     x, _ = next(iter(build_loader(data, "test")))
-    return f"{src.name} ({run})", src.model.eval(), x
+    return f"{loaded.name} ({run})", loaded.model.eval(), x
 
 
 def _zoo_source(name: str, n: int) -> tuple[str, nn.Module, Tensor]:

@@ -85,7 +85,7 @@ def test_deploy_command_on_a_run_directory(tmp_path, capsys):
     assert "stages.0.blocks.0.channel.norm1" in audit["non_mfi_layers"]
     meta = read_metadata(run / "deploy" / "integer_model.safetensors")
     assert meta["kind"] == "integer" and meta["extra"]["engine"]["weight_bits"] == 16
-    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    with pytest.raises(FileNotFoundError, match="has no best.pt or last.pt"):
         main(["deploy", str(tmp_path / "fmnist")])
     # the C target cannot express the spiking MLP's token mixing: refused by name, nothing written
     assert main(["export", str(run), "--format", "c", "-o", str(tmp_path / "mlp_c")]) == 2

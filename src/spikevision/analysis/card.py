@@ -66,28 +66,24 @@ def build_card(run_dir: str | Path, tag: str, *, which: str = "last", recipe: st
     """
     import torch
 
-    from spikevision.analysis.load import load_checkpointed_model, run_test_batches
+    from spikevision.analysis.load import run_test_batches
     from spikevision.analysis.report import measure, read_metrics
-    from spikevision.data import DataConfig, build_loader
+    from spikevision.data import build_loader
     from spikevision.train import checkpoint as ck
-    from spikevision.train.engine import METRICS_FILE, evaluate
+    from spikevision.train.engine import evaluate
 
     run_dir = Path(run_dir)
-    model, state, path = load_checkpointed_model(run_dir, which)  # type: ignore[arg-type]
-    records = read_metrics(run_dir / METRICS_FILE)
-    config = state[ck.CONFIG_KEY]
-    data = {**config["data"], "device": "cpu", "num_workers": 0}
-    if data_root is not None:
-        data["root"] = str(data_root)
-    model.eval()
-    ev = evaluate(model, build_loader(DataConfig.from_dict(data), "test"), torch.device("cpu"))
-    xs, _ = run_test_batches({**state, ck.CONFIG_KEY: {**config, "data": data}}, batch_size=batch_size,
-                             batches=batches)
+    run = ck.load_run(run_dir, which)  # type: ignore[arg-type]
+    model, state, config = run.model.eval(), run.state, run.config
+    records = read_metrics(run_dir / ck.METRICS_FILE)
+    data = run.data_config(device="cpu", num_workers=0, root=data_root)
+    ev = evaluate(model, build_loader(data, "test"), torch.device("cpu"))
+    xs, _ = run_test_batches(state, batch_size=batch_size, batches=batches, data_root=data_root)
     prof = measure(model, xs)
     epoch = int(state[ck.EPOCH_KEY])
     card = {
-        "model": state[ck.MODEL_NAME_KEY], "tag": tag, "model_kwargs": state[ck.MODEL_KWARGS_KEY],
-        "dataset": data["name"], "test_top1": round(ev["top1"], 2), "test_samples": ev["samples"],
+        "model": run.name, "tag": tag, "model_kwargs": state[ck.MODEL_KWARGS_KEY],
+        "dataset": data.name, "test_top1": round(ev["top1"], 2), "test_samples": ev["samples"],
         "T": prof.T, "firing_rate": round(prof.mean_rate, 4), "energy_uj": round(prof.energy_pj() / 1e6, 4),
         "energy_convention": prof.energy.convention(),
         "parameters": sum(p.numel() for p in model.parameters()), "epochs": epoch, "checkpoint": which,

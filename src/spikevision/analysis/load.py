@@ -15,20 +15,9 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from spikevision.train.checkpoint import Which, find_checkpoint, load_run
-
-__all__ = ["run_test_batches", "find_checkpoint", "load_checkpointed_model"]
-
-
-def load_checkpointed_model(target: str | Path, which: Which = "best") -> tuple[nn.Module, dict[str, Any], Path]:
-    """``(model, checkpoint state, checkpoint path)`` of :func:`~spikevision.train.checkpoint.load_run`.
-
-    The tuple form, kept for callers written before ``load_run``; new code calls ``load_run``.
-    """
-    run = load_run(target, which)
-    return run.model, run.state, run.path
+__all__ = ["run_test_batches"]
 
 
 def run_test_batches(state: dict[str, Any], *, batch_size: int, batches: int = 1,

@@ -47,12 +47,12 @@ def measure_run(run: "StudyRun", options: Mapping[str, Any]) -> dict[str, Any]:
     """
     import torch
 
-    from spikevision.analysis.load import load_checkpointed_model, run_test_batches
+    from spikevision.analysis.load import run_test_batches
     from spikevision.analysis.report import measure
-
     from spikevision.train import checkpoint as ck
 
-    model, state, _ = load_checkpointed_model(run.run_dir, "last")
+    loaded = ck.load_run(run.run_dir, "last")
+    model, state = loaded.model, loaded.state
     batches, what = run_test_batches(state, batch_size=int(options.get("batch_size", 64)),
                                      batches=int(options.get("batches", 4)))
     out: dict[str, Any] = {"model": state[ck.MODEL_NAME_KEY], "model_kwargs": state[ck.MODEL_KWARGS_KEY],

@@ -2,15 +2,19 @@
 
 Used by ``spikevision deploy`` and ``spikevision export``:
 
-* a run directory (``runs/<name>/``): its ``checkpoints/best.pt``, else
-  ``checkpoints/last.pt`` (the training engine's files), plus the run's data config;
-* a checkpoint file ``*.pt`` (:mod:`spikevision.train.checkpoint` format);
+* a run directory (``runs/<name>/``) or a checkpoint file ``*.pt``: loaded by
+  :func:`spikevision.train.checkpoint.load_run` (the one run loader: the run's
+  ``checkpoints/best.pt``, else ``last.pt``), with the run's data set;
 * a weights file ``*.safetensors`` written by :func:`spikevision.deploy.weights.save_weights`;
 * a registered model name (random weights unless ``weights`` is given).
+
+What the model takes (image or event frames, and their size) is the
+registry's :meth:`~spikevision.models.ModelInfo.input_shape`.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,12 +24,12 @@ from torch import nn
 
 __all__ = ["Source", "load_source", "example_input"]
 
-_CHECKPOINTS = ("checkpoints/best.pt", "checkpoints/last.pt", "best.pt", "last.pt")
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class Source:
-    """A loaded model plus what is known about it."""
+    """A loaded model (in eval mode) plus what is known about it."""
 
     model: nn.Module
     name: str | None
@@ -35,21 +39,16 @@ class Source:
     run_dir: Path | None = None
 
 
-def _from_checkpoint(path: Path, run_dir: Path | None) -> Source:
-    from spikevision.models import create_model
-    from spikevision.train.checkpoint import CONFIG_KEY, MODEL_KEY, MODEL_KWARGS_KEY, MODEL_NAME_KEY, load_checkpoint
-    from spikevision.train.config import config_from_dict
+def _from_run(path: Path) -> Source:
+    from spikevision.train.checkpoint import load_run
 
-    ckpt = load_checkpoint(path)
-    name, kwargs = ckpt[MODEL_NAME_KEY], dict(ckpt[MODEL_KWARGS_KEY])
-    model = create_model(name, **kwargs)
-    model.load_state_dict(ckpt[MODEL_KEY])
-    data = None
+    run = load_run(path)
     try:
-        data = config_from_dict(ckpt[CONFIG_KEY]).data
-    except Exception:  # an old or foreign config: the model still deploys, evaluation needs --data
+        data = run.data_config()
+    except ValueError as e:  # an old or foreign config: the model still deploys, evaluation needs --data
+        log.warning("%s: the run's data set is unknown (%s); pass --data to measure agreement", run.path, e)
         data = None
-    return Source(model.eval(), name, kwargs, data, str(path), run_dir)
+    return Source(run.model.eval(), run.name, run.kwargs, data, str(run.path), run.run_dir)
 
 
 def load_source(source: str | Path, weights: str | Path | None = None,
@@ -58,19 +57,12 @@ def load_source(source: str | Path, weights: str | Path | None = None,
 
     Raises:
         FileNotFoundError: a run directory without checkpoints, or a missing file.
-        UnknownModelError: neither a path nor a registered model name.
+        ValueError: a damaged checkpoint or one whose model cannot be rebuilt.
+        UnknownModelError: neither a path nor a registered model name (a ``ValueError``).
     """
     path = Path(source)
-    if path.is_dir():
-        for rel in _CHECKPOINTS:
-            if (path / rel).is_file():
-                return _from_checkpoint(path / rel, path)
-        raise FileNotFoundError(
-            f"run directory {path} has no checkpoint (looked for {', '.join(_CHECKPOINTS)}); "
-            "train first (spikevision train ...) or pass a checkpoint file"
-        )
-    if path.suffix == ".pt":
-        return _from_checkpoint(path, None)
+    if path.is_dir() or path.suffix == ".pt":
+        return _from_run(path)
     if path.suffix == ".safetensors":
         from spikevision.deploy.weights import load_model, read_metadata
 
@@ -96,14 +88,16 @@ def load_source(source: str | Path, weights: str | Path | None = None,
 
 
 def example_input(src: Source, batch: int = 1) -> torch.Tensor:
-    """A zero image batch of the model's registered input size (channels and side from its kwargs if set)."""
+    """A zero batch of what the model takes: :meth:`~spikevision.models.ModelInfo.input_shape` with its kwargs.
+
+    Images ``[B, C, H, W]``, or event frames ``[T, B, C, H, W]`` with the model's ``T``.
+
+    Raises:
+        ValueError: the model's name (and so its input) is unknown.
+    """
     from spikevision.models import get_model_info
 
     if src.name is None:
         raise ValueError("the model's input size is unknown; give a data set (--data)")
-    c, h, w = get_model_info(src.name).input_size
-    c = src.kwargs.get("in_chans", c)
-    size = src.kwargs.get("img_size", None)
-    if isinstance(size, int):
-        h = w = size
-    return torch.zeros(batch, c, h, w)
+    shape = get_model_info(src.name).input_shape(batch, T=getattr(src.model, "T", None), model_kwargs=src.kwargs)
+    return torch.zeros(shape)
