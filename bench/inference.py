@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from common import interleaved_times, machine_lines, markdown_table, median
 from spikevision.analysis.monitors import FiringRateMonitor
-from spikevision.analysis.ops import OpsCounter
+from spikevision.analysis.synops import SynOpsCounter
 from spikevision.deploy.engine import EngineConfig, compile_integer
 from spikevision.deploy.fold import fold_bn
 from spikevision.deploy.native import compile_native
@@ -69,7 +69,7 @@ def _zoo_source(name: str, n: int) -> tuple[str, nn.Module, Tensor]:
 
 def _profile(model: nn.Module, x: Tensor) -> dict[str, float]:
     """Mean firing rate, accumulations on spikes, MACs on analog input and dense MACs per sample on ``x``."""
-    with torch.no_grad(), FiringRateMonitor(model) as mon, OpsCounter(model) as ops:
+    with torch.no_grad(), FiringRateMonitor(model) as mon, SynOpsCounter(model) as ops:
         model(x)
     res = ops.result(samples=x.shape[0])
     return {"rate": mon.mean_rate(), "acs": res.totals["acs"], "macs": res.totals.get("macs", 0.0),

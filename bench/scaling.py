@@ -8,7 +8,7 @@ input (32 px):
 * **depth sweep**: ``ms_resnet20, 32, 44, 56, 110`` at one ``T`` (default 4).
 
 Each configuration runs three modes of
-:func:`spikevision.train.memory.enable_memory_saving` interleaved in one
+:func:`spikevision.train.memory_saving.enable_memory_saving` interleaved in one
 process: ``default`` (none), ``spikes`` (saved spikes as int8, exact, no
 recomputation) and ``blocks`` (every residual block recomputed in backward); reported are the median
 ms per step, the peak memory of a step above weights and optimizer state (gradients included; fresh

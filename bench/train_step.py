@@ -11,7 +11,7 @@ interleaved round by round in one process on the same input, batch and ``T``:
   instead of once per static image: isolates that optimisation);
 * ``spikevision-spikes``: the same with ``enable_memory_saving(net, "spikes")``
   (saved spikes kept as int8, exact, no recomputation);
-* ``spikevision-mem``: the same with :func:`spikevision.train.memory.enable_memory_saving`
+* ``spikevision-mem``: the same with :func:`spikevision.train.memory_saving.enable_memory_saving`
   (``mode="blocks"``: each residual block recomputed in backward);
 * ``spikingjelly``: SpikingJelly's own ``activation_based.model.ms_resnet.MSResNet``
   class, with the neuron made faithful to the paper: its default surrogate,
@@ -69,7 +69,7 @@ from common import (
 )
 from spikevision.models import create_model
 from spikevision.neuron import native_status, triton_status
-from spikevision.train.memory import SavedTensorMeter, enable_memory_saving
+from spikevision.train.memory_saving import SavedTensorMeter, enable_memory_saving
 
 CONTENDERS = ("spikevision", "spikevision-per-step", "spikevision-spikes", "spikevision-mem", "spikingjelly")
 DEFAULT_SIZE = {"ms_resnet18": 64, "ms_resnet34": 64}  # CIFAR nets: 32

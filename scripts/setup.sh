@@ -17,7 +17,7 @@ if ! "$VENV/bin/python" -c "import torch, torchvision, spikevision, pytest, nir,
     echo "[setup] installing packages (torch from requirements/torch.txt)"
     "${PIP[@]}" install -r requirements/torch.txt
     "${PIP[@]}" install -e ".[test]"
-    # neurobench only for tests/analysis/test_ops.py::test_equal_to_neurobench; without --no-deps it pulls
+    # neurobench only for tests/analysis/test_synops.py::test_equal_to_neurobench; without --no-deps it pulls
     # snntorch, tonic, librosa, numba and torchaudio (and a different torch)
     "${PIP[@]}" install --no-deps "neurobench==2.3.0"
 fi

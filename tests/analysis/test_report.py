@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from spikevision.analysis import FiringRateMonitor, OpsCounter, profile_model
+from spikevision.analysis import FiringRateMonitor, SynOpsCounter, profile_model
 from spikevision.analysis.receptive_fields import default_tokens, receptive_field, token_mixing_weights
 from spikevision.analysis.report import measure, summarize_metrics
 from spikevision.cli import main
@@ -23,7 +23,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _direct_measurement(run: Path, batches: int, batch_size: int):
-    """Model from best.pt by hand, first test batches by hand, FiringRateMonitor and OpsCounter directly."""
+    """Model from best.pt by hand, first test batches by hand, FiringRateMonitor and SynOpsCounter directly."""
     import itertools
 
     from spikevision.data import DataConfig, build_loader
@@ -34,7 +34,7 @@ def _direct_measurement(run: Path, batches: int, batch_size: int):
     model.load_state_dict(state[ck.MODEL_KEY])
     cfg = dict(state[ck.CONFIG_KEY]["data"], eval_batch_size=batch_size, device="cpu", num_workers=0)
     xs = [x for x, _ in itertools.islice(build_loader(DataConfig.from_dict(cfg), "test"), batches)]
-    with torch.no_grad(), FiringRateMonitor(model) as mon, OpsCounter(model) as ops:
+    with torch.no_grad(), FiringRateMonitor(model) as mon, SynOpsCounter(model) as ops:
         for x in xs:
             model(x)
     samples = sum(len(x) for x in xs)

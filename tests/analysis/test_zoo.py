@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from spikevision.analysis import FiringRateMonitor, OpsCounter, block_grad_norms, profile_model, residual_blocks
+from spikevision.analysis import FiringRateMonitor, SynOpsCounter, block_grad_norms, profile_model, residual_blocks
 from spikevision.models import create_model
 
 # (name, input builder): small inputs keep this fast
@@ -24,7 +24,7 @@ def test_profile_invariants(name, make_input):
     x = make_input()
     with torch.no_grad():
         ref = model(x)
-        with OpsCounter(model) as ops, FiringRateMonitor(model):
+        with SynOpsCounter(model) as ops, FiringRateMonitor(model):
             out = model(x)
     assert torch.equal(out, ref)  # counting changes nothing
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())

@@ -3,7 +3,7 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision import transforms as T
 
-from spikevision.data.memory import (
+from spikevision.data.in_memory import (
     InMemoryImageDataset,
     ShardSampler,
     TensorBatchLoader,

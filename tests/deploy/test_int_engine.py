@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from deploy_nets import MS_NEURON, MSNet, randomize_bn, small_cnn
 from spikevision.deploy.engine import EngineConfig, IntNeuron, IntSynapse, compile_integer, shift_add_terms
-from spikevision.deploy.ops import MultiplicationError, OpCounter
+from spikevision.deploy.arithmetic import MultiplicationError, ArithmeticCounter
 from spikevision.neuron import LIF, NeuronParams, lif_multistep, lif_reference
 
 FQ = 2.0**24  # the default fixed-point one
@@ -30,7 +30,7 @@ def test_event_conv_equals_dense_integer_conv(kw):
     syn = IntSynapse(conv, conv.weight.detach()[None], conv.bias.detach()[None] if conv.bias is not None else None,
                      True, EngineConfig())
     spikes = (torch.rand(2, 3, 4, 9, 9) < 0.3).double()  # [T, B, C, H, W]
-    counter = OpCounter(syn)
+    counter = ArithmeticCounter(syn)
     xq = spikes * FQ
     with counter:
         out = syn(xq)
@@ -54,7 +54,7 @@ def test_event_linear_and_dense_path():
     assert torch.equal(out, s @ w.t() + syn.bias_q[0].double())
     # analog input: the integer MAC, close to the float layer
     x = torch.randn(5, 10)
-    counter = OpCounter(syn)
+    counter = ArithmeticCounter(syn)
     xq = torch.round(x.double() * FQ)
     with counter:
         y = syn(xq)
@@ -73,7 +73,7 @@ def test_int_neuron_shift_leaks_match_plain_loop(p):
     torch.manual_seed(2)
     x = torch.round(torch.randn(6, 4, 50) * 256) / 256  # exactly representable currents
     neuron = IntNeuron(LIF(p), EngineConfig())
-    counter = OpCounter(neuron)
+    counter = ArithmeticCounter(neuron)
     xq = x.double() * FQ
     with counter:
         s = neuron(xq)
@@ -94,7 +94,7 @@ def test_int_neuron_non_power_of_two_leak():
     assert approx.leak_error == pytest.approx(abs(sum(s * 2.0**-k for s, k in shift_add_terms(0.8744, 4)) - 0.8744))
     assert approx.leak_error < 1e-3
     for neuron, max_flip in ((exact, 0.01), (approx, 0.05)):
-        counter = OpCounter(neuron)
+        counter = ArithmeticCounter(neuron)
         xq = torch.round(x.double() * FQ)
         with counter:
             s = neuron(xq)
@@ -112,7 +112,7 @@ def test_zero_multiplications_in_spike_driven_layers_and_injection_caught():
     model = randomize_bn(MSNet())
     x = torch.rand(6, 2, 8, 8)
     im = compile_integer(model, x[:2])
-    counter = OpCounter(im)
+    counter = ArithmeticCounter(im)
     with torch.no_grad(), counter:
         im(x)
     driven = _spike_driven(im)
@@ -124,7 +124,7 @@ def test_zero_multiplications_in_spike_driven_layers_and_injection_caught():
     layer = im.get_submodule("net.block2.conv1")
     original = layer._events_conv
     layer._events_conv = lambda mask, w: original(mask, w) * 1
-    counter = OpCounter(im)
+    counter = ArithmeticCounter(im)
     with torch.no_grad(), counter:
         im(x)
     with pytest.raises(MultiplicationError, match="net.block2.conv1.*mul"):
@@ -144,7 +144,7 @@ def test_unclassified_operations_fail_closed(op):
             return op(x)
 
     model = nn.Sequential(Sneaky())
-    counter = OpCounter(model)
+    counter = ArithmeticCounter(model)
     with torch.no_grad(), counter:
         model(torch.rand(2, 1, 2, 3, 4))
     assert counter.totals()["unknown"] > 0
@@ -154,7 +154,7 @@ def test_unclassified_operations_fail_closed(op):
 
 def test_data_movement_is_other_and_free():
     model = nn.Sequential(nn.Flatten(), nn.Identity())
-    counter = OpCounter(model)
+    counter = ArithmeticCounter(model)
     x = torch.rand(2, 3, 4)
     with torch.no_grad(), counter:
         torch.cat([model(x), model(x).round()], 1).permute(1, 0).clone()

@@ -16,7 +16,7 @@ from spikevision.layers.temporal import TimeFolded
 from spikevision.models import create_model
 from spikevision.models.ms_resnet import MSBlock
 from spikevision.neuron import LIF
-from spikevision.train.memory import (
+from spikevision.train.memory_saving import (
     RecomputedBlock,
     SavedTensorMeter,
     disable_memory_saving,

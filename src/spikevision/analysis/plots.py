@@ -99,7 +99,7 @@ def plot_ops_energy(layers: Sequence, *, e_mac_pj: float, e_ac_pj: float, conven
     """Stacked ACs/MACs per synaptic layer (top) and the energy they cost (bottom).
 
     Args:
-        layers: :class:`~spikevision.analysis.ops.LayerOps` rows (per sample), forward order.
+        layers: :class:`~spikevision.analysis.synops.LayerOps` rows (per sample), forward order.
         e_mac_pj, e_ac_pj: energy per MAC and per AC (pJ).
         convention: the energy convention, printed under the figure.
     """

@@ -2,7 +2,7 @@
 
 :func:`profile_model` runs one forward pass under a
 :class:`~spikevision.analysis.monitors.FiringRateMonitor` and an
-:class:`~spikevision.analysis.ops.OpsCounter` (eval mode, no autograd);
+:class:`~spikevision.analysis.synops.SynOpsCounter` (eval mode, no autograd);
 :func:`format_profile` renders the table the ``spikevision profile`` command
 prints, with the energy convention on its own line.
 """
@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from spikevision.analysis.energy import PAPER_45NM, EnergyModel, MemoryEnergyModel
 from spikevision.analysis.monitors import FiringRateMonitor, LayerRate, spiking_layers
-from spikevision.analysis.ops import IntegerMode, OpsCounter, OpsResult, connection_sparsity, footprint
+from spikevision.analysis.synops import IntegerMode, SynOpsCounter, OpsResult, connection_sparsity, footprint
 
 __all__ = ["Profile", "profile_model", "format_profile"]
 
@@ -69,7 +69,7 @@ def profile_model(model: nn.Module, x: Tensor, *, integer_inputs: IntegerMode = 
     model.eval()
     try:
         monitor = FiringRateMonitor(model) if spiking_layers(model) else None
-        counter = OpsCounter(model, integer_inputs=integer_inputs, repeated_input_once=repeated_input_once, T=T)
+        counter = SynOpsCounter(model, integer_inputs=integer_inputs, repeated_input_once=repeated_input_once, T=T)
         with torch.no_grad(), counter:
             if monitor is not None:
                 with monitor:

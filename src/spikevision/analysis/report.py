@@ -10,7 +10,7 @@ What goes in (all from the run directory; nothing re-trained, accuracy not re-ev
   spiking layer, measured with :class:`~spikevision.analysis.monitors.FiringRateMonitor`
   on the first ``batches`` test batches of the run's own data set;
 * **operations and energy** (``ops_energy.png``): stacked ACs/MACs per synaptic
-  layer and their energy (:class:`~spikevision.analysis.ops.OpsCounter`, same batches);
+  layer and their energy (:class:`~spikevision.analysis.synops.SynOpsCounter`, same batches);
 * **receptive fields** (``receptive_fields.png``, spiking MLPs only): the
   learned token-mixing matrices on the token grid
   (:mod:`~spikevision.analysis.receptive_fields`);
@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from spikevision.analysis.energy import PAPER_45NM, EnergyModel, MemoryEnergyModel
 from spikevision.analysis.monitors import FiringRateMonitor, spiking_layers
-from spikevision.analysis.ops import IntegerMode, OpsCounter, connection_sparsity, footprint
+from spikevision.analysis.synops import IntegerMode, SynOpsCounter, connection_sparsity, footprint
 from spikevision.analysis.profile import Profile, _counting_line, _energy_str, _samples_and_T, _si, format_profile
 from spikevision.analysis.receptive_fields import TokenMixingWeights, token_mixing_weights
 from spikevision.train.checkpoint import METRICS_FILE  # the engine's per-epoch log, one JSON line per epoch
@@ -126,14 +126,14 @@ def measure(model: nn.Module, batches: Iterable[Tensor | tuple[Tensor, Any]], *,
     Two passes over the batches, each after ``torch.manual_seed(seed)`` (so a
     stochastic encoder sees the same draws): one under a
     :class:`~spikevision.analysis.monitors.FiringRateMonitor`, one under an
-    :class:`~spikevision.analysis.ops.OpsCounter`. One pass with both would let
+    :class:`~spikevision.analysis.synops.SynOpsCounter`. One pass with both would let
     the counter's addition tracking count the monitor's own running sums
     (from the second call on) as network additions.
 
     Args:
         model: the network (eval mode for the call, mode restored afterwards).
         batches: images ``[B, C, H, W]`` or sequences ``[T, B, ...]``, or ``(x, y)`` pairs.
-        integer_inputs: how integer inputs count (see :class:`~spikevision.analysis.ops.OpsCounter`).
+        integer_inputs: how integer inputs count (see :class:`~spikevision.analysis.synops.SynOpsCounter`).
         energy: energy per operation.
         device: where to run.
         seed: torch seed set before each pass.
@@ -154,7 +154,7 @@ def measure(model: nn.Module, batches: Iterable[Tensor | tuple[Tensor, Any]], *,
             torch.manual_seed(seed)
             for x in xs if monitor is not None else []:
                 model(x.to(device))
-        counter = OpsCounter(model, integer_inputs=integer_inputs, T=T)
+        counter = SynOpsCounter(model, integer_inputs=integer_inputs, T=T)
         with torch.no_grad(), counter:
             torch.manual_seed(seed)
             for x in xs:

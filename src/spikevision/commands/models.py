@@ -51,7 +51,7 @@ def model_macs_per_step(info) -> float:
     """
     import torch
 
-    from spikevision.analysis.ops import dense_macs
+    from spikevision.analysis.synops import dense_macs
 
     last: Exception | None = None
     for T in dict.fromkeys((1, info.T)):

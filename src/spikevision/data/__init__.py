@@ -20,7 +20,7 @@ from spikevision.data.config import AUGMENT_RECIPES, DataConfig, DataConfigError
 from spikevision.data.errors import CorruptFileError, DatasetNotFoundError, UnknownDatasetError
 from spikevision.data.events import events_to_frames, load_dvs128_events, read_aedat2
 from spikevision.data.idx import read_idx
-from spikevision.data.memory import (
+from spikevision.data.in_memory import (
     InMemoryImageDataset,
     ShardSampler,
     TensorBatchLoader,

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from spikevision.data import constants as K
 from spikevision.data.config import DataConfig
 from spikevision.data.errors import UnknownDatasetError, closest
-from spikevision.data.memory import ShardSampler, TensorBatchLoader, time_major_collate
+from spikevision.data.in_memory import ShardSampler, TensorBatchLoader, time_major_collate
 from spikevision.data.transforms import build_transform, resolve_mean_std
 
 #: augment recipes the tensor path draws itself (batched random crop / flip, no PIL)
@@ -230,7 +230,7 @@ def build_mixup(cfg: DataConfig, num_classes: int | None = None):
         timm ``Mixup`` (``mix_draw="batch"``), or
         :class:`~spikevision.data.mix.EpochDrawMix` (``mix_draw="epoch"``, GAC's
         released per-epoch draw; call its ``set_epoch(epoch)`` every epoch, e.g.
-        through :func:`~spikevision.data.memory.set_loader_epoch`), or None.
+        through :func:`~spikevision.data.in_memory.set_loader_epoch`), or None.
     """
     if cfg.mixup_alpha <= 0 and cfg.cutmix_alpha <= 0:
         return None

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from spikevision.data.errors import CorruptFileError, DatasetNotFoundError
-from spikevision.data.memory import InMemoryImageDataset
+from spikevision.data.in_memory import InMemoryImageDataset
 
 __all__ = ["CIFAR10", "CIFAR100", "read_cifar_pickle"]
 

@@ -8,7 +8,7 @@ files (or SpikingJelly's converted ``.npz``)::
 
 Each sample becomes ``F`` count frames ``[F, 2, 128, 128]`` (see
 :mod:`spikevision.data.events`); a time-major batch is ``[T, B, 2, 128, 128]``
-(use :func:`~spikevision.data.memory.time_major_collate`).
+(use :func:`~spikevision.data.in_memory.time_major_collate`).
 
 Split rules:
 

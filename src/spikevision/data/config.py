@@ -38,7 +38,7 @@ class DataConfig:
         num_workers: DataLoader worker processes (ignored by the tensor path).
         pin_memory: pin host memory (useful with CUDA).
         fast_path: ``"auto"`` serves in-memory data sets (MNIST, Fashion-MNIST,
-            CIFAR) through :class:`~spikevision.data.memory.TensorBatchLoader`
+            CIFAR) through :class:`~spikevision.data.in_memory.TensorBatchLoader`
             at native size with ``augment`` ``none``, ``crop`` or ``crop_flip``
             (drawn batched on tensors) and no random erasing: no workers,
             no PIL, batches made in a few tensor ops;

@@ -22,7 +22,7 @@ import torch
 from spikevision.data.constants import FASHION_MNIST_DEFAULT_ROOT, MNIST_DEFAULT_ROOT
 from spikevision.data.errors import CorruptFileError, DatasetNotFoundError
 from spikevision.data.idx import read_idx
-from spikevision.data.memory import InMemoryImageDataset
+from spikevision.data.in_memory import InMemoryImageDataset
 
 __all__ = ["MNIST", "FashionMNIST", "load_idx_split", "IDX_FILES"]
 

@@ -3,7 +3,7 @@
 "Is this network multiplication-free?" has an honest answer only per layer.
 :func:`audit_model` compiles the model to the integer engine
 (:mod:`spikevision.deploy.engine`), runs it on a sample batch under an
-:class:`~spikevision.deploy.ops.OpCounter`, and lists every layer with:
+:class:`~spikevision.deploy.arithmetic.ArithmeticCounter`, and lists every layer with:
 
 * what it is (conv/linear with BN folded, neuron, pooling, unfolded BN,
   float fallback, or a block's own forward code such as a residual sum);
@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from spikevision.deploy.engine import (
     EngineConfig, FloatFallback, IntAffine, IntegerModel, IntNeuron, IntPool, IntSynapse, compile_integer,
 )
-from spikevision.deploy.ops import KINDS, NOT_MFI_KINDS, OpCounter
+from spikevision.deploy.arithmetic import KINDS, NOT_MFI_KINDS, ArithmeticCounter
 from spikevision.deploy.fold import PerStepSynapse
 from spikevision.deploy.trace import ATOMIC_TYPES, trace_model
 
@@ -190,7 +190,7 @@ def audit_model(
     for m in im.modules():
         if hasattr(m, "inputs_seen"):
             m.inputs_seen.clear()
-    counter = OpCounter(im)
+    counter = ArithmeticCounter(im)
     with torch.no_grad(), counter:
         im(example)
     folded = {p.layer for p in im.pairs}

@@ -65,8 +65,8 @@ class CExport:
 
 
 def _normalizer(mean: Sequence[float], std: Sequence[float]):
-    """The training/test batches' own normalisation (:class:`~spikevision.data.memory.TensorBatchLoader`)."""
-    from spikevision.data.memory import TensorBatchLoader
+    """The training/test batches' own normalisation (:class:`~spikevision.data.in_memory.TensorBatchLoader`)."""
+    from spikevision.data.in_memory import TensorBatchLoader
 
     def normalize(images: Tensor) -> Tensor:
         loader = TensorBatchLoader(images, torch.zeros(images.shape[0], dtype=torch.int64), images.shape[0],

@@ -38,7 +38,7 @@ layers compute in int64. A spike is the integer ``2^F`` (the value 1.0).
   count as multiplications.
 
 Which layers received binary input, and every multiplication that actually
-executed, is measured by :class:`~spikevision.deploy.ops.OpCounter` and
+executed, is measured by :class:`~spikevision.deploy.arithmetic.ArithmeticCounter` and
 reported by :mod:`spikevision.deploy.audit`.
 
 Rounding: weights and pixels round to nearest; right shifts floor. The engine

@@ -16,12 +16,15 @@ Analysis, deployment and the CLI rely on nothing else:
   network without residual blocks).
 
 ``forward(x)`` = encode (if 4-D) then features then head: ``[B, classes]``.
+``encode`` first checks the input (:meth:`SpikingClassifier.check_input`): a
+tensor of the weights' dtype, not empty, without NaN or infinite values.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping, TypeAlias
 
+import torch
 from torch import Tensor, nn
 
 from spikevision.layers.encoders import check_image
@@ -88,8 +91,43 @@ class SpikingClassifier(nn.Module):
                 f"in_chans={x.shape[-3]}, img_size={x.shape[-1]}"
             )
 
+    def check_input(self, x: Tensor) -> None:
+        """Reject an input that the model would turn into a raw error or a silently wrong answer.
+
+        The finiteness test is one pass over the input, negligible next to the forward pass of any
+        model here on CPU; on a GPU it waits for the input to arrive (one host-device sync per call).
+        Skipped inside ``torch.compile`` tracing (a data-dependent branch would break the graph).
+
+        Raises:
+            TypeError: not a tensor, or floating point of another dtype than the weights (a float64
+                batch into a float32 model; under autocast any float dtype passes).
+            ValueError: an empty input (no time steps or no samples), or NaN/infinite values: NaN never
+                crosses a firing threshold, so the logits would stay finite and look valid.
+        """
+        name = type(self).__name__
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{name} takes a torch.Tensor, got {type(x).__name__}")
+        if x.numel() == 0:
+            raise ValueError(f"{name} got an empty input of shape {list(x.shape)}; every dimension (time steps, "
+                             "batch, channels, ...) needs at least one entry")
+        if not x.is_floating_point():
+            return  # the image and sequence checks reject integer dtypes with their own message
+        weight = next((p for p in self.parameters() if p.is_floating_point()), None)
+        if weight is not None and x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise TypeError(f"{name} has {weight.dtype} weights but got a {x.dtype} input; convert the input "
+                            f"(x.to({weight.dtype})) or the model (model.to({x.dtype}))")
+        if not torch.compiler.is_compiling() and not bool(torch.isfinite(x).all()):
+            bad = int((~torch.isfinite(x)).sum())
+            raise ValueError(f"{name} got an input with {bad} NaN or infinite values (shape {list(x.shape)}); "
+                             "clean or drop those samples (e.g. torch.nan_to_num) before the model")
+
     def encode(self, x: Tensor) -> Tensor:
-        """Static image ``[B, C, H, W]`` through the encoder; sequences ``[T, B, C, H, W]`` checked and passed."""
+        """Static image ``[B, C, H, W]`` through the encoder; sequences ``[T, B, C, H, W]`` checked and passed.
+
+        Raises:
+            TypeError, ValueError: see :meth:`check_input`, and a shape that is neither.
+        """
+        self.check_input(x)
         if x.dim() == 4:
             check_image(x, type(self).__name__)
             return self.encoder(x)
@@ -114,7 +152,7 @@ class SpikingClassifier(nn.Module):
         """Qualified name (as in ``named_modules()``) -> residual block, in forward order.
 
         A block is the unit with a shortcut around it: the slot memory saving
-        recomputes (:func:`spikevision.train.memory.enable_memory_saving`) and
+        recomputes (:func:`spikevision.train.memory_saving.enable_memory_saving`) and
         the gradient-flow probes measure (:mod:`spikevision.analysis.isometry`).
         A network without residual blocks returns ``{}``.
         """

@@ -154,7 +154,7 @@ class TrainConfig:
             x86 CPUs process up to 10x slower; flushing them changes values
             below 1e-38 only.
         memory_saving: recompute residual blocks in the backward pass
-            (:mod:`spikevision.train.memory`; cuts activation memory, costs time).
+            (:mod:`spikevision.train.memory_saving`; cuts activation memory, costs time).
     """
 
     epochs: int = 10

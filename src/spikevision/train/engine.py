@@ -205,7 +205,7 @@ def build_model(cfg: Config, num_classes: int) -> tuple[nn.Module, dict[str, Any
         kwargs["num_classes"] = num_classes
     model = create_model(cfg.model.name, **kwargs)
     if cfg.train.memory_saving:
-        from spikevision.train.memory import enable_memory_saving
+        from spikevision.train.memory_saving import enable_memory_saving
 
         enable_memory_saving(model)
     return model, kwargs

@@ -1,4 +1,4 @@
-"""OpsCounter against brute-force loops and hand counts; NeuroBench equality when it is importable."""
+"""SynOpsCounter against brute-force loops and hand counts; NeuroBench equality when it is importable."""
 
 import itertools
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from spikevision.analysis import OpsCounter, connection_sparsity, footprint, input_kind
-from spikevision.analysis.ops import dense_macs
+from spikevision.analysis import SynOpsCounter, connection_sparsity, footprint, input_kind
+from spikevision.analysis.synops import dense_macs
 from spikevision.layers import TimeFolded
 from spikevision.neuron import LIF
 
@@ -48,7 +48,7 @@ def test_conv_acs_equal_brute_force(cfg, pruned):
         with torch.no_grad():
             conv.weight[torch.rand_like(conv.weight) < 0.3] = 0
     x = (torch.rand(2, cfg["in_channels"], 6, 7) < 0.4).float()
-    with OpsCounter(conv) as ops:
+    with SynOpsCounter(conv) as ops:
         y = conv(x)
     r = ops.result(samples=2).layers[0]
     assert r.input_kind == "binary"
@@ -65,12 +65,12 @@ def test_conv_acs_equal_brute_force(cfg, pruned):
 def test_linear_acs_nnz_times_out_and_real_is_dense():
     lin = nn.Linear(7, 5)
     x = (torch.rand(3, 4, 7) < 0.3).float()  # [T, B, N] straight into Linear
-    with OpsCounter(lin) as ops:
+    with SynOpsCounter(lin) as ops:
         lin(x)
     r = ops.result(samples=4).layers[0]
     assert r.acs == int(x.count_nonzero()) * 5 / 4
     xr = torch.randn(3, 4, 7)
-    with OpsCounter(lin) as ops:
+    with SynOpsCounter(lin) as ops:
         lin(xr)
     r = ops.result(samples=4).layers[0]
     assert r.input_kind == "real" and r.acs == 0
@@ -79,7 +79,7 @@ def test_linear_acs_nnz_times_out_and_real_is_dense():
     with torch.no_grad():
         lin.weight[:, 0] = 0
         lin.weight[2, 3] = 0
-    with OpsCounter(lin) as ops:
+    with SynOpsCounter(lin) as ops:
         lin(x)
     expect = sum(1 for row in x.reshape(-1, 7) for i in range(7) for o in range(5)
                  if row[i] != 0 and lin.weight[o, i] != 0)
@@ -91,11 +91,11 @@ def test_integer_inputs_mac_or_repeated_ac():
     conv = nn.Conv2d(2, 3, 3, padding=1, bias=False)
     x = torch.randint(0, 4, (1, 2, 5, 5)).float()  # block sums s_k + ... + s_0
     assert input_kind(x) == "integer" and input_kind((x > 1).float()) == "binary" and input_kind(x + 0.5) == "real"
-    with OpsCounter(conv) as ops:
+    with SynOpsCounter(conv) as ops:
         conv(x)
     r = ops.result(samples=1).layers[0]
     assert r.macs == r.dense_macs == 3 * 25 * 18 and r.acs == 0
-    with OpsCounter(conv, integer_inputs="repeated_ac") as ops:
+    with SynOpsCounter(conv, integer_inputs="repeated_ac") as ops:
         conv(x)
     r = ops.result(samples=1).layers[0]
     assert r.macs == 0
@@ -116,7 +116,7 @@ def test_neuron_updates_additions_and_time_folding():
     torch.manual_seed(0)
     net = nn.Sequential(TimeFolded(nn.Conv2d(1, 2, 3, padding=1)), _ToyBlock(2), _ToyBlock(2))
     x = torch.randn(3, 2, 1, 4, 4)  # T=3, B=2
-    with OpsCounter(net) as ops:
+    with SynOpsCounter(net) as ops:
         y = net(x)
     res = ops.result(samples=2)
     assert res.neuron_updates == {"1.lif": 3 * 2 * 4 * 4, "2.lif": 3 * 2 * 4 * 4}
@@ -130,10 +130,10 @@ def test_neuron_updates_additions_and_time_folding():
 def test_repeated_input_counted_once():
     conv = TimeFolded(nn.Conv2d(1, 2, 3, padding=1, bias=False))
     x = torch.randn(1, 2, 1, 4, 4).expand(3, 2, 1, 4, 4).contiguous()  # direct encoding: same image every step
-    with OpsCounter(conv, repeated_input_once=True, T=3) as ops:
+    with SynOpsCounter(conv, repeated_input_once=True, T=3) as ops:
         conv(x)
     once = ops.result(samples=2).layers[0].macs
-    with OpsCounter(conv) as ops:
+    with SynOpsCounter(conv) as ops:
         conv(x)
     assert ops.result(samples=2).layers[0].macs == 3 * once == 3 * 2 * 16 * 9
 
@@ -163,10 +163,10 @@ def test_footprint_and_connection_sparsity():
 
 def test_counter_errors():
     with pytest.raises(ValueError, match="integer_inputs"):
-        OpsCounter(nn.Linear(2, 2), integer_inputs="ac")
+        SynOpsCounter(nn.Linear(2, 2), integer_inputs="ac")
     with pytest.raises(ValueError, match="needs T"):
-        OpsCounter(nn.Linear(2, 2), repeated_input_once=True)
-    with OpsCounter(nn.Linear(2, 2)) as ops:
+        SynOpsCounter(nn.Linear(2, 2), repeated_input_once=True)
+    with SynOpsCounter(nn.Linear(2, 2)) as ops:
         pass
     with pytest.raises(ValueError, match="samples"):
         ops.result(samples=0)
@@ -184,7 +184,7 @@ def test_equal_to_neurobench():
     for layer in convs:
         shape = (2, layer.in_channels, 6, 7) if isinstance(layer, nn.Conv2d) else (3, 6)
         for x in ((torch.rand(shape) < 0.4).float(), torch.randn(shape)):
-            with OpsCounter(layer) as ops:
+            with SynOpsCounter(layer) as ops:
                 layer(x)
             r = ops.result(samples=1).layers[0]
             eff, spiking = layers_mod.single_layer_MACs(x, layer)
@@ -220,7 +220,7 @@ def test_whole_model_equals_neurobench():
         eff_ac, eff_mac = eff_ac + (eff if spiking else 0), eff_mac + (0 if spiking else eff)
         dense += tot
     assert eff_ac > 0 and eff_mac > 0  # both kinds present: analog first conv, spiking rest
-    with torch.no_grad(), OpsCounter(model) as ops:
+    with torch.no_grad(), SynOpsCounter(model) as ops:
         model(x)
     ours = ops.result(samples=x.shape[0]).neurobench()
     assert ours["Effective_ACs"] == pytest.approx(eff_ac / 3)
@@ -231,6 +231,6 @@ def test_whole_model_equals_neurobench():
 def test_repeated_spike_input_not_deduplicated():
     lin = TimeFolded(nn.Linear(3, 2))
     x = torch.zeros(4, 2, 3)  # silent spikes, identical at every step
-    with OpsCounter(lin, repeated_input_once=True, T=4) as ops:
+    with SynOpsCounter(lin, repeated_input_once=True, T=4) as ops:
         lin(x)
     assert ops.result(samples=2).layers[0].dense_macs == 4 * 2 * 3 * 2 / 2

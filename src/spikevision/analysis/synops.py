@@ -1,10 +1,15 @@
-"""Operation counts measured on real inputs: dense MACs, synaptic ACs, MACs, neuron updates, additions.
+"""Synaptic operation counts measured on real inputs, for energy: dense MACs, ACs, MACs, neuron updates, additions.
 
-:class:`OpsCounter` hooks every synaptic layer (``nn.Conv1d/2d/3d``,
+What a network's synapses and neurons do, in the units the papers' energy
+estimates use (:mod:`spikevision.analysis.energy`). Not to be confused with
+:mod:`spikevision.deploy.arithmetic`, which counts every executed ATen
+operation by arithmetic kind to prove multiplication-free inference.
+
+:class:`SynOpsCounter` hooks every synaptic layer (``nn.Conv1d/2d/3d``,
 ``nn.Linear``, also inside :class:`~spikevision.layers.TimeFolded`) and every
 spiking layer of a model, runs nothing itself, and counts what the forward
 passes executed inside its ``with`` block. All counts are totals over the
-recorded calls; :meth:`OpsCounter.result` divides by the number of samples.
+recorded calls; :meth:`SynOpsCounter.result` divides by the number of samples.
 
 **Definitions** (per synaptic layer and call, bias additions never counted):
 
@@ -66,7 +71,7 @@ from torch.overrides import TorchFunctionMode
 from spikevision.analysis.monitors import SPIKING_TYPES
 
 __all__ = [
-    "SYNAPTIC_TYPES", "InputKind", "IntegerMode", "LayerOps", "OpsResult", "OpsCounter", "input_kind",
+    "SYNAPTIC_TYPES", "InputKind", "IntegerMode", "LayerOps", "OpsResult", "SynOpsCounter", "input_kind",
     "conv_connections", "linear_connections", "footprint", "connection_sparsity", "dense_macs",
 ]
 
@@ -201,7 +206,7 @@ class OpsResult:
 class _AdditionMode(TorchFunctionMode):
     """Counts tensor + tensor additions issued directly by the innermost running container module."""
 
-    def __init__(self, counter: "OpsCounter") -> None:
+    def __init__(self, counter: "SynOpsCounter") -> None:
         super().__init__()
         self.counter = counter
 
@@ -216,7 +221,7 @@ class _AdditionMode(TorchFunctionMode):
         return out
 
 
-class OpsCounter:
+class SynOpsCounter:
     """Count operations of ``model`` while the ``with`` block runs (see the module docstring).
 
     Args:
@@ -233,7 +238,7 @@ class OpsCounter:
             folded batch ``[T*B, ...]``.
 
     Example:
-        >>> with OpsCounter(model) as ops:
+        >>> with SynOpsCounter(model) as ops:
         ...     model(images)  # [B, C, H, W]
         >>> res = ops.result(samples=images.shape[0])
         >>> res.totals["acs"], res.totals["macs"]
@@ -316,7 +321,7 @@ class OpsCounter:
             self._stack.pop()
 
     # ---- context manager
-    def __enter__(self) -> "OpsCounter":
+    def __enter__(self) -> "SynOpsCounter":
         try:
             for n, m in self.synaptic.items():
                 self._handles.append(m.register_forward_hook(self._synaptic_hook(n)))
@@ -362,7 +367,7 @@ class OpsCounter:
 class _paused:
     """Suspend addition counting while the counter does its own arithmetic."""
 
-    def __init__(self, counter: OpsCounter) -> None:
+    def __init__(self, counter: SynOpsCounter) -> None:
         self.counter = counter
 
     def __enter__(self) -> None:

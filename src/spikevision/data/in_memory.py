@@ -1,5 +1,7 @@
 """In-memory image data sets and the fast tensor-batch path.
 
+(Memory-saving training, activation recomputation, is :mod:`spikevision.train.memory_saving`.)
+
 Small data sets (MNIST, Fashion-MNIST, CIFAR) are decoded once into a uint8
 tensor ``[N, C, H, W]`` held in memory. Two ways to read them:
 

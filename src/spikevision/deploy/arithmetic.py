@@ -1,6 +1,9 @@
-"""Count every arithmetic operation a model executes, by kind and by layer.
+"""Count every arithmetic operation a model executes, by kind and by layer: the proof of multiplication-free inference.
 
-:class:`OpCounter` is a ``TorchDispatchMode``: it sees each ATen operation
+(The synaptic operation counts of the energy estimates, ACs and MACs per
+layer, are :mod:`spikevision.analysis.synops`.)
+
+:class:`ArithmeticCounter` is a ``TorchDispatchMode``: it sees each ATen operation
 that actually runs (whatever Python code issued it) and classifies it:
 
 | kind | ATen operations | counted |
@@ -22,7 +25,7 @@ and counted as ``other``. **Any operation in none of these lists is counted as
 an operation nobody classified (``addmv``, ``layer_norm``, a new ATen op)
 cannot pass for multiplication-free. Because it watches ATen, not our Python,
 a multiplication hidden anywhere in a layer (``x * w``, ``x @ w``,
-``F.conv2d``) is caught: that is what :meth:`OpCounter.assert_multiplication_free`
+``F.conv2d``) is caught: that is what :meth:`ArithmeticCounter.assert_multiplication_free`
 relies on.
 
 Each operation is charged to the innermost module running when it executed
@@ -40,14 +43,14 @@ from typing import Iterable
 from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ["OpCounter", "KINDS", "NOT_MFI_KINDS", "MultiplicationError", "uncounted"]
+__all__ = ["ArithmeticCounter", "KINDS", "NOT_MFI_KINDS", "MultiplicationError", "uncounted"]
 
-_ACTIVE: list["OpCounter"] = []
+_ACTIVE: list["ArithmeticCounter"] = []
 
 
 @contextlib.contextmanager
 def uncounted():
-    """Pause the active :class:`OpCounter` (if any) for bookkeeping: input checks, statistics."""
+    """Pause the active :class:`ArithmeticCounter` (if any) for bookkeeping: input checks, statistics."""
     counter = _ACTIVE[-1] if _ACTIVE else None
     if counter is None:
         yield
@@ -133,12 +136,12 @@ def _classify(name: str, args: tuple, out) -> dict[str, int]:
     return {"unknown": n_out}
 
 
-class OpCounter(TorchDispatchMode):
+class ArithmeticCounter(TorchDispatchMode):
     """Count executed operations per layer and kind (see the module docstring).
 
     Use as a context manager around a forward pass::
 
-        counter = OpCounter(model)
+        counter = ArithmeticCounter(model)
         with counter:
             model(x)
         counter.totals()            # {"add": ..., "mul": ...}

@@ -1,4 +1,6 @@
-"""Memory-saving training: recompute residual blocks in the backward pass.
+"""Memory-saving training: recompute residual blocks in the backward pass, keep saved spikes as int8.
+
+(Data sets held in memory are :mod:`spikevision.data.in_memory`.)
 
 Activation checkpointing (Chen, Xu, Zhang, Guestrin, "Training Deep Nets with
 Sublinear Memory Cost", arXiv 1604.06174) applied per residual block. A deep
