@@ -73,9 +73,10 @@ def test_layer_that_saw_no_spike_is_reported_inconclusive():
     assert "4" not in report.spike_driven
 
 
-def test_zoo_audits_match_the_specs():
-    """MS-ResNet: projection shortcuts multiply (ms-resnet spec 3); S-ResNet: the first conv of every
-    block after the first reads a non-binary block sum (spiking-resnet spec 4)."""
+def test_zoo_audits_match_the_architectures():
+    """MS-ResNet: projection shortcuts convolve the real-valued membrane stream, so they multiply (Hu et al.,
+    arXiv 2112.08954); S-ResNet: the first conv of every block after the first reads the non-binary sum of
+    spikes and block input (Vicente-Sola et al., arXiv 2111.05955)."""
     from spikevision.models import create_model
 
     torch.manual_seed(0)

@@ -12,11 +12,20 @@
   unknown: an ATen operation nobody classified, which counts against MFI like a multiplication);
 * whether it is multiplication-free, and if not, why.
 
-The reasons reproduce the papers' own audits: the analog first layer on
-pixels (all four papers), MS-ResNet's projection shortcuts on the real-valued
-stream (ms-resnet spec section 3, issue #4), GAC's gate (gac spec section 1),
-the spiking MLP's per-token BN (spiking-mlp spec section 4), S-ResNet's
-non-binary residual sums and its 0.8744 leak (spiking-resnet spec 2.2, 4).
+The reasons are the ones the four architectures imply:
+
+* the first layer reads analog pixels (every family);
+* MS-ResNet's projection shortcuts convolve the real-valued membrane stream,
+  not spikes (Hu et al., TNNLS 2024, arXiv 2112.08954; the released code in
+  github.com/Ariande1/MS-ResNet does this, as its issue 4 discusses);
+* GAC's gate multiplies the encoder's spikes by a sigmoid of attention maps
+  (Qiu et al., AAAI 2024, arXiv 2308.06582);
+* the spiking MLP's per-token BN normalises per token position, so it cannot
+  be folded into the weights shared by all tokens (Li et al., TNNLS 2024,
+  arXiv 2306.12465);
+* S-ResNet adds the block's spikes to its input after the neuron, so the next
+  block's first conv reads a non-binary sum, and its leak 0.8744 is no power
+  of two (Vicente-Sola et al., NCE 2022, arXiv 2111.05955).
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ In eval mode a BatchNorm is a fixed affine map per channel,
 ``b = beta - a * mean``. When it reads the output ``y = W x + c`` of a
 convolution or linear layer (and nothing else reads ``y``), the pair equals
 one layer with ``W' = a W`` (row-wise) and ``c' = a c + b``. This is what makes
-the BN-only spiking networks multiplication-free at inference (Li et al.,
-TNNLS 2024, spiking-mlp spec section 4): the folded layer still sees binary
-spikes, so it only accumulates.
+the BN-only spiking networks multiplication-free at inference, the argument
+of the spiking MLP paper (Li et al., TNNLS 2024, arXiv 2306.12465): the folded
+layer still sees binary spikes, so it only accumulates.
 
 **How pairs are found (documented rule).** :func:`find_bn_pairs` traces one
 forward pass (:mod:`spikevision.deploy.trace`) and pairs a BN with a
