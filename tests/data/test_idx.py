@@ -51,3 +51,19 @@ def test_short_payload_and_bad_magic(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope"):
         read_idx(tmp_path / "nope.gz")
+
+
+def test_wrong_type_code_is_named_not_called_truncated(tmp_path):
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.arange(10, dtype=np.uint8))
+    raw = bytearray(gzip.decompress((tmp_path / "train-labels-idx1-ubyte.gz").read_bytes()))
+    raw[2] = 0x0D  # says float32, holds uint8
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(bytes(raw))
+    with pytest.raises(CorruptFileError) as e:
+        read_idx(tmp_path / "train-labels-idx1-ubyte")
+    msg = str(e.value)
+    assert "train-labels-idx1-ubyte" in msg and "type code 0x0d (float32" in msg and "size of uint8" in msg
+    assert "truncated" not in msg
+    raw[2] = 0x08  # right code, one value missing: still "truncated"
+    (tmp_path / "cut").write_bytes(bytes(raw[:-1]))
+    with pytest.raises(CorruptFileError, match="truncated"):
+        read_idx(tmp_path / "cut")

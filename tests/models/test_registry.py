@@ -40,6 +40,18 @@ def test_duplicate_and_unknown_names(toy_model):
         list_models("no_such_family")
 
 
+@pytest.mark.parametrize("kwargs,message", [
+    ({"T": 2.5}, "T must be a whole number of time steps >= 1, got 2.5"),
+    ({"T": 0}, "T must be a whole number of time steps >= 1, got 0"),
+    ({"num_classes": -3}, "num_classes must be a whole number of classes >= 1, got -3"),
+    ({"num_classes": 0}, "num_classes must be .* got 0"),
+    ({"num_classes": True}, "num_classes must be .* got True"),
+])
+def test_shared_kwargs_are_checked_before_building(kwargs, message):
+    with pytest.raises(ValueError, match=f"mlp_spe_mini: {message}"):
+        create_model("mlp_spe_mini", **kwargs)
+
+
 @pytest.mark.parametrize("info", list_models(), ids=lambda i: i.name)
 def test_every_model_matches_its_registry_entry(info):
     """Each builder's defaults agree with what the registry advertises."""

@@ -1,5 +1,8 @@
 """The run loader: find_checkpoint, load_run and run_data_config on real checkpoint files."""
 
+import errno
+import os
+
 import pytest
 import torch
 
@@ -68,3 +71,84 @@ def test_run_data_config_overrides_and_event_frames(tmp_path):
     assert ck.run_data_config({**state, ck.MODEL_KWARGS_KEY: {}}).frames == 20  # the registered T
     with pytest.raises(ValueError, match="no data section"):
         ck.run_data_config({**state, ck.CONFIG_KEY: {}})
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused(tmp_path, bad):
+    model = create_model("tiny_snn_test", num_classes=10, T=2)
+    with torch.no_grad():
+        model.fc.weight[3, 1] = bad
+    path, _ = _save(tmp_path / "diverged.pt", model=model)
+    for load in (ck.load_run, ck.load_checkpoint):
+        with pytest.raises(ValueError, match=r"diverged.pt: model weights hold NaN or infinite values \(fc.weight\)"):
+            load(path)
+
+
+class Payload:  # what an untrusted file may carry: a class that unpickling would import and build
+    pass
+
+
+def test_a_pickled_object_is_refused_without_advice_to_load_it_unsafely(tmp_path):
+    torch.save({"model": Payload()}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError) as e:
+        ck.load_checkpoint(tmp_path / "foreign.pt")
+    msg = str(e.value)
+    assert "foreign.pt" in msg and "pickled Python objects, among them" in msg and "Payload" in msg
+    for advice in ("weights_only", "Re-running", "safe_globals", "trust"):
+        assert advice not in msg, msg
+    assert "\n" not in msg
+
+
+def _failing_save(exc, after_bytes=b"PK\x03\x04partial"):
+    def save(obj, f, *a, **k):  # writes part of the file, then fails as a full disk does
+        f.write(after_bytes)
+        raise exc
+    return save
+
+
+@pytest.mark.parametrize("exc", [
+    OSError(errno.ENOSPC, "No space left on device"),
+    RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 4480 vs 4374"),
+], ids=["ENOSPC", "torch-unexpected-pos"])
+def test_a_failed_write_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, exc):
+    path, _ = _save(tmp_path / "checkpoints" / ck.LAST)
+    good = path.read_bytes()
+    monkeypatch.setattr(torch, "save", _failing_save(exc))
+    with pytest.raises(ck.CheckpointWriteError) as e:
+        _save(path)
+    assert str(e.value) == (f"no space left on device writing {path}; last good checkpoint {path} kept; "
+                            "free some space, then continue with --resume")
+    assert e.value.errno == errno.ENOSPC and "enforce fail" not in str(e.value)
+    assert path.read_bytes() == good and sorted(p.name for p in path.parent.iterdir()) == [ck.LAST]  # no temp file
+    with pytest.raises(ck.CheckpointWriteError, match=r"writing .*best.pt; no earlier checkpoint"):
+        _save(path.with_name(ck.BEST))
+    assert sorted(p.name for p in path.parent.iterdir()) == [ck.LAST]
+
+
+def test_other_write_errors_and_foreign_runtime_errors(tmp_path, monkeypatch):
+    path, _ = _save(tmp_path / ck.LAST)
+    monkeypatch.setattr(torch, "save", _failing_save(PermissionError(errno.EACCES, "Permission denied")))
+    with pytest.raises(ck.CheckpointWriteError, match=rf"cannot write .*{ck.LAST} \(Permission denied\); last good"):
+        _save(path)
+    monkeypatch.setattr(torch, "save", _failing_save(RuntimeError("something else")))
+    with pytest.raises(RuntimeError, match="something else"):  # not a write failure: not dressed up as one
+        _save(path)
+    assert [p.name for p in tmp_path.iterdir()] == [ck.LAST]
+
+
+def test_run_lock_is_exclusive_and_released(tmp_path):
+    run = tmp_path / "new" / "run"
+    lock = ck.RunLock(run)
+    assert lock.created and (run / ck.LOCK_FILE).read_text() == f"{os.getpid()}\n"
+    with pytest.raises(ck.RunDirectoryBusyError, match=rf"run directory {run} is in use by another spikevision "
+                                                       rf"run \(process {os.getpid()}\).*another run.name"):
+        ck.RunLock(run)  # a second open file: flock refuses it even inside one process
+    lock.release()
+    lock.release()  # idempotent
+    second = ck.RunLock(run)
+    assert not second.created
+    second.release(discard=True)  # not created by it: the directory stays
+    assert (run / ck.LOCK_FILE).exists()
+    fresh = ck.RunLock(tmp_path / "failed")
+    fresh.release(discard=True)  # a set-up that failed in a directory it created: no trace left
+    assert not (tmp_path / "failed").exists()

@@ -71,6 +71,47 @@ def test_load_config_file_and_overrides(tmp_path):
         load_config(tmp_path / "missing.yaml")
 
 
+@pytest.mark.parametrize("override,message", [
+    ("model.T=0", "model.T must be a whole number of time steps >= 1, got 0"),
+    ("model.T=2.5", "model.T must be a whole number of time steps >= 1, got 2.5"),
+    ("model.num_classes=-3", "model.num_classes must be a whole number of classes >= 1, got -3"),
+    ("optim.lr=.nan", "optim.lr must be a finite number, got nan"),
+    ("optim.lr=.inf", "optim.lr must be a finite number, got inf"),
+    ("optim.lr=-0.1", "optim.lr must be > 0, got -0.1"),
+    ("optim.betas=[0.9,.nan]", "optim.betas must be a finite number, got [0.9, nan]"),
+    ("sched.min_lr=-.inf", "sched.min_lr must be a finite number, got -inf"),
+    ("train.epochs=0", "train.epochs must be >= 1, got 0"),
+    ("train.epochs=-2", "train.epochs must be >= 1, got -2"),
+    ("data.batch_size=0", "batch_size"),
+    ("data.batch_size=-8", "batch_size"),
+    ("run.progress_every_s=0", "run.progress_every_s must be > 0, got 0"),
+])
+def test_values_that_would_fail_at_run_time_fail_at_load_time(tmp_path, override, message):
+    path = tmp_path / "r.yaml"
+    path.write_text("model: {name: tiny_snn_test}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path, [override])
+    assert any(message in line for line in e.value.errors), e.value.errors
+
+
+def test_empty_and_malformed_recipes_name_the_file(tmp_path):
+    for text in ("", "\n", "# only a comment\n"):
+        (tmp_path / "empty.yaml").write_text(text)
+        with pytest.raises(ConfigError, match=r"empty.yaml is empty: .*write \{\} to train on all defaults"):
+            load_config(tmp_path / "empty.yaml")
+    (tmp_path / "defaults.yaml").write_text("{}\n")  # all defaults, asked for explicitly
+    assert load_config(tmp_path / "defaults.yaml").train.epochs == 10
+    (tmp_path / "bad.yaml").write_text("model: {name: tiny_snn_test}\ntrain: [epochs: 3\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml, line 3, column 1: not valid YAML \(while parsing"):
+        load_config(tmp_path / "bad.yaml")
+    (tmp_path / "list.yaml").write_text("- model\n- train\n")
+    with pytest.raises(ConfigError, match=r"list.yaml: a recipe must be a mapping of sections .* got list"):
+        load_config(tmp_path / "list.yaml")
+    (tmp_path / "binary.yaml").write_bytes(b"\x80\x81model:")
+    with pytest.raises(ConfigError, match=r"binary.yaml: not a text file"):
+        load_config(tmp_path / "binary.yaml")
+
+
 def test_quickstart_recipe_is_valid():
     from pathlib import Path
 

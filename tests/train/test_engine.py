@@ -1,8 +1,12 @@
 """The engine end to end on the tiny model and tiny IDX files: run directory, eval, NaN stop,
-SIGKILL mid-epoch then --resume equal bit for bit to an uninterrupted run, SIGTERM saves."""
+SIGKILL mid-epoch then --resume equal bit for bit to an uninterrupted run, SIGTERM saves; --resume with
+changed optimiser settings, one process per run directory, progress lines in a log, a full disk."""
 
+import io
 import json
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +21,8 @@ from spikevision.cli import main
 from spikevision.train import checkpoint as ck
 from spikevision.train.checkpoint import LAST
 from spikevision.train.config import load_config
-from spikevision.train.engine import NonFiniteLossError, fit, setup
+from spikevision.train.engine import NonFiniteLossError, fit, progress_lines, setup, train
+from spikevision.train.optim import lr_factor
 
 PY = sys.executable
 
@@ -159,3 +164,157 @@ def test_sigterm_saves_checkpoint_and_exits(fmnist_root, tmp_path, recipe):
     assert "SIGTERM" in err and "--resume" in err
     state = ck.load_checkpoint(tmp_path / "term" / "checkpoints" / LAST)
     assert 8 <= state[ck.STEP_KEY] < 400 * 8
+
+
+def test_resume_applies_changed_optimiser_and_schedule(fmnist_root, tmp_path, recipe, caplog):
+    base = {"train.epochs": 1, "run.tensorboard": False}
+    assert main(["train", str(recipe), *tiny_overrides(fmnist_root, tmp_path, "retune", **base)]) == 0
+    changed = {**base, "train.epochs": 2, "optim.lr": 0.01, "optim.momentum": 0.5, "optim.weight_decay": 1e-3,
+               "sched.min_lr": 1e-3}
+    cfg = load_config(recipe, tiny_overrides(fmnist_root, tmp_path, "retune", **changed))
+    caplog.set_level(logging.INFO, logger="spikevision.train.engine")
+    tr = setup(cfg, resume=True)
+    assert ("--resume: optim.lr 0.1 -> 0.01, optim.momentum 0.9 -> 0.5, optim.weight_decay 0.0 -> 0.001, "
+            "sched.min_lr 0.0 -> 0.001, train.epochs 1 -> 2; applied from step 8 on") in caplog.text
+    decay, no_decay = tr.optimizer.param_groups
+    assert (decay["momentum"], decay["weight_decay"], no_decay["momentum"], no_decay["weight_decay"]) == (
+        0.5, 1e-3, 0.5, 0.0)
+    assert tr.scheduler.base_lrs == [0.01, 0.01] and tr.optimizer.state  # the momentum buffers were loaded
+    used = []  # the rate each optimiser step actually uses
+    tr.optimizer.register_step_pre_hook(lambda opt, args, kwargs: used.append(opt.param_groups[0]["lr"]))
+    fit(tr)
+    tr.lock.release()
+    expected = [0.01 * lr_factor(step, cfg.sched, 0.01, 8, 2) for step in range(8, 16)]
+    assert used == expected and expected[0] != expected[-1]
+    assert json.loads((tmp_path / "retune" / "metrics.jsonl").read_text().splitlines()[-1])["lr"] == pytest.approx(
+        0.01 * lr_factor(16, cfg.sched, 0.01, 8, 2))
+
+
+def test_resume_refuses_optimiser_changes_that_cannot_carry_its_state(fmnist_root, tmp_path, recipe):
+    base = {"train.epochs": 1, "run.tensorboard": False}
+    assert main(["train", str(recipe), *tiny_overrides(fmnist_root, tmp_path, "fixed", **base)]) == 0
+    for change, message in ((("optim.name", "adamw"),), r"optim.name='sgd' \(now 'adamw'\)"), \
+                           ((("optim.no_decay_1d", False),), r"optim.no_decay_1d=True \(now False\)"):
+        cfg = load_config(recipe, tiny_overrides(fmnist_root, tmp_path, "fixed", **base, **dict(change)))
+        with pytest.raises(ValueError, match=rf"--resume cannot change {message}.*run.name="):
+            setup(cfg, resume=True)
+
+
+_HOLDER = """
+import sys, torch
+sys.argv = [sys.argv[0]] + sys.argv[2:]
+import tiny_model
+from spikevision.cli import main
+torch.set_num_threads(1)
+step, calls = torch.optim.SGD.step, []
+def paused_step(self, *a, **k):  # before steps 1 and 2: say so on stdout, go on after a line on stdin
+    calls.append(1)
+    if len(calls) <= 2:
+        print(f"paused before step {len(calls)}", flush=True)
+        sys.stdin.readline()
+    return step(self, *a, **k)
+torch.optim.SGD.step = paused_step
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _expect_line(proc, line):
+    got = proc.stdout.readline()  # blocks until the holder reaches the pause (or dies: "")
+    if got != line:
+        proc.kill()
+        pytest.fail(f"expected {line!r} from the holder, got {got!r}; its stderr:\n{proc.communicate()[1]}")
+
+
+def _snapshot(folder):
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
+
+
+def test_one_process_per_run_directory(fmnist_root, tmp_path, recipe):
+    """Process 1 trains and pauses; a second start and a concurrent --resume fail at once, writing nothing;
+    once process 1 is SIGKILLed its lock is gone and the run resumes."""
+    extra = {"train.epochs": 1, "train.ckpt_every_steps": 1, "run.tensorboard": False}
+    args = ["train", str(recipe), *tiny_overrides(fmnist_root, tmp_path, "busy", **extra)]
+    run = tmp_path / "busy"
+    holder = subprocess.Popen([PY, "-c", _HOLDER, "x", *args], env=_child_env(), stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line, second in (("paused before step 1\n", args), ("paused before step 2\n", [*args, "--resume"])):
+            _expect_line(holder, line)  # the first pause: no checkpoint yet; the second: step 1 checkpointed
+            before = _snapshot(run)
+            p = subprocess.run([PY, str(ENTRY), *second], env=_child_env(), capture_output=True, text=True,
+                               timeout=120)
+            assert p.returncode == 1, p.stderr
+            busy = [x for x in p.stderr.splitlines() if "in use" in x]
+            assert len(busy) == 1 and "Traceback" not in p.stderr, p.stderr
+            assert f"run directory {run} is in use by another spikevision run (process {holder.pid})" in busy[0]
+            assert _snapshot(run) == before  # nothing written, nothing touched
+            holder.stdin.write("\n")
+            holder.stdin.flush()
+        assert (run / "checkpoints" / LAST).is_file()
+        holder.kill()  # SIGKILL: no handler runs, the kernel drops the lock
+        holder.communicate()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.communicate()
+    assert main([*args, "--resume"]) == 0
+    assert ck.load_checkpoint(run / "checkpoints" / LAST)[ck.STEP_KEY] == 8
+
+
+def test_progress_lines_follow_the_clock(caplog):
+    caplog.set_level(logging.INFO, logger="spikevision.train.engine")
+    ticks = iter(range(0, 1000, 10))  # every call of the clock is 10 s later
+    clock = lambda: float(next(ticks))  # noqa: E731
+    assert list(progress_lines(range(8), 8, "epoch 0", 30.0, clock, status=lambda: "loss 1.0000")) == list(range(8))
+    assert [r.getMessage() for r in caplog.records] == [
+        "epoch 0: 3/8 batches (38%), 0.10 batches/s, about 50s left, loss 1.0000",
+        "epoch 0: 6/8 batches (75%), 0.10 batches/s, about 20s left, loss 1.0000"]
+    caplog.clear()
+    ticks = iter(range(0, 1000, 40))  # a resumed epoch: 5 of 12 batches done before
+    assert len(list(progress_lines(range(7), 12, "epoch 2", 60.0, clock, done=5))) == 7
+    assert [r.getMessage() for r in caplog.records] == [
+        "epoch 2: 7/12 batches (58%), 0.03 batches/s, about 3m20s left",
+        "epoch 2: 9/12 batches (75%), 0.03 batches/s, about 2m00s left",
+        "epoch 2: 11/12 batches (92%), 0.03 batches/s, about 40s left"]
+
+
+@pytest.mark.parametrize("progress,lines", [("auto", 2), ("off", 0)])
+def test_training_into_a_log_file_prints_progress_lines(fmnist_root, tmp_path, recipe, caplog, monkeypatch,
+                                                        progress, lines):
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal
+    cfg = load_config(recipe, tiny_overrides(fmnist_root, tmp_path, progress, **{
+        "train.epochs": 1, "run.tensorboard": False, "run.progress": progress, "run.progress_every_s": 30}))
+    tr = setup(cfg)
+    ticks = iter(range(0, 10_000, 10))
+    tr.clock = lambda: float(next(ticks))
+    caplog.set_level(logging.INFO, logger="spikevision.train.engine")
+    fit(tr)
+    tr.lock.release()
+    found = [r.getMessage() for r in caplog.records if "batches/s" in r.getMessage()]
+    assert len(found) == lines and all(re.fullmatch(r"epoch 0: [36]/8 batches \(\d+%\), 0\.10 batches/s, about "
+                                                    r"\d+s left, loss \d\.\d{4}", x) for x in found), found
+
+
+def test_full_disk_during_training_keeps_the_last_good_checkpoint(fmnist_root, tmp_path, recipe, monkeypatch):
+    cfg = load_config(recipe, tiny_overrides(fmnist_root, tmp_path, "full", **{"train.epochs": 2,
+                                                                              "run.tensorboard": False}))
+    real_save, calls = torch.save, []
+
+    def save(obj, f, *a, **k):  # epoch 0's last.pt and best.pt are written; then the disk is full
+        calls.append(1)
+        if len(calls) <= 2:
+            return real_save(obj, f, *a, **k)
+        f.write(b"PK\x03\x04")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 4480 vs 4374")
+
+    monkeypatch.setattr(torch, "save", save)
+    last = tmp_path / "full" / "checkpoints" / LAST
+    with pytest.raises(ck.CheckpointWriteError) as e:
+        train(cfg)
+    assert str(e.value) == (f"no space left on device writing {last}; last good checkpoint {last} kept; free some "
+                            "space, then continue with --resume")
+    assert ck.load_checkpoint(last)[ck.EPOCH_KEY] == 1
+    assert sorted(p.name for p in last.parent.iterdir()) == ["best.pt", "last.pt"]  # no temporary file left
+    monkeypatch.setattr(torch, "save", real_save)  # space freed: the run continues (its lock was released)
+    assert train(cfg, resume=True)["epoch"] == 1
+    assert ck.load_checkpoint(last)[ck.EPOCH_KEY] == 2

@@ -51,9 +51,10 @@ def read_idx(path: str | Path) -> np.ndarray:
 
     Raises:
         FileNotFoundError: no such file.
-        CorruptFileError: bad gzip stream, bad magic number, or a size that
-            disagrees with the header (a truncated or padded file); the message
-            names the file.
+        CorruptFileError: bad gzip stream, bad magic number, a type code that
+            does not fit the data (the payload has exactly the size of another
+            type's values), or a size that disagrees with the header (a
+            truncated or padded file); the message names the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -73,6 +74,14 @@ def read_idx(path: str | Path) -> np.ndarray:
     dtype = IDX_DTYPES[code]
     expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(data) != expected:
+        count, payload = int(np.prod(shape, dtype=np.int64)), len(data) - header
+        fits = [c for c, d in IDX_DTYPES.items() if d.itemsize != dtype.itemsize and count * d.itemsize == payload]
+        if count and fits:  # the values are all there, at another width: the type byte is wrong, not the length
+            raise CorruptFileError(
+                path, f"type code {code:#04x} ({dtype.name}, {dtype.itemsize} bytes a value) does not fit the "
+                f"data: shape {list(shape)} has {payload} bytes of values, the size of "
+                f"{IDX_DTYPES[fits[0]].name} (code {fits[0]:#04x})",
+                "the file's third byte (the type code) is wrong; MNIST-style images and labels are 0x08 (uint8)")
         what = "truncated" if len(data) < expected else "has trailing bytes"
         raise CorruptFileError(path, f"{what}: header says shape {list(shape)} ({expected} bytes) "
                                      f"but the decompressed file has {len(data)} bytes")

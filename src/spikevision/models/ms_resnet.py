@@ -293,6 +293,7 @@ class MSResNet(SpikingClassifier):
                 f"rebuild with in_chans={x.shape[-3]}"
             )
         if self.encoder_has_stem:
+            self.check_input(x)
             return self.encoder(x)
         return super().encode(x)
 

@@ -14,6 +14,7 @@ keyword arguments so CLI defaults never override a model's own defaults.
 from __future__ import annotations
 
 import difflib
+import numbers
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Mapping
 
@@ -22,7 +23,7 @@ from torch import nn
 from spikevision.neuron.functional import NeuronParams
 
 __all__ = ["ModelInfo", "Modality", "MODALITIES", "register_model", "create_model", "list_models", "get_model_info",
-           "UnknownModelError"]
+           "UnknownModelError", "check_shared_kwargs"]
 
 #: What a model takes: ``"image"``, a static image ``[B, C, H, W]`` that its encoder turns into a
 #: sequence (a ready sequence ``[T, B, C, H, W]`` is accepted too); ``"events"``, event frames
@@ -137,6 +138,20 @@ def get_model_info(name: str) -> ModelInfo:
     return _REGISTRY[name]
 
 
+def check_shared_kwargs(kwargs: Mapping[str, Any]) -> list[str]:
+    """Problems with the builder arguments every family shares (one message each; empty if none).
+
+    ``T`` (time steps) and ``num_classes`` must be whole numbers >= 1 when given: ``T=2.5``, ``T=0`` or
+    ``num_classes=-3`` would otherwise fail deep inside a builder, or build a model without outputs.
+    """
+    errors = []
+    for key, what in (("T", "time steps"), ("num_classes", "classes")):
+        v = kwargs.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
+            errors.append(f"{key} must be a whole number of {what} >= 1, got {v!r}")
+    return errors
+
+
 #: builder arguments that may differ from a pretrained model's card (the weights do not depend on them)
 PRETRAINED_FREE_KWARGS = frozenset({"T"})
 
@@ -160,7 +175,8 @@ def create_model(name: str, pretrained: str | None = None, **kwargs) -> nn.Modul
         UnknownModelError: ``name`` is not registered (lists the closest names).
         TypeError: a keyword the builder does not take.
         spikevision.weights.PretrainedNotFoundError: no such weights (lists the shipped ones).
-        ValueError: a kwarg that contradicts the pretrained card (names both values).
+        ValueError: a kwarg that contradicts the pretrained card (names both values), or a ``T`` or
+            ``num_classes`` that is not a whole number >= 1 (:func:`check_shared_kwargs`).
     """
     info = get_model_info(name)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
@@ -176,6 +192,9 @@ def create_model(name: str, pretrained: str | None = None, **kwargs) -> nn.Modul
             raise ValueError(f"{name} pretrained={pretrained!r} cannot take {', '.join(clash)}; drop those "
                              f"arguments, or build without pretrained and load your own weights")
         kwargs = {**trained, **kwargs}
+    problems = check_shared_kwargs(kwargs)
+    if problems:
+        raise ValueError(f"{name}: {'; '.join(problems)}")
     try:
         model = info.builder(**kwargs)
     except TypeError as e:

@@ -325,6 +325,7 @@ class SResNet(SpikingClassifier):
             raise ValueError(f"this S-ResNet takes event-frame sequences [T, B, {self.in_chans}, H, W] "
                              f"(T={self.T}), got an image batch {list(x.shape)}; bin the events into T frames")
         if self.encoder_has_stem:
+            self.check_input(x)
             return self.encoder(x)
         return super().encode(x)
 

@@ -10,7 +10,10 @@ optimiser/scheduler/gradient-scaler state, the partial metrics of the current
 epoch, and every RNG state (Python, NumPy, torch CPU, CUDA) as tensors.
 
 Files are written atomically (temporary file in the same folder, then
-``os.replace``): a crash leaves the previous checkpoint intact.
+``os.replace``): a crash, a full disk or any other write failure leaves the
+previous checkpoint intact, and a failed write raises
+:class:`CheckpointWriteError` naming the file kept. Loading refuses model
+weights holding NaN or infinite values.
 
 A run directory (``runs/<name>/``, written by :mod:`spikevision.train.engine`)
 holds :data:`CONFIG_FILE`, :data:`METRICS_FILE` and
@@ -19,13 +22,19 @@ one way to get a trained model back from a run directory or a checkpoint file
 (``spikevision eval``, ``profile``, ``report`` and the analysis helpers use
 it): the model is rebuilt by name and keyword arguments and its weights are
 loaded strictly; every failure is a ``FileNotFoundError`` or ``ValueError``
-that says what to do.
+that says what to do. :class:`RunLock` keeps two processes from training in one
+run directory.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import logging
 import os
+import pickle
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -33,6 +42,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 from torch import nn
+
+try:
+    import fcntl
+except ImportError:  # Windows: runs are not locked
+    fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from spikevision.data import DataConfig
@@ -42,14 +56,18 @@ __all__ = [
     "EPOCH_STEP_KEY", "OPTIMIZER_KEY", "SCHEDULER_KEY", "SCALER_KEY", "RNG_KEY", "BEST_KEY", "METER_KEY",
     "TRAIN_TIME_KEY", "VERSION_KEY", "save_checkpoint", "load_checkpoint", "capture_rng_state",
     "restore_rng_state", "CHECKPOINT_DIR", "LAST", "BEST", "METRICS_FILE", "CONFIG_FILE", "find_checkpoint",
-    "LoadedRun", "load_run", "run_data_config",
+    "LoadedRun", "load_run", "run_data_config", "LOCK_FILE", "RunLock", "RunDirectoryBusyError",
+    "CheckpointWriteError", "load_error_reason",
 ]
+
+log = logging.getLogger(__name__)
 
 # The run directory <run>/ (names shared by the engine, the commands and the study runner)
 CHECKPOINT_DIR = "checkpoints"  # <run>/checkpoints/
 LAST, BEST = "last.pt", "best.pt"  # file names in <run>/checkpoints/: latest state, best test top-1
 METRICS_FILE = "metrics.jsonl"  # <run>/metrics.jsonl: one JSON line per epoch
 CONFIG_FILE = "config.yaml"  # <run>/config.yaml: the resolved config
+LOCK_FILE = ".lock"  # <run>/.lock: locked (flock) by the process training the run; holds its pid
 Which = Literal["best", "last"]
 
 FORMAT_VERSION = 1
@@ -105,36 +123,87 @@ def restore_rng_state(state: dict[str, Any]) -> None:
             torch.cuda.set_rng_state_all(cuda_states)
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (full disk, read-only folder, ...); the previous file is kept."""
+
+
+# torch's zip writer reports a short write (a full disk) as "[enforce fail at inline_container.cc:...] .
+# unexpected pos N vs M" or "PytorchStreamWriter failed writing file ...": a RuntimeError without the errno
+_TORCH_WRITE_FAILED = ("inline_container", "PytorchStreamWriter", "file write failed", "unexpected pos")
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _write_error(path: Path, e: BaseException, existed: bool) -> CheckpointWriteError:
+    kept = f"last good checkpoint {path} kept" if existed else "no earlier checkpoint of that name existed"
+    if isinstance(e, RuntimeError) or e.errno in _NO_SPACE:
+        err = CheckpointWriteError(f"no space left on device writing {path}; {kept}; free some space, then "
+                                   "continue with --resume")
+        err.errno = errno.ENOSPC
+    else:
+        err = CheckpointWriteError(f"cannot write {path} ({e.strerror or e}); {kept}")
+        err.errno = e.errno
+    return err
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` to ``path`` atomically (temp file + ``os.replace``).
 
     Raises:
         ValueError: required keys are missing.
+        CheckpointWriteError: the write failed (no space left on device, no permission, ...); the file
+            that was at ``path`` before is untouched and no temporary file is left.
     """
     missing = [k for k in _REQUIRED if k not in state]
     if missing:
         raise ValueError(f"checkpoint state lacks {missing}; build it with the engine's checkpoint_state()")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and not any(s in str(e) for s in _TORCH_WRITE_FAILED):
+            raise
+        raise _write_error(path, e, path.is_file()) from None
     finally:
         if tmp.exists():
             tmp.unlink()
     return path
 
 
+def load_error_reason(e: BaseException) -> str:
+    """One line saying why ``torch.load`` failed, without torch's advice to load the file unsafely.
+
+    torch answers a file holding pickled objects with "Re-running ``torch.load`` with ``weights_only``
+    set to ``False`` will likely succeed" and a way to allow-list the class: for a file from elsewhere
+    either would run its code, so neither is passed on.
+    """
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    if isinstance(e, pickle.UnpicklingError) or "weights_only" in text:
+        found = re.search(r"GLOBAL (\S+) was not an allowed global", text)
+        what = f", among them {found.group(1)}" if found else ""
+        return (f"it holds pickled Python objects{what}, which are never loaded (spikevision files hold only "
+                "tensors and plain values): it was not written by spikevision, or was altered")
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(e).__name__}: {first}"
+
+
+def _non_finite(weights: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors in ``weights`` holding NaN or infinite values."""
+    return [k for k, v in weights.items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True`` and check its keys.
+    """Load a checkpoint with ``weights_only=True`` and check its keys and weights.
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        ValueError: not a spikevision checkpoint, or damaged.
+        ValueError: not a spikevision checkpoint, damaged, or model weights holding NaN or infinite values.
     """
     path = Path(path)
     if not path.is_file():
@@ -142,7 +211,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # a truncated or foreign file
-        raise ValueError(f"{path} cannot be loaded as a checkpoint ({type(e).__name__}: {e}); "
+        raise ValueError(f"{path} cannot be loaded as a checkpoint ({load_error_reason(e)}); "
                          "it may be damaged, use another checkpoint (last.pt / best.pt)") from None
     if not isinstance(state, dict):
         raise ValueError(f"{path} holds a {type(state).__name__}, not a spikevision checkpoint dict")
@@ -153,7 +222,77 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if state[VERSION_KEY] > FORMAT_VERSION:
         raise ValueError(f"{path} has checkpoint format {state[VERSION_KEY]}, newer than this spikevision "
                          f"({FORMAT_VERSION}); upgrade spikevision")
+    bad = _non_finite(state[MODEL_KEY]) if isinstance(state[MODEL_KEY], dict) else []
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise ValueError(f"{path}: model weights hold NaN or infinite values ({', '.join(bad[:3])}{more}); the "
+                         "run diverged before this file was written, or it was altered; use an earlier "
+                         "checkpoint (best.pt) or train again (e.g. with a lower optim.lr)")
     return state
+
+
+class RunDirectoryBusyError(FileExistsError):
+    """Another process holds the run directory's lock: it is training (or resuming) that run."""
+
+
+class RunLock:
+    """An exclusive lock on a run directory, held by the process that trains it.
+
+    ``fcntl.flock`` on ``<run>/.lock`` (:data:`LOCK_FILE`, created if missing; it holds the owner's
+    process id). The kernel drops the lock when the process exits or dies, SIGKILL included, so a crash
+    never leaves a stale lock. Where locks are not supported (Windows, some network file systems) the
+    run proceeds unlocked, with a warning.
+
+    Args:
+        run_dir: the run directory; created (with its parents) if missing.
+
+    Raises:
+        RunDirectoryBusyError: another process holds the lock; nothing was written.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.created = not self.run_dir.exists()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.run_dir / LOCK_FILE
+        self._file: Any = open(self.path, "a+")
+        if fcntl is None:
+            return
+        try:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            pid = self._file.read().strip()
+            self._file.close()
+            who = f" (process {pid})" if pid.isdigit() else ""
+            raise RunDirectoryBusyError(
+                f"run directory {self.run_dir} is in use by another spikevision run{who}; wait for it to end or "
+                f"stop it, or train under another run.name") from None
+        except OSError as e:  # ENOLCK, EOPNOTSUPP: a file system without locks
+            log.warning(f"cannot lock {self.path} ({e.strerror}); make sure no other process trains this run")
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"{os.getpid()}\n")
+        self._file.flush()
+
+    def release(self, discard: bool = False) -> None:
+        """Drop the lock (idempotent).
+
+        Args:
+            discard: set-up failed: if this lock created the run directory, remove the lock file and the
+                directory again (when empty), leaving no trace of the failed start.
+        """
+        if self._file.closed:
+            return
+        if discard and self.created:
+            self.path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.run_dir.rmdir()
+        self._file.close()  # closing the file drops the lock
+
+    def __del__(self) -> None:
+        if getattr(self, "_file", None) is not None:
+            self.release()
 
 
 def find_checkpoint(run_dir: str | Path, which: Which = "best") -> Path:

@@ -13,8 +13,10 @@ plus ``key=value`` overrides from the command line (dotted keys, values parsed
 as YAML: ``train.epochs=3``, ``model.neuron_params.v_th=0.5``,
 ``data.mean=[0.5]``). :func:`load_config` validates everything before anything
 runs and raises one :class:`ConfigError` listing every problem, each unknown key
-with the nearest valid one. :meth:`Config.to_dict` is what the run directory's
-``config.yaml`` and every checkpoint store.
+with the nearest valid one; numbers must be finite (``optim.lr=.nan`` is an error).
+An empty recipe file is an error (``{}`` asks for all defaults explicitly).
+:meth:`Config.to_dict` is what the run directory's ``config.yaml`` and every
+checkpoint store.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
 import re
 import types
 import typing
@@ -184,8 +187,10 @@ class RunConfig:
         name: run name; the run directory is ``out_dir/name``.
         out_dir: parent folder of run directories.
         tensorboard: write TensorBoard event files.
-        progress: tqdm bars: ``"auto"`` (only on a terminal, rank 0), ``"on"``/true, ``"off"``/false
-            (YAML reads a bare ``on``/``off`` as a boolean; both spellings work).
+        progress: rank 0's training progress: ``"auto"`` (a tqdm bar on a terminal; without one, e.g.
+            into a log file, a plain line every ``progress_every_s`` seconds), ``"on"``/true (always the
+            bar), ``"off"``/false (YAML reads a bare ``on``/``off`` as a boolean; both spellings work).
+        progress_every_s: seconds between the plain progress lines.
     """
 
     name: str = "run"
@@ -198,6 +203,7 @@ class RunConfig:
         return Path(self.out_dir) / self.name
 
 
+    progress_every_s: float = 30.0
 @dataclass
 class Config:
     """A whole run: one dataclass per section."""
@@ -272,6 +278,15 @@ def _describe(hint: Any) -> str:
         return " | ".join(repr(a) for a in args)
     if origin in (typing.Union, types.UnionType):
         return " | ".join(_describe(a) for a in args)
+def _finite(value: Any) -> bool:
+    """No NaN or infinity in ``value`` (a number, or a list/tuple of them); other values pass."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v) for v in value)
+    return True
+
+
     if hint is type(None):
         return "null"
     if origin in (list, tuple):
@@ -306,6 +321,8 @@ def _section(cls: type, name: str, raw: Any, errors: list[str], everything: Mapp
 
 
 def _check_values(cfg: Config, errors: list[str]) -> None:
+        elif not _finite(value):
+            errors.append(f"{name}.{key} must be a finite number, got {value!r}")
     o, s, t = cfg.optim, cfg.sched, cfg.train
     if o.lr <= 0:
         errors.append(f"optim.lr must be > 0, got {o.lr}")
@@ -346,7 +363,9 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
 
 
 def _check_model(model: ModelConfig, errors: list[str]) -> None:
-    from spikevision.models.registry import UnknownModelError, get_model_info
+    from spikevision.models.registry import UnknownModelError, check_shared_kwargs, get_model_info
+    if not cfg.run.progress_every_s > 0:
+        errors.append(f"run.progress_every_s must be > 0, got {cfg.run.progress_every_s}")
 
     try:
         info = get_model_info(model.name)
@@ -356,6 +375,7 @@ def _check_model(model: ModelConfig, errors: list[str]) -> None:
     params = inspect.signature(info.builder).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
+    errors.extend(f"model.{problem}" for problem in check_shared_kwargs(model.kwargs))
     valid = [n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
     for key in model.kwargs:
         if key not in valid:
@@ -472,7 +492,8 @@ def read_recipe(path: str | Path | None) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ConfigError: malformed YAML.
+        ConfigError: malformed YAML, an empty file (write ``{}`` for all defaults), or a file whose top
+            level is not a mapping of sections; the message names the file.
     """
     if path is None:
         return {}
@@ -480,7 +501,18 @@ def read_recipe(path: str | Path | None) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} not found; pass a YAML recipe, e.g. configs/quickstart.yaml")
     try:
-        raw = yaml_load(path.read_text()) or {}
+        raw = yaml_load(path.read_text())
     except yaml.YAMLError as e:
-        raise ConfigError([f"{path} is not valid YAML: {e}"]) from None
+        mark = getattr(e, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = " ".join(str(x) for x in (getattr(e, "context", None), getattr(e, "problem", None)) if x) or str(e)
+        raise ConfigError([f"{path}{where}: not valid YAML ({what})"]) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"{path}: not a text file ({e.reason} at byte {e.start})"]) from None
+    if raw is None:
+        raise ConfigError([f"{path} is empty: a recipe needs at least one section (model, data, optim, sched, "
+                           "train, run); write {} to train on all defaults"])
+    if not isinstance(raw, Mapping):
+        raise ConfigError([f"{path}: a recipe must be a mapping of sections (model:, data:, ...), got "
+                           f"{type(raw).__name__}"])
     return raw

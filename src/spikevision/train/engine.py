@@ -19,12 +19,20 @@ checkpoints every epoch and every ``train.ckpt_every_steps`` steps, exact
 resume mid-epoch (the data order of epoch ``e`` is a function of ``(seed, e)``
 and the skipped batches are re-drawn, not re-trained); SIGINT/SIGTERM save a
 checkpoint and exit; a NaN/inf loss stops the run, keeping the last good checkpoint.
+One process trains a run directory at a time (:class:`~spikevision.train.checkpoint.RunLock`).
+On ``--resume``, changed optimiser and schedule settings (``optim.lr``, ``sched.*``,
+``train.epochs``, ...) replace the checkpoint's from the restored step on, with a notice.
+Without a terminal (a log file), progress is a plain line every ``run.progress_every_s`` seconds.
 
 Raises (before anything runs): :class:`~spikevision.train.config.ConfigError`
-for invalid configs; ``FileExistsError`` for a new run over an existing one;
-``FileNotFoundError`` for ``--resume`` without a checkpoint; ``ValueError``
-for a checkpoint whose model differs from the config, or TET with a model
-lacking ``forward_head(per_step=True)``.
+for invalid configs; ``FileExistsError`` for a new run over an existing one, and
+its subclass :class:`~spikevision.train.checkpoint.RunDirectoryBusyError` when another
+process trains in the run directory; ``FileNotFoundError`` for ``--resume`` without a
+checkpoint; ``ValueError`` for a checkpoint whose model differs from the config, a
+``--resume`` that changes ``optim.name``/``optim.no_decay_*``, or TET with a model
+lacking ``forward_head(per_step=True)``. While running:
+:class:`~spikevision.train.checkpoint.CheckpointWriteError` when a checkpoint cannot
+be written (the previous one is kept).
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -54,10 +62,10 @@ from spikevision.train.config import Config
 from spikevision.train.distributed import (DistInfo, all_reduce_sum, cleanup_distributed, init_distributed,
                                            wait_for_all_ranks, wrap_ddp)
 from spikevision.train.losses import build_loss
-from spikevision.train.optim import build_optimizer, build_scheduler
+from spikevision.train.optim import build_optimizer, build_scheduler, changed_settings, retune
 
 __all__ = ["train", "fit", "evaluate", "setup", "Trainer", "TrainState", "NonFiniteLossError",
-           "TrainingInterrupted", "SpikeCounter", "build_model", "build_loaders"]
+           "TrainingInterrupted", "SpikeCounter", "build_model", "build_loaders", "progress_lines"]
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +193,8 @@ class Trainer:
     stop: StopFlag
     writer: Any = None
     session_start: float = field(default_factory=time.perf_counter)
+    lock: ck.RunLock | None = None  # held by rank 0 while it trains the run directory
+    clock: Callable[[], float] = time.monotonic  # paces the plain progress lines (tests pass a fake one)
 
     @property
     def ckpt_dir(self) -> Path:
@@ -250,14 +260,33 @@ def _prepare_run_dir(cfg: Config, resume: bool) -> Path:
 
 
 def setup(cfg: Config, resume: bool = False) -> Trainer:
-    """Build everything from a validated config; with ``resume``, restore ``last.pt`` exactly."""
-    from spikevision.data import build_mixup, get_dataset_info
+    """Build everything from a validated config; with ``resume``, restore ``last.pt`` exactly.
 
     run_dir = _prepare_run_dir(cfg, resume)
+    Rank 0 locks the run directory first (:class:`~spikevision.train.checkpoint.RunLock`), so a second
+    run of the same ``run.name`` fails with ``RunDirectoryBusyError`` before writing anything; the lock
+    is kept in ``Trainer.lock`` and released by :func:`train` (or when the process ends).
+    """
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     torch.set_flush_denormal(cfg.train.flush_denormal)
     dist = init_distributed(cfg.train.device)
+    lock = ck.RunLock(run_dir) if dist.is_main else None
+    try:
+        _prepare_run_dir(cfg, resume)  # again under the lock: another run may have started or ended meanwhile
+        tr = _build(cfg, resume, dist, run_dir)
+    except BaseException:
+        if lock is not None:
+            lock.release(discard=True)  # a new run directory that failed to set up is removed again
+        raise
+    tr.lock = lock
+    return tr
+
+
+def _build(cfg: Config, resume: bool, dist: DistInfo, run_dir: Path) -> Trainer:
+    """The rest of :func:`setup`, under the run directory's lock: seed, build, restore, write config.yaml."""
+    from spikevision.data import build_mixup, get_dataset_info
+
     _seed_everything(cfg.train.seed, cfg.train.deterministic)
     num_classes = get_dataset_info(cfg.data.name).num_classes
     model, kwargs = build_model(cfg, num_classes)
@@ -319,9 +348,16 @@ def _restore(tr: Trainer, state: dict[str, Any]) -> None:
                          f"config builds {tr.cfg.model.name}({tr.model_kwargs}); resume with the run's own "
                          f"config ({tr.run_dir / CONFIG_FILE})")
     tr.model.load_state_dict(state[ck.MODEL_KEY])
+    changes = changed_settings(state[ck.CONFIG_KEY], tr.cfg.to_dict())  # raises before anything is loaded
+    fresh = [{k: v for k, v in g.items() if k != "params"} for g in tr.optimizer.param_groups]  # the config's
     tr.optimizer.load_state_dict(state[ck.OPTIMIZER_KEY])
     tr.scheduler.load_state_dict(state[ck.SCHEDULER_KEY])
     tr.scaler.load_state_dict(state[ck.SCALER_KEY])
+    if changes:  # the config wins over the checkpoint; nothing changed = untouched (exact resume)
+        retune(tr.optimizer, tr.scheduler, fresh)
+        if tr.dist.is_main:
+            log.info(f"--resume: {', '.join(changes)}; applied from step {state[ck.STEP_KEY]} on "
+                     f"(learning rate now {tr.optimizer.param_groups[0]['lr']:.4g})")
     tr.state = TrainState(state[ck.EPOCH_KEY], state[ck.STEP_KEY], state[ck.EPOCH_STEP_KEY], state[ck.BEST_KEY],
                           state[ck.METER_KEY].to(torch.float64), state[ck.TRAIN_TIME_KEY])
     ck.restore_rng_state(state[ck.RNG_KEY])  # last: building the model above consumed random numbers
@@ -371,14 +407,51 @@ def _log_epoch(tr: Trainer, record: dict[str, Any]) -> None:
              f"{test}, lr {record['lr']:.3g}, {record['throughput']:.0f} img/s, {record['epoch_time_s']:.1f} s")
 
 
-def _progress(it: Iterator, total: int, tr: Trainer, epoch: int) -> Iterator:
-    mode = tr.cfg.run.progress
-    show = tr.dist.is_main and (mode in ("on", True) or (mode == "auto" and sys.stderr.isatty()))
-    if not show:
-        return it
-    from tqdm import tqdm
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
-    return tqdm(it, total=total, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
+
+def progress_lines(it: Iterable, total: int, desc: str, every_s: float, clock: Callable[[], float] = time.monotonic,
+                   done: int = 0, status: Callable[[], str] | None = None) -> Iterator:
+    """Yield from ``it``, logging a plain progress line every ``every_s`` seconds: progress for a log file.
+
+    A line reads ``epoch 3: 120/469 batches (26%), 4.10 batches/s, about 1m25s left, loss 0.4321``.
+    It is written after a batch once ``every_s`` seconds of ``clock`` have passed since the last line
+    (or the start), never after the last batch; so which batches get a line depends only on ``clock``.
+
+    Args:
+        it: the batches (``total - done`` of them).
+        total: batches in the whole pass; ``done``: batches already done before ``it`` (a resumed epoch).
+        desc: what runs (``"epoch 3"``).
+        every_s: seconds between lines.
+        clock: seconds, monotonic (``time.monotonic``; tests give a fake one).
+        status: extra text for each line (e.g. the running loss).
+    """
+    start = last = clock()
+    for i, item in enumerate(it, 1):
+        yield item
+        now = clock()
+        if now - last >= every_s and done + i < total:
+            rate = i / max(now - start, 1e-9)
+            extra = f", {status()}" if status is not None else ""
+            log.info(f"{desc}: {done + i}/{total} batches ({100 * (done + i) / total:.0f}%), {rate:.2f} batches/s, "
+                     f"about {_duration((total - done - i) / rate)} left{extra}")
+            last = now
+
+
+def _progress(it: Iterator, tr: Trainer, epoch: int) -> Iterator:
+    """A tqdm bar on a terminal (or with ``run.progress=on``); plain lines into a log file; rank 0 only."""
+    mode, total, done = tr.cfg.run.progress, len(tr.train_loader), tr.state.epoch_step
+    if not tr.dist.is_main or mode in ("off", False):
+        return it
+    if mode in ("on", True) or sys.stderr.isatty():
+        from tqdm import tqdm
+
+        return tqdm(it, total=total, initial=done, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
+    st = tr.state
+    return progress_lines(it, total, f"epoch {epoch}", tr.cfg.run.progress_every_s, tr.clock, done,
+                          lambda: f"loss {st.meter[0].item() / max(1.0, st.meter[3].item()):.4f}")
 
 
 def _check_step(tr: Trainer, loss: Tensor) -> float:
@@ -418,7 +491,7 @@ def fit(tr: Trainer) -> dict[str, Any]:
         tr.net.train()
         start, seen = time.perf_counter(), 0
         batches = itertools.islice(tr.train_loader, st.epoch_step, None)  # mid-epoch resume: skip done batches
-        for x, y in _progress(batches, len(tr.train_loader) - st.epoch_step, tr, epoch):
+        for x, y in _progress(batches, tr, epoch):
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             target = y
             if tr.mixup is not None:
@@ -485,3 +558,5 @@ def train(cfg: Config, resume: bool = False) -> dict[str, Any]:
                 tr.writer.close()
         tr = None  # drop the DDP wrapper (and the group it holds) before leaving the group
         cleanup_distributed()
+            if tr.lock is not None:
+                tr.lock.release()

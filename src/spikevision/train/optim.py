@@ -3,20 +3,22 @@
 Schedules are a ``LambdaLR`` stepped after every optimiser step, so a
 mid-epoch checkpoint resumes the rate exactly: linear warm-up from
 ``warmup_start * lr`` over ``warmup_epochs``, then cosine to ``min_lr``, step
-decay at ``milestones`` (in epochs), or constant.
+decay at ``milestones`` (in epochs), or constant. :func:`retune` puts a changed
+config's values on a restored optimiser and schedule (``--resume`` with a new ``optim.lr``).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from spikevision.train.config import OptimConfig, SchedConfig
 
-__all__ = ["param_groups", "build_optimizer", "build_scheduler", "lr_factor"]
+__all__ = ["param_groups", "build_optimizer", "build_scheduler", "lr_factor", "retune", "changed_settings",
+           "FIXED_ON_RESUME"]
 
 
 def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
@@ -64,3 +66,51 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: SchedConfig, lr: floa
     """Per-step ``LambdaLR`` following :func:`lr_factor`."""
     fn: Callable[[int], float] = lambda step: lr_factor(step, cfg, lr, steps_per_epoch, epochs)  # noqa: E731
     return torch.optim.lr_scheduler.LambdaLR(optimizer, fn)
+
+
+def retune(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
+           groups: Sequence[Mapping[str, Any]]) -> None:
+    """Give a restored optimiser and schedule the hyper-parameters of the current config.
+
+    Loading a checkpoint's optimiser state also loads its hyper-parameters (``lr``, ``weight_decay``,
+    ``momentum``, ``betas``, ...) and the schedule's peak rates. This puts back the values of an
+    optimiser and ``LambdaLR`` built from the current config, keeping the loaded moments and the step;
+    the rate becomes the new peak times the new schedule's factor at the restored step (the schedule's
+    function is always the current config's: ``LambdaLR`` does not save a lambda).
+
+    Args:
+        optimizer, scheduler: restored from a checkpoint.
+        groups: the param-group settings of the freshly built optimiser (``params`` and ``lr`` are
+            ignored; ``initial_lr``, set by the scheduler, is the new peak rate), taken before the
+            checkpoint's state was loaded over them.
+    """
+    for group, new in zip(optimizer.param_groups, groups, strict=True):
+        group.update({k: v for k, v in new.items() if k not in ("params", "lr")})
+    scheduler.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+    lrs = [base * fn(scheduler.last_epoch) for base, fn in zip(scheduler.base_lrs, scheduler.lr_lambdas)]
+    for group, lr in zip(optimizer.param_groups, lrs):
+        group["lr"] = lr
+    scheduler._last_lr = lrs  # what get_last_lr() reports: LambdaLR's own record of the rates it set
+
+
+#: optimiser settings that decide which parameters it holds and what its state means: fixed for a run
+FIXED_ON_RESUME = ("optim.name", "optim.no_decay_1d", "optim.no_decay_names")
+
+
+def changed_settings(saved: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """``["optim.lr 0.1 -> 0.01", ...]``: optimiser, schedule and ``train.epochs`` values that differ
+    between the checkpoint's config ``saved`` and the current one ``now`` (``Config.to_dict()`` form).
+
+    Raises:
+        ValueError: a change that cannot carry the optimiser state over (:data:`FIXED_ON_RESUME`).
+    """
+    pairs = [(f"{sec}.{k}", (saved.get(sec) or {}).get(k, v), v) for sec in ("optim", "sched")
+             for k, v in now[sec].items()]
+    pairs.append(("train.epochs", (saved.get("train") or {}).get("epochs", now["train"]["epochs"]),
+                  now["train"]["epochs"]))
+    changed = [(key, old, new) for key, old, new in pairs if old != new]
+    fixed = [f"{key}={old!r} (now {new!r})" for key, old, new in changed if key in FIXED_ON_RESUME]
+    if fixed:
+        raise ValueError(f"--resume cannot change {', '.join(fixed)}: the checkpoint's optimiser state belongs to "
+                         "the old setting; resume with the old value, or start a new run (run.name=<new name>)")
+    return [f"{key} {old!r} -> {new!r}" for key, old, new in changed]

@@ -1,0 +1,40 @@
+"""SpikingClassifier.check_input: every family refuses NaN/inf, a foreign float dtype and empty inputs."""
+
+import pytest
+import torch
+
+from spikevision.models import create_model, get_model_info
+
+# one small model per family, and both GAC paths (the encoder owns the stem: encode skips the base checks)
+MODELS = [("mlp_spe_mini", {}), ("ms_resnet_mini", {}), ("gac_ms_resnet_mini", {}), ("spiking_cnn_mini", {}),
+          ("sresnet20", {"width": 4, "T": 2}), ("sresnet20", {"width": 4, "T": 2, "encoding": "gac"})]
+
+
+def _model_and_input(name, kwargs):
+    torch.manual_seed(0)
+    model = create_model(name, **kwargs).eval()
+    return model, torch.rand(get_model_info(name).input_shape(2, model_kwargs=kwargs))
+
+
+@pytest.mark.parametrize("name,kwargs", MODELS, ids=[f"{n}{'-gac' if k.get('encoding') else ''}" for n, k in MODELS])
+def test_bad_inputs_are_refused_with_clear_errors(name, kwargs):
+    model, x = _model_and_input(name, kwargs)
+    with torch.no_grad():
+        assert torch.isfinite(model(x)).all()  # the clean input passes
+        for bad in (float("nan"), float("inf"), -float("inf")):
+            y = x.clone()
+            y.view(-1)[3] = bad
+            with pytest.raises(ValueError, match=r"input with 1 NaN or infinite values"):
+                model(y)
+        with pytest.raises(TypeError, match=r"torch.float32 weights but got a torch.float64 input.*x.to"):
+            model(x.double())
+        with pytest.raises(ValueError, match=r"empty input of shape \[0, "):
+            model(x[:0])  # no samples (no time steps for event models)
+        with pytest.raises(ValueError, match=r"empty input of shape \[0, 2, "):
+            model(x.unsqueeze(0)[:0] if x.dim() == 4 else x.transpose(0, 1)[:0])  # a sequence of no time steps
+
+
+def test_autocast_accepts_other_float_dtypes():
+    model, x = _model_and_input("mlp_spe_mini", {})
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model(x.bfloat16()).shape == (2, 10)
