@@ -197,13 +197,13 @@ class RunConfig:
     out_dir: str = "runs"
     tensorboard: bool = True
     progress: Literal["auto", "on", "off"] | bool = "auto"
+    progress_every_s: float = 30.0
 
     @property
     def run_dir(self) -> Path:
         return Path(self.out_dir) / self.name
 
 
-    progress_every_s: float = 30.0
 @dataclass
 class Config:
     """A whole run: one dataclass per section."""
@@ -272,12 +272,6 @@ def _type_ok(value: Any, hint: Any) -> bool:
     return True
 
 
-def _describe(hint: Any) -> str:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is Literal:
-        return " | ".join(repr(a) for a in args)
-    if origin in (typing.Union, types.UnionType):
-        return " | ".join(_describe(a) for a in args)
 def _finite(value: Any) -> bool:
     """No NaN or infinity in ``value`` (a number, or a list/tuple of them); other values pass."""
     if isinstance(value, float):
@@ -287,6 +281,12 @@ def _finite(value: Any) -> bool:
     return True
 
 
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_describe(a) for a in args)
     if hint is type(None):
         return "null"
     if origin in (list, tuple):
@@ -315,14 +315,14 @@ def _section(cls: type, name: str, raw: Any, errors: list[str], everything: Mapp
             errors.append(f"unknown key {name}.{key}{hint}")
         elif not _type_ok(value, hints[key]):
             errors.append(f"{name}.{key} must be {_describe(hints[key])}, got {value!r}")
+        elif not _finite(value):
+            errors.append(f"{name}.{key} must be a finite number, got {value!r}")
         else:
             kwargs[key] = tuple(value) if typing.get_origin(hints[key]) is tuple else value
     return cls(**kwargs)
 
 
 def _check_values(cfg: Config, errors: list[str]) -> None:
-        elif not _finite(value):
-            errors.append(f"{name}.{key} must be a finite number, got {value!r}")
     o, s, t = cfg.optim, cfg.sched, cfg.train
     if o.lr <= 0:
         errors.append(f"optim.lr must be > 0, got {o.lr}")
@@ -358,15 +358,16 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
             errors.append(f"train.{key} must be >= 1, got {getattr(t, key)}")
     if t.threads is not None and t.threads < 1:
         errors.append(f"train.threads must be >= 1 or null, got {t.threads}")
+    if not cfg.run.progress_every_s > 0:
+        errors.append(f"run.progress_every_s must be > 0, got {cfg.run.progress_every_s}")
     if not cfg.run.name or "/" in cfg.run.name or cfg.run.name in (".", ".."):
         errors.append(f"run.name must be a plain folder name, got {cfg.run.name!r}")
 
 
 def _check_model(model: ModelConfig, errors: list[str]) -> None:
     from spikevision.models.registry import UnknownModelError, check_shared_kwargs, get_model_info
-    if not cfg.run.progress_every_s > 0:
-        errors.append(f"run.progress_every_s must be > 0, got {cfg.run.progress_every_s}")
 
+    errors.extend(f"model.{problem}" for problem in check_shared_kwargs(model.kwargs))
     try:
         info = get_model_info(model.name)
     except UnknownModelError as e:
@@ -375,7 +376,6 @@ def _check_model(model: ModelConfig, errors: list[str]) -> None:
     params = inspect.signature(info.builder).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
-    errors.extend(f"model.{problem}" for problem in check_shared_kwargs(model.kwargs))
     valid = [n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
     for key in model.kwargs:
         if key not in valid:

@@ -192,9 +192,9 @@ class Trainer:
     state: TrainState
     stop: StopFlag
     writer: Any = None
-    session_start: float = field(default_factory=time.perf_counter)
     lock: ck.RunLock | None = None  # held by rank 0 while it trains the run directory
     clock: Callable[[], float] = time.monotonic  # paces the plain progress lines (tests pass a fake one)
+    session_start: float = field(default_factory=time.perf_counter)
 
     @property
     def ckpt_dir(self) -> Path:
@@ -262,11 +262,11 @@ def _prepare_run_dir(cfg: Config, resume: bool) -> Path:
 def setup(cfg: Config, resume: bool = False) -> Trainer:
     """Build everything from a validated config; with ``resume``, restore ``last.pt`` exactly.
 
-    run_dir = _prepare_run_dir(cfg, resume)
     Rank 0 locks the run directory first (:class:`~spikevision.train.checkpoint.RunLock`), so a second
     run of the same ``run.name`` fails with ``RunDirectoryBusyError`` before writing anything; the lock
     is kept in ``Trainer.lock`` and released by :func:`train` (or when the process ends).
     """
+    run_dir = _prepare_run_dir(cfg, resume)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     torch.set_flush_denormal(cfg.train.flush_denormal)
@@ -347,17 +347,17 @@ def _restore(tr: Trainer, state: dict[str, Any]) -> None:
         raise ValueError(f"the checkpoint holds {state[ck.MODEL_NAME_KEY]}({state[ck.MODEL_KWARGS_KEY]}) but the "
                          f"config builds {tr.cfg.model.name}({tr.model_kwargs}); resume with the run's own "
                          f"config ({tr.run_dir / CONFIG_FILE})")
-    tr.model.load_state_dict(state[ck.MODEL_KEY])
     changes = changed_settings(state[ck.CONFIG_KEY], tr.cfg.to_dict())  # raises before anything is loaded
     fresh = [{k: v for k, v in g.items() if k != "params"} for g in tr.optimizer.param_groups]  # the config's
+    tr.model.load_state_dict(state[ck.MODEL_KEY])
     tr.optimizer.load_state_dict(state[ck.OPTIMIZER_KEY])
     tr.scheduler.load_state_dict(state[ck.SCHEDULER_KEY])
-    tr.scaler.load_state_dict(state[ck.SCALER_KEY])
     if changes:  # the config wins over the checkpoint; nothing changed = untouched (exact resume)
         retune(tr.optimizer, tr.scheduler, fresh)
         if tr.dist.is_main:
             log.info(f"--resume: {', '.join(changes)}; applied from step {state[ck.STEP_KEY]} on "
                      f"(learning rate now {tr.optimizer.param_groups[0]['lr']:.4g})")
+    tr.scaler.load_state_dict(state[ck.SCALER_KEY])
     tr.state = TrainState(state[ck.EPOCH_KEY], state[ck.STEP_KEY], state[ck.EPOCH_STEP_KEY], state[ck.BEST_KEY],
                           state[ck.METER_KEY].to(torch.float64), state[ck.TRAIN_TIME_KEY])
     ck.restore_rng_state(state[ck.RNG_KEY])  # last: building the model above consumed random numbers
@@ -556,7 +556,7 @@ def train(cfg: Config, resume: bool = False) -> dict[str, Any]:
             tr.stop.restore()
             if tr.writer is not None:
                 tr.writer.close()
-        tr = None  # drop the DDP wrapper (and the group it holds) before leaving the group
-        cleanup_distributed()
             if tr.lock is not None:
                 tr.lock.release()
+        tr = None  # drop the DDP wrapper (and the group it holds) before leaving the group
+        cleanup_distributed()
