@@ -13,6 +13,13 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv "$VENV"
 fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+# setuptools >= 77 reads pyproject's SPDX license and license-files (tests/test_packaging.py builds a wheel
+# offline with the environment's setuptools); a Python 3.11 venv starts with an older one
+if ! "$VENV/bin/python" -c "import setuptools, sys; sys.exit(int(setuptools.__version__.split('.')[0]) < 77)" \
+        >/dev/null 2>&1; then
+    echo "[setup] installing setuptools>=77"
+    "${PIP[@]}" install "setuptools>=77"
+fi
 if ! "$VENV/bin/python" -c "import torch, torchvision, spikevision, pytest, nir, neurobench" >/dev/null 2>&1; then
     echo "[setup] installing packages (torch from requirements/torch.txt)"
     "${PIP[@]}" install -r requirements/torch.txt

@@ -24,7 +24,7 @@ def test_models_family_filter(capsys):
     assert main(["models", "--family", family, "--no-macs"]) == 0
     out = capsys.readouterr().out
     assert all(line.split()[1] == family for line in out.splitlines()[2:-1])
-    with pytest.raises(ValueError, match="unknown family"):
+    with pytest.raises(SystemExit, match="^spikevision models: unknown family 'no_such_family'"):
         main(["models", "--family", "no_such_family"])
 
 
@@ -87,8 +87,13 @@ def test_profile_errors(tmp_path):
         main(["profile", "no_such_net"])
     with pytest.raises(SystemExit, match="^spikevision profile: .*no best.pt or last.pt"):
         main(["profile", str(tmp_path)])
-    with pytest.raises(SystemExit, match="^spikevision profile: --data needs a run directory"):
-        main(["profile", "mlp_spe_mini", "--data"])
+    with pytest.raises(SystemExit, match="^spikevision profile: --test-batch needs a run directory"):
+        main(["profile", "mlp_spe_mini", "--test-batch"])
+    # model arguments the builder cannot take, an input the model cannot run on: one line each
+    with pytest.raises(SystemExit, match="^spikevision profile: cannot build mlp_spe_mini with T=2, num_classes=-3"):
+        main(["profile", "mlp_spe_mini", "--T", "2", "--num-classes", "-3"])
+    with pytest.raises(SystemExit, match=r"^spikevision profile: mlp_spe_mini cannot run on input \[1, 1, 8, 8\]"):
+        main(["profile", "mlp_spe_mini", "--T", "1", "--batch-size", "1", "--input-size", "1", "8", "8"])
     import torch
 
     torch.save({"w": torch.zeros(1)}, tmp_path / "bare.pt")  # a bare state dict, not a checkpoint
@@ -96,7 +101,7 @@ def test_profile_errors(tmp_path):
         main(["profile", str(tmp_path / "bare.pt")])
 
 
-def test_profile_run_directory_with_its_data(tmp_path, capsys):
+def test_profile_run_directory_with_its_data(tmp_path, capsys, caplog):
     import numpy as np
     import torch
 
@@ -125,9 +130,16 @@ def test_profile_run_directory_with_its_data(tmp_path, capsys):
     run = tmp_path / "run"
     ck.save_checkpoint(run / "checkpoints" / "last.pt", state)
 
-    assert main(["profile", str(run), "--data", "--batch-size", "3", "--no-neurons"]) == 0
+    caplog.set_level("INFO")
+    assert main(["profile", str(run), "--test-batch", "--batch-size", "3", "--no-neurons"]) == 0
     out = capsys.readouterr().out
     assert "trained 7 steps" in out and "first test batch of mnist" in out and "input [3, 1, 28, 28]" in out
+    assert "profile: one forward pass of mlp_spe_mini" in caplog.text  # progress: each stage on stderr
+    # the old spelling --data works for one release, with a warning
+    assert main(["profile", str(run), "--data", "--batch-size", "3", "--no-neurons"]) == 0
+    old = capsys.readouterr()
+    assert "first test batch of mnist" in old.out
+    assert "--data is deprecated and will be removed in the next release; use --test-batch" in old.err
     # the same numbers as profiling the checkpointed model on that batch directly
     x, _ = next(iter(build_loader(DataConfig.from_dict({**data_cfg, "eval_batch_size": 3, "device": "cpu"}),
                                   "test")))

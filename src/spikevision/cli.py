@@ -2,7 +2,10 @@
 
 Each command lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; this file only maps names to those modules, so adding a
-command is one line in :data:`COMMANDS`.
+command is one line in :data:`COMMANDS`. Exit statuses, the same for every command
+(:mod:`spikevision.commands`): 0 done, 1 the request cannot be carried out (a missing
+or damaged file, data, a model an export target cannot express, a failed run), 2 an
+invalid request (command line, recipe or study), 128 + N stopped by signal N.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "version": ("spikevision.commands.version", "print the spikevision, torch and Python versions"),
     "smoke": ("spikevision.commands.smoke", "build a small spiking network and push a batch through it"),
     "models": ("spikevision.commands.models", "list the model zoo: name, family, paper, T, input, parameters"),
+    "recipes": ("spikevision.commands.recipes", "list the recipes shipped with spikevision (spikevision train NAME)"),
     "train": ("spikevision.commands.train", "train a model from a YAML recipe (key=value overrides, --resume)"),
     "eval": ("spikevision.commands.eval", "evaluate a run directory or checkpoint on its test set"),
     "profile": ("spikevision.commands.profile", "per-layer firing rates, ACs/MACs and energy of a model or run"),
@@ -30,12 +34,21 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+EPILOG = ("exit status: 0 done; 1 the request cannot be carried out (missing or damaged file, data, a model the "
+          "export target cannot express, a failed run); 2 invalid request (command line, recipe or study); "
+          "128+N stopped by signal N")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from spikevision import __version__
+
     parser = argparse.ArgumentParser(
         prog="spikevision",
         description="Train, measure and deploy deep spiking neural networks for vision.",
+        epilog=EPILOG,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"spikevision {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)

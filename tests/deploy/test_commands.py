@@ -38,15 +38,16 @@ def test_safetensors_round_trip(tmp_path):
     assert not (tmp_path / "bad.safetensors").exists()
 
 
-def test_export_command_safetensors_and_nir(tmp_path, capsys):
+def test_export_command_safetensors_and_nir(tmp_path, capsys, caplog):
     src = save_weights(_tiny_model(), tmp_path / "w.safetensors", model_name="mlp_spe_mini", model_kwargs=TINY)
     assert main(["export", str(src), "--format", "safetensors", "--fold", "-o", str(tmp_path / "f.safetensors")]) == 0
     assert read_metadata(tmp_path / "f.safetensors")["kind"] == "folded"
     with pytest.raises(ValueError, match="folded"):
         load_model(tmp_path / "f.safetensors")
-    # the spiking MLP's axial token mixing permutes features: refused, nothing written
-    assert main(["export", str(src), "--format", "nir", "-o", str(tmp_path / "m.nir")]) == 2
-    assert "stages.0.blocks.0.token" in capsys.readouterr().err
+    # the spiking MLP's axial token mixing permutes features: refused (exit status 1), nothing written
+    assert main(["export", str(src), "--format", "nir", "-o", str(tmp_path / "m.nir")]) == 1
+    assert "spikevision export: cannot export mlp_spe_mini to NIR" in caplog.text
+    assert "stages.0.blocks.0.token" in caplog.text
     assert not (tmp_path / "m.nir").exists()
     assert main(["export", "ms_resnet20", "--model-kwargs", '{"T": 2}', "--format", "nir",
                  "-o", str(tmp_path / "ms.nir")]) == 0
@@ -74,7 +75,7 @@ def _run_dir(tmp_path, name: str, kwargs: dict, model):
     return run
 
 
-def test_deploy_command_on_a_run_directory(tmp_path, capsys):
+def test_deploy_command_on_a_run_directory(tmp_path, capsys, caplog):
     run = _run_dir(tmp_path, "mlp_spe_mini", TINY, _tiny_model())
     assert main(["deploy", str(run), "--batch-size", "5", "--audit-batch", "2", "--limit", "11"]) == 0
     out = capsys.readouterr().out
@@ -85,11 +86,12 @@ def test_deploy_command_on_a_run_directory(tmp_path, capsys):
     assert "stages.0.blocks.0.channel.norm1" in audit["non_mfi_layers"]
     meta = read_metadata(run / "deploy" / "integer_model.safetensors")
     assert meta["kind"] == "integer" and meta["extra"]["engine"]["weight_bits"] == 16
-    with pytest.raises(FileNotFoundError, match="has no best.pt or last.pt"):
+    with pytest.raises(SystemExit, match="^spikevision deploy: .*has no best.pt or last.pt"):
         main(["deploy", str(tmp_path / "fmnist")])
-    # the C target cannot express the spiking MLP's token mixing: refused by name, nothing written
-    assert main(["export", str(run), "--format", "c", "-o", str(tmp_path / "mlp_c")]) == 2
-    assert "stages.0.blocks.0.token" in capsys.readouterr().err
+    # the C target cannot express the spiking MLP's token mixing: refused by name (exit status 1), nothing written
+    assert main(["export", str(run), "--format", "c", "-o", str(tmp_path / "mlp_c")]) == 1
+    assert "spikevision export: cannot export mlp_spe_mini to C" in caplog.text
+    assert "stages.0.blocks.0.token" in caplog.text
     assert not (tmp_path / "mlp_c").exists()
 
 

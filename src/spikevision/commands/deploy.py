@@ -18,11 +18,16 @@ bit on ``--check`` test images, then measures agreement over the test set and th
 speed of the runtime next to the dense float model (batch 1 and batch 64, same
 threads), and writes ``native.json``.
 
+The output folder is checked for writing before any work; progress of the agreement
+measurement goes to stderr (:func:`spikevision.commands.progress`); a problem with the
+source, the data or the output folder is one line ``spikevision deploy: ...`` (exit
+statuses: :mod:`spikevision.commands`).
+
 Examples::
 
     spikevision deploy runs/quickstart
     spikevision deploy runs/quickstart --limit 2000 --leak shift_add
-    spikevision deploy mlp_spe_mini --data fashion_mnist --limit 500
+    spikevision deploy mlp_spe_mini --dataset fashion_mnist --limit 500
     spikevision deploy runs/quickstart --runtime native
 """
 
@@ -31,8 +36,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import time
 from pathlib import Path
+
+from spikevision.commands import (EXIT_USAGE, DeprecatedAlias, check_writable, json_object, positive_int, progress,
+                                  report_error, user_errors)
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +49,15 @@ log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="run directory, checkpoint .pt, weights .safetensors, or a model name")
     parser.add_argument("--weights", default=None, help="weights for a model name (.safetensors or state-dict .pt)")
-    parser.add_argument("--model-kwargs", default="{}", help='JSON builder kwargs for a model name, e.g. \'{"T": 4}\'')
-    parser.add_argument("--data", default=None, help="data set for the agreement check (default: the run's)")
+    parser.add_argument("--model-kwargs", type=json_object, default={},
+                        help='JSON builder kwargs for a model name, e.g. \'{"T": 4}\'')
+    dataset = parser.add_argument("--dataset", default=None, metavar="NAME",
+                                  help="data set for the agreement check (default: the run's), e.g. fashion_mnist")
+    parser.add_argument("--data", action=DeprecatedAlias, target=dataset)
     parser.add_argument("--data-root", default=None, help="folder of the data set files")
-    parser.add_argument("--limit", type=int, default=None, help="evaluate at most N test images (default: all)")
-    parser.add_argument("--batch-size", type=int, default=250, help="evaluation batch size (default 250)")
-    parser.add_argument("--audit-batch", type=int, default=16, help="images used for the audit's op counts")
+    parser.add_argument("--limit", type=positive_int, default=None, help="evaluate at most N test images (default: all)")
+    parser.add_argument("--batch-size", type=positive_int, default=250, help="evaluation batch size (default 250)")
+    parser.add_argument("--audit-batch", type=positive_int, default=16, help="images used for the audit's op counts")
     parser.add_argument("--weight-bits", type=int, default=16, help="signed bits per weight (default 16)")
     parser.add_argument("--frac-bits", type=int, default=24, help="fixed-point fraction bits (default 24)")
     parser.add_argument("--leak", choices=("mul", "shift_add"), default="mul",
@@ -53,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="output folder (default RUN_DIR/deploy or deploy/<model>)")
     parser.add_argument("--runtime", choices=("python", "native"), default="python",
                         help="evaluate with the Python integer engine (default) or the native C runtime")
-    parser.add_argument("--check", type=int, default=256,
+    parser.add_argument("--check", type=positive_int, default=256,
                         help="native: images on which the runtime must equal the Python engine bit for bit")
 
 
@@ -68,11 +80,24 @@ def _timed(fn, x, reps: int = 7) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def _agreement(float_model, model, loader, args: argparse.Namespace) -> dict:
+    """Top-1 agreement of ``model`` with the float model over the test set (``--limit`` images), progress on stderr."""
+    from spikevision.deploy.audit import compare_models
+
+    total = len(loader)
+    if args.limit is not None:
+        total = min(total, math.ceil(args.limit / args.batch_size))
+    start = time.perf_counter()
+    result = compare_models(float_model, model, progress(loader, total, f"deploy: agreement ({args.runtime})"),
+                            limit=args.limit)
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    return result
+
+
 def _native(src, im, loader, example, args) -> dict:
     """Bit-exactness against the Python engine, agreement with float, and speed of the native runtime."""
     import torch
 
-    from spikevision.deploy.audit import compare_models
     from spikevision.deploy.native import compile_native
 
     start = time.perf_counter()
@@ -96,9 +121,7 @@ def _native(src, im, loader, example, args) -> dict:
         raise RuntimeError("the native runtime disagrees with the Python integer engine; please report this "
                            "(spikevision deploy --runtime python still works)")
     if loader is not None:
-        start = time.perf_counter()
-        out["agreement"] = compare_models(src.model, native, loader, limit=args.limit)
-        out["agreement"]["seconds"] = round(time.perf_counter() - start, 1)
+        out["agreement"] = _agreement(src.model, native, loader, args)
     speed = {}
     with torch.no_grad():
         for batch in (1, 64):
@@ -120,12 +143,12 @@ def _loader(src, args):
     from spikevision.data import DataConfig, build_loader
 
     data = src.data
-    if args.data is not None:
-        data = DataConfig(name=args.data, root=args.data_root)
+    if args.dataset is not None:
+        data = DataConfig(name=args.dataset, root=args.data_root)
     elif data is not None and args.data_root is not None:
         data = dataclasses.replace(data, root=args.data_root)
     if data is None:
-        return None, "no data set (pass --data to measure agreement)"
+        return None, "no data set (pass --dataset to measure agreement)"
     data = dataclasses.replace(data, eval_batch_size=args.batch_size, device="cpu", num_workers=0)
     return build_loader(data, "test"), data.name
 
@@ -133,24 +156,29 @@ def _loader(src, args):
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from spikevision.deploy.audit import audit_model, compare_models
+    from spikevision.deploy.audit import audit_model
     from spikevision.deploy.engine import EngineConfig, compile_integer
     from spikevision.deploy.source import example_input, load_source
     from spikevision.deploy.weights import save_weights
 
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be >= 1, got {args.limit}")
-    cfg = EngineConfig(weight_bits=args.weight_bits, frac_bits=args.frac_bits, leak=args.leak)
-    src = load_source(args.source, args.weights, json.loads(args.model_kwargs))
-    loader, data_name = _loader(src, args)
-    if loader is not None:
-        x0, _ = next(iter(loader))
-        example = x0[: args.audit_batch]
-    else:
+    try:
+        cfg = EngineConfig(weight_bits=args.weight_bits, frac_bits=args.frac_bits, leak=args.leak)
+    except ValueError as e:  # --weight-bits / --frac-bits out of range
+        return report_error("deploy", str(e), EXIT_USAGE)
+    with user_errors("deploy"):
+        src = load_source(args.source, args.weights, args.model_kwargs)
+    with user_errors("deploy", "cannot load the test data"):
+        loader, data_name = _loader(src, args)
+        if loader is not None:
+            x0, _ = next(iter(loader))
+            example = x0[: args.audit_batch]
+    if loader is None:
         example = example_input(src, args.audit_batch)
     out = Path(args.out) if args.out else (src.run_dir / "deploy" if src.run_dir else Path("deploy") / str(src.name))
+    check_writable("deploy", out / "audit.json")
 
     log.info("model %s from %s", src.name, src.origin)
+    log.info("compiling the integer model and auditing it on %d images", len(example))
     with torch.no_grad():
         im = compile_integer(src.model, example[:2], cfg)
         report = audit_model(src.model, example, cfg, integer_model=im)
@@ -159,22 +187,21 @@ def run(args: argparse.Namespace) -> int:
             native = _native(src, im, loader, example, args)
             agreement = native.pop("agreement", None)
         elif loader is not None:
-            start = time.perf_counter()
-            agreement = compare_models(src.model, im, loader, limit=args.limit)
-            agreement["seconds"] = round(time.perf_counter() - start, 1)
+            agreement = _agreement(src.model, im, loader, args)
             agreement["data"] = data_name
 
-    out.mkdir(parents=True, exist_ok=True)
-    extra = {"engine": report.config, "folded": report.folded, "opaque": im.opaque}
-    save_weights(im, out / "integer_model.safetensors", model_name=src.name, model_kwargs=src.kwargs,
-                 kind="integer", extra=extra)
-    (out / "audit.md").write_text(f"# MFI audit: {src.name}\n\nSource: {src.origin}\n\n" + report.to_markdown())
-    (out / "audit.json").write_text(report.to_json())
-    if agreement is not None:
-        agreement["runtime"] = args.runtime
-        (out / "agreement.json").write_text(json.dumps(agreement, indent=2))
-    if native is not None:
-        (out / "native.json").write_text(json.dumps(native, indent=2))
+    with user_errors("deploy", f"cannot write the results into {out}"):
+        out.mkdir(parents=True, exist_ok=True)
+        extra = {"engine": report.config, "folded": report.folded, "opaque": im.opaque}
+        save_weights(im, out / "integer_model.safetensors", model_name=src.name, model_kwargs=src.kwargs,
+                     kind="integer", extra=extra)
+        (out / "audit.md").write_text(f"# MFI audit: {src.name}\n\nSource: {src.origin}\n\n" + report.to_markdown())
+        (out / "audit.json").write_text(report.to_json())
+        if agreement is not None:
+            agreement["runtime"] = args.runtime
+            (out / "agreement.json").write_text(json.dumps(agreement, indent=2))
+        if native is not None:
+            (out / "native.json").write_text(json.dumps(native, indent=2))
 
     print(report.to_markdown())
     if agreement is not None:

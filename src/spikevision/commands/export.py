@@ -16,6 +16,10 @@
   reading raw images from stdin (:mod:`spikevision.deploy.c_export`). Prints flash and RAM in bytes;
   refuses, naming the layer, what the C target cannot express.
 
+The output is checked for writing before any work. Exit statuses (as every command,
+:mod:`spikevision.commands`): 1 for a source that cannot be read or rebuilt and for a
+model the target cannot express (nothing written), 2 for invalid options.
+
 Examples::
 
     spikevision export runs/quickstart --format safetensors -o quickstart.safetensors
@@ -30,8 +34,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
+
+from spikevision.commands import EXIT_USAGE, check_writable, json_object, report_error, user_errors
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", choices=("best", "last"), default="last",
                         help="pretrained: which checkpoint of the run (default last: the final epoch)")
     parser.add_argument("--weights", default=None, help="weights for a model name (.safetensors or state-dict .pt)")
-    parser.add_argument("--model-kwargs", default="{}", help='JSON builder kwargs for a model name, e.g. \'{"T": 4}\'')
+    parser.add_argument("--model-kwargs", type=json_object, default={},
+                        help='JSON builder kwargs for a model name, e.g. \'{"T": 4}\'')
     parser.add_argument("--dt", type=float, default=1e-3, help="NIR: seconds per time step (default 1e-3)")
     parser.add_argument("--fold", action="store_true", help="safetensors: write BN-folded weights")
     parser.add_argument("--name", default=None, help="c: C identifier prefix (default: the model name)")
-    parser.add_argument("--weight-bits", type=int, default=16, help="c: signed bits per weight, 16 or 8 (default 16)")
+    parser.add_argument("--weight-bits", type=int, choices=(8, 16), default=16,
+                        help="c: signed bits per weight, 16 or 8 (default 16)")
     parser.add_argument("--frac-bits", type=int, default=24, help="c: fixed-point fraction bits (default 24)")
     parser.add_argument("--leak", choices=("mul", "shift_add"), default="mul",
                         help="c: non-power-of-two leaks: integer multiply (default) or shift-add")
@@ -60,23 +67,23 @@ def _export_pretrained(args: argparse.Namespace) -> int:
     from spikevision.deploy.weights import save_weights
 
     if not args.tag or not args.tag.replace("_", "").isalnum():
-        print("error: --format pretrained needs --tag NAME (letters, digits, _), e.g. --tag fashion_mnist",
-              file=sys.stderr)
-        return 2
-    if not Path(args.source).is_dir():
-        print(f"error: --format pretrained needs a run directory, got {args.source}", file=sys.stderr)
-        return 2
+        return report_error("export", "--format pretrained needs --tag NAME (letters, digits, _), "
+                                      "e.g. --tag fashion_mnist", EXIT_USAGE)
+    if Path(args.source).is_file():
+        return report_error("export", f"--format pretrained needs a run directory, got the file {args.source}",
+                            EXIT_USAGE)
+    out = Path(args.output)
+    check_writable("export", out / f"{args.tag}.json")
     try:
         model, card = build_card(args.source, args.tag, which=args.checkpoint, recipe=args.recipe)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    out = Path(args.output)
+    except (OSError, ValueError) as e:
+        return report_error("export", str(e))
     weights, card_file = out / f"{card['model']}.{args.tag}.safetensors", out / f"{card['model']}.{args.tag}.json"
-    save_weights(model, weights, model_name=card["model"], model_kwargs=card["model_kwargs"])
-    tmp = card_file.with_name(card_file.name + ".tmp")
-    tmp.write_text(json.dumps(card, indent=1) + "\n")
-    tmp.replace(card_file)
+    with user_errors("export", f"cannot write into {out}"):
+        save_weights(model, weights, model_name=card["model"], model_kwargs=card["model_kwargs"])
+        tmp = card_file.with_name(card_file.name + ".tmp")
+        tmp.write_text(json.dumps(card, indent=1) + "\n")
+        tmp.replace(card_file)
     size = weights.stat().st_size
     print(f"wrote {weights} ({size / 1e6:.2f} MB) and {card_file}: test top-1 {card['test_top1']:.2f}% "
           f"on {card['test_samples']} images, T={card['T']}, firing rate {card['firing_rate']:.3f}, "
@@ -89,13 +96,11 @@ def _export_c(args: argparse.Namespace, src) -> int:
     from spikevision.deploy.engine import EngineConfig
     from spikevision.deploy.source import example_input
 
-    if args.weight_bits not in (8, 16):
-        print(f"error: --weight-bits must be 8 or 16 for the C target, got {args.weight_bits}", file=sys.stderr)
-        return 2
     name = args.name or (src.name or "snn")
     if not name.isidentifier():
-        print(f"error: --name must be a C identifier (letters, digits, _), got {name!r}", file=sys.stderr)
-        return 2
+        return report_error("export", f"--name must be a C identifier (letters, digits, _), got {name!r}",
+                            EXIT_USAGE)
+    check_writable("export", Path(args.output) / f"{name}.c")
     mean = std = None
     example = example_input(src, 16)
     if src.data is not None:  # the run's normalisation, and real test images for the audit
@@ -110,13 +115,17 @@ def _export_c(args: argparse.Namespace, src) -> int:
             example = next(iter(build_loader(data, "test")))[0]
         except (FileNotFoundError, ValueError) as e:
             log.warning("no test images for the audit (%s); auditing a zero image", e)
-    cfg = EngineConfig(weight_bits=args.weight_bits, frac_bits=args.frac_bits, leak=args.leak)
+    try:
+        cfg = EngineConfig(weight_bits=args.weight_bits, frac_bits=args.frac_bits, leak=args.leak)
+    except ValueError as e:  # --frac-bits out of range
+        return report_error("export", str(e), EXIT_USAGE)
     try:
         exp = export_c(src.model, example, args.output, name=name, cfg=cfg, mean=mean, std=std,
                        header_lines=[f"Model: {src.name} from {src.origin}."])
     except CExportError as e:  # the model is fine, the C target cannot express it: say where, write nothing
-        print(f"error: cannot export {src.name} to C: {e}", file=sys.stderr)
-        return 2
+        return report_error("export", f"cannot export {src.name} to C: {e}")
+    except OSError as e:
+        return report_error("export", f"cannot write into {args.output}: {e}")
     mfi = sum(ok for _, _, ok in exp.layers)
     print(f"wrote {', '.join(str(f) for f in exp.files)}")
     print(f"flash {exp.flash_bytes:,} bytes (weights {exp.weight_bytes:,}, int{args.weight_bits}), "
@@ -134,10 +143,12 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "pretrained":
         return _export_pretrained(args)
 
-    src = load_source(args.source, args.weights, json.loads(args.model_kwargs))
+    with user_errors("export"):
+        src = load_source(args.source, args.weights, args.model_kwargs)
     if args.format == "c":
         return _export_c(args, src)
     out = Path(args.output)
+    check_writable("export", out)
     example = example_input(src, 1)
     if args.format == "nir":
         from spikevision.deploy.nir_export import NIRExportError, export_nir
@@ -146,8 +157,13 @@ def run(args: argparse.Namespace) -> int:
             graph = export_nir(src.model, example, out, dt=args.dt,
                                metadata={"model_name": src.name or "", "model_kwargs": json.dumps(src.kwargs)})
         except NIRExportError as e:  # the model is fine, NIR cannot express it: say where, write nothing
-            print(f"error: cannot export {src.name} to NIR: {e}", file=sys.stderr)
-            return 2
+            return report_error("export", f"cannot export {src.name} to NIR: {e}")
+        except OSError as e:
+            return report_error("export", f"cannot write {out}: {e}")
+        except ModuleNotFoundError as e:
+            if e.name != "nir":
+                raise
+            return report_error("export", "--format nir needs the nir package: pip install 'spikevision[deploy]'")
         print(f"wrote {out}: {len(graph.nodes)} NIR nodes, {len(graph.edges)} edges, dt={args.dt} s")
         return 0
     from spikevision.deploy.fold import fold_bn
@@ -158,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
         with torch.no_grad():
             model, _ = fold_bn(src.model, example)
         kind = "folded"
-    save_weights(model, out, model_name=src.name, model_kwargs=src.kwargs, kind=kind)
+    with user_errors("export", f"cannot write {out}"):
+        save_weights(model, out, model_name=src.name, model_kwargs=src.kwargs, kind=kind)
     print(f"wrote {out} ({kind} weights of {src.name})")
     return 0

@@ -72,9 +72,11 @@ def _human(n: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from spikevision.commands import user_errors
     from spikevision.models import list_models
 
-    infos = list_models(args.family)
+    with user_errors("models"):
+        infos = list_models(args.family)
     rows = []
     for info in infos:
         try:

@@ -25,9 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spikevision.analysis.report import write_report
-    from spikevision.commands import user_errors
+    from pathlib import Path
 
+    from spikevision.analysis.report import write_report
+    from spikevision.commands import check_writable, user_errors
+
+    if Path(args.run_dir).is_dir():  # before measuring, so that a read-only run directory costs nothing
+        check_writable("report", Path(args.run_dir) / "report.md")
     with user_errors("report"):
         path = write_report(args.run_dir, batches=args.batches, batch_size=args.batch_size,
                             data_root=args.data_root, checkpoint=args.checkpoint, seed=args.seed,

@@ -12,8 +12,9 @@ Runs go to ``--out-dir`` (default ``runs/studies``: checkpoints, not
 committed); per-run results (``metrics.jsonl``, ``measures.json``) and the page
 to ``--results-dir`` (default ``docs/studies``). Stopping the command
 (Ctrl-C, SIGTERM, a kill) at any point and starting it again continues where it
-stopped (see :mod:`spikevision.train.study`). Exit codes: 0 done, 1 a run
-failed (NaN loss, bad data), 2 invalid study file, 128 + signal when stopped.
+stopped (see :mod:`spikevision.train.study`). Exit statuses (as every command,
+:mod:`spikevision.commands`): 0 done, 1 a study file or recipe not found or a run
+failed (NaN loss, bad data), 2 an invalid study file, 128 + signal when stopped.
 """
 
 from __future__ import annotations
@@ -46,15 +47,17 @@ def resolve_study(name: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from spikevision.analysis.study_report import measure_run, write_study_page
+    from spikevision.commands import EXIT_USAGE, report_error
     from spikevision.train.config import ConfigError
     from spikevision.train.engine import NonFiniteLossError, TrainingInterrupted
     from spikevision.train.study import load_study, plan_runs, run_status, run_study
 
     try:
         spec = load_study(resolve_study(args.study))
-    except (ConfigError, FileNotFoundError) as e:
-        log.error(f"spikevision study: {e}")
-        return 2
+    except ConfigError as e:
+        return report_error("study", str(e), EXIT_USAGE)
+    except FileNotFoundError as e:
+        return report_error("study", str(e))
     if args.status:
         for r in plan_runs(spec, args.out_dir, args.results_dir):
             print(f"{r.name:40s} {run_status(r)}")
@@ -69,13 +72,12 @@ def run(args: argparse.Namespace) -> int:
         except TrainingInterrupted as e:
             import signal
 
-            log.error(f"spikevision study: stopped by {signal.Signals(e.signum).name}; checkpoint saved to {e.path}; "
-                      f"run `spikevision study {args.study}` again to continue")
+            report_error("study", f"stopped by {signal.Signals(e.signum).name}; checkpoint saved to {e.path}; "
+                                  f"run `spikevision study {args.study}` again to continue")
             return 128 + e.signum
-        except (FileNotFoundError, NonFiniteLossError, ValueError) as e:
+        except (OSError, NonFiniteLossError, ValueError) as e:
             log.debug("traceback:", exc_info=True)
-            log.error(f"spikevision study: {type(e).__name__}: {e}")
-            return 1
+            return report_error("study", f"{type(e).__name__}: {e}")
     path = write_study_page(spec, args.results_dir)
     print(f"wrote {path}")
     return 0

@@ -8,6 +8,10 @@ Used by ``spikevision deploy`` and ``spikevision export``:
 * a weights file ``*.safetensors`` written by :func:`spikevision.deploy.weights.save_weights`;
 * a registered model name (random weights unless ``weights`` is given).
 
+Every failure to read or rebuild the model (a missing, damaged or foreign file, an
+unknown name, arguments that do not fit the weights) is a ``FileNotFoundError`` or
+``ValueError`` that says what to do, so the commands report it in one line.
+
 What the model takes (image or event frames, and their size) is the
 registry's :meth:`~spikevision.models.ModelInfo.input_shape`.
 """
@@ -45,10 +49,50 @@ def _from_run(path: Path) -> Source:
     run = load_run(path)
     try:
         data = run.data_config()
-    except ValueError as e:  # an old or foreign config: the model still deploys, evaluation needs --data
-        log.warning("%s: the run's data set is unknown (%s); pass --data to measure agreement", run.path, e)
+    except ValueError as e:  # an old or foreign config: the model still deploys, evaluation needs --dataset
+        log.warning("%s: the run's data set is unknown (%s); pass --dataset to measure agreement", run.path, e)
         data = None
     return Source(run.model.eval(), run.name, run.kwargs, data, str(run.path), run.run_dir)
+
+
+def _model_with_weights(name: str, kwargs: dict[str, Any], weights: Path | None) -> nn.Module:
+    """``create_model(name, **kwargs)`` with ``weights`` (safetensors or a state-dict ``.pt``) loaded strictly.
+
+    Raises:
+        FileNotFoundError: no weights file.
+        ValueError: an unreadable weights file, an unknown name, or kwargs the builder does not take or
+            that do not fit the weights.
+    """
+    from spikevision.models import create_model
+
+    state = None
+    if weights is not None:
+        if not weights.is_file():
+            raise FileNotFoundError(f"weights file {weights} not found")
+        try:
+            if weights.suffix == ".safetensors":
+                from safetensors.torch import load_file
+
+                state = load_file(str(weights))
+            else:
+                state = torch.load(weights, map_location="cpu", weights_only=True)
+        except Exception as e:  # truncated, random or pickled-code files
+            from spikevision.train.checkpoint import load_error_reason
+
+            raise ValueError(f"{weights} cannot be read as weights ({load_error_reason(e)}); it may be damaged, "
+                             "or not a .safetensors or state-dict .pt file") from None
+        if not isinstance(state, dict):
+            raise ValueError(f"{weights} holds a {type(state).__name__}, not a state dict of tensors")
+    try:
+        model = create_model(name, **kwargs)
+        if state is not None:
+            model.load_state_dict(state)
+    except (TypeError, RuntimeError) as e:
+        args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        raise ValueError(f"cannot build {name}({args})" + (f" with the weights in {weights}" if state else "")
+                         + f" ({str(e).splitlines()[0]}); give the model arguments the weights were made "
+                         "with (--model-kwargs)") from None
+    return model
 
 
 def load_source(source: str | Path, weights: str | Path | None = None,
@@ -57,7 +101,8 @@ def load_source(source: str | Path, weights: str | Path | None = None,
 
     Raises:
         FileNotFoundError: a run directory without checkpoints, or a missing file.
-        ValueError: a damaged checkpoint or one whose model cannot be rebuilt.
+        ValueError: a damaged or foreign file, a model that cannot be rebuilt (arguments the builder does
+            not take or that do not fit the weights).
         UnknownModelError: neither a path nor a registered model name (a ``ValueError``).
     """
     path = Path(source)
@@ -67,23 +112,18 @@ def load_source(source: str | Path, weights: str | Path | None = None,
         from spikevision.deploy.weights import load_model, read_metadata
 
         meta = read_metadata(path)
-        return Source(load_model(path), meta["model_name"], meta["model_kwargs"], None, str(path))
-    from spikevision.models import create_model
-
+        try:
+            model = load_model(path)
+        except (TypeError, RuntimeError) as e:  # metadata kwargs that do not fit the tensors
+            raise ValueError(f"{path}: cannot rebuild {meta['model_name']}({meta['model_kwargs']}) with its "
+                             f"tensors ({str(e).splitlines()[0]}); the file may be damaged") from None
+        return Source(model, meta["model_name"], meta["model_kwargs"], None, str(path))
     if path.suffix or "/" in str(source):
         raise FileNotFoundError(f"{source} is not a run directory, a .pt checkpoint or a .safetensors file")
     kwargs = dict(model_kwargs or {})
-    model = create_model(str(source), **kwargs)
-    origin = f"{source} (random weights)"
-    if weights is not None:
-        from safetensors.torch import load_file
-
-        wpath = Path(weights)
-        if not wpath.is_file():
-            raise FileNotFoundError(f"weights file {wpath} not found")
-        state = load_file(str(wpath)) if wpath.suffix == ".safetensors" else torch.load(wpath, weights_only=True)
-        model.load_state_dict(state)
-        origin = f"{source} + {wpath}"
+    wpath = Path(weights) if weights is not None else None
+    model = _model_with_weights(str(source), kwargs, wpath)
+    origin = f"{source} + {wpath}" if wpath else f"{source} (random weights)"
     return Source(model.eval(), str(source), kwargs, None, origin)
 
 
@@ -98,6 +138,6 @@ def example_input(src: Source, batch: int = 1) -> torch.Tensor:
     from spikevision.models import get_model_info
 
     if src.name is None:
-        raise ValueError("the model's input size is unknown; give a data set (--data)")
+        raise ValueError("the model's input size is unknown; give a data set (--dataset)")
     shape = get_model_info(src.name).input_shape(batch, T=getattr(src.model, "T", None), model_kwargs=src.kwargs)
     return torch.zeros(shape)
