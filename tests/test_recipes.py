@@ -150,7 +150,7 @@ def _write_dvs(root: Path, per_class: int, rng: np.random.Generator) -> None:
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
+def data_root(tmp_path_factory, idx_set):
     """``data_root(name)``: a folder holding a tiny copy of data set ``name`` (written once per module).
 
     Training splits hold 256+ samples where a recipe uses repeated augmentation (timm's sampler
@@ -166,6 +166,8 @@ def data_root(tmp_path_factory):
                 _write_cifar(root, name == "cifar100", REPEAT_AUG_ROUND + 4, 4, rng)
             elif name == "imagenet":
                 _write_image_folder(root, REPEAT_AUG_ROUND, rng)
+            elif name in ("mnist", "fashion_mnist"):
+                idx_set(root, n_train=8, n_test=4)
             elif name == "cifar10_dvs":
                 _write_dvs(root, 10, rng)  # sorted 9:1 split: 90 training, 10 test recordings
             else:

@@ -11,23 +11,6 @@ from PIL import Image
 
 from spikevision.data.constants import CIFAR10_DVS_CLASSES
 from spikevision.data.events import encode_dvs128_address, write_aedat2
-from spikevision.data.idx import write_idx
-
-
-def make_idx_set(folder: Path, n_train: int = 6, n_test: int = 4, size: int = 28, seed: int = 0,
-                 gz: bool = True) -> dict[str, np.ndarray]:
-    """Four IDX files with random pixels and labels; returns what was written."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    out = {}
-    ext = ".gz" if gz else ""
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        images = rng.integers(0, 256, (n, size, size), dtype=np.uint8)
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        write_idx(folder / f"{prefix}-images-idx3-ubyte{ext}", images)
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte{ext}", labels)
-        out[prefix + "_images"], out[prefix + "_labels"] = images, labels
-    return out
 
 
 def make_cifar(root: Path, hundred: bool = False, per_batch: int = 4, seed: int = 0) -> dict[str, np.ndarray]:
@@ -86,11 +69,6 @@ def make_dvs_root(root: Path, per_class: int = 12, n_events: int = 50, seed: int
             write_aedat2(path, t, encode_dvs128_address(x, y, p))
             out[path] = (t, x, y, p)
     return out
-
-
-@pytest.fixture
-def idx_set():
-    return make_idx_set
 
 
 @pytest.fixture

@@ -150,3 +150,20 @@ def test_page_from_kept_results_only(tmp_path, fmnist_root, capsys):
         assert cells[4] == f"{statistics.fmean(finals):.2f} ± {statistics.stdev(finals):.2f}"
         assert cells[7] == f"{statistics.fmean(energies):.3g} ± {statistics.stdev(energies):.3g}"
     assert "Ranking by mean final top-1" in page and "--report-only" in page
+
+
+SHIPPED_STUDIES = sorted((HERE.parents[1] / "studies").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_STUDIES, ids=lambda p: p.stem)
+def test_shipped_studies_are_valid(path):
+    """Every study in studies/ loads (recipe, settings and each arm's config validated) and plans
+    at least two arms x two seeds."""
+    spec = load_study(path)
+    assert spec.claim and spec.title
+    runs = plan_runs(spec)
+    assert len(spec.arms) >= 2 and len(spec.seeds) >= 2 and len(runs) == len(spec.arms) * len(spec.seeds)
+
+
+def test_there_are_shipped_studies():
+    assert {"depth", "encoding", "spe", "residual", "timesteps"} <= {p.stem for p in SHIPPED_STUDIES}
