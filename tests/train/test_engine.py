@@ -229,6 +229,17 @@ def _snapshot(folder):
     return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
 
 
+def _refused(args, run, holder):
+    """A second process on ``run``: exit status 1, one line naming the directory and the holder, nothing written."""
+    before = _snapshot(run)
+    p = subprocess.run([PY, str(ENTRY), *args], env=_child_env(), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1, p.stderr
+    busy = [x for x in p.stderr.splitlines() if "in use" in x]
+    assert len(busy) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert f"run directory {run} is in use by another spikevision run (process {holder.pid})" in busy[0]
+    assert _snapshot(run) == before  # nothing written, nothing touched
+
+
 def test_one_process_per_run_directory(fmnist_root, tmp_path, recipe):
     """Process 1 trains and pauses; a second start and a concurrent --resume fail at once, writing nothing;
     once process 1 is SIGKILLed its lock is gone and the run resumes."""
@@ -238,20 +249,14 @@ def test_one_process_per_run_directory(fmnist_root, tmp_path, recipe):
     holder = subprocess.Popen([PY, "-c", _HOLDER, "x", *args], env=_child_env(), stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        for line, second in (("paused before step 1\n", args), ("paused before step 2\n", [*args, "--resume"])):
-            _expect_line(holder, line)  # the first pause: no checkpoint yet; the second: step 1 checkpointed
-            before = _snapshot(run)
-            p = subprocess.run([PY, str(ENTRY), *second], env=_child_env(), capture_output=True, text=True,
-                               timeout=120)
-            assert p.returncode == 1, p.stderr
-            busy = [x for x in p.stderr.splitlines() if "in use" in x]
-            assert len(busy) == 1 and "Traceback" not in p.stderr, p.stderr
-            assert f"run directory {run} is in use by another spikevision run (process {holder.pid})" in busy[0]
-            assert _snapshot(run) == before  # nothing written, nothing touched
-            holder.stdin.write("\n")
-            holder.stdin.flush()
-        assert (run / "checkpoints" / LAST).is_file()
-        holder.kill()  # SIGKILL: no handler runs, the kernel drops the lock
+        _expect_line(holder, "paused before step 1\n")  # set up, no checkpoint yet
+        _refused(args, run, holder)  # the same run.name started again
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        _expect_line(holder, "paused before step 2\n")  # step 1 done and checkpointed
+        assert ck.load_checkpoint(run / "checkpoints" / LAST)[ck.STEP_KEY] == 1
+        _refused([*args, "--resume"], run, holder)  # a concurrent --resume
+        holder.kill()  # SIGKILL while it holds the lock: no handler runs, the kernel drops the lock
         holder.communicate()
     finally:
         if holder.poll() is None:

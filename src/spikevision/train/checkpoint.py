@@ -175,6 +175,10 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return path
 
 
+# torch's advice when it refuses a pickled file: load it unsafely, or allow-list its classes
+_UNSAFE_ADVICE = re.compile(r"weights_only|safe_globals|trust|file an issue|Check the documentation", re.I)
+
+
 def load_error_reason(e: BaseException) -> str:
     """One line saying why ``torch.load`` failed, without torch's advice to load the file unsafely.
 
@@ -183,13 +187,18 @@ def load_error_reason(e: BaseException) -> str:
     either would run its code, so neither is passed on.
     """
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
-    if isinstance(e, pickle.UnpicklingError) or "weights_only" in text:
-        found = re.search(r"GLOBAL (\S+) was not an allowed global", text)
-        what = f", among them {found.group(1)}" if found else ""
-        return (f"it holds pickled Python objects{what}, which are never loaded (spikevision files hold only "
-                "tensors and plain values): it was not written by spikevision, or was altered")
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    return f"{type(e).__name__}: {first}"
+    if not (isinstance(e, pickle.UnpicklingError) or "weights_only" in text):
+        first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+        return f"{type(e).__name__}: {first}"
+    found = re.search(r"GLOBAL (\S+) was not an allowed global", text)
+    if found:
+        return (f"it holds pickled Python objects, among them {found.group(1)}, which are never loaded "
+                "(spikevision files hold only tensors and plain values): it was not written by spikevision, "
+                "or was altered")
+    detail = text.split("WeightsUnpickler error:", 1)[-1].replace("Weights only load failed.", "")
+    lines = [line.strip() for line in detail.splitlines() if line.strip() and not _UNSAFE_ADVICE.search(line)]
+    return (f"not a file that a safe load can read ({lines[0] if lines else type(e).__name__}): it was not "
+            "written by spikevision, or was altered")
 
 
 def _non_finite(weights: dict[str, Any]) -> list[str]:
