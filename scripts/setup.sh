@@ -20,13 +20,17 @@ if ! "$VENV/bin/python" -c "import setuptools, sys; sys.exit(int(setuptools.__ve
     echo "[setup] installing setuptools>=77"
     "${PIP[@]}" install "setuptools>=77"
 fi
-if ! "$VENV/bin/python" -c "import torch, torchvision, spikevision, pytest, nir, neurobench" >/dev/null 2>&1; then
+if ! "$VENV/bin/python" -c "import torch, torchvision, spikevision, pytest, nir, neurobench, snntorch, \
+        spikingjelly.activation_based.nir_exchange" >/dev/null 2>&1; then
     echo "[setup] installing packages (torch from requirements/torch.txt)"
     "${PIP[@]}" install -r requirements/torch.txt
     "${PIP[@]}" install -e ".[test]"
     # neurobench only for tests/analysis/test_synops.py::test_equal_to_neurobench; without --no-deps it pulls
     # snntorch, tonic, librosa, numba and torchaudio (and a different torch)
     "${PIP[@]}" install --no-deps "neurobench==2.3.0"
+    # the NIR clients that tests/deploy/test_nir_export.py runs the exported files in (1.5 MB, pure Python);
+    # --no-deps: snntorch 1.0 declares none, spikingjelly 2.0 would pull torchaudio, scipy and a torch of its own
+    "${PIP[@]}" install --no-deps "snntorch==1.0.0" "nirtorch==2.6" "spikingjelly==2.0.0" "loguru==0.7.3"
 fi
 
 FMNIST=/usr/share/datasets/fashion-mnist

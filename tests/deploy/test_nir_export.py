@@ -185,3 +185,127 @@ def test_zoo_refusals_name_the_layer():
         to_nir(create_model("sresnet20", T=2), torch.rand(1, 3, 32, 32))
     with pytest.raises(NIRExportError, match=r"layer 'stages\.0\.pool'.*max pooling"):
         to_nir(create_model("spiking_cnn_mini"), torch.rand(1, 1, 28, 28))  # the quickstart default
+
+
+def test_default_dt_is_what_the_clients_read_with(tmp_path):
+    from spikevision.deploy.nir_export import DEFAULT_DT
+
+    torch.manual_seed(4)
+    graph = export_nir(randomize_bn(MSNet()), torch.rand(1, 2, 8, 8), tmp_path / "m.nir")
+    assert DEFAULT_DT == 1e-4 and float(nir.read(str(tmp_path / "m.nir")).metadata["dt"]) == 1e-4
+    n = graph.nodes["block1_lif1"]
+    assert np.allclose(n.tau, 1e-4 / 0.75) and np.allclose(n.r, 1 / 0.75)
+    flat = [n for n in graph.nodes.values() if isinstance(n, nir.Flatten)]
+    assert flat and all(n.start_dim < 0 and n.end_dim < 0 for n in flat)  # per-sample dims, counted from the end
+
+
+def test_event_sequence_example_is_sliced_along_the_batch(tmp_path):
+    from spikevision.models import create_model
+
+    torch.manual_seed(5)
+    model = randomize_bn(create_model("spiking_cnn_mini", T=3, in_chans=2, pool="avg"), gamma=(0.8, 1.6))
+    events = (torch.rand(3, 4, 2, 28, 28) < 0.3).float()  # [T, B, C, H, W] event frames, fed past the encoder
+    graph = export_nir(model, events, tmp_path / "ev.nir")
+    assert tuple(graph.nodes["input"].input_type["input"]) == (2, 28, 28) and graph.metadata["time_steps"] == 3
+    with torch.no_grad():
+        logits = model(events)
+    for b in range(events.shape[1]):
+        out, _ = _simulate(graph, events[:, b].numpy(), float(graph.metadata["dt"]))
+        assert np.allclose(out.mean(0), logits[b].numpy(), atol=1e-4)
+    with pytest.raises(ValueError, match=r"\[T, B, C, H, W\]"):
+        to_nir(model, events[0, 0])
+
+
+# ---------------------------------------------------------------------------
+# real NIR clients read the file spikevision writes, with their default dt
+# ---------------------------------------------------------------------------
+
+def _client_nets():
+    from spikevision.models import create_model
+
+    torch.manual_seed(6)
+    return {
+        "small_cnn": (randomize_bn(small_cnn(T=4), gamma=(2.5, 4.0)), torch.rand(3, 1, 8, 8)),
+        "ms_net": (randomize_bn(MSNet(T=4), gamma=(1.0, 2.0)), torch.rand(3, 2, 8, 8)),
+        "ms_resnet20": (randomize_bn(create_model("ms_resnet20", T=2, num_classes=10), gamma=(0.8, 1.6)),
+                        torch.rand(3, 3, 32, 32)),
+        "quickstart_avg": (randomize_bn(create_model("spiking_cnn_mini", T=2, pool="avg"), gamma=(0.8, 1.6)),
+                           torch.rand(3, 1, 28, 28)),
+    }
+
+
+def _frames(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The per-step input ``[T, B, C, H, W]`` that the graph's Input receives (the direct encoding)."""
+    T = next(m.T for m in model.modules() if hasattr(m, "T") and isinstance(m.T, int))
+    return x.unsqueeze(0).expand(T, *x.shape).contiguous()
+
+
+def _check_client(out_steps: torch.Tensor, logits: torch.Tensor) -> None:
+    """The client's per-step outputs ``[T, B, K]``, averaged over time (the graph's readout), give our logits."""
+    got = out_steps.detach().float().mean(0)
+    assert got.shape == logits.shape
+    torch.testing.assert_close(got, logits, atol=1e-4, rtol=1e-4)
+    assert torch.equal(got.argmax(-1), logits.argmax(-1))
+
+
+def _snntorch_steps(path, frames: torch.Tensor) -> torch.Tensor:
+    """snnTorch 1.0 runs the file: its importer (dt fixed at 1e-4), hidden state kept in its neurons."""
+    pytest.importorskip("snntorch")
+    from snntorch import utils
+    from snntorch.import_nir import import_from_nir
+
+    net = import_from_nir(nir.read(str(path)))
+    utils.reset(net)  # its neurons hold the membrane between calls: start from zero
+    with torch.no_grad():
+        return torch.stack([net(x)[0] for x in frames])
+
+
+def _spikingjelly_steps(path, frames: torch.Tensor) -> torch.Tensor:
+    """SpikingJelly 2.0 runs the file: ``import_from_nir`` with its default dt (1e-4), explicit state."""
+    pytest.importorskip("spikingjelly")
+    from spikingjelly.activation_based.nir_exchange import import_from_nir
+
+    net = import_from_nir(str(path))
+    state, outs = None, []
+    with torch.no_grad():
+        for x in frames:
+            out, state = net(x, state)
+            outs.append(out)
+    return torch.stack(outs)
+
+
+@pytest.mark.parametrize("client", ["snntorch", "spikingjelly"])
+@pytest.mark.parametrize("net", ["small_cnn", "ms_net", "ms_resnet20", "quickstart_avg"])
+def test_real_clients_reproduce_the_model(tmp_path, client, net):
+    """The file as written by default (dt, Flatten dims) runs in the client, batch of 3, with our logits."""
+    model, x = _client_nets()[net]
+    path = tmp_path / "m.nir"
+    export_nir(model, x, path)
+    with torch.no_grad():
+        logits = model(x)
+    run = _snntorch_steps if client == "snntorch" else _spikingjelly_steps
+    _check_client(run(path, _frames(model, x)), logits)
+
+
+def test_real_clients_on_an_event_model(tmp_path):
+    from spikevision.models import create_model
+
+    torch.manual_seed(7)
+    model = randomize_bn(create_model("spiking_cnn_mini", T=3, in_chans=2, pool="avg"), gamma=(0.8, 1.6))
+    events = (torch.rand(3, 4, 2, 28, 28) < 0.3).float()
+    export_nir(model, events, tmp_path / "ev.nir")
+    with torch.no_grad():
+        logits = model(events)
+    _check_client(_snntorch_steps(tmp_path / "ev.nir", events), logits)
+    _check_client(_spikingjelly_steps(tmp_path / "ev.nir", events), logits)
+
+
+def test_spikingjelly_runs_if_neurons(tmp_path):
+    """NIR's IF (dv/dt = r I) is exported with r = gain / dt, which SpikingJelly reads; snnTorch 1.0 cannot."""
+    torch.manual_seed(8)
+    model = randomize_bn(small_cnn(T=3, p=NeuronParams(decay=1.0, gain=1.0, v_th=1.0)), gamma=(2.5, 4.0))
+    x = torch.rand(3, 1, 8, 8)
+    export_nir(model, x, tmp_path / "if.nir")
+    with torch.no_grad():
+        logits = model(x)
+    _check_client(_spikingjelly_steps(tmp_path / "if.nir", _frames(model, x)), logits)

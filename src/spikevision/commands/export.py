@@ -52,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default=None, help="weights for a model name (.safetensors or state-dict .pt)")
     parser.add_argument("--model-kwargs", type=json_object, default={},
                         help='JSON builder kwargs for a model name, e.g. \'{"T": 4}\'')
-    parser.add_argument("--dt", type=float, default=1e-3, help="NIR: seconds per time step (default 1e-3)")
+    parser.add_argument("--dt", type=float, default=1e-4,
+                        help="NIR: seconds per time step (default 1e-4, what snnTorch and SpikingJelly read with)")
     parser.add_argument("--fold", action="store_true", help="safetensors: write BN-folded weights")
     parser.add_argument("--name", default=None, help="c: C identifier prefix (default: the model name)")
     parser.add_argument("--weight-bits", type=int, choices=(8, 16), default=16,

@@ -10,11 +10,12 @@ traced once (:mod:`spikevision.deploy.trace`) and translated node by node:
 | spikevision | NIR |
 |---|---|
 | ``DirectEncoder`` | the graph ``Input`` (one image per time step) |
+| an event sequence ``[T, B, C, H, W]`` fed past the encoder | the graph ``Input`` (one frame per time step) |
 | conv (BN folded) | ``Conv2d`` (with bias) |
 | linear (BN folded) | ``Affine`` |
 | average pooling, adaptive average to an even grid | ``AvgPool2d`` |
 | ``x.mean((-2, -1))`` (global average pool in a forward) | ``AvgPool2d`` over the map + ``Flatten`` |
-| ``nn.Flatten`` | ``Flatten`` (``start_dim``/``end_dim`` over the per-sample shape) |
+| ``nn.Flatten`` | ``Flatten`` (negative ``start_dim``/``end_dim`` over the per-sample shape) |
 | LIF (hard reset), IF, PLIF | ``LIF`` / ``IF`` (see below) |
 | ``a + b`` in a block's forward (residual sums) | two edges into the same node (NIR sums inputs) |
 | mean over time (dim 0) before the classifier | kept out of the graph: metadata ``readout`` |
@@ -40,8 +41,21 @@ and ours (:mod:`spikevision.neuron.functional`) is
   (``decay < 1``, exported as ``nir.LIF``);
 * ``IF`` (``decay = 1``, ``dv/dt = r I``): ``r = gain / dt``.
 
-``dt`` is stored in the graph metadata (default 1e-3 s: one time step is
-1 ms, so MS-ResNet's decay 0.25 becomes ``tau = 1.333 ms``, ``r = 1.333``).
+``dt`` is stored in the graph metadata; readers take it as an argument
+instead, and a reader whose ``dt`` differs gets other dynamics. The default,
+:data:`DEFAULT_DT` = 1e-4 s, is what the main clients assume: snnTorch 1.0
+(``import_from_nir``, which only warns on another ``dt`` and then computes
+something else) and SpikingJelly 2.0 (``import_from_nir(graph, dt=1e-4)``,
+which refuses an ``r`` that is neither 1 nor ``tau / dt``). MS-ResNet's
+decay 0.25 becomes ``tau = 0.1333 ms``, ``r = 1.333``. Both clients then
+reproduce spikevision's outputs (tested in
+``tests/deploy/test_nir_export.py``); snnTorch refuses ``IF`` nodes (it wants
+``r = 1``, NIR's ``dv/dt = r I`` needs ``r = gain / dt``).
+**Flatten.** ``start_dim``/``end_dim`` index NIR's per-sample shape and are
+written negative (``-3, -1`` for ``[C, H, W]``): the same dims whether a reader
+counts a batch dim in front or not (snnTorch builds ``nn.Flatten(start_dim,
+end_dim)`` from them as they are).
+
 NIR fires on ``v > v_threshold``; our non-strict ``H >= v_th`` (spiking MLP)
 is exported with ``v_threshold = nextafter(v_th, -inf)`` in float32, which is
 the same test on float32 membranes. NIR has no initial state field: the
@@ -67,7 +81,7 @@ from spikevision.neuron.modules import LIF, PLIF
 
 __all__ = ["NIRExportError", "to_nir", "export_nir", "DEFAULT_DT"]
 
-DEFAULT_DT = 1e-3  # seconds per time step
+DEFAULT_DT = 1e-4  # seconds per time step: what snnTorch 1.0 and SpikingJelly 2.0 assume when they read a graph
 
 _PASS_GLUE = {"contiguous", "clone", "detach", "dropout"}
 _ADD_GLUE = {"add", "iadd", "radd"}
@@ -117,9 +131,15 @@ def _neuron_node(module: nn.Module, shape: tuple[int, ...], name: str, dt: float
     )
 
 
+def _negative_dims(start: int, end: int, ndim: int) -> tuple[int, int]:
+    """Flatten dims of an ``ndim``-dim per-sample shape, counted from the end."""
+    return (start - ndim if start >= 0 else start), (end - ndim if end >= 0 else end)
+
+
 class _Builder:
-    def __init__(self, trace, dt: float) -> None:
+    def __init__(self, trace, dt: float, frame_shape: tuple[int, ...] | None) -> None:
         self.trace, self.dt = trace, dt
+        self.frame_shape = frame_shape  # the per-step input shape when the model is fed a sequence
         self.nodes: dict[str, Any] = {}
         self.edges: list[tuple[str, str]] = []
         self.refs: dict[Any, _Ref] = {}
@@ -136,6 +156,9 @@ class _Builder:
         return key
 
     def ref(self, producer, where: str) -> _Ref:
+        if producer == "input" and self.frame_shape is not None:  # a sequence fed past the encoder
+            self.input_shape = self.frame_shape
+            return _Ref(["input"], self.frame_shape)
         if producer == "input":
             raise NIRExportError(f"{where} reads the raw image; NIR export needs a DirectEncoder in front "
                                  "(a learned encoder such as GAC has no NIR equivalent)")
@@ -189,8 +212,9 @@ class _Builder:
                 k, s, pad = _pair(inner.kernel_size), _pair(inner.stride or inner.kernel_size), _pair(inner.padding)
             node = nir.AvgPool2d(kernel_size=np.array(k), stride=np.array(s), padding=np.array(pad))
         elif isinstance(inner, nn.Flatten):
-            start = inner.start_dim - 1 if inner.start_dim > 0 else inner.start_dim
+            start = inner.start_dim - 1 if inner.start_dim > 0 else inner.start_dim  # the module sees [B, ...]
             end = inner.end_dim - 1 if inner.end_dim > 0 else inner.end_dim
+            start, end = _negative_dims(start, end, len(shape_in))
             node = nir.Flatten(input_type={"input": np.array(shape_in)}, start_dim=start, end_dim=end)
         elif isinstance(inner, (LIF, PLIF)):
             if src.readout:
@@ -244,7 +268,7 @@ class _Builder:
             raise NIRExportError(f"{where}: mean over dims {dims} has no NIR equivalent (use a pooling layer)")
         if (name == "flatten" and len(in_shape) == len(src.shape) + 2 and tuple(out[:2]) == tuple(in_shape[:2])
                 and tuple(out[2:]) == (int(np.prod(src.shape)),)):  # x.flatten(2) of [T, B, ...]: per-step flatten
-            node = nir.Flatten(input_type={"input": np.array(src.shape)}, start_dim=0, end_dim=-1)
+            node = nir.Flatten(input_type={"input": np.array(src.shape)}, start_dim=-len(src.shape), end_dim=-1)
             key = self.add(f"{c.owner}.flatten" if c.owner else "flatten", node, [src])
             return _Ref([key], tuple(out[2:]), readout=src.readout)
         # a pure view: same per-sample shape, only time/batch dims regrouped
@@ -262,17 +286,31 @@ class _Builder:
         pooled = _Ref([key], (C, 1, 1))
         if c.kwargs.get("keepdim") or (len(c.args) > 2 and c.args[2]):
             return pooled
-        flat = nir.Flatten(input_type={"input": np.array((C, 1, 1))}, start_dim=0, end_dim=-1)
+        flat = nir.Flatten(input_type={"input": np.array((C, 1, 1))}, start_dim=-3, end_dim=-1)
         key = self.add(f"{c.owner}.global_pool_flatten" if c.owner else "global_pool_flatten", flat, [pooled])
         return _Ref([key], (C,))
+
+    def live_calls(self) -> set[int]:
+        """Indices of the calls the output depends on (input checks and other dead glue are left out)."""
+        live: set[int] = set()
+        todo = [o for o in self.trace.outputs if isinstance(o, int)]
+        while todo:
+            i = todo.pop()
+            if i not in live:
+                live.add(i)
+                todo.extend(p for p in self.trace.calls[i].inputs if isinstance(p, int))
+        return live
 
     def build(self):
         import nir
 
+        live = self.live_calls()
         for c in self.trace.calls:
-            self.refs[c.index] = self.module(c) if c.kind == "module" else self.glue(c)
+            if c.index in live:
+                self.refs[c.index] = self.module(c) if c.kind == "module" else self.glue(c)
         if self.input_shape is None:
-            raise NIRExportError("no DirectEncoder found: NIR export needs the encoder that feeds images per step")
+            raise NIRExportError("no DirectEncoder found: NIR export needs the encoder that feeds images per step "
+                                 "(or an event sequence [T, B, C, H, W] as the example)")
         outs = [self.ref(o, "the model output") for o in self.trace.outputs]
         if len(outs) != 1:
             raise NIRExportError(f"the model returns {len(outs)} tensors; NIR export expects one")
@@ -289,7 +327,9 @@ def to_nir(model: nn.Module, example: Tensor, dt: float = DEFAULT_DT, metadata: 
 
     Args:
         model: the float model.
-        example: a valid input batch ``[B, C, H, W]`` (one image is enough).
+        example: a valid input: images ``[B, C, H, W]``, or an event sequence
+            ``[T, B, C, H, W]`` for a model that takes it past its encoder
+            (one sample is enough; only the first is used).
         dt: seconds per time step (see the module docstring).
         metadata: extra entries for the graph metadata.
 
@@ -298,15 +338,23 @@ def to_nir(model: nn.Module, example: Tensor, dt: float = DEFAULT_DT, metadata: 
 
     Raises:
         NIRExportError: naming the first layer NIR cannot express.
+        ValueError: ``dt <= 0``, or an example that is neither 4-D nor 5-D.
     """
     import nir
 
-    folded, _ = fold_bn(model, example[:1])
-    trace = trace_model(folded, example[:1], atomic=ATOMIC_TYPES + (PerStepSynapse,))
-    builder = _Builder(trace, dt)
+    if not dt > 0:
+        raise ValueError(f"dt must be > 0 seconds per time step, got {dt}")
+    if example.dim() not in (4, 5):
+        raise ValueError(f"example must be images [B, C, H, W] or an event sequence [T, B, C, H, W], "
+                         f"got shape {list(example.shape)}")
+    is_sequence = example.dim() == 5
+    one = example[:, :1] if is_sequence else example[:1]  # one sample: the batch dim is dim 1 of a sequence
+    folded, _ = fold_bn(model, one)
+    trace = trace_model(folded, one, atomic=ATOMIC_TYPES + (PerStepSynapse,))
+    builder = _Builder(trace, dt, tuple(one.shape[2:]) if is_sequence else None)
     out = builder.build()
     T = next((c.out_shape[0] for c in trace.calls if c.kind == "module"
-              and isinstance(trace.modules[c.name], DirectEncoder)), None)
+              and isinstance(trace.modules[c.name], DirectEncoder)), one.shape[0] if is_sequence else None)
     meta = {
         "source": "spikevision",
         "dt": float(dt),
