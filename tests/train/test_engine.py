@@ -287,7 +287,7 @@ def test_progress_lines_follow_the_clock(caplog):
 def test_training_into_a_log_file_prints_progress_lines(fmnist_root, tmp_path, recipe, caplog, monkeypatch,
                                                         progress, lines):
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal
-    cfg = load_config(recipe, tiny_overrides(fmnist_root, tmp_path, progress, **{
+    cfg = load_config(recipe, tiny_overrides(fmnist_root, tmp_path, f"progress-{progress}", **{
         "train.epochs": 1, "run.tensorboard": False, "run.progress": progress, "run.progress_every_s": 30}))
     tr = setup(cfg)
     ticks = iter(range(0, 10_000, 10))
