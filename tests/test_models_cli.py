@@ -90,7 +90,7 @@ def test_profile_errors(tmp_path):
     with pytest.raises(SystemExit, match="^spikevision profile: --test-batch needs a run directory"):
         main(["profile", "mlp_spe_mini", "--test-batch"])
     # model arguments the builder cannot take, an input the model cannot run on: one line each
-    with pytest.raises(SystemExit, match="^spikevision profile: cannot build mlp_spe_mini with T=2, num_classes=-3"):
+    with pytest.raises(SystemExit, match="^spikevision profile: .*num_classes.*-3"):
         main(["profile", "mlp_spe_mini", "--T", "2", "--num-classes", "-3"])
     with pytest.raises(SystemExit, match=r"^spikevision profile: mlp_spe_mini cannot run on input \[1, 1, 8, 8\]"):
         main(["profile", "mlp_spe_mini", "--T", "1", "--batch-size", "1", "--input-size", "1", "8", "8"])

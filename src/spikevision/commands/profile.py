@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         prof = profile_model(model, x, integer_inputs=args.integer_inputs,
                              repeated_input_once=args.repeated_input_once, energy=energy, memory_energy=memory)
-    except RuntimeError as e:  # an input the model cannot take (e.g. --input-size too small for its strides)
+    except (ValueError, RuntimeError) as e:  # an input the model cannot take (its input check, or a shape clash)
         raise fail("profile", f"{model_name} cannot run on input {list(x.shape)} ({str(e).splitlines()[0]}); "
                               "check --input-size") from None
     weights = "trained weights" if state is not None else "untrained weights"
