@@ -11,7 +11,7 @@ def _settings():
     return _native._enabled, _triton._enabled
 
 
-def test_use_kernels_restores_the_settings_also_after_an_error(monkeypatch):
+def test_use_kernels_restores_the_settings_also_after_an_error():
     before = _settings()
     with use_kernels(c=False, triton=False):
         assert _settings() == (False, False)

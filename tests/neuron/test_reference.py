@@ -45,14 +45,17 @@ def test_plif_constants(decay_input):
     w = torch.tensor(0.3, requires_grad=True)
     decay, gain = plif_constants(w, decay_input)
     inv_tau = 1.0 / (1.0 + math.exp(-0.3))
-    assert float(decay) == pytest.approx(1.0 - inv_tau)
-    assert float(gain) == pytest.approx(inv_tau if decay_input else 1.0)
     assert decay.requires_grad
+    assert float(decay.detach()) == pytest.approx(1.0 - inv_tau)
+    assert float(gain.detach() if decay_input else gain) == pytest.approx(inv_tau if decay_input else 1.0)
     with pytest.raises(ValueError, match="one scalar"):
         plif_constants(torch.zeros(2))
-    # the module's constants as the deploy tools read them: float64, its other constants kept
+    # the module's constants as the deploy tools read them: sigmoid of its (float32) w in float64,
+    # its other constants kept
     plif = PLIF(init_tau=3.0, decay_input=decay_input, v_th=0.7)
     p = plif.effective_params()
-    assert p.decay == pytest.approx(1.0 - 1.0 / 3.0, rel=1e-12)
-    assert p.gain == pytest.approx(1.0 / 3.0 if decay_input else 1.0, rel=1e-12)
+    inv_tau = 1.0 / (1.0 + math.exp(-float(plif.w)))
+    assert p.decay == pytest.approx(1.0 - inv_tau, rel=1e-15)
+    assert p.gain == pytest.approx(inv_tau if decay_input else 1.0, rel=1e-15)
+    assert p.decay == pytest.approx(1.0 - 1.0 / 3.0, rel=1e-6)
     assert p.v_th == 0.7 and plif.p.v_th == 0.7

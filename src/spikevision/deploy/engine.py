@@ -146,11 +146,13 @@ def find_opaque(trace: Trace) -> dict[str, str]:
     A glue call is fine when it is linear data movement or a sum
     (:data:`_LINEAR_GLUE`), or a product with a Python number. Anything else
     (a product of two tensors, ``sigmoid``, a dtype change) marks the module
-    that ran it opaque: it will run as a :class:`FloatFallback`.
+    that ran it opaque: it will run as a :class:`FloatFallback`. Calls whose
+    results never reach the output (the model's input check) do not count.
     """
     opaque: dict[str, str] = {}
+    live = trace.contributing()
     for c in trace.calls:
-        if c.kind != "glue":
+        if c.kind != "glue" or c.index not in live:
             continue
         name = _glue_name(c.name)
         n_tensors = len(c.inputs)

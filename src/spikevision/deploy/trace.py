@@ -87,6 +87,21 @@ class Trace:
     outputs: list[Any]
     modules: dict[str, nn.Module]
 
+    def contributing(self) -> set[int]:
+        """Indices of the calls whose results reach the output.
+
+        The others compute nothing the model returns: an input check
+        (``torch.isfinite(x).all()``) or other bookkeeping.
+        """
+        live: set[int] = set()
+        stack = [p for p in self.outputs if isinstance(p, int)]
+        while stack:
+            i = stack.pop()
+            if i not in live:
+                live.add(i)
+                stack.extend(p for p in self.calls[i].inputs if isinstance(p, int))
+        return live
+
     def consumers(self, index: int) -> list[Call]:
         """Calls that read a tensor produced by call ``index``."""
         return [c for c in self.calls if index in c.inputs]
