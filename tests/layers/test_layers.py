@@ -91,15 +91,15 @@ def test_encoders():
 
 
 def test_convert_sync_batchnorm_keeps_time_folding_and_state():
-    from spikevision.layers import TimeFoldedSyncBatchNorm, convert_sync_batchnorm
+    from spikevision.layers import SyncBatchNorm, TimeFoldedSyncBatchNorm, convert_sync_batchnorm
 
     net = nn.Sequential(TDBatchNorm2d(3, weight_init=0.5), nn.Sequential(BNTT2d(3, T=2)), TokenBatchNorm1d(4))
     net[0].running_mean.fill_(0.25)
     conv = convert_sync_batchnorm(net)
     assert isinstance(conv[0], TimeFoldedSyncBatchNorm) and isinstance(conv[2], TimeFoldedSyncBatchNorm)
-    assert isinstance(conv[1][0].bns[0], nn.SyncBatchNorm)
+    assert isinstance(conv[1][0].bns[0], SyncBatchNorm)
     assert torch.all(conv[0].running_mean == 0.25) and torch.all(conv[0].weight == 0.5)
-    # in eval mode SyncBatchNorm needs no process group: same output as the original
+    # in eval mode (and outside a process group) plain BatchNorm: same output as the original
     ref = TDBatchNorm2d(3, weight_init=0.5).eval()
     ref.running_mean.fill_(0.25)
     x = torch.randn(2, 5, 3, 4, 4)

@@ -4,6 +4,7 @@ from spikevision.layers.encoders import DirectEncoder, PoissonEncoder, check_ima
 from spikevision.layers.gac import GatedAttentionCoding
 from spikevision.layers.norm import (
     BNTT2d,
+    SyncBatchNorm,
     TDBatchNorm1d,
     TDBatchNorm2d,
     TimeFoldedSyncBatchNorm,
@@ -15,6 +16,6 @@ from spikevision.layers.temporal import TimeFolded, check_T, fold, unfold
 __all__ = [
     "TimeFolded", "fold", "unfold", "check_T",
     "TDBatchNorm2d", "TDBatchNorm1d", "BNTT2d", "TokenBatchNorm1d",
-    "TimeFoldedSyncBatchNorm", "convert_sync_batchnorm",
+    "SyncBatchNorm", "TimeFoldedSyncBatchNorm", "convert_sync_batchnorm",
     "DirectEncoder", "PoissonEncoder", "check_image", "GatedAttentionCoding",
 ]

@@ -13,12 +13,14 @@ tdBN's ``alpha * V_th`` scaling is expressed as the initial ``gamma``
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from spikevision.layers.temporal import check_T, fold, unfold
 from spikevision.neuron.functional import check_sequence
 
-__all__ = ["TDBatchNorm2d", "TDBatchNorm1d", "BNTT2d", "TokenBatchNorm1d", "TimeFoldedSyncBatchNorm", "convert_sync_batchnorm"]
+__all__ = ["TDBatchNorm2d", "TDBatchNorm1d", "BNTT2d", "TokenBatchNorm1d", "SyncBatchNorm", "TimeFoldedSyncBatchNorm",
+           "convert_sync_batchnorm"]
 
 
 def _check_channels(x: Tensor, dim: int, expected: int, ndim: int, layout: str, name: str) -> None:
@@ -131,8 +133,123 @@ class BNTT2d(nn.Module):
         return f"{self.num_features}, T={self.T}"
 
 
-class TimeFoldedSyncBatchNorm(nn.SyncBatchNorm):
-    """SyncBatchNorm for ``[T, B, C, ...]`` sequences (statistics over T, B and all ranks).
+class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm whose statistics are those of the global batch: every rank of a process group, any device.
+
+    In training mode inside an initialised process group, the mean and the
+    (biased) variance used to normalise, the backward pass and the running
+    statistics are those of one process normalising the whole global batch
+    (:func:`_synced_batch_norm`). Outside a process group, or in eval mode, it
+    is plain BatchNorm. Not a ``torch.nn.SyncBatchNorm``: torch's refuses CPU
+    tensors, and ``DistributedDataParallel`` refuses CPU modules holding one.
+
+    Args: those of ``torch.nn.SyncBatchNorm`` (``process_group`` None = the whole world).
+
+    Shape: ``[N, C, *]`` to the same.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, process_group=None, device=None, dtype=None) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device=device, dtype=dtype)
+        self.process_group = process_group
+
+    def _check_input_dim(self, x: Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"{type(self).__name__} expects [N, C, *], got shape {list(x.shape)}")
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input_dim(x)
+        if self.training and dist.is_available() and dist.is_initialized():
+            return _synced_batch_norm(self, x)
+        return super().forward(x)
+
+
+def _channel_view(x: Tensor) -> tuple[list[int], tuple[int, ...]]:
+    """The dims a BatchNorm reduces over in ``x`` ``[N, C, *]`` and the shape broadcasting a ``[C]`` vector."""
+    return [0, *range(2, x.dim())], (1, x.shape[1]) + (1,) * (x.dim() - 2)
+
+
+@torch.no_grad()
+def _global_stats(x: Tensor, group) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-channel mean and biased variance of ``x`` over every rank of ``group``, and the element count.
+
+    Two all-reduces: the sums with the element count (float64, so the count is
+    exact past 2^24 and the sum loses nothing), then the squared deviations
+    from the global mean (the two-pass variance of one process).
+    """
+    dims, shape = _channel_view(x)
+    C, xf = x.shape[1], x.float()  # statistics in float32 even for bf16/fp16 inputs, as torch's own BN
+    count = torch.full((1,), xf.numel() // C, dtype=torch.float64, device=x.device)
+    sums = torch.cat([xf.sum(dims).double(), count])
+    dist.all_reduce(sums, group=group)
+    n = sums[C].float()
+    mean = (sums[:C] / sums[C]).float()
+    squares = (xf - mean.view(shape)).square().sum(dims)
+    dist.all_reduce(squares, group=group)
+    return mean, squares / n, n
+
+
+class _SyncedNormalise(torch.autograd.Function):
+    """``(x - mean) * invstd * weight + bias`` with the backward of statistics taken over all ranks.
+
+    The backward all-reduces the per-channel sums of ``dy`` and ``dy * x_hat``
+    (each rank's ``dy`` is the gradient of its own loss), so every rank gets the
+    gradient of the sum of all ranks' losses with respect to its own input,
+    as one process would; weight and bias get this rank's part (DDP averages them).
+    Saves only ``x`` and per-channel vectors.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor | None, bias: Tensor | None, mean: Tensor, invstd: Tensor,
+                n: Tensor, group) -> Tensor:
+        _, shape = _channel_view(x)
+        y = (x.float() - mean.view(shape)) * invstd.view(shape)
+        if weight is not None:
+            y = y * weight.float().view(shape) + bias.float().view(shape)
+        ctx.save_for_backward(x, weight, mean, invstd, n)
+        ctx.group = group
+        return y.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, dy: Tensor):
+        x, weight, mean, invstd, n = ctx.saved_tensors
+        dims, shape = _channel_view(x)
+        dy = dy.float()
+        x_hat = (x.float() - mean.view(shape)) * invstd.view(shape)
+        sum_dy, sum_dy_x_hat = dy.sum(dims), (dy * x_hat).sum(dims)
+        grad_weight = sum_dy_x_hat.to(weight.dtype) if ctx.needs_input_grad[1] else None
+        grad_bias = sum_dy.to(weight.dtype) if ctx.needs_input_grad[2] else None
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            sums = torch.cat([sum_dy, sum_dy_x_hat])
+            dist.all_reduce(sums, group=ctx.group)
+            C = x.shape[1]
+            scale = invstd if weight is None else invstd * weight.float()
+            grad_x = ((dy - (sums[:C] / n).view(shape) - x_hat * (sums[C:] / n).view(shape))
+                      * scale.view(shape)).to(x.dtype)
+        return grad_x, grad_weight, grad_bias, None, None, None, None
+
+
+def _synced_batch_norm(bn: SyncBatchNorm, x: Tensor) -> Tensor:
+    """Training-mode BatchNorm of ``x`` ``[N, C, *]`` over every rank of ``bn.process_group``.
+
+    Running statistics follow ``nn.BatchNorm``: momentum (the cumulative
+    average when ``momentum`` is None) and the unbiased variance.
+    """
+    group = bn.process_group or dist.group.WORLD
+    mean, var, n = _global_stats(x, group)
+    if bn.track_running_stats:
+        with torch.no_grad():
+            bn.num_batches_tracked.add_(1)
+            m = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+            bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), m)
+            unbiased = var * (n / (n - 1).clamp(min=1.0))  # n = 1: var is 0 either way
+            bn.running_var.lerp_(unbiased.to(bn.running_var.dtype), m)
+    return _SyncedNormalise.apply(x, bn.weight, bn.bias, mean, torch.rsqrt(var + bn.eps), n, group)
+
+
+class TimeFoldedSyncBatchNorm(SyncBatchNorm):
+    """:class:`SyncBatchNorm` for ``[T, B, C, ...]`` sequences (statistics over T, B and all ranks).
 
     Built by :func:`convert_sync_batchnorm` from :class:`TDBatchNorm2d`,
     :class:`TDBatchNorm1d` or :class:`TokenBatchNorm1d`; parameter and buffer
@@ -141,30 +258,45 @@ class TimeFoldedSyncBatchNorm(nn.SyncBatchNorm):
 
     def forward(self, x: Tensor) -> Tensor:
         check_sequence(x, name="TimeFoldedSyncBatchNorm input", min_dim=3)
+        if x.shape[2] != self.num_features:
+            raise ValueError(f"TimeFoldedSyncBatchNorm({self.num_features}) expects [T, B, {self.num_features}, "
+                             f"...], got shape {list(x.shape)}")
         return unfold(super().forward(fold(x)), x.shape[0])
 
 
 _TIME_FOLDED_BN = (TDBatchNorm2d, TDBatchNorm1d, TokenBatchNorm1d)
 
 
-def convert_sync_batchnorm(module: nn.Module, process_group=None) -> nn.Module:
-    """Replace every BatchNorm by a SyncBatchNorm, keeping spikevision's time folding.
+def _sync_twin(bn: nn.modules.batchnorm._BatchNorm, cls: type[SyncBatchNorm], process_group) -> SyncBatchNorm:
+    """A ``cls`` holding ``bn``'s own parameter and buffer tensors (same device, dtype, ``requires_grad``)."""
+    new = cls(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats, process_group,
+              device="meta")  # placeholders only: replaced by bn's tensors below
+    for name, p in bn.named_parameters(recurse=False):
+        setattr(new, name, p)
+    for name, b in bn.named_buffers(recurse=False):
+        setattr(new, name, b)
+    new.train(bn.training)
+    return new
 
-    ``torch.nn.SyncBatchNorm.convert_sync_batchnorm`` would turn a
-    :class:`TDBatchNorm2d` into a plain SyncBatchNorm that reads ``T`` as the
-    batch and ``B`` as channels; this converts those to
-    :class:`TimeFoldedSyncBatchNorm` and the rest (plain BNs, BNTT's per-step
-    BNs) with PyTorch's converter.
+
+def convert_sync_batchnorm(module: nn.Module, process_group=None) -> nn.Module:
+    """Replace every BatchNorm in ``module`` by a synchronised one that also works on the CPU.
+
+    :class:`TDBatchNorm2d`, :class:`TDBatchNorm1d` and :class:`TokenBatchNorm1d`
+    become :class:`TimeFoldedSyncBatchNorm` (``torch.nn.SyncBatchNorm.convert_sync_batchnorm``
+    would read ``T`` as the batch and ``B`` as channels); every other BatchNorm,
+    such as BNTT's per-step layers, becomes :class:`SyncBatchNorm`. Each new
+    layer takes over the old one's parameter and buffer tensors, so an
+    optimiser, the device, ``requires_grad`` and ``state_dict`` keys are
+    unchanged. Children are replaced in place; returns ``module`` (or its
+    replacement if ``module`` itself is a BatchNorm).
     """
+    if isinstance(module, SyncBatchNorm):
+        return module
     if isinstance(module, _TIME_FOLDED_BN):
-        new = TimeFoldedSyncBatchNorm(
-            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats, process_group
-        )
-        new.load_state_dict(module.state_dict())
-        new.train(module.training)
-        return new
+        return _sync_twin(module, TimeFoldedSyncBatchNorm, process_group)
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
-        return nn.SyncBatchNorm.convert_sync_batchnorm(module, process_group)
+        return _sync_twin(module, SyncBatchNorm, process_group)
     for name, child in module.named_children():
         module.add_module(name, convert_sync_batchnorm(child, process_group))
     return module

@@ -146,7 +146,12 @@ class TrainConfig:
         clip_grad: clip the global gradient norm to this value (None = off).
         seed: seed of Python, NumPy and torch.
         deterministic: deterministic algorithms only (exact resume, slower).
-        sync_bn: convert BatchNorm layers to SyncBatchNorm in distributed runs.
+        sync_bn: in distributed runs, normalise with the statistics of the global batch
+            (every BatchNorm becomes a synchronised one, CPU/gloo and CUDA alike), so N
+            processes train like one process on the same global batch; false keeps
+            per-rank statistics (the spiking MLP's released code).
+        dist_timeout_s: seconds a collective may wait for the other ranks before the
+            run stops with an error naming this setting (a frozen or dead rank).
         device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
         threads: intra-op CPU threads (None = torch's default).
         ckpt_every_steps: also write ``last.pt`` every N optimiser steps (0 = only at epoch ends).
@@ -169,7 +174,8 @@ class TrainConfig:
     clip_grad: float | None = None
     seed: int = 0
     deterministic: bool = False
-    sync_bn: bool = False
+    sync_bn: bool = True
+    dist_timeout_s: float = 600.0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = None
     ckpt_every_steps: int = 0
@@ -358,6 +364,8 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
             errors.append(f"train.{key} must be >= 1, got {getattr(t, key)}")
     if t.threads is not None and t.threads < 1:
         errors.append(f"train.threads must be >= 1 or null, got {t.threads}")
+    if not t.dist_timeout_s > 0:
+        errors.append(f"train.dist_timeout_s must be > 0 seconds, got {t.dist_timeout_s}")
     if not cfg.run.progress_every_s > 0:
         errors.append(f"run.progress_every_s must be > 0, got {cfg.run.progress_every_s}")
     if not cfg.run.name or "/" in cfg.run.name or cfg.run.name in (".", ".."):

@@ -59,7 +59,8 @@ from torch import Tensor, nn
 from spikevision.train import checkpoint as ck
 from spikevision.train.checkpoint import BEST, CHECKPOINT_DIR, CONFIG_FILE, LAST, METRICS_FILE  # the run directory
 from spikevision.train.config import Config
-from spikevision.train.distributed import (DistInfo, all_reduce_sum, cleanup_distributed, init_distributed,
+from spikevision.train.distributed import (SIGNAL_GRACE_S, DistInfo, SignalDeadline, all_reduce_sum,
+                                           cleanup_distributed, collective_timeout_error, init_distributed,
                                            wait_for_all_ranks, wrap_ddp)
 from spikevision.train.losses import build_loss
 from spikevision.train.optim import build_optimizer, build_scheduler, changed_settings, retune
@@ -270,7 +271,7 @@ def setup(cfg: Config, resume: bool = False) -> Trainer:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     torch.set_flush_denormal(cfg.train.flush_denormal)
-    dist = init_distributed(cfg.train.device)
+    dist = init_distributed(cfg.train.device, timeout_s=cfg.train.dist_timeout_s)
     lock = ck.RunLock(run_dir) if dist.is_main else None
     try:
         _prepare_run_dir(cfg, resume)  # again under the lock: another run may have started or ended meanwhile
@@ -542,15 +543,23 @@ def fit(tr: Trainer) -> dict[str, Any]:
 
 def train(cfg: Config, resume: bool = False) -> dict[str, Any]:
     """Set up (or resume) and run; returns the final epoch's record. Cleans up DDP and signal handlers."""
-    tr = None
+    tr = deadline = None
     try:
         tr = setup(cfg, resume)
         tr.stop.install()
+        if tr.dist.is_distributed:  # a rank blocked in a collective must still obey SIGTERM (see distributed.py)
+            deadline = SignalDeadline(SIGNAL_GRACE_S, tr.dist.rank, tr.ckpt_dir / LAST).start()
         record = fit(tr)
         if tr.state.epoch >= cfg.train.epochs and not record:
             log.info(f"{tr.run_dir} already finished {cfg.train.epochs} epochs; raise train.epochs to continue")
         wait_for_all_ranks(tr.dist)  # rank 0 may still be writing the last checkpoint
         return record
+    except RuntimeError as e:  # a collective that timed out (a frozen rank) becomes one clear error
+        timeout = None if tr is None else collective_timeout_error(e, tr.dist, cfg.train.dist_timeout_s,
+                                                                   tr.ckpt_dir / LAST)
+        if timeout is None:
+            raise
+        raise timeout from e
     finally:
         if tr is not None:
             tr.stop.restore()
@@ -560,3 +569,5 @@ def train(cfg: Config, resume: bool = False) -> dict[str, Any]:
                 tr.lock.release()
         tr = None  # drop the DDP wrapper (and the group it holds) before leaving the group
         cleanup_distributed()
+        if deadline is not None:
+            deadline.stop()
