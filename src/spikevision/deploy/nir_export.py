@@ -290,21 +290,10 @@ class _Builder:
         key = self.add(f"{c.owner}.global_pool_flatten" if c.owner else "global_pool_flatten", flat, [pooled])
         return _Ref([key], (C,))
 
-    def live_calls(self) -> set[int]:
-        """Indices of the calls the output depends on (input checks and other dead glue are left out)."""
-        live: set[int] = set()
-        todo = [o for o in self.trace.outputs if isinstance(o, int)]
-        while todo:
-            i = todo.pop()
-            if i not in live:
-                live.add(i)
-                todo.extend(p for p in self.trace.calls[i].inputs if isinstance(p, int))
-        return live
-
     def build(self):
         import nir
 
-        live = self.live_calls()
+        live = self.trace.contributing()  # input checks and other dead glue are left out
         for c in self.trace.calls:
             if c.index in live:
                 self.refs[c.index] = self.module(c) if c.kind == "module" else self.glue(c)
