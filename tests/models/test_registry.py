@@ -41,9 +41,9 @@ def test_duplicate_and_unknown_names(toy_model):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"T": 2.5}, "T must be a whole number of time steps >= 1, got 2.5"),
-    ({"T": 0}, "T must be a whole number of time steps >= 1, got 0"),
-    ({"num_classes": -3}, "num_classes must be a whole number of classes >= 1, got -3"),
+    ({"T": 2.5}, "T must be >= 1, a whole number of time steps, got 2.5"),
+    ({"T": 0}, "T must be >= 1, a whole number of time steps, got 0"),
+    ({"num_classes": -3}, "num_classes must be >= 1, a whole number of classes, got -3"),
     ({"num_classes": 0}, "num_classes must be .* got 0"),
     ({"num_classes": True}, "num_classes must be .* got True"),
 ])

@@ -72,9 +72,9 @@ def test_load_config_file_and_overrides(tmp_path):
 
 
 @pytest.mark.parametrize("override,message", [
-    ("model.T=0", "model.T must be a whole number of time steps >= 1, got 0"),
-    ("model.T=2.5", "model.T must be a whole number of time steps >= 1, got 2.5"),
-    ("model.num_classes=-3", "model.num_classes must be a whole number of classes >= 1, got -3"),
+    ("model.T=0", "model.T must be >= 1, a whole number of time steps, got 0"),
+    ("model.T=2.5", "model.T must be >= 1, a whole number of time steps, got 2.5"),
+    ("model.num_classes=-3", "model.num_classes must be >= 1, a whole number of classes, got -3"),
     ("optim.lr=.nan", "optim.lr must be a finite number, got nan"),
     ("optim.lr=.inf", "optim.lr must be a finite number, got inf"),
     ("optim.lr=-0.1", "optim.lr must be > 0, got -0.1"),

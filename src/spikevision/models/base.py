@@ -17,7 +17,8 @@ Analysis, deployment and the CLI rely on nothing else:
 
 ``forward(x)`` = encode (if 4-D) then features then head: ``[B, classes]``.
 ``encode`` first checks the input (:meth:`SpikingClassifier.check_input`): a
-tensor of the weights' dtype, not empty, without NaN or infinite values.
+tensor, not empty, without NaN or infinite values; ``forward`` reports a float
+input of another dtype than the weights as a ``TypeError``.
 """
 
 from __future__ import annotations
@@ -94,13 +95,16 @@ class SpikingClassifier(nn.Module):
     def check_input(self, x: Tensor) -> None:
         """Reject an input that the model would turn into a raw error or a silently wrong answer.
 
-        The finiteness test is one pass over the input, negligible next to the forward pass of any
-        model here on CPU; on a GPU it waits for the input to arrive (one host-device sync per call).
-        Skipped inside ``torch.compile`` tracing (a data-dependent branch would break the graph).
+        The finiteness test is one pass over the input: at batch 128 on CPU, 0.04% to 0.2% of the
+        forward pass of the mini models (measured side by side); on a GPU it waits for the input to
+        arrive (one host-device sync per call; training syncs every step anyway). Skipped for ``meta``
+        tensors (shapes only) and inside ``torch.compile`` tracing (a data-dependent branch would
+        break the graph). The input's dtype is not compared with the weights' here: the integer
+        deploy engine runs this forward on float64 fixed point through float32 fallbacks; a
+        mismatch that fails is reported by :meth:`forward`.
 
         Raises:
-            TypeError: not a tensor, or floating point of another dtype than the weights (a float64
-                batch into a float32 model; under autocast any float dtype passes).
+            TypeError: not a tensor.
             ValueError: an empty input (no time steps or no samples), or NaN/infinite values: NaN never
                 crosses a firing threshold, so the logits would stay finite and look valid.
         """
@@ -110,13 +114,9 @@ class SpikingClassifier(nn.Module):
         if x.numel() == 0:
             raise ValueError(f"{name} got an empty input of shape {list(x.shape)}; every dimension (time steps, "
                              "batch, channels, ...) needs at least one entry")
-        if not x.is_floating_point():
+        if not x.is_floating_point() or x.is_meta or torch.compiler.is_compiling():
             return  # the image and sequence checks reject integer dtypes with their own message
-        weight = next((p for p in self.parameters() if p.is_floating_point()), None)
-        if weight is not None and x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
-            raise TypeError(f"{name} has {weight.dtype} weights but got a {x.dtype} input; convert the input "
-                            f"(x.to({weight.dtype})) or the model (model.to({x.dtype}))")
-        if not torch.compiler.is_compiling() and not bool(torch.isfinite(x).all()):
+        if not bool(torch.isfinite(x).all()):
             bad = int((~torch.isfinite(x)).sum())
             raise ValueError(f"{name} got an input with {bad} NaN or infinite values (shape {list(x.shape)}); "
                              "clean or drop those samples (e.g. torch.nan_to_num) before the model")
@@ -164,4 +164,18 @@ class SpikingClassifier(nn.Module):
         return {f"{c}.{i}": m for c in containers for i, m in self.get_submodule(c).named_children()}
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(self.encode(x)))
+        """Logits ``[B, classes]`` of images ``[B, C, H, W]`` or sequences ``[T, B, C, H, W]``.
+
+        Raises:
+            TypeError: a float input of another dtype than the weights (a float64 batch into a float32
+                model), which torch reports deep inside the forward pass; and see :meth:`check_input`.
+        """
+        try:
+            return self.forward_head(self.forward_features(self.encode(x)))
+        except RuntimeError as e:
+            weight = next((p for p in self.parameters() if p.is_floating_point()), None)
+            if (weight is None or not isinstance(x, Tensor) or not x.is_floating_point() or x.dtype == weight.dtype
+                    or "type" not in str(e).lower()):
+                raise
+            raise TypeError(f"{type(self).__name__} has {weight.dtype} weights but got a {x.dtype} input; "
+                            f"convert the input (x.to({weight.dtype})) or the model (model.to({x.dtype}))") from e

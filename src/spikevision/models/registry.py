@@ -148,7 +148,7 @@ def check_shared_kwargs(kwargs: Mapping[str, Any]) -> list[str]:
     for key, what in (("T", "time steps"), ("num_classes", "classes")):
         v = kwargs.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
-            errors.append(f"{key} must be a whole number of {what} >= 1, got {v!r}")
+            errors.append(f"{key} must be >= 1, a whole number of {what}, got {v!r}")
     return errors
 
 
