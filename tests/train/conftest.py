@@ -11,8 +11,7 @@ import tiny_model  # noqa: E402,F401  (registers tiny_snn_test)
 
 from spikevision.data.idx import write_idx  # noqa: E402
 
-HERE = Path(__file__).parent
-ENTRY = HERE / "_entry.py"
+from train_support import HERE  # noqa: E402
 
 
 def _write_split(folder: Path, prefix: str, n: int, rng: np.random.Generator) -> None:
@@ -32,19 +31,6 @@ def fmnist_root(tmp_path_factory) -> Path:
     _write_split(root, "train", 64, rng)
     _write_split(root, "t10k", 40, rng)
     return root
-
-
-def tiny_overrides(root: Path, out_dir: Path, name: str = "tiny", **extra) -> list[str]:
-    """``key=value`` overrides of a short deterministic CPU run of the tiny model."""
-    base = {
-        "model.name": "tiny_snn_test", "data.name": "fashion_mnist", "data.root": str(root),
-        "data.batch_size": 8, "data.eval_batch_size": 20, "optim.name": "sgd", "optim.lr": 0.1,
-        "sched.name": "cosine", "sched.warmup_epochs": 1, "train.epochs": 3, "train.seed": 0,
-        "train.deterministic": True, "train.device": "cpu", "train.threads": 1, "run.out_dir": str(out_dir),
-        "run.name": name, "run.progress": "off",
-    }
-    base.update(extra)
-    return [f"{k}={v}" for k, v in base.items()]
 
 
 @pytest.fixture(autouse=True)

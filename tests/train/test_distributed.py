@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 
 from _sync_bn_worker import bn_inputs, bn_layers, bn_step
-from conftest import ENTRY, HERE, tiny_overrides
+from train_support import ENTRY, HERE, tiny_overrides
 from spikevision.cli import main
 from spikevision.layers import BNTT2d, SyncBatchNorm, TDBatchNorm2d, TimeFoldedSyncBatchNorm, convert_sync_batchnorm
 from spikevision.train import checkpoint as ck

@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ENTRY, HERE, tiny_overrides
+from train_support import ENTRY, HERE, tiny_overrides
 from spikevision.cli import main
 from spikevision.train import checkpoint as ck
 from spikevision.train.checkpoint import LAST

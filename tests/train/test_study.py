@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import HERE
+from train_support import HERE
 from spikevision.cli import main
 from spikevision.train import checkpoint as ck
 from spikevision.train.config import ConfigError
