@@ -54,7 +54,7 @@ def test_plif_constants(decay_input):
     # its other constants kept
     plif = PLIF(init_tau=3.0, decay_input=decay_input, v_th=0.7)
     p = plif.effective_params()
-    inv_tau = 1.0 / (1.0 + math.exp(-float(plif.w)))
+    inv_tau = 1.0 / (1.0 + math.exp(-float(plif.w.detach())))
     assert p.decay == pytest.approx(1.0 - inv_tau, rel=1e-15)
     assert p.gain == pytest.approx(inv_tau if decay_input else 1.0, rel=1e-15)
     assert p.decay == pytest.approx(1.0 - 1.0 / 3.0, rel=1e-6)
