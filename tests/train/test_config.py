@@ -84,6 +84,9 @@ def test_load_config_file_and_overrides(tmp_path):
     ("train.epochs=-2", "train.epochs must be >= 1, got -2"),
     ("data.batch_size=0", "batch_size"),
     ("data.batch_size=-8", "batch_size"),
+    ("data.mixup_alpha=.nan", "mixup_alpha must be finite, got nan"),
+    ("data.cutmix_alpha=.inf", "cutmix_alpha must be finite, got inf"),
+    ("data.frames=0", "frames must be a positive int"),
     ("run.progress_every_s=0", "run.progress_every_s must be > 0, got 0"),
 ])
 def test_values_that_would_fail_at_run_time_fail_at_load_time(tmp_path, override, message):

@@ -61,6 +61,8 @@ def test_load_study_reports_every_problem_at_once(tmp_path, fmnist_root):
     assert "train.seed are set by the study runner" in str(e.value)
     with pytest.raises(FileNotFoundError, match="recipe"):
         load_study(_study(tmp_path, fmnist_root, recipe="nowhere.yaml"))
+    spec = load_study(_study(tmp_path, fmnist_root, name="by_name", recipe="quickstart"))  # a shipped recipe
+    assert spec.recipe is not None and spec.recipe.name == "quickstart.yaml" and spec.recipe.is_file()
 
 
 def test_plan_pins_seed_and_folders(tmp_path, fmnist_root):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
@@ -136,6 +137,11 @@ class DataConfig:
         from spikevision.data.build import DATASETS  # late import: build imports this module
 
         e: list[str] = []
+        for f in dataclasses.fields(self):  # NaN/inf slip through every range check below
+            v = getattr(self, f.name)
+            values = v if isinstance(v, (list, tuple)) else [v]
+            if any(isinstance(x, float) and not math.isfinite(x) for x in values):
+                e.append(f"{f.name} must be finite, got {v!r}")
         if self.name not in DATASETS:
             close = difflib.get_close_matches(self.name, list(DATASETS), n=2, cutoff=0.4)
             e.append(f"unknown data set {self.name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")

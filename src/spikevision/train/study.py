@@ -109,13 +109,20 @@ class StudyRun:
 
 
 def _resolve_recipe(recipe: str, study_path: Path) -> Path:
-    """As given (absolute or from the working directory), else next to the study file, else one folder up."""
+    """As given (absolute or from the working directory), else next to the study file, else one folder up,
+    else a shipped recipe of that name (``quickstart``, ``configs/quickstart.yaml``)."""
+    from spikevision.train.recipes import find_recipe
+
     p = Path(recipe).expanduser()
     for cand in (p, study_path.parent / p, study_path.parent.parent / p):
         if cand.is_file():
             return cand
-    raise FileNotFoundError(f"{study_path}: recipe {recipe!r} not found (looked in the working directory, "
-                            f"{study_path.parent} and {study_path.parent.parent})")
+    try:
+        return find_recipe(recipe)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{study_path}: recipe {recipe!r} not found (looked in the working directory, "
+                                f"{study_path.parent}, {study_path.parent.parent} and the shipped recipes: "
+                                f"{e})") from None
 
 
 def _settings(value: Any, where: str, errors: list[str]) -> dict[str, Any]:
