@@ -190,6 +190,55 @@ def test_resume_applies_changed_optimiser_and_schedule(fmnist_root, tmp_path, re
         0.01 * lr_factor(16, cfg.sched, 0.01, 8, 2))
 
 
+def test_resume_with_another_batch_size_keeps_the_schedule_position(fmnist_root, tmp_path, recipe, caplog):
+    base = {"train.epochs": 1, "run.tensorboard": False}  # 64 images: 8 steps of 8 per epoch
+    assert main(["train", str(recipe), *tiny_overrides(fmnist_root, tmp_path, "rebatch", **base)]) == 0
+    cfg = load_config(recipe, tiny_overrides(fmnist_root, tmp_path, "rebatch", **{**base, "train.epochs": 2,
+                                                                                   "data.batch_size": 16}))
+    caplog.set_level(logging.INFO, logger="spikevision.train.engine")
+    tr = setup(cfg, resume=True)
+    assert "8 -> 4 steps per epoch (global batch 8 -> 16)" in caplog.text
+    assert (tr.state.epoch, tr.state.step, tr.state.epoch_step, tr.scheduler.last_epoch) == (1, 4, 0, 4)
+    assert tr.optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * lr_factor(4, cfg.sched, 0.1, 4, 2))
+    fit(tr)
+    tr.lock.release()
+    steps = [json.loads(x)["step"] for x in (tmp_path / "rebatch" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [8, 8]  # epoch 1 took 4 steps of 16
+
+    # stopped mid-epoch (batch 4 of 8 of epoch 1): the samples already seen are skipped, rounded down
+    last = tmp_path / "rebatch" / "checkpoints" / LAST
+    state = ck.load_checkpoint(last)
+    state.update({ck.EPOCH_KEY: 1, ck.EPOCH_STEP_KEY: 3, ck.STEP_KEY: 7,
+                  ck.LAYOUT_KEY: {"batches": 4, "global_batch": 16}})
+    ck.save_checkpoint(last, state)
+    cfg = load_config(recipe, tiny_overrides(fmnist_root, tmp_path, "rebatch", **{**base, "train.epochs": 2,
+                                                                                   "data.batch_size": 12}))
+    tr = setup(cfg, resume=True)  # 3 batches of 16 = 48 samples = 4 batches of 12; 64 // 12 = 5 per epoch
+    assert (tr.state.epoch, tr.state.step, tr.state.epoch_step, tr.scheduler.last_epoch) == (1, 9, 4, 9)
+    tr.lock.release()
+
+
+def test_resume_after_a_stop_between_metrics_line_and_checkpoint_keeps_one_line_per_epoch(
+        fmnist_root, tmp_path, recipe):
+    base = {"train.epochs": 1, "run.tensorboard": False}
+    assert main(["train", str(recipe), *tiny_overrides(fmnist_root, tmp_path, "dup", **base)]) == 0
+    run = tmp_path / "dup"
+    after_epoch_0 = (run / "checkpoints" / LAST).read_bytes()
+    longer = tiny_overrides(fmnist_root, tmp_path, "dup", **{**base, "train.epochs": 2})
+    assert main(["train", str(recipe), *longer, "--resume"]) == 0
+    once = (run / "metrics.jsonl").read_text().splitlines()
+    # as if stopped after epoch 1's line was written but before its checkpoint, mid-write of another line
+    (run / "checkpoints" / LAST).write_bytes(after_epoch_0)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 1, "st')
+    assert main(["train", str(recipe), *longer, "--resume"]) == 0
+    again = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in again] == [0, 1]
+    drop = ("epoch_time_s", "throughput", "train_time_s")
+    strip = lambda line: {k: v for k, v in json.loads(line).items() if k not in drop}  # noqa: E731
+    assert [strip(x) for x in again] == [strip(x) for x in once]  # the redone epoch is the same epoch
+
+
 def test_resume_refuses_optimiser_changes_that_cannot_carry_its_state(fmnist_root, tmp_path, recipe):
     base = {"train.epochs": 1, "run.tensorboard": False}
     assert main(["train", str(recipe), *tiny_overrides(fmnist_root, tmp_path, "fixed", **base)]) == 0

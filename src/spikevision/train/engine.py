@@ -308,6 +308,8 @@ def _build(cfg: Config, resume: bool, dist: DistInfo, run_dir: Path) -> Trainer:
                  build_mixup(cfg.data, num_classes), train_loader, eval_loader, run_dir, TrainState(), StopFlag())
     if resume:
         _restore(tr, ck.load_checkpoint(tr.ckpt_dir / LAST, map_location=dist.device))
+        if dist.is_main:
+            _trim_metrics(run_dir / METRICS_FILE, tr.state.epoch)
     if dist.is_main:
         tr.ckpt_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -333,7 +335,32 @@ def checkpoint_state(tr: Trainer) -> dict[str, Any]:
         ck.SCHEDULER_KEY: tr.scheduler.state_dict(), ck.SCALER_KEY: tr.scaler.state_dict(),
         ck.RNG_KEY: ck.capture_rng_state(), ck.BEST_KEY: st.best_top1, ck.METER_KEY: st.meter.cpu(),
         ck.TRAIN_TIME_KEY: st.train_time_s + time.perf_counter() - tr.session_start,
+        ck.LAYOUT_KEY: _epoch_layout(tr),
     }
+
+
+_LAYOUT_FIELDS = ("batches", "global_batch")
+
+
+def _epoch_layout(tr: Trainer) -> dict[str, int]:
+    return {"batches": len(tr.train_loader), "global_batch": tr.cfg.data.batch_size * tr.dist.world_size}
+
+
+def _relayout(tr: Trainer, saved: dict[str, int], epoch: int, epoch_step: int) -> tuple[int, int]:
+    """Where a run resumed with another batch size or process count continues: ``(step, epoch_step)``.
+
+    The schedule keeps its place in epochs (the new steps per epoch times the epochs done), and a
+    run stopped mid-epoch skips the samples it already saw, rounded down (a few are seen twice, none
+    skipped; with another process count each process's share of the epoch changes, so the rest of that
+    one epoch is approximate)."""
+    now = _epoch_layout(tr)
+    epoch_step = min(epoch_step * saved["global_batch"] // now["global_batch"], now["batches"])
+    step = epoch * now["batches"] + epoch_step
+    if tr.dist.is_main:
+        log.info(f"--resume: {saved['batches']} -> {now['batches']} steps per epoch (global batch "
+                 f"{saved['global_batch']} -> {now['global_batch']}); the schedule continues from epoch {epoch} "
+                 f"+ {epoch_step}/{now['batches']} (step {step})")
+    return step, epoch_step
 
 
 def _save(tr: Trainer, name: str) -> Path:
@@ -359,8 +386,15 @@ def _restore(tr: Trainer, state: dict[str, Any]) -> None:
             log.info(f"--resume: {', '.join(changes)}; applied from step {state[ck.STEP_KEY]} on "
                      f"(learning rate now {tr.optimizer.param_groups[0]['lr']:.4g})")
     tr.scaler.load_state_dict(state[ck.SCALER_KEY])
-    tr.state = TrainState(state[ck.EPOCH_KEY], state[ck.STEP_KEY], state[ck.EPOCH_STEP_KEY], state[ck.BEST_KEY],
-                          state[ck.METER_KEY].to(torch.float64), state[ck.TRAIN_TIME_KEY])
+    epoch, step, epoch_step = state[ck.EPOCH_KEY], state[ck.STEP_KEY], state[ck.EPOCH_STEP_KEY]
+    saved = state.get(ck.LAYOUT_KEY)
+    valid = isinstance(saved, dict) and all(type(saved.get(k)) is int and saved[k] > 0 for k in _LAYOUT_FIELDS)
+    if valid and saved != _epoch_layout(tr):
+        step, epoch_step = _relayout(tr, saved, epoch, epoch_step)
+        tr.scheduler.last_epoch = step
+        retune(tr.optimizer, tr.scheduler, fresh)  # the rate at the schedule's new position
+    tr.state = TrainState(epoch, step, epoch_step, state[ck.BEST_KEY], state[ck.METER_KEY].to(torch.float64),
+                          state[ck.TRAIN_TIME_KEY])
     ck.restore_rng_state(state[ck.RNG_KEY])  # last: building the model above consumed random numbers
 
 
@@ -391,6 +425,27 @@ def evaluate(model: nn.Module, loader: Any, device: torch.device, dist: DistInfo
     n = max(1.0, sums[3].item())
     return {"loss": sums[0].item() / n, "top1": 100 * sums[1].item() / n, "top5": 100 * sums[2].item() / n,
             "firing_rate": rates[0].item() / max(1.0, rates[1].item()), "samples": int(sums[3].item())}
+
+
+def _trim_metrics(path: Path, epochs_done: int) -> None:
+    """Keep the records of the epochs the checkpoint has finished: a run stopped after writing an
+    epoch's line but before saving its checkpoint redoes that epoch, which then has one line, not two.
+    A torn last line (a crash mid-write) goes too; every dropped line is named in the log."""
+    if not path.is_file():
+        return
+    kept, dropped = [], []
+    for line in path.read_text().splitlines():
+        try:
+            epoch = json.loads(line).get("epoch")
+        except (ValueError, AttributeError):
+            epoch = None
+        (kept if isinstance(epoch, int) and epoch < epochs_done else dropped).append(line)
+    if dropped:
+        log.info(f"--resume: {len(dropped)} line(s) of {path.name} beyond the checkpoint's {epochs_done} finished "
+                 f"epoch(s) dropped (they are redone): {'; '.join(d[:80] for d in dropped)}")
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(k + "\n" for k in kept))
+        tmp.replace(path)
 
 
 def _log_epoch(tr: Trainer, record: dict[str, Any]) -> None:
