@@ -337,7 +337,8 @@ def test_training_into_a_log_file_prints_progress_lines(fmnist_root, tmp_path, r
                                                         progress, lines):
     monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal
     cfg = load_config(recipe, tiny_overrides(fmnist_root, tmp_path, f"progress-{progress}", **{
-        "train.epochs": 1, "run.tensorboard": False, "run.progress": progress, "run.progress_every_s": 30}))
+        "train.epochs": 1, "run.tensorboard": False, "run.progress": progress, "run.progress_every_s": 30,
+        "data.eval_batch_size": 8}))
     tr = setup(cfg)
     ticks = iter(range(0, 10_000, 10))
     tr.clock = lambda: float(next(ticks))
@@ -345,8 +346,13 @@ def test_training_into_a_log_file_prints_progress_lines(fmnist_root, tmp_path, r
     fit(tr)
     tr.lock.release()
     found = [r.getMessage() for r in caplog.records if "batches/s" in r.getMessage()]
-    assert len(found) == lines and all(re.fullmatch(r"epoch 0: [36]/8 batches \(\d+%\), 0\.10 batches/s, about "
-                                                    r"\d+s left, loss \d\.\d{4}", x) for x in found), found
+    train = [x for x in found if x.startswith("epoch 0: ")]
+    assert len(train) == lines and all(re.fullmatch(r"epoch 0: [36]/8 batches \(\d+%\), 0\.10 batches/s, about "
+                                                    r"\d+s left, loss \d\.\d{4}", x) for x in train), found
+    tests = [x for x in found if x.startswith("epoch 0 test: ")]  # the evaluation after the epoch: 5 batches of 8
+    assert len(tests) == lines // 2 and all(re.fullmatch(r"epoch 0 test: 3/5 batches \(60%\), 0\.10 batches/s, "
+                                                         r"about 20s left", x) for x in tests), found
+    assert len(found) == len(train) + len(tests)
 
 
 def test_full_disk_during_training_keeps_the_last_good_checkpoint(fmnist_root, tmp_path, recipe, monkeypatch):

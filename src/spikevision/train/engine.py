@@ -496,18 +496,17 @@ def progress_lines(it: Iterable, total: int, desc: str, every_s: float, clock: C
             last = now
 
 
-def _progress(it: Iterator, tr: Trainer, epoch: int) -> Iterator:
+def _progress(it: Iterable, tr: Trainer, desc: str, total: int, done: int = 0,
+              status: Callable[[], str] | None = None) -> Iterable:
     """A tqdm bar on a terminal (or with ``run.progress=on``); plain lines into a log file; rank 0 only."""
-    mode, total, done = tr.cfg.run.progress, len(tr.train_loader), tr.state.epoch_step
+    mode = tr.cfg.run.progress
     if not tr.dist.is_main or mode in ("off", False):
         return it
     if mode in ("on", True) or sys.stderr.isatty():
         from tqdm import tqdm
 
-        return tqdm(it, total=total, initial=done, desc=f"epoch {epoch}", leave=False, dynamic_ncols=True)
-    st = tr.state
-    return progress_lines(it, total, f"epoch {epoch}", tr.cfg.run.progress_every_s, tr.clock, done,
-                          lambda: f"loss {st.meter[0].item() / max(1.0, st.meter[3].item()):.4f}")
+        return tqdm(it, total=total, initial=done, desc=desc, leave=False, dynamic_ncols=True)
+    return progress_lines(it, total, desc, tr.cfg.run.progress_every_s, tr.clock, done, status)
 
 
 def _check_step(tr: Trainer, loss: Tensor) -> float:
@@ -539,6 +538,10 @@ def fit(tr: Trainer) -> dict[str, Any]:
 
     cfg, st, dev = tr.cfg.train, tr.state, tr.dist.device
     record: dict[str, Any] = {}
+
+    def running_loss() -> str:  # this epoch's mean loss so far, for the progress lines
+        return f"loss {st.meter[0].item() / max(1.0, st.meter[3].item()):.4f}"
+
     for epoch in range(st.epoch, cfg.epochs):
         st.epoch = epoch
         set_loader_epoch(tr.train_loader, epoch)  # data order = f(seed, epoch): identical after a resume
@@ -547,7 +550,7 @@ def fit(tr: Trainer) -> dict[str, Any]:
         tr.net.train()
         start, seen = time.perf_counter(), 0
         batches = itertools.islice(tr.train_loader, st.epoch_step, None)  # mid-epoch resume: skip done batches
-        for x, y in _progress(batches, tr, epoch):
+        for x, y in _progress(batches, tr, f"epoch {epoch}", len(tr.train_loader), st.epoch_step, running_loss):
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
             target = y
             if tr.mixup is not None:
@@ -582,7 +585,8 @@ def fit(tr: Trainer) -> dict[str, Any]:
                   "train_top5": 100 * meter[2].item() / n, "epoch_time_s": elapsed,
                   "throughput": seen * tr.dist.world_size / elapsed}
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-            ev = evaluate(tr.model, tr.eval_loader, dev, tr.dist, tr.amp_dtype)
+            tests = _progress(tr.eval_loader, tr, f"epoch {epoch} test", len(tr.eval_loader))
+            ev = evaluate(tr.model, tests, dev, tr.dist, tr.amp_dtype)
             record.update({"test_loss": ev["loss"], "test_top1": ev["top1"], "test_top5": ev["top5"],
                            "firing_rate": ev["firing_rate"]})
         st.epoch, st.epoch_step, st.meter = epoch + 1, 0, torch.zeros(4, dtype=torch.float64)
