@@ -90,8 +90,9 @@ def test_loaders_choose_fast_path(tmp_path, idx_set, cifar_set):
     pil = DataConfig(name="cifar10", root=str(tmp_path), batch_size=4, num_workers=0, augment="resized_crop_flip")
     assert not uses_fast_path(pil, "train") and uses_fast_path(pil, "test")
     assert next(iter(build_loader(pil, "train")))[0].shape == (4, 3, 32, 32)
-    erase = DataConfig(name="cifar10", augment="crop_flip", random_erasing=0.25)
-    assert not uses_fast_path(erase, "train")
+    erase = DataConfig(name="cifar10", root=str(tmp_path), batch_size=4, augment="crop_flip", random_erasing=0.25)
+    assert uses_fast_path(erase, "train") and build_loader(erase, "train").random_erasing == 0.25  # drawn batched
+    assert build_loader(erase, "test").random_erasing == 0.0
     with pytest.raises(ValueError, match="augment='resized_crop_flip'"):
         uses_fast_path(DataConfig(name="cifar10", augment="resized_crop_flip", fast_path="on"), "train")
 

@@ -95,6 +95,57 @@ def test_tensor_path_crop_flip_draws_valid_crops_reproducibly():
         TensorBatchLoader(images, targets, 2, (0.5,) * 2, (0.5,) * 2, crop_padding=-1)
 
 
+def _erased_boxes(x, value):
+    """Per image: None (untouched) or (top, left, h, w) of the pixels that differ from ``value``, checked to
+    form one full rectangle on every channel."""
+    boxes = []
+    for img in x:
+        changed = img != value
+        assert torch.equal(changed, changed[:1].expand_as(changed)), "the box differs between channels"
+        ys, xs = torch.nonzero(changed[0], as_tuple=True)
+        if len(ys) == 0:
+            boxes.append(None)
+            continue
+        top, left, h, w = ys.min().item(), xs.min().item(), ys.max().item() - ys.min().item() + 1, \
+            xs.max().item() - xs.min().item() + 1
+        assert len(ys) == h * w, "the changed pixels are not one rectangle"
+        boxes.append((top, left, h, w))
+    return boxes
+
+
+def test_tensor_path_random_erasing_matches_timm_in_distribution():
+    from timm.data.random_erasing import RandomErasing
+
+    n, C, H, W = 4000, 1, 28, 28
+    images, targets = torch.full((n, C, H, W), 100, dtype=torch.uint8), torch.arange(n)
+    # mean 0, std 1/25500: every kept pixel is exactly 10000.0, far from any N(0, 1) noise value
+    loader = TensorBatchLoader(images, targets, 500, (0.0,), (1 / 25500,), shuffle=True, seed=0, random_erasing=0.5)
+    x = torch.cat([b for b, _ in loader])
+    boxes = _erased_boxes(x, 10000.0)
+    ours = [b for b in boxes if b is not None]
+    noise = x[x != 10000.0]
+    assert abs(noise.mean()) < 0.02 and abs(noise.std() - 1) < 0.02  # N(0, 1) noise in the box
+
+    torch.manual_seed(0)  # the reference: timm's per-image RandomErasing, pixel mode, one box
+    ref_eraser = RandomErasing(probability=0.5, mode="pixel", max_count=1, device="cpu")
+    ref = [b for b in _erased_boxes(torch.stack([ref_eraser(torch.full((C, H, W), 10000.0)) for _ in range(n)]),
+                                    10000.0) if b is not None]
+    assert abs(len(ours) - len(ref)) < 0.05 * n  # how often an image is erased (about half)
+    for stat in (lambda b: b[2] * b[3] / (H * W), lambda b: b[2] / b[3], lambda b: b[0] + b[2] / 2,
+                 lambda b: b[1] + b[3] / 2):  # area fraction, aspect, centre row, centre column
+        a, r = torch.tensor([stat(b) for b in ours]), torch.tensor([stat(b) for b in ref])
+        assert abs(a.mean() - r.mean()) < 0.05 * r.mean() and abs(a.std() - r.std()) < 0.1 * r.std()
+
+    loader.set_epoch(0)
+    assert torch.equal(torch.cat([b for b, _ in loader]), x)  # same (seed, epoch): same boxes and noise
+    crop = dict(shuffle=True, seed=0, crop_padding=2, hflip=True)
+    with_p0 = TensorBatchLoader(images, targets, 500, (0.0,), (1.0,), random_erasing=0.0, **crop)
+    without = TensorBatchLoader(images, targets, 500, (0.0,), (1.0,), **crop)
+    assert all(torch.equal(a, b) for (a, _), (b, _) in zip(with_p0, without, strict=True))  # off = no extra draws
+    with pytest.raises(ValueError, match="random_erasing"):
+        TensorBatchLoader(images, targets, 2, (0.5,), (0.5,), random_erasing=1.5)
+
+
 def test_bad_inputs():
     images, targets = _data()
     with pytest.raises(ValueError, match="3 values"):

@@ -138,8 +138,6 @@ def uses_fast_path(cfg: DataConfig, split: str) -> bool:
     if train and cfg.augment not in TENSOR_AUGMENTS:
         reasons.append(f"augment={cfg.augment!r} needs per-sample transforms (the tensor path draws "
                        f"{', '.join(TENSOR_AUGMENTS)})")
-    if train and cfg.augment != "none" and cfg.random_erasing > 0:
-        reasons.append("random_erasing needs per-sample transforms")
     if cfg.img_size not in (None, info.img_size):
         reasons.append(f"img_size={cfg.img_size} differs from the native {info.img_size} (resizing needed)")
     if train and cfg.repeated_aug > 0:
@@ -195,7 +193,8 @@ def build_loader(cfg: DataConfig, split: str, *, rank: int = 0, world_size: int 
                                  drop_last=train and cfg.drop_last, device=cfg.device, seed=cfg.seed,
                                  rank=rank, world_size=world_size, dataset=ds,
                                  crop_padding=cfg.crop_padding if crop else 0,
-                                 hflip=train and cfg.augment == "crop_flip")
+                                 hflip=train and cfg.augment == "crop_flip",
+                                 random_erasing=cfg.random_erasing if crop else 0.0)
 
     ds = build_dataset(cfg.name, split, cfg.root, build_transform(cfg, train), **options)
     sampler = None

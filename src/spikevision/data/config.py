@@ -41,7 +41,7 @@ class DataConfig:
         fast_path: ``"auto"`` serves in-memory data sets (MNIST, Fashion-MNIST,
             CIFAR) through :class:`~spikevision.data.in_memory.TensorBatchLoader`
             at native size with ``augment`` ``none``, ``crop`` or ``crop_flip``
-            (drawn batched on tensors) and no random erasing: no workers,
+            (with ``random_erasing`` too; all drawn batched on tensors): no workers,
             no PIL, batches made in a few tensor ops;
             ``"off"`` always uses a DataLoader; ``"on"`` requires the fast path.
         device: where the tensor path produces batches (``"cpu"`` or ``"cuda"``).
@@ -56,7 +56,8 @@ class DataConfig:
         hflip: add a horizontal flip to ``imagenet_autoaugment`` (MS-ResNet released: off).
         crop_padding: padding of ``crop``/``crop_flip`` (4).
         rand_augment: timm RandAugment spec (``"rand-m9-mstd0.5-inc1"``, spiking MLP).
-        random_erasing: RandomErasing probability (spiking MLP ImageNet: 0.25; pixel mode).
+        random_erasing: RandomErasing probability (spiking MLP ImageNet: 0.25; pixel mode, one box),
+            applied by the ``crop``, ``crop_flip``, ``resized_crop_flip`` and ``imagenet_randaugment`` recipes.
         interpolation: resize interpolation, ``"bilinear"`` or ``"bicubic"`` (spiking MLP).
         crop_pct: eval centre-crop fraction for ImageNet (0.875 = resize 256, crop 224).
         mean, std: normalisation override; None = the data set's constants

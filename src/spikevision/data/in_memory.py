@@ -14,7 +14,9 @@ tensor ``[N, C, H, W]`` held in memory. Two ways to read them:
   (no worker processes, no collate). It also draws the two augmentations of the
   small-image recipes, random crop with zero padding and horizontal flip, as one
   batched gather (same distribution as torchvision's ``RandomCrop(padding=p)``
-  and ``RandomHorizontalFlip()``).
+  and ``RandomHorizontalFlip()``), and random erasing with per-pixel normal noise
+  as one masked select (same distribution as timm's ``RandomErasing(mode="pixel")``
+  with one box, Zhong et al., AAAI 2020).
 """
 
 from __future__ import annotations
@@ -116,6 +118,11 @@ class TensorBatchLoader:
         crop_padding: random crop of the original size from the image padded
             with ``crop_padding`` zero pixels on every side (0 = no crop).
         hflip: flip each image horizontally with probability 1/2.
+        random_erasing: probability that an image gets one box of standard normal
+            noise (in normalised units) after cropping and flipping: box area
+            2%-33% of the image, aspect ratio log-uniform in [0.3, 3.33], placed
+            uniformly; 10 draws per image and the first that fits is used (none
+            fits: the image is kept), as timm draws them. 0 = off.
 
     The augmentation draws of epoch ``e`` come from a generator seeded by
     ``(seed, e, rank)``, so a resumed run redraws exactly the same crops and flips.
@@ -139,6 +146,7 @@ class TensorBatchLoader:
         dataset: Dataset | None = None,
         crop_padding: int = 0,
         hflip: bool = False,
+        random_erasing: float = 0.0,
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"TensorBatchLoader needs uint8 images [N, C, H, W], "
@@ -152,7 +160,9 @@ class TensorBatchLoader:
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
         if not isinstance(crop_padding, int) or crop_padding < 0:
             raise ValueError(f"crop_padding must be an int >= 0, got {crop_padding!r}")
-        self.crop_padding, self.hflip = crop_padding, bool(hflip)
+        if not 0.0 <= random_erasing <= 1.0:
+            raise ValueError(f"random_erasing must be a probability in [0, 1], got {random_erasing!r}")
+        self.crop_padding, self.hflip, self.random_erasing = crop_padding, bool(hflip), float(random_erasing)
         self.device = torch.device(device)
         self.images = images.to(self.device)
         self.targets = targets.long().to(self.device)
@@ -212,6 +222,32 @@ class TensorBatchLoader:
         out = x[b, :, rows.to(dev)[:, :, None], cols.to(dev)[:, None, :]]  # [B, H, W, C]
         return out.permute(0, 3, 1, 2)
 
+    #: random erasing's box: area fraction, aspect ratio range, draws per image (timm's defaults)
+    ERASE_AREA, ERASE_RATIO, ERASE_TRIES = (0.02, 1 / 3), (0.3, 1 / 0.3), 10
+
+    def _erase(self, x: Tensor, g: torch.Generator) -> Tensor:
+        """Random erasing of a normalised float batch ``[B, C, H, W]``: one box of N(0, 1) noise per chosen image."""
+        B, C, H, W = x.shape
+        chosen = torch.rand(B, generator=g) < self.random_erasing
+        lo, hi = self.ERASE_AREA
+        area = H * W * (lo + (hi - lo) * torch.rand(B, self.ERASE_TRIES, generator=g))
+        log_lo, log_hi = math.log(self.ERASE_RATIO[0]), math.log(self.ERASE_RATIO[1])
+        ratio = torch.exp(log_lo + (log_hi - log_lo) * torch.rand(B, self.ERASE_TRIES, generator=g))
+        h = torch.round(torch.sqrt(area * ratio)).long()
+        w = torch.round(torch.sqrt(area / ratio)).long()
+        fits = (h < H) & (w < W)
+        first = fits.int().argmax(1, keepdim=True)  # the first draw that fits (0 when none does: masked out below)
+        chosen &= fits.any(1)
+        h, w = h.gather(1, first)[:, 0], w.gather(1, first)[:, 0]
+        top = (torch.rand(B, generator=g) * (H - h + 1)).long()
+        left = (torch.rand(B, generator=g) * (W - w + 1)).long()
+        noise = torch.randn(B, C, H, W, generator=g)
+        rows, cols = torch.arange(H)[None, :], torch.arange(W)[None, :]
+        in_rows = (rows >= top[:, None]) & (rows < (top + h)[:, None])  # [B, H]
+        in_cols = (cols >= left[:, None]) & (cols < (left + w)[:, None])  # [B, W]
+        box = (in_rows[:, :, None] & in_cols[:, None, :] & chosen[:, None, None])[:, None]  # [B, 1, H, W]
+        return torch.where(box.to(x.device), noise.to(x.device), x)
+
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         idx = self._indices(self._epoch).to(self.device)
         # distinct stream from the shuffle's (seed + epoch), one per rank
@@ -224,6 +260,8 @@ class TensorBatchLoader:
             if self.augments:
                 x = self._augment(x, g)
             x = torch.addcmul(self._shift, x.float(), self._scale)
+            if self.random_erasing > 0:
+                x = self._erase(x, g)
             yield x, self.targets[b]
 
 
