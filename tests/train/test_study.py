@@ -140,6 +140,10 @@ def test_page_from_kept_results_only(tmp_path, fmnist_root, capsys):
     assert main(["study", str(path), *dirs, "--report-only"]) == 0
     page = (tmp_path / "res" / "tiny.md").read_text()
     assert (tmp_path / "res" / "tiny.png").stat().st_size > 1000
+    from PIL import Image
+
+    with Image.open(tmp_path / "res" / "tiny.png") as im:  # two panels: curves, accuracy against energy
+        assert im.size[0] > 1.5 * im.size[1]
     for arm in ("h16", "h8"):
         finals, energies = [], []
         for seed in (0, 1):

@@ -203,7 +203,7 @@ def render_study(spec: "StudySpec", results: Sequence[ArmResult], figure: str | 
             lines += ["", "Ranking by energy per image (lowest first): " + " < ".join(f"`{a.arm}`" for a in by_e) + "."]
         lines.append("")
     if figure:
-        lines += [f"![test top-1 per epoch]({figure})", ""]
+        lines += [f"![test top-1 per epoch; final accuracy against energy per image]({figure})", ""]
     if spec.verdict:
         lines += ["## Verdict", "", spec.verdict, ""]
     if spec.notes:
@@ -223,27 +223,48 @@ def _plot(spec: "StudySpec", results: Sequence[ArmResult], path: Path) -> bool:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
     drawn = [a for a in results if a.curves]
     if not drawn:
         return False
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    costed = [a for a in drawn if a.final and not math.isnan(a.stat("energy_uj")[0])]
+    fig, axes = plt.subplots(1, 2 if costed else 1, figsize=(11.0 if costed else 6.4, 4.0), dpi=110, squeeze=False)
+    ax = axes[0, 0]
+    colors = {}
     for a in drawn:
         epochs = sorted({e for c in a.curves for e, _ in c})
         per_epoch = [[v for c in a.curves for e, v in c if e == ep] for ep in epochs]
         mean = [statistics.fmean(v) for v in per_epoch]
         x = [e + 1 for e in epochs]
         (line,) = ax.plot(x, mean, marker=".", label=f"{a.arm} (n={len(a.seeds)})")
+        colors[a.arm] = line.get_color()
         if len(a.curves) > 1:
             ax.fill_between(x, [min(v) for v in per_epoch], [max(v) for v in per_epoch], alpha=0.2,
                             color=line.get_color())
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("test top-1 (%)")
-    ax.set_title(spec.title or spec.name, fontsize=9)
+    ax.set_title("test top-1 per epoch (mean; band: min-max over seeds)", fontsize=9)
+    fig.suptitle(spec.title or spec.name, fontsize=9)
     finals = [v for a in drawn for c in a.curves for _, v in c[-1:]]
     ax.set_ylim(max(0.0, min(finals) - 8.0), min(100.0, max(finals) + 2.0))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
+    if costed:  # the trade-off: final accuracy against energy per image, one point per arm (+- std over seeds)
+        ax = axes[0, 1]
+        for a in costed:
+            (e, e_std), (acc, acc_std) = a.stat("energy_uj"), _mean_std(a.final)
+            ax.errorbar(e, acc, xerr=0 if math.isnan(e_std) else e_std, yerr=0 if math.isnan(acc_std) else acc_std,
+                        fmt="o", color=colors[a.arm], capsize=3)
+            ax.annotate(a.arm, (e, acc), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("energy per image (µJ, log scale)")
+        ax.set_ylabel("final test top-1 (%)")
+        ax.set_title("accuracy vs energy (mean ± std over seeds)", fontsize=9)
+        ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     tmp = path.with_name(path.stem + ".tmp" + path.suffix)
     fig.savefig(tmp)
@@ -253,7 +274,8 @@ def _plot(spec: "StudySpec", results: Sequence[ArmResult], path: Path) -> bool:
 
 
 def write_study_page(spec: "StudySpec", results_dir: str | Path = "docs/studies") -> Path:
-    """Write ``<results_dir>/<study>.md`` and ``<study>.png`` (mean curve per arm, min-max band over seeds)."""
+    """Write ``<results_dir>/<study>.md`` and ``<study>.png`` (mean curve per arm, min-max band over seeds;
+    beside it, when energy was measured, final accuracy against energy per image per arm)."""
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     results = collect_results(spec, results_dir)
