@@ -173,3 +173,42 @@ def test_shipped_studies_are_valid(path):
 
 def test_there_are_shipped_studies():
     assert {"depth", "encoding", "spe", "residual", "timesteps"} <= {p.stem for p in SHIPPED_STUDIES}
+
+
+@pytest.mark.parametrize("epochs", [1, 3])
+def test_figure_curves_or_bars(tmp_path, epochs):
+    """Several evaluations per run draw curves over epochs; one per run (a one-epoch budget) draws one bar per
+    arm, starting at 0, with a tick label per arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from types import SimpleNamespace
+
+    from spikevision.analysis import study_report
+    from spikevision.analysis.study_report import ArmResult
+
+    results = []
+    for i, arm in enumerate(("a", "b")):
+        curves = [[(e, 80.0 + i + e + s) for e in range(epochs)] for s in (0, 1)]
+        results.append(ArmResult(arm, seeds=[0, 1], final=[c[-1][1] for c in curves], best=[c[-1][1] for c in curves],
+                                 curves=curves, time_s=[1.0, 1.0], measures=[{"energy_uj": 1.0 + i}] * 2))
+    captured = {}
+    real_close = matplotlib.pyplot.close
+
+    def keep(fig):
+        captured["fig"] = fig
+        real_close(fig)
+
+    matplotlib.pyplot.close = keep
+    try:
+        assert study_report._plot(SimpleNamespace(title="t", name="t"), results, tmp_path / "f.png")
+    finally:
+        matplotlib.pyplot.close = real_close
+    ax = captured["fig"].axes[0]
+    assert (tmp_path / "f.png").stat().st_size > 1000
+    if epochs == 1:
+        assert len(ax.patches) == 2 and ax.get_ylim()[0] == 0.0
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
+    else:
+        assert not ax.patches and len(ax.lines) == 2 and ax.get_xlabel() == "epoch"
+        assert list(ax.lines[0].get_xdata()) == [1, 2, 3]

@@ -232,25 +232,36 @@ def _plot(spec: "StudySpec", results: Sequence[ArmResult], path: Path) -> bool:
     fig, axes = plt.subplots(1, 2 if costed else 1, figsize=(11.0 if costed else 6.4, 4.0), dpi=110, squeeze=False)
     ax = axes[0, 0]
     colors = {}
-    for a in drawn:
-        epochs = sorted({e for c in a.curves for e, _ in c})
-        per_epoch = [[v for c in a.curves for e, v in c if e == ep] for ep in epochs]
-        mean = [statistics.fmean(v) for v in per_epoch]
-        x = [e + 1 for e in epochs]
-        (line,) = ax.plot(x, mean, marker=".", label=f"{a.arm} (n={len(a.seeds)})")
-        colors[a.arm] = line.get_color()
-        if len(a.curves) > 1:
-            ax.fill_between(x, [min(v) for v in per_epoch], [max(v) for v in per_epoch], alpha=0.2,
-                            color=line.get_color())
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if max(len(c) for a in drawn for c in a.curves) > 1:  # curves: test top-1 after each epoch
+        for a in drawn:
+            epochs = sorted({e for c in a.curves for e, _ in c})
+            per_epoch = [[v for c in a.curves for e, v in c if e == ep] for ep in epochs]
+            mean = [statistics.fmean(v) for v in per_epoch]
+            x = [e + 1 for e in epochs]
+            (line,) = ax.plot(x, mean, marker=".", label=f"{a.arm} (n={len(a.seeds)})")
+            colors[a.arm] = line.get_color()
+            if len(a.curves) > 1:
+                ax.fill_between(x, [min(v) for v in per_epoch], [max(v) for v in per_epoch], alpha=0.2,
+                                color=line.get_color())
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title("test top-1 per epoch (mean; band: min-max over seeds)", fontsize=9)
+        ax.legend(fontsize=7)
+    else:  # one evaluation per run (a one-epoch budget): one bar per arm, its seeds as dots
+        for i, a in enumerate(drawn):
+            values = [v for c in a.curves for _, v in c]
+            bar = ax.bar(i, statistics.fmean(values), width=0.6, alpha=0.7, label=f"{a.arm} (n={len(a.seeds)})",
+                         color=f"C{i % 10}")
+            colors[a.arm] = bar.patches[0].get_facecolor()
+            ax.plot([i] * len(values), values, "k.", markersize=4)
+        ax.set_xticks(range(len(drawn)), [a.arm for a in drawn], rotation=30, ha="right", fontsize=7)
+        ax.set_title("final test top-1 per arm (bar: mean; dots: seeds)", fontsize=9)
     ax.set_ylabel("test top-1 (%)")
-    ax.set_title("test top-1 per epoch (mean; band: min-max over seeds)", fontsize=9)
     fig.suptitle(spec.title or spec.name, fontsize=9)
     finals = [v for a in drawn for c in a.curves for _, v in c[-1:]]
-    ax.set_ylim(max(0.0, min(finals) - 8.0), min(100.0, max(finals) + 2.0))
+    bars = ax.patches  # bars start at 0: their axis must too
+    ax.set_ylim(0.0 if bars else max(0.0, min(finals) - 8.0), min(100.0, max(finals) + 2.0))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
     if costed:  # the trade-off: final accuracy against energy per image, one point per arm (+- std over seeds)
         ax = axes[0, 1]
         for a in costed:
