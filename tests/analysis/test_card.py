@@ -49,3 +49,25 @@ def test_export_pretrained_ships_weights_that_load_by_name(trained_run, tmp_path
     assert card["tag"] == "tiny_fmnist"
     assert main(["export", str(trained_run), "--format", "pretrained", "-o", str(out)]) == 2  # no --tag
     assert main(["export", str(out), "--format", "pretrained", "--tag", "x", "-o", str(out)]) == 1  # not a run
+
+
+def test_float16_export_measures_the_weights_it_ships(trained_run, tmp_path, monkeypatch):
+    out = tmp_path / "weights"
+    out.mkdir()
+    assert main(["export", str(trained_run), "--format", "pretrained", "--tag", "half", "--dtype", "float16",
+                 "-o", str(out)]) == 0
+    card = json.loads((out / "mlp_spe_mini.half.json").read_text())
+    assert card["weights_dtype"] == "float16"
+    monkeypatch.setattr(W, "WEIGHTS_DIR", out)
+    model = create_model("mlp_spe_mini", pretrained="half").eval()
+    state = ck.load_checkpoint(trained_run / "checkpoints" / "last.pt")
+    for k, v in state[ck.MODEL_KEY].items():
+        want = v.half().float() if v.is_floating_point() else v
+        assert torch.equal(model.state_dict()[k], want), k
+    # the card's accuracy is that of the rounded weights, counted by hand
+    data = DataConfig.from_dict({**state[ck.CONFIG_KEY]["data"], "device": "cpu"})
+    with torch.no_grad():
+        correct = sum(int((model(x).argmax(-1) == y).sum()) for x, y in build_loader(data, "test"))
+    assert card["test_top1"] == round(100 * correct / card["test_samples"], 2)
+    assert main(["export", str(trained_run), "--format", "nir", "--dtype", "float16",
+                 "-o", str(tmp_path / "m.nir")]) == 2

@@ -38,6 +38,31 @@ def test_safetensors_round_trip(tmp_path):
     assert not (tmp_path / "bad.safetensors").exists()
 
 
+def test_half_precision_storage_rounds_floats_keeps_integers_and_refuses_overflow(tmp_path):
+    from safetensors.torch import load_file
+
+    model = _tiny_model()
+    full = save_weights(model, tmp_path / "w32.safetensors", model_name="mlp_spe_mini", model_kwargs=TINY)
+    half = save_weights(model, tmp_path / "w16.safetensors", model_name="mlp_spe_mini", model_kwargs=TINY,
+                        dtype=torch.float16)
+    stored = load_file(str(half))
+    loaded = load_model(half)
+    for k, v in model.state_dict().items():
+        if v.is_floating_point():
+            assert stored[k].dtype == torch.float16
+            # what loads is the float32 value rounded to the nearest float16, nothing else
+            assert torch.equal(loaded.state_dict()[k], v.half().float()), k
+        else:
+            assert stored[k].dtype == v.dtype and torch.equal(stored[k], v), k
+    floats = sum(v.numel() for v in model.state_dict().values() if v.is_floating_point())
+    assert sum(t.nbytes for t in load_file(str(full)).values()) - sum(t.nbytes for t in stored.values()) == 2 * floats
+    with torch.no_grad():
+        model.state_dict()[next(k for k, v in model.state_dict().items() if v.is_floating_point())].view(-1)[0] = 1e6
+    with pytest.raises(ValueError, match="beyond the range of torch.float16"):
+        save_weights(model, tmp_path / "big.safetensors", dtype=torch.float16)
+    save_weights(model, tmp_path / "big.safetensors", dtype=torch.bfloat16)  # bfloat16 has float32's range
+
+
 def test_export_command_safetensors_and_nir(tmp_path, capsys, caplog):
     src = save_weights(_tiny_model(), tmp_path / "w.safetensors", model_name="mlp_spe_mini", model_kwargs=TINY)
     assert main(["export", str(src), "--format", "safetensors", "--fold", "-o", str(tmp_path / "f.safetensors")]) == 0

@@ -49,7 +49,7 @@ def git_commit(folder: str | Path = ".") -> str:
 
 def build_card(run_dir: str | Path, tag: str, *, which: str = "last", recipe: str | None = None,
                data_root: str | Path | None = None, batches: int = 4,
-               batch_size: int = 64) -> tuple[nn.Module, dict[str, Any]]:
+               batch_size: int = 64, dtype: str = "float32") -> tuple[nn.Module, dict[str, Any]]:
     """The trained model of ``run_dir`` and its card (keys: :data:`spikevision.weights.CARD_KEYS`).
 
     Args:
@@ -59,6 +59,8 @@ def build_card(run_dir: str | Path, tag: str, *, which: str = "last", recipe: st
         recipe: the recipe file the run was trained from, for the card.
         data_root: data folder (default: the run's ``data.root``).
         batches, batch_size: test images for firing rate and energy.
+        dtype: the dtype the weights will be stored in (``"float16"`` halves the file). The model's
+            floating-point state is rounded to it first, so the card measures the weights as shipped.
 
     Raises:
         FileNotFoundError: no run directory, checkpoint, metrics or data.
@@ -69,12 +71,19 @@ def build_card(run_dir: str | Path, tag: str, *, which: str = "last", recipe: st
     from spikevision.analysis.load import run_test_batches
     from spikevision.analysis.report import measure, read_metrics
     from spikevision.data import build_loader
+    from spikevision.deploy.weights import STORAGE_DTYPES, to_storage_dtype
     from spikevision.train import checkpoint as ck
     from spikevision.train.engine import evaluate
 
     run_dir = Path(run_dir)
     run = ck.load_run(run_dir, which)  # type: ignore[arg-type]
     model, state, config = run.model.eval(), run.state, run.config
+    if dtype not in STORAGE_DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(STORAGE_DTYPES)}, got {dtype!r}")
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if t.is_floating_point():
+                t.copy_(to_storage_dtype(t, STORAGE_DTYPES[dtype], name))
     records = read_metrics(run_dir / ck.METRICS_FILE)
     data = run.data_config(device="cpu", num_workers=0, root=data_root)
     ev = evaluate(model, build_loader(data, "test"), torch.device("cpu"))
@@ -87,6 +96,7 @@ def build_card(run_dir: str | Path, tag: str, *, which: str = "last", recipe: st
         "T": prof.T, "firing_rate": round(prof.mean_rate, 4), "energy_uj": round(prof.energy_pj() / 1e6, 4),
         "energy_convention": prof.energy.convention(),
         "parameters": sum(p.numel() for p in model.parameters()), "epochs": epoch, "checkpoint": which,
+        "weights_dtype": dtype,
         "train_time_s": round(float(state[ck.TRAIN_TIME_KEY]), 1),
         "logged_test_top1": next((r.get("test_top1") for r in reversed(records) if int(r["epoch"]) == epoch - 1),
                                  None),

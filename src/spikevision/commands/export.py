@@ -5,12 +5,14 @@
   layers NIR cannot express are refused, naming the layer, before anything is
   written. See docs/deploy.md.
 * ``--format safetensors``: the float weights with the model name and
-  kwargs in the metadata (``--fold`` writes the BN-folded weights instead).
+  kwargs in the metadata (``--fold`` writes the BN-folded weights instead;
+  ``--dtype float16`` stores them at half the size).
 * ``--format pretrained`` (a run directory only): ``<model>.<tag>.safetensors``
   and its model card ``<model>.<tag>.json`` in the folder ``-o``, the card
   measured on the whole test set (:func:`spikevision.analysis.card.build_card`).
   With ``-o src/spikevision/weights`` the weights ship with the package and
-  load with ``create_model(name, pretrained=tag)``.
+  load with ``create_model(name, pretrained=tag)``. ``--dtype float16`` stores
+  them at half the size; the card's accuracy is then that of the rounded weights.
 * ``--format c``: a standalone C99 library in the folder ``-o``: ``<name>.h``, ``<name>.c`` (integer
   inference, const weights, static buffers, no heap, no floating point) and an example ``main.c``
   reading raw images from stdin (:mod:`spikevision.deploy.c_export`). Prints flash and RAM in bytes;
@@ -54,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='JSON builder kwargs for a model name, e.g. \'{"T": 4}\'')
     parser.add_argument("--dt", type=float, default=1e-4,
                         help="NIR: seconds per time step (default 1e-4, what snnTorch and SpikingJelly read with)")
+    parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default="float32",
+                        help="safetensors, pretrained: store floating-point tensors in this dtype (float16 "
+                             "halves the file; a pretrained card measures the stored weights)")
     parser.add_argument("--fold", action="store_true", help="safetensors: write BN-folded weights")
     parser.add_argument("--name", default=None, help="c: C identifier prefix (default: the model name)")
     parser.add_argument("--weight-bits", type=int, choices=(8, 16), default=16,
@@ -65,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _export_pretrained(args: argparse.Namespace) -> int:
     from spikevision.analysis.card import build_card
-    from spikevision.deploy.weights import save_weights
+    from spikevision.deploy.weights import STORAGE_DTYPES, save_weights
 
     if not args.tag or not args.tag.replace("_", "").isalnum():
         return report_error("export", "--format pretrained needs --tag NAME (letters, digits, _), "
@@ -76,12 +81,13 @@ def _export_pretrained(args: argparse.Namespace) -> int:
     out = Path(args.output)
     check_writable("export", out / f"{args.tag}.json")
     try:
-        model, card = build_card(args.source, args.tag, which=args.checkpoint, recipe=args.recipe)
+        model, card = build_card(args.source, args.tag, which=args.checkpoint, recipe=args.recipe, dtype=args.dtype)
     except (OSError, ValueError) as e:
         return report_error("export", str(e))
     weights, card_file = out / f"{card['model']}.{args.tag}.safetensors", out / f"{card['model']}.{args.tag}.json"
     with user_errors("export", f"cannot write into {out}"):
-        save_weights(model, weights, model_name=card["model"], model_kwargs=card["model_kwargs"])
+        save_weights(model, weights, model_name=card["model"], model_kwargs=card["model_kwargs"],
+                     dtype=STORAGE_DTYPES[args.dtype])
         tmp = card_file.with_name(card_file.name + ".tmp")
         tmp.write_text(json.dumps(card, indent=1) + "\n")
         tmp.replace(card_file)
@@ -143,6 +149,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.format == "pretrained":
         return _export_pretrained(args)
+    if args.dtype != "float32" and args.format in ("nir", "c"):
+        return report_error("export", f"--dtype {args.dtype} is for --format safetensors or pretrained; "
+                                      f"--format {args.format} has its own number format", EXIT_USAGE)
 
     with user_errors("export"):
         src = load_source(args.source, args.weights, args.model_kwargs)
@@ -168,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {out}: {len(graph.nodes)} NIR nodes, {len(graph.edges)} edges, dt={args.dt} s")
         return 0
     from spikevision.deploy.fold import fold_bn
-    from spikevision.deploy.weights import save_weights
+    from spikevision.deploy.weights import STORAGE_DTYPES, save_weights
 
     model, kind = src.model, "float"
     if args.fold:
@@ -176,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
             model, _ = fold_bn(src.model, example)
         kind = "folded"
     with user_errors("export", f"cannot write {out}"):
-        save_weights(model, out, model_name=src.name, model_kwargs=src.kwargs, kind=kind)
+        save_weights(model, out, model_name=src.name, model_kwargs=src.kwargs, kind=kind,
+                     dtype=STORAGE_DTYPES[args.dtype])
     print(f"wrote {out} ({kind} weights of {src.name})")
     return 0

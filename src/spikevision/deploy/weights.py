@@ -24,9 +24,26 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["save_weights", "read_metadata", "load_model", "FORMAT"]
+__all__ = ["save_weights", "read_metadata", "load_model", "to_storage_dtype", "STORAGE_DTYPES", "FORMAT"]
 
 FORMAT = "spikevision"
+
+
+#: ``--dtype`` names of ``spikevision export`` -> the dtype floating-point tensors are stored in
+STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def to_storage_dtype(t: torch.Tensor, dtype: torch.dtype, name: str = "tensor") -> torch.Tensor:
+    """``t`` cast to ``dtype``, refusing values that the cast would turn infinite (float16 overflows past 65504).
+
+    Raises:
+        ValueError: a finite value of ``t`` that is not finite in ``dtype``.
+    """
+    out = t.to(dtype)
+    if bool((torch.isfinite(t) & ~torch.isfinite(out)).any()):
+        raise ValueError(f"{name} holds values beyond the range of {dtype} (largest |x| = "
+                         f"{t.abs().max().item():.4g}); store the weights in float32 or bfloat16")
+    return out
 
 
 def _json(value: Any, what: str) -> str:
@@ -44,6 +61,7 @@ def save_weights(
     model_kwargs: dict | None = None,
     kind: str = "float",
     extra: dict | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Path:
     """Write ``model.state_dict()`` to ``path`` (safetensors) with rebuild metadata.
 
@@ -57,9 +75,12 @@ def save_weights(
         model_kwargs: builder keyword arguments.
         kind: ``"float"``, ``"folded"`` or ``"integer"``.
         extra: JSON-serialisable extras.
+        dtype: store floating-point tensors in this dtype (``torch.float16`` halves the file);
+            integer tensors are kept. ``load_state_dict`` casts them back to the model's dtype.
 
     Raises:
         TypeError: metadata that is not JSON-serialisable (checked before writing).
+        ValueError: a tensor that does not fit ``dtype`` (a value that would become infinite).
     """
     from safetensors.torch import save_file
 
@@ -72,7 +93,10 @@ def save_weights(
         if key in seen:
             continue
         seen.add(key)
-        tensors[name] = t.detach().cpu().contiguous().clone()
+        t = t.detach().cpu()
+        if dtype is not None and t.is_floating_point():
+            t = to_storage_dtype(t, dtype, name)
+        tensors[name] = t.contiguous().clone()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=meta)
