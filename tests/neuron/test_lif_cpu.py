@@ -178,8 +178,8 @@ def test_forked_child_runs_the_threaded_kernel():
         queue = ctx.Queue()
         child = ctx.Process(target=_spike_count_in_child, args=(queue,))
         child.start()
-        got = queue.get(timeout=60)
-        child.join(timeout=60)
+        got = queue.get(timeout=300)
+        child.join(timeout=300)
     finally:
         torch.set_num_threads(previous)
     assert child.exitcode == 0 and got == expected

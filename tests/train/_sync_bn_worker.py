@@ -61,7 +61,7 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     rank, world, store_file, out_file = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
     dist.init_process_group("gloo", store=dist.FileStore(store_file, world), rank=rank, world_size=world,
-                            timeout=timedelta(seconds=60))
+                            timeout=timedelta(seconds=300))
     try:
         torch.save(bn_step([convert_sync_batchnorm(m) for m in bn_layers()], bn_inputs(), rank, world), out_file)
     finally:

@@ -32,7 +32,7 @@ from spikevision.train.config import ConfigError, load_config
 from spikevision.train.distributed import CollectiveTimeoutError, DistInfo, collective_timeout_error
 
 FREEZE_ENTRY = HERE / "_freeze_entry.py"
-LAUNCH_LIMIT_S = 120  # generous: two processes importing torch and training a few steps on a loaded 2-core machine
+LAUNCH_LIMIT_S = 300  # generous: two processes importing torch and training a few steps on a loaded 2-core machine
 
 
 def _env(**extra: str) -> dict[str, str]:
