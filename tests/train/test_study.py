@@ -212,3 +212,18 @@ def test_figure_curves_or_bars(tmp_path, epochs):
     else:
         assert not ax.patches and len(ax.lines) == 2 and ax.get_xlabel() == "epoch"
         assert list(ax.lines[0].get_xdata()) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("path", SHIPPED_STUDIES, ids=lambda p: p.stem)
+def test_shipped_study_pages_match_their_kept_results(path):
+    """Each page in docs/studies/ is what ``--report-only`` writes from the kept results and the study's YAML
+    (a claim, verdict or result edited on one side only fails here), and a finished study has its verdict."""
+    from spikevision.analysis.study_report import collect_results, render_study
+
+    spec = load_study(path)
+    docs = HERE.parents[1] / "docs" / "studies"
+    results = collect_results(spec, docs)
+    figure = f"{spec.name}.png" if (docs / f"{spec.name}.png").exists() else None
+    page = (docs / f"{spec.name}.md").read_text()
+    assert render_study(spec, results, figure) == page
+    assert "**Incomplete**" in page or spec.verdict, f"{path.name}: every run is done but the study has no verdict"

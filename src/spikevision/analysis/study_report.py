@@ -208,9 +208,11 @@ def render_study(spec: "StudySpec", results: Sequence[ArmResult], figure: str | 
         lines += ["## Verdict", "", spec.verdict, ""]
     if spec.notes:
         lines += ["## Notes", "", spec.notes, ""]
+    # a study in a studies/ folder is shown as studies/<file>, whatever path it was run by (the page is the same)
+    shown = f"studies/{spec.path.name}" if spec.path.parent.name == "studies" else spec.path.as_posix()
     lines += ["## Reproduce", "", "```bash",
-              f"spikevision study {spec.path.as_posix()}               # train what is missing, then write this page",
-              f"spikevision study {spec.path.as_posix()} --report-only # rewrite this page from the kept results",
+              f"spikevision study {shown}               # train what is missing, then write this page",
+              f"spikevision study {shown} --report-only # rewrite this page from the kept results",
               "```", "", "Per-run results (`metrics.jsonl`, `measures.json`) are kept in "
               f"[`{spec.name}/`]({spec.name}/). Energy: E = 4.6 pJ x MACs + 0.9 pJ x ACs (45 nm, Horowitz "
               "ISSCC 2014; compute only), on the first test images; the firing rate is the mean over all spiking "
