@@ -25,7 +25,6 @@ import dataclasses
 import difflib
 import inspect
 import math
-import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -35,27 +34,12 @@ from typing import Any, Literal, Mapping, Sequence
 import yaml
 
 from spikevision.data.config import DataConfig, DataConfigError
+from spikevision.train.yaml_loader import YAMLLimitError, yaml_error_text, yaml_load
 
 __all__ = [
     "Config", "ConfigError", "ModelConfig", "OptimConfig", "SchedConfig", "TrainConfig", "RunConfig",
     "load_config", "parse_overrides", "apply_overrides", "apply_settings", "config_from_dict", "read_recipe",
 ]
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-3`` as a float (YAML 1.1 wants ``1.0e-3``)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def yaml_load(text: str) -> Any:
-    """Parse YAML text with :class:`_Loader` (safe; exponent floats without a dot)."""
-    return yaml.load(text, Loader=_Loader)
 
 
 class ConfigError(ValueError):
@@ -447,8 +431,14 @@ def parse_overrides(items: Sequence[str]) -> list[tuple[list[str], Any]]:
         if not sep or len(parts) < 2 or not all(parts):
             errors.append(f"override {item!r} must look like section.key=value (e.g. train.epochs=3)")
             continue
+        if not value.strip():
+            errors.append(f"override {item!r} has no value; write {key.strip()}=null to ask for none")
+            continue
         try:
-            parsed = yaml_load(value) if value.strip() else None
+            parsed = yaml_load(value)
+        except YAMLLimitError as e:
+            errors.append(f"override {key.strip()}=...: the value is refused ({e.problem})")
+            continue
         except yaml.YAMLError as e:
             errors.append(f"override {item!r}: the value is not valid YAML ({e.__class__.__name__}); quote it")
             continue
@@ -511,10 +501,7 @@ def read_recipe(path: str | Path | None) -> dict[str, Any]:
     try:
         raw = yaml_load(path.read_text())
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        what = " ".join(str(x) for x in (getattr(e, "context", None), getattr(e, "problem", None)) if x) or str(e)
-        raise ConfigError([f"{path}{where}: not valid YAML ({what})"]) from None
+        raise ConfigError([f"{path}{yaml_error_text(e)}"]) from None
     except UnicodeDecodeError as e:
         raise ConfigError([f"{path}: not a text file ({e.reason} at byte {e.start})"]) from None
     if raw is None:

@@ -44,7 +44,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from spikevision.train.config import Config, ConfigError, apply_settings, config_from_dict, read_recipe, yaml_load
+import yaml
+
+from spikevision.train.config import Config, ConfigError, apply_settings, config_from_dict, read_recipe
+from spikevision.train.yaml_loader import yaml_error_text, yaml_load
 
 __all__ = ["StudySpec", "StudyRun", "load_study", "plan_runs", "run_study", "run_status", "MEASURES_FILE",
            "STUDY_KEYS", "PINNED_KEYS"]
@@ -147,8 +150,10 @@ def load_study(path: str | Path) -> StudySpec:
         raise FileNotFoundError(f"study file {path} not found; pass studies/<name>.yaml")
     try:
         raw = yaml_load(path.read_text())
-    except Exception as e:  # yaml.YAMLError and decoding errors alike
-        raise ConfigError([f"{path} is not valid YAML: {e}"]) from None
+    except yaml.YAMLError as e:
+        raise ConfigError([f"{path}{yaml_error_text(e)}"]) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"{path}: not a text file ({e.reason} at byte {e.start})"]) from None
     if not isinstance(raw, Mapping):
         raise ConfigError([f"{path}: a study must be a mapping with {', '.join(STUDY_KEYS)}"])
     errors: list[str] = []
