@@ -14,7 +14,9 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 
 __all__ = ["main", "COMMANDS"]
 
@@ -57,7 +59,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class CommandStopped(BaseException):
+    """SIGTERM arrived during a command (SIGINT arrives as :class:`KeyboardInterrupt`); ``signum`` is the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    raise CommandStopped(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM raises like SIGINT, so every command ends in the one-line report below with 128 + N (train and study
+    # install their own handlers while training: they save a checkpoint first, then report the same way)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_stopped) if main_thread else None
+    try:
+        return _main(argv)
+    except (KeyboardInterrupt, CommandStopped) as e:
+        signum = e.signum if isinstance(e, CommandStopped) else signal.SIGINT
+        name = next((a for a in (sys.argv[1:] if argv is None else argv) if a in COMMANDS), None)
+        print(f"spikevision{' ' + name if name else ''}: stopped by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum
+    finally:
+        if main_thread and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
