@@ -39,4 +39,13 @@ if [ ! -f "$FMNIST/train-images-idx3-ubyte.gz" ] && command -v apt-get >/dev/nul
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
         || echo "[setup] could not install dataset-fashion-mnist; pass --data-root to a folder with the IDX files"
 fi
+
+# the Cortex-M target (tests/deploy/test_cortex_m.py, bench/mcu.py): cross-compiler, newlib, QEMU
+if ! { command -v arm-none-eabi-gcc && command -v qemu-system-arm; } >/dev/null 2>&1 \
+        && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "[setup] installing Debian packages gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm) >/dev/null 2>&1 \
+        || echo "[setup] could not install the Cortex-M toolchain; its test skips"
+fi
 echo "[setup] ready: $VENV"
