@@ -121,12 +121,11 @@ def _vs_goal(value: int, goal: int) -> str:
     return "**fits**" if value <= goal else f"{value / goal:.1f}x"
 
 
-def measure(case: Case, bits: int, u8: Tensor, labels: Tensor, work: Path, boards: list[str]) -> list[list[str]]:
-    """Export ``case`` with ``bits``-bit weights, build for each board, run, compare; one table row per board."""
+def measure(case: Case, bits: int, u8: Tensor, labels: Tensor, out: Path, boards: list[str]) -> list[list[str]]:
+    """Export ``case`` with ``bits``-bit weights into ``out``, build for each board, run, compare; a row per board."""
     x = lut_images(u8, case.mean, case.std)
     cfg = EngineConfig(weight_bits=bits)
     name = "snn"
-    out = work / f"{abs(hash((case.label, bits)))}"
     t0 = time.perf_counter()
     exp: CExport = export_c(case.model, x[:AUDIT_IMAGES], out / "c", name=name, cfg=cfg, mean=case.mean,
                             std=case.std)
@@ -195,10 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="sv_mcu_") as tmp:
-        for case, widths in cases:
+        for i, (case, widths) in enumerate(cases):
             for bits in widths:
                 print(f"{case.label}, int{bits}", file=sys.stderr, flush=True)
-                rows += measure(case, bits, u8, labels, Path(tmp), args.boards)
+                rows += measure(case, bits, u8, labels, Path(tmp) / f"model{i}_int{bits}", args.boards)
     headers = ["model", "weights", "board (core)", "flash KiB", "RAM KiB", "RAM vs goal", "flash vs goal",
                "instructions / image (min-max)", "audit adds / image", "audit MACs / image", "dense MACs / image",
                "bit-exact", "class = float", "QEMU s / image"]

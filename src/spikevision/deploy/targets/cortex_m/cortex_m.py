@@ -25,6 +25,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -258,7 +259,8 @@ def _parse(text: str, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float
     return table[:, 0], table[:, 1:-1], instructions, per_tick, int(lines[-1].split()[1])
 
 
-def run_elf(elf: str | Path, board: Board, images: np.ndarray | Sequence[bytes], *, timeout_s: float = 600.0, toolchain: Toolchain | None = None) -> RunResult:
+def run_elf(elf: str | Path, board: Board, images: np.ndarray | Sequence[bytes], *, timeout_s: float = 600.0,
+            toolchain: Toolchain | None = None) -> RunResult:
     """Run ``elf`` on ``board`` in QEMU over ``images``; returns classes, logits and instruction counts.
 
     Args:
@@ -272,8 +274,6 @@ def run_elf(elf: str | Path, board: Board, images: np.ndarray | Sequence[bytes],
         ToolchainError: QEMU is missing. ValueError: no images, or not uint8.
         RunError: QEMU failed or timed out, or the runner reported an error (message and exit status).
     """
-    import time
-
     tools = toolchain or find_toolchain()
     if isinstance(images, np.ndarray):
         if images.dtype != np.uint8:
