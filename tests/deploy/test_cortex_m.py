@@ -94,6 +94,12 @@ def test_a_model_too_large_for_the_board_is_named_with_the_overflow(tmp_path):
     elf = build_elf(tmp_path / "small", "small", BOARDS["mps2-an386"], tmp_path / "build", timeout_s=TIMEOUT_S)
     result = run_elf(elf, BOARDS["mps2-an386"], [bytes([0, 1, 2, 3])] * 2, timeout_s=TIMEOUT_S)
     assert result.logits.tolist() == [[1, 0], [1, 0]] and result.classes.tolist() == [0, 0]
+    main = tmp_path / "firmware.c"  # a main of one's own (a board's sensor and UART): builds the same way
+    main.write_text("#include SV_MODEL_HEADER\nint main(void)\n{\n    static const uint8_t image[SV_INPUT_SIZE];\n"
+                    "    int64_t logits[SV_CLASSES];\n    return SV_INFER(image, logits);\n}\n")
+    elf = build_elf(tmp_path / "small", "small", BOARDS["mps2-an500"], tmp_path / "fw", main_source=main,
+                    timeout_s=TIMEOUT_S)
+    assert memory_use(elf).sections[".text"] > 0
 
 
 def test_missing_toolchain_names_the_apt_packages(monkeypatch):

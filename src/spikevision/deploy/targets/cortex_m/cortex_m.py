@@ -119,10 +119,13 @@ def find_toolchain() -> Toolchain:
 
 
 def build_elf(export_dir: str | Path, name: str, board: Board, out_dir: str | Path, *,
-              opt: str = "-O2", toolchain: Toolchain | None = None, timeout_s: float = 600.0) -> Path:
+              opt: str = "-O2", main_source: str | Path | None = None, toolchain: Toolchain | None = None,
+              timeout_s: float = 600.0) -> Path:
     """Compile the export ``export_dir/<name>.c`` with the runner for ``board``; returns the ELF path.
 
     The model is compiled as C99 with warnings as errors, as the host test of the export does.
+    The default ``main`` is ``runner.c`` (semihosting: a test harness for QEMU or a debugger); pass
+    your own ``main_source`` (reading a sensor, writing a UART) for an image to flash on a board.
 
     Args:
         export_dir: the folder ``spikevision export --format c`` wrote.
@@ -130,20 +133,25 @@ def build_elf(export_dir: str | Path, name: str, board: Board, out_dir: str | Pa
         board: one of :data:`BOARDS`.
         out_dir: where ``<name>.<machine>.elf`` is written (created).
         opt: GCC's optimisation option (``-O2`` for speed, ``-Os`` for size).
+        main_source: a C file defining ``int main(void)`` instead of ``runner.c`` (it may use the
+            macros ``SV_INFER``, ``SV_INPUT_SIZE`` and ``SV_CLASSES`` and ``#include SV_MODEL_HEADER``).
         toolchain: from :func:`find_toolchain` (found if not given).
         timeout_s: limit of the compiler run (a large model's weight tables take a while).
 
     Raises:
         ToolchainError: the cross tools are missing.
-        FileNotFoundError: the export's header or source is not in ``export_dir``.
+        FileNotFoundError: the export's header or source is not in ``export_dir``, or no ``main_source``.
         BuildError: the compiler or linker failed; a model that does not fit the board's memory says so.
     """
     tools = toolchain or find_toolchain()
     export_dir, out_dir = Path(export_dir), Path(out_dir)
+    main_file = Path(main_source) if main_source is not None else TARGET_DIR / "runner.c"
     for f in (export_dir / f"{name}.h", export_dir / f"{name}.c"):
         if not f.is_file():
             raise FileNotFoundError(f"{f} not found; write the export with "
                                     f"`spikevision export RUN --format c -o {export_dir} --name {name}`")
+    if not main_file.is_file():
+        raise FileNotFoundError(f"main_source {main_file} not found")
     out_dir.mkdir(parents=True, exist_ok=True)
     elf = out_dir / f"{name}.{board.machine}.elf"
     upper = name.upper()
@@ -155,7 +163,7 @@ def build_elf(export_dir: str | Path, name: str, board: Board, out_dir: str | Pa
            "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
            "-Wl,--gc-sections", f"-Wl,--defsym=SV_STACK_SIZE={STACK_BYTES}",
            "-L", str(TARGET_DIR), "-T", str(TARGET_DIR / board.linker_script), "-o", str(elf),
-           str(TARGET_DIR / "startup.c"), str(TARGET_DIR / "runner.c"), str(export_dir / f"{name}.c")]
+           str(TARGET_DIR / "startup.c"), str(main_file), str(export_dir / f"{name}.c")]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
