@@ -17,6 +17,46 @@ SHIPPED = [(name, tag) for name, tags in available_weights().items() for tag in 
 MAX_TOTAL_BYTES = 12_500_000  # all shipped weights together (issue budget: about 12 MB)
 
 
+def test_cards_carry_the_rendered_documentation():
+    """License, citation, data set, preprocessing, class names, use and limits: card_documentation's, not hand-typed."""
+    from spikevision.analysis.card import DOC_KEYS, card_documentation
+    from spikevision.data.constants import FASHION_MNIST_MEAN, FASHION_MNIST_STD
+
+    for name, tag in SHIPPED:
+        card = read_card(name, tag)
+        assert {k: card[k] for k in DOC_KEYS} == json.loads(json.dumps(card_documentation(card))), name
+        assert card["citation"].startswith("@") and card["license"] == "bsd-3-clause"
+        cfg = create_model(name, pretrained=tag).pretrained_cfg
+        assert (cfg.mean, cfg.std) == (FASHION_MNIST_MEAN, FASHION_MNIST_STD) == ((0.286,), (0.353,))
+        assert cfg.class_names[0] == "T-shirt/top" and len(cfg.class_names) == cfg.num_classes == 10
+
+
+def test_top_level_api_lists_builds_and_preprocesses():
+    import subprocess
+    import sys
+
+    import spikevision
+
+    # `import spikevision` stays light: the model zoo (and torch) load on first use
+    code = "import sys, spikevision; print('torch' in sys.modules, 'spikevision.models' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == ["False"] * 2
+    assert spikevision.list_models("ms_resnet*", pretrained=True) == ["ms_resnet_mini"]
+    assert set(spikevision.list_models(pretrained=True)) == {n for n, _ in SHIPPED}
+    assert "ms_resnet18" in spikevision.list_models("ms_resnet1?")
+    assert spikevision.list_models("nothing*") == []
+    model = spikevision.create_model("mlp_spe_mini", pretrained=True)  # the only tag
+    assert model.pretrained_cfg.tag == "fashion_mnist" and model.pretrained_cfg.input_size == (1, 28, 28)
+    assert spikevision.create_model("mlp_spe_mini").pretrained_cfg is None
+    assert spikevision.resolve_data_config(model) == spikevision.resolve_data_config(read_card("mlp_spe_mini",
+                                                                                              "fashion_mnist"))
+    with pytest.raises(ValueError, match="dataset='fashion_mnist'"):
+        spikevision.create_transform(spikevision.create_model("mlp_spe_mini"))
+    prep = spikevision.resolve_data_config(spikevision.create_model("ms_resnet20"), dataset="cifar10")
+    assert prep.input_size == (3, 32, 32) and prep.mean[0] == 0.4914
+    rgb = spikevision.create_transform(model)(__import__("PIL.Image").Image.new("RGB", (64, 48), (255, 0, 0)))
+    assert rgb.shape == (1, 28, 28)  # any picture: to the model's channels and size
+
+
 def test_shipped_files_are_complete_and_small():
     files = list(W.WEIGHTS_DIR.glob("*.safetensors"))
     assert sum(f.stat().st_size for f in files) <= MAX_TOTAL_BYTES
@@ -32,16 +72,26 @@ def test_shipped_files_are_complete_and_small():
                     reason="needs the Debian package dataset-fashion-mnist")
 @pytest.mark.parametrize("name,tag", SHIPPED, ids=[f"{n}.{t}" for n, t in SHIPPED])
 def test_shipped_model_reproduces_its_card_on_the_real_test_set(name, tag):
+    """The README's classify snippet (PIL image -> spikevision.create_transform -> model), on all 10,000 images."""
+    from PIL import Image
+
+    import spikevision
     from spikevision.data import DataConfig, build_loader
-    from spikevision.train.engine import evaluate
+    from spikevision.data.idx import read_idx
 
     card = read_card(name, tag)
-    model = create_model(name, pretrained=tag).eval()
-    data = {**card["config"]["data"], "root": str(FMNIST), "device": "cpu", "num_workers": 0,
-            "eval_batch_size": 500}
-    ev = evaluate(model, build_loader(DataConfig.from_dict(data), "test"), torch.device("cpu"))
-    assert ev["samples"] == card["test_samples"] == 10_000
-    assert abs(ev["top1"] - card["test_top1"]) <= 0.1, (ev["top1"], card["test_top1"])
+    model = spikevision.create_model(name, pretrained=tag).eval()
+    transform = spikevision.create_transform(model)
+    images = read_idx(FMNIST / "t10k-images-idx3-ubyte.gz")
+    labels = torch.from_numpy(read_idx(FMNIST / "t10k-labels-idx1-ubyte.gz").astype("int64"))
+    x = torch.stack([transform(Image.fromarray(a)) for a in images])
+    # the transform gives exactly the training pipeline's evaluation input
+    data = {**card["config"]["data"], "root": str(FMNIST), "device": "cpu", "num_workers": 0, "eval_batch_size": 500}
+    assert torch.equal(x[:500], next(iter(build_loader(DataConfig.from_dict(data), "test")))[0])
+    with torch.no_grad():
+        correct = sum(int((model(x[i:i + 1000]).argmax(-1) == labels[i:i + 1000]).sum()) for i in range(0, len(x), 1000))
+    assert len(x) == card["test_samples"] == 10_000
+    assert abs(correct / 100 - card["test_top1"]) <= 0.1, (correct / 100, card["test_top1"])
 
 
 @pytest.fixture
@@ -64,6 +114,7 @@ def test_pretrained_loads_the_card_kwargs_and_weights(weights_dir):
     for k, v in weights_dir.state_dict().items():
         assert torch.equal(v, model.state_dict()[k]), k
     assert create_model("spiking_cnn_mini", pretrained="toy", T=5).T == 5  # T is free: weights do not depend on it
+    assert create_model("spiking_cnn_mini", pretrained=True).pretrained_cfg is None  # a card without a data set
     assert get_model_info("spiking_cnn_mini").pretrained == ("toy",)
     assert [i.name for i in list_models() if i.pretrained] == ["spiking_cnn_mini"]
 

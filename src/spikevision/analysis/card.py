@@ -6,6 +6,11 @@ every test image of its data set (the number a user reproduces with
 image on the first test images, and gathers the recipe, training time and
 machine; ``spikevision export RUN --format pretrained`` writes the card next to
 the weights (see :mod:`spikevision.weights`).
+
+:func:`card_documentation` renders what a Hugging Face model card carries besides
+the numbers (license, the paper's BibTeX, the data set, preprocessing, class names,
+intended use, limitations) from the card's own recorded facts, so a re-trained,
+re-exported card gets them without hand editing.
 """
 
 from __future__ import annotations
@@ -19,7 +24,101 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["build_card", "machine_description", "git_commit"]
+__all__ = ["build_card", "card_documentation", "DOC_KEYS", "WEIGHTS_LICENSE", "machine_description", "git_commit"]
+
+#: keys :func:`card_documentation` adds to a card
+DOC_KEYS = ("license", "paper", "citation", "dataset_card", "preprocessing", "class_names", "intended_use",
+            "limitations")
+#: the weights are released under the repository's license (LICENSE), as its SPDX / Hub identifier
+WEIGHTS_LICENSE = "bsd-3-clause"
+
+# What a card says about each data set it may have been trained on.
+_DATASET_CARDS: dict[str, dict[str, str]] = {
+    "fashion_mnist": {
+        "title": "Fashion-MNIST", "hub_id": "zalando-datasets/fashion_mnist", "license": "MIT",
+        "citation": "Xiao, Rasul, Vollgraf, Fashion-MNIST: a Novel Image Dataset for Benchmarking Machine Learning "
+                    "Algorithms, arXiv:1708.07747, 2017",
+        "content": "28x28 grayscale photos of Zalando fashion products, one centred object, light on a black "
+                   "background; 60,000 training and 10,000 test images",
+    },
+    "mnist": {
+        "title": "MNIST", "hub_id": "ylecun/mnist", "license": "CC-BY-SA-3.0",
+        "citation": "LeCun, Bottou, Bengio, Haffner, Gradient-based learning applied to document recognition, "
+                    "Proc. IEEE 1998",
+        "content": "28x28 grayscale handwritten digits, white on black; 60,000 training and 10,000 test images",
+    },
+    "cifar10": {
+        "title": "CIFAR-10", "hub_id": "uoft-cs/cifar10", "license": "unknown",
+        "citation": "Krizhevsky, Learning Multiple Layers of Features from Tiny Images, 2009",
+        "content": "32x32 colour photos of 10 object classes; 50,000 training and 10,000 test images",
+    },
+    "cifar100": {
+        "title": "CIFAR-100", "hub_id": "uoft-cs/cifar100", "license": "unknown",
+        "citation": "Krizhevsky, Learning Multiple Layers of Features from Tiny Images, 2009",
+        "content": "32x32 colour photos of 100 object classes; 50,000 training and 10,000 test images",
+    },
+}
+
+
+def _bibtex(model_name: str) -> str:
+    """The BibTeX block of the model family's module docstring (written once there), or ``""``."""
+    import sys
+    import textwrap
+
+    from spikevision.models import get_model_info
+
+    doc = sys.modules[get_model_info(model_name).builder.__module__].__doc__ or ""
+    if "BibTeX::" not in doc:
+        return ""
+    block = doc.split("BibTeX::", 1)[1].lstrip("\n")
+    lines = []
+    for line in block.splitlines():
+        if line.strip() and not line.startswith(" "):
+            break
+        lines.append(line)
+    return textwrap.dedent("\n".join(lines)).strip()
+
+
+def card_documentation(card: dict[str, Any]) -> dict[str, Any]:
+    """License, citation, data set, preprocessing, class names, intended use and limitations of a card.
+
+    Derived from the card's recorded facts (model name, ``dataset``, ``model_kwargs``, the ``config.data``
+    section training applied) and the family's docstring (its paper and BibTeX), so it never disagrees
+    with them. Keys: :data:`DOC_KEYS`. ``spikevision export --format pretrained`` adds them to every card.
+
+    Raises:
+        ValueError: a card without a known model or data set.
+    """
+    from spikevision.models import get_model_info
+    from spikevision.pretrained import pretrained_cfg_from_card
+
+    cfg = pretrained_cfg_from_card(card)
+    info = get_model_info(cfg.model)
+    prep = cfg.preprocessing
+    ds = _DATASET_CARDS.get(cfg.dataset, {"title": cfg.dataset, "content": cfg.dataset})
+    c, h, w = prep.input_size
+    mode = {1: "grayscale", 3: "RGB"}.get(c, f"{c}-channel")
+    steps = (f"convert to {mode}, resize to {h}x{w} ({prep.interpolation})" if prep.crop_pct is None else
+             f"convert to {mode}, resize the short side to {round(h / prep.crop_pct)}, centre-crop {h}x{w}")
+    top1 = card.get("test_top1")
+    content = ds["content"].split(";")[0]
+    return {
+        "license": WEIGHTS_LICENSE,
+        "paper": info.paper,
+        "citation": _bibtex(cfg.model),
+        "dataset_card": dict(ds),
+        "preprocessing": {**prep.to_dict(), "steps": f"{steps}; scale pixels to [0, 1]; normalise (x - mean) / std "
+                                                     "with this mean and std (spikevision.create_transform)"},
+        "class_names": list(cfg.class_names),
+        "intended_use": (f"Research and teaching on spiking neural networks: classifying {content} into "
+                         f"{cfg.num_classes} classes, measuring firing rates and energy, and testing "
+                         f"multiplication-free deployment (spikevision deploy / export)."),
+        "limitations": (f"Trained only on {ds['title']}: images unlike its {content} are out of distribution and "
+                        f"get confident wrong answers. The test top-1 ({top1}%) is on the data set's own test "
+                        f"split with the preprocessing above; without the normalisation (raw [0, 1] pixels) "
+                        f"accuracy falls by tens of points. Accuracy depends on T (measured at T={cfg.T}). "
+                        f"Not for decisions about people."),
+    }
 
 
 def machine_description() -> str:
@@ -103,4 +202,5 @@ def build_card(run_dir: str | Path, tag: str, *, which: str = "last", recipe: st
         "machine": machine_description(), "recipe": recipe or "see config", "config": config,
         "commit": git_commit(Path(__file__).parent), "date": datetime.date.today().isoformat(),
     }
+    card.update(card_documentation(card))
     return model, card

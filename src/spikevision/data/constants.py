@@ -11,7 +11,14 @@ __all__ = [
     "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR10_STD_LEGACY", "CIFAR100_MEAN", "CIFAR100_STD",
     "IMAGENET_MEAN", "IMAGENET_STD", "DVS128_SENSOR_SIZE", "CIFAR10_DVS_CLASSES",
     "CIFAR10_CLASSES", "FASHION_MNIST_DEFAULT_ROOT", "MNIST_DEFAULT_ROOT",
+    "FASHION_MNIST_CLASSES", "MNIST_CLASSES", "CIFAR100_CLASSES", "CLASS_NAMES",
 ]
+
+# Class names, in label order (label i is CLASS_NAMES[dataset][i]).
+# Fashion-MNIST: the names of the data set's README (Xiao et al., 2017).
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+MNIST_CLASSES = tuple(str(i) for i in range(10))
 
 # MNIST (LeCun et al., 1998): the usual figures.
 MNIST_MEAN = (0.1307,)
@@ -38,11 +45,31 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+# CIFAR-100 fine labels, in label order (the ``fine_label_names`` of the data set's ``meta`` file).
+CIFAR100_CLASSES = (
+    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle",
+    "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle", "caterpillar", "cattle",
+    "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch", "crab", "crocodile", "cup", "dinosaur",
+    "dolphin", "elephant", "flatfish", "forest", "fox", "girl", "hamster", "house", "kangaroo", "keyboard",
+    "lamp", "lawn_mower", "leopard", "lion", "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain",
+    "mouse",
+    "mushroom", "oak_tree", "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree", "plain",
+    "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road", "rocket", "rose",
+    "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake", "spider", "squirrel",
+    "streetcar", "sunflower", "sweet_pepper", "table", "tank", "telephone", "television", "tiger", "tractor", "train",
+    "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm",
+)
 
 # CIFAR10-DVS (Li et al., Front. Neurosci. 2017): DVS128 recordings, 128 x 128
 # pixels, 2 polarities; one folder per CIFAR-10 class.
 DVS128_SENSOR_SIZE = (128, 128)  # (H, W)
 CIFAR10_DVS_CLASSES = CIFAR10_CLASSES
+
+#: data set name -> class names in label order (what ``pretrained_cfg.class_names`` and model cards carry)
+CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "fashion_mnist": FASHION_MNIST_CLASSES, "mnist": MNIST_CLASSES, "cifar10": CIFAR10_CLASSES,
+    "cifar100": CIFAR100_CLASSES, "cifar10_dvs": CIFAR10_CLASSES,
+}
 
 # Where the Debian package ``dataset-fashion-mnist`` installs the IDX files.
 FASHION_MNIST_DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"

@@ -19,7 +19,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from spikevision.data.constants import FASHION_MNIST_DEFAULT_ROOT, MNIST_DEFAULT_ROOT
+from spikevision.data.constants import (FASHION_MNIST_CLASSES, FASHION_MNIST_DEFAULT_ROOT, MNIST_CLASSES,
+                                        MNIST_DEFAULT_ROOT)
 from spikevision.data.errors import CorruptFileError, DatasetNotFoundError
 from spikevision.data.idx import read_idx
 from spikevision.data.in_memory import InMemoryImageDataset
@@ -30,9 +31,6 @@ IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
-MNIST_CLASSES = tuple(str(i) for i in range(10))
 
 _SPLITS = {"train": "train", "test": "test", "val": "test"}
 

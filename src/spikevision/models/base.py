@@ -11,6 +11,8 @@ Analysis, deployment and the CLI rely on nothing else:
   features ``[T, B, C]`` if ``pre_logits``, else logits, averaged over time
   ``[B, classes]`` unless ``per_step`` (``[T, B, classes]``, for TET losses);
 * ``reset_classifier(num_classes)``: replace the classifier;
+* ``pretrained_cfg``: what shipped weights expect (preprocessing, class names, card), set by
+  ``create_model(name, pretrained=tag)``; None otherwise;
 * ``residual_blocks()``: qualified name to residual block, in forward order
   (what memory saving recomputes and the isometry probes measure; empty for a
   network without residual blocks).
@@ -73,6 +75,9 @@ class SpikingClassifier(nn.Module):
     T: int
     num_classes: int
     encoder: nn.Module
+    #: set by ``create_model(name, pretrained=tag)``: preprocessing, class names and card of the weights
+    #: (:class:`spikevision.pretrained.PretrainedCfg`); None for a model built without them
+    pretrained_cfg: Any = None
 
     def check_fixed_size(self, x: Tensor, why: str) -> None:
         """For models built for one input size (``self.in_chans``, square ``self.img_size``): reject others.

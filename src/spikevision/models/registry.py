@@ -23,7 +23,7 @@ from torch import nn
 from spikevision.neuron.functional import NeuronParams
 
 __all__ = ["ModelInfo", "Modality", "MODALITIES", "register_model", "create_model", "list_models", "get_model_info",
-           "UnknownModelError", "check_shared_kwargs"]
+           "UnknownModelError", "check_shared_kwargs", "build_with_weights"]
 
 #: What a model takes: ``"image"``, a static image ``[B, C, H, W]`` that its encoder turns into a
 #: sequence (a ready sequence ``[T, B, C, H, W]`` is accepted too); ``"events"``, event frames
@@ -156,20 +156,24 @@ def check_shared_kwargs(kwargs: Mapping[str, Any]) -> list[str]:
 PRETRAINED_FREE_KWARGS = frozenset({"T"})
 
 
-def create_model(name: str, pretrained: str | None = None, **kwargs) -> nn.Module:
+def create_model(name: str, pretrained: str | bool | None = None, **kwargs) -> nn.Module:
     """Build a registered model; None-valued keyword arguments are dropped.
 
     Args:
         name: registered model name (``spikevision models``).
         pretrained: tag of shipped trained weights (``"fashion_mnist"``; ``ModelInfo.pretrained``
-            lists them): the model is built with the kwargs of its card and the weights are loaded
-            strictly, offline. Other kwargs must agree with the card, except ``T`` (the weights do
-            not depend on it; the accuracy does).
+            lists them; ``True``: the model's only tag): the model is built with the kwargs of its card
+            and the weights are loaded strictly, offline. Other kwargs must agree with the card, except
+            ``T`` (the weights do not depend on it; the accuracy does). The model then carries
+            ``model.pretrained_cfg`` (:class:`spikevision.pretrained.PretrainedCfg`: preprocessing,
+            class names, card); ``spikevision.create_transform(model)`` builds its eval transform.
         kwargs: the builder's keyword arguments.
 
     Example:
         >>> model = create_model("ms_resnet18", num_classes=1000, T=6)
         >>> trained = create_model("ms_resnet_mini", pretrained="fashion_mnist").eval()
+        >>> trained.pretrained_cfg.class_names[0]
+        'T-shirt/top'
 
     Raises:
         UnknownModelError: ``name`` is not registered (lists the closest names).
@@ -179,39 +183,96 @@ def create_model(name: str, pretrained: str | None = None, **kwargs) -> nn.Modul
             ``num_classes`` that is not a whole number >= 1 (:func:`check_shared_kwargs`).
     """
     info = get_model_info(name)
-    kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    state = None
-    if pretrained is not None:
+    if pretrained is True:
+        pretrained = _only_tag(info)
+    if pretrained is not None and pretrained is not False:
         from spikevision.weights import load_pretrained_state
 
         state, card = load_pretrained_state(name, pretrained)
-        trained = card["model_kwargs"]
-        clash = [f"{k}={kwargs[k]!r} (trained with {trained[k]!r})" for k in kwargs
-                 if k in trained and kwargs[k] != trained[k] and k not in PRETRAINED_FREE_KWARGS]
-        if clash:
-            raise ValueError(f"{name} pretrained={pretrained!r} cannot take {', '.join(clash)}; drop those "
-                             f"arguments, or build without pretrained and load your own weights")
-        kwargs = {**trained, **kwargs}
+        return build_with_weights(name, state, card, f"pretrained={pretrained!r}", **kwargs)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
     problems = check_shared_kwargs(kwargs)
     if problems:
         raise ValueError(f"{name}: {'; '.join(problems)}")
     try:
-        model = info.builder(**kwargs)
+        return info.builder(**kwargs)
     except TypeError as e:
         if "unexpected keyword argument" in str(e):
             raise TypeError(f"{name}: {e}") from None
         raise
-    if state is not None:
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as e:  # extra kwargs that change shapes
-            raise ValueError(f"{name} pretrained={pretrained!r}: the weights do not fit the model built with "
-                             f"{kwargs} ({str(e).splitlines()[0]})") from None
+
+
+def build_with_weights(name: str, state: Mapping[str, Any], card: Mapping[str, Any], source: str,
+                       **kwargs: Any) -> nn.Module:
+    """Build ``name`` with the kwargs of its model ``card``, load ``state`` strictly, attach ``pretrained_cfg``.
+
+    The one path from trained weights plus their card to a model: shipped weights
+    (``create_model(name, pretrained=tag)``) and saved folders or Hub repositories
+    (:func:`spikevision.hub.from_pretrained`) both come through here.
+
+    Args:
+        name: registered model name.
+        state: the state dict.
+        card: the model card (``model_kwargs``; ``dataset`` for the ``pretrained_cfg``, which is
+            left None when the card names no data set).
+        source: where the weights come from, for messages (``"pretrained='fashion_mnist'"``).
+        kwargs: builder arguments; they must agree with the card except ``T`` (None values dropped).
+
+    Raises:
+        ValueError: a kwarg that contradicts the card (names both values), or weights that do not fit.
+        TypeError: a keyword the builder does not take.
+    """
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    trained = dict(card.get("model_kwargs") or {})
+    clash = [f"{k}={kwargs[k]!r} (trained with {trained[k]!r})" for k in kwargs
+             if k in trained and kwargs[k] != trained[k] and k not in PRETRAINED_FREE_KWARGS]
+    if clash:
+        raise ValueError(f"{name} {source} cannot take {', '.join(clash)}; drop those "
+                         f"arguments, or build without pretrained and load your own weights")
+    kwargs = {**trained, **kwargs}
+    model = create_model(name, **kwargs)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:  # extra kwargs that change shapes
+        raise ValueError(f"{name} {source}: the weights do not fit the model built with "
+                         f"{kwargs} ({str(e).splitlines()[0]})") from None
+    if card.get("dataset"):
+        from spikevision.pretrained import pretrained_cfg_from_card
+
+        model.pretrained_cfg = pretrained_cfg_from_card(card)
     return model
 
 
-def list_models(family: str | None = None) -> list[ModelInfo]:
-    """All registered models, sorted by family then name, optionally of one family."""
+def _only_tag(info: ModelInfo) -> str:
+    """``pretrained=True``: the one tag shipped for the model (errors list the choices)."""
+    tags = info.pretrained
+    if len(tags) == 1:
+        return tags[0]
+    if not tags:
+        from spikevision.weights import PretrainedNotFoundError, available_weights
+
+        have = ", ".join(available_weights()) or "none"
+        raise PretrainedNotFoundError(f"no pretrained weights for {info.name!r}; models with weights: {have}")
+    raise ValueError(f"{info.name} has weights for several data sets; pick one: pretrained="
+                     + " or ".join(repr(t) for t in tags))
+
+
+def list_models(family: str | None = None, *, pattern: str | None = None,
+                pretrained: bool = False) -> list[ModelInfo]:
+    """Registered models, sorted by family then name.
+
+    Args:
+        family: only this family (``"ms_resnet"``).
+        pattern: only names matching this shell-style wildcard (``"ms_resnet*"``, ``"*mini"``).
+        pretrained: only models with shipped weights (``ModelInfo.pretrained``).
+
+    ``spikevision.list_models`` gives the names alone, as timm does.
+
+    Raises:
+        ValueError: an unknown family.
+    """
+    import fnmatch
+
     _ensure_loaded()
     infos = sorted(_REGISTRY.values(), key=lambda i: (i.family, i.name))
     if family is not None:
@@ -219,4 +280,8 @@ def list_models(family: str | None = None) -> list[ModelInfo]:
         if family not in families:
             raise ValueError(f"unknown family {family!r}; choose one of {sorted(families)}")
         infos = [i for i in infos if i.family == family]
+    if pattern is not None:
+        infos = [i for i in infos if fnmatch.fnmatchcase(i.name, pattern)]
+    if pretrained:
+        infos = [i for i in infos if i.pretrained]
     return infos
