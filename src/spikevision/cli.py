@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "recipes": ("spikevision.commands.recipes", "list the recipes shipped with spikevision (spikevision train NAME)"),
     "train": ("spikevision.commands.train", "train a model from a YAML recipe (key=value overrides, --resume)"),
     "eval": ("spikevision.commands.eval", "evaluate a run directory or checkpoint on its test set"),
+    "predict": ("spikevision.commands.predict", "classify image files with shipped weights or a trained run"),
     "profile": ("spikevision.commands.profile", "per-layer firing rates, ACs/MACs and energy of a model or run"),
     "report": ("spikevision.commands.report", "write RUN_DIR/report.md: curves, firing rates, ops/energy, figures"),
     "deploy": ("spikevision.commands.deploy", "integer multiplication-free model, MFI audit and float agreement"),
