@@ -84,8 +84,8 @@ def test_load_config_file_and_overrides(tmp_path):
     ("train.epochs=-2", "train.epochs must be >= 1, got -2"),
     ("data.batch_size=0", "batch_size"),
     ("data.batch_size=-8", "batch_size"),
-    ("data.mixup_alpha=.nan", "mixup_alpha must be finite, got nan"),
-    ("data.cutmix_alpha=.inf", "cutmix_alpha must be finite, got inf"),
+    ("data.mixup_alpha=.nan", "data.mixup_alpha must be a finite number, got nan"),
+    ("data.cutmix_alpha=.inf", "data.cutmix_alpha must be a finite number, got inf"),
     ("data.frames=0", "frames must be a positive int"),
     ("run.progress_every_s=0", "run.progress_every_s must be > 0, got 0"),
 ])

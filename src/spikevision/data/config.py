@@ -8,10 +8,12 @@ valid key; :meth:`DataConfig.validate` reports every problem at once.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
+import typing
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
+
+from spikevision.validation import check_values, did_you_mean
 
 __all__ = ["DataConfig", "DataConfigError", "AUGMENT_RECIPES"]
 
@@ -117,24 +119,30 @@ class DataConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "DataConfig":
-        """Build from a mapping (a YAML section); unknown keys raise naming the nearest valid ones."""
-        valid = [f.name for f in dataclasses.fields(cls)]
-        errors = []
-        for key in d:
-            if key not in valid:
-                close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-                errors.append(f"unknown data key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-        if errors:
-            raise DataConfigError("; ".join(errors) + f". Valid keys: {', '.join(valid)}")
-        cfg = cls(**dict(d))
+        """Build from a mapping (a YAML section); raise one ``DataConfigError`` listing every problem.
+
+        Unknown keys name the nearest valid one; values are checked against the fields' types, then
+        :meth:`validate`'s ranges.
+        """
+        accepted, errors = check_values(d, typing.get_type_hints(cls), "data")
+        cfg = cls(**accepted)
         for key in ("mean", "std"):
             if getattr(cfg, key) is not None:
                 setattr(cfg, key, tuple(float(v) for v in getattr(cfg, key)))
-        cfg.validate()
+        errors += cfg.problems()
+        if errors:
+            raise DataConfigError("invalid data config:\n  - " + "\n  - ".join(errors))
         return cfg
 
     def validate(self) -> "DataConfig":
         """Check every field; raise one ``DataConfigError`` listing all problems."""
+        e = self.problems()
+        if e:
+            raise DataConfigError("invalid data config:\n  - " + "\n  - ".join(e))
+        return self
+
+    def problems(self) -> list[str]:
+        """Every problem with the fields' values (empty when valid)."""
         from spikevision.data.build import DATASETS  # late import: build imports this module
 
         e: list[str] = []
@@ -144,13 +152,11 @@ class DataConfig:
             if any(isinstance(x, float) and not math.isfinite(x) for x in values):
                 e.append(f"{f.name} must be finite, got {v!r}")
         if self.name not in DATASETS:
-            close = difflib.get_close_matches(self.name, list(DATASETS), n=2, cutoff=0.4)
-            e.append(f"unknown data set {self.name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
-                     + f"; known: {', '.join(DATASETS)}")
+            e.append(f"unknown data set {self.name!r}{did_you_mean(self.name, list(DATASETS), 0.4)}; "
+                     f"known: {', '.join(DATASETS)}")
         if self.augment not in AUGMENT_RECIPES:
-            close = difflib.get_close_matches(self.augment, AUGMENT_RECIPES, n=1, cutoff=0.4)
-            e.append(f"unknown augment recipe {self.augment!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
-                     + f"; known: {', '.join(AUGMENT_RECIPES)}")
+            e.append(f"unknown augment recipe {self.augment!r}{did_you_mean(self.augment, AUGMENT_RECIPES, 0.4)}; "
+                     f"known: {', '.join(AUGMENT_RECIPES)}")
         for key in ("batch_size",):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 e.append(f"{key} must be a positive int, got {getattr(self, key)!r}")
@@ -193,9 +199,7 @@ class DataConfig:
             e.append(f"split_rule must be 'sorted' or 'random', got {self.split_rule!r}")
         if not 0.0 < self.train_ratio < 1.0:
             e.append(f"train_ratio must be in (0, 1), got {self.train_ratio!r}")
-        if e:
-            raise DataConfigError("invalid data config:\n  - " + "\n  - ".join(e))
-        return self
+        return e
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (tuples as lists) for saving the resolved config."""

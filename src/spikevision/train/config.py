@@ -22,10 +22,6 @@ checkpoint store.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import inspect
-import math
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +31,7 @@ import yaml
 
 from spikevision.data.config import DataConfig, DataConfigError
 from spikevision.train.yaml_loader import YAMLLimitError, yaml_error_text, yaml_load
+from spikevision.validation import check_values, did_you_mean
 
 __all__ = [
     "Config", "ConfigError", "ModelConfig", "OptimConfig", "SchedConfig", "TrainConfig", "RunConfig",
@@ -226,66 +223,6 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def _nearest(key: str, valid: Sequence[str]) -> str:
-    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _type_ok(value: Any, hint: Any) -> bool:
-    """Does ``value`` fit the annotation ``hint`` (the subset our configs use)?"""
-    origin = typing.get_origin(hint)
-    if hint is Any:
-        return True
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, h) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if origin is Literal:
-        return value in typing.get_args(hint)
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            return False
-        args = typing.get_args(hint)
-        if origin is list or Ellipsis in args:
-            return all(_type_ok(v, args[0]) for v in value)
-        return len(args) == len(value) and all(_type_ok(v, a) for v, a in zip(value, args))
-    if origin is dict:
-        return isinstance(value, Mapping)
-    return True
-
-
-def _finite(value: Any) -> bool:
-    """No NaN or infinity in ``value`` (a number, or a list/tuple of them); other values pass."""
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, (list, tuple)):
-        return all(_finite(v) for v in value)
-    return True
-
-
-def _describe(hint: Any) -> str:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is Literal:
-        return " | ".join(repr(a) for a in args)
-    if origin in (typing.Union, types.UnionType):
-        return " | ".join(_describe(a) for a in args)
-    if hint is type(None):
-        return "null"
-    if origin in (list, tuple):
-        return f"a list of {_describe(args[0])}" if args else "a list"
-    if origin is dict:
-        return "a mapping"
-    return getattr(hint, "__name__", str(hint))
-
-
 def _section(cls: type, name: str, raw: Any, errors: list[str], everything: Mapping[str, Sequence[str]]) -> Any:
     """Build one dataclass section, appending every problem to ``errors``."""
     if raw is None:
@@ -294,21 +231,14 @@ def _section(cls: type, name: str, raw: Any, errors: list[str], everything: Mapp
         errors.append(f"section {name!r} must be a mapping of keys to values, got {type(raw).__name__}")
         return cls()
     hints = typing.get_type_hints(cls)
-    valid = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in raw.items():
-        if key not in valid:
-            hint = _nearest(str(key), valid)
-            if not hint:  # maybe it lives in another section
-                other = [s for s, keys in everything.items() if s != name and key in keys]
-                hint = f" (did you mean {other[0]}.{key}?)" if other else ""
-            errors.append(f"unknown key {name}.{key}{hint}")
-        elif not _type_ok(value, hints[key]):
-            errors.append(f"{name}.{key} must be {_describe(hints[key])}, got {value!r}")
-        elif not _finite(value):
-            errors.append(f"{name}.{key} must be a finite number, got {value!r}")
-        else:
-            kwargs[key] = tuple(value) if typing.get_origin(hints[key]) is tuple else value
+    kwargs, problems = check_values(raw, hints, name)
+    for problem in problems:
+        key = problem.removeprefix(f"unknown key {name}.")
+        if key != problem and "(did you mean" not in key:  # maybe it lives in another section
+            other = [s for s, keys in everything.items() if s != name and key in keys]
+            problem += f" (did you mean {other[0]}.{key}?)" if other else ""
+        errors.append(problem)
+    kwargs = {k: tuple(v) if typing.get_origin(hints[k]) is tuple else v for k, v in kwargs.items()}
     return cls(**kwargs)
 
 
@@ -328,6 +258,8 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
         errors.append(f"sched.min_lr must be in [0, optim.lr={o.lr}], got {s.min_lr}")
     if s.name == "step" and not s.milestones:
         errors.append("sched.name='step' needs sched.milestones (epochs), e.g. sched.milestones=[30,60]")
+    if any(m < 1 for m in s.milestones):
+        errors.append(f"sched.milestones are epochs >= 1, got {s.milestones}")
     if list(s.milestones) != sorted(s.milestones):
         errors.append(f"sched.milestones must be increasing, got {s.milestones}")
     if t.epochs < 1:
@@ -356,23 +288,22 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
         errors.append(f"run.name must be a plain folder name, got {cfg.run.name!r}")
 
 
-def _check_model(model: ModelConfig, errors: list[str]) -> None:
-    from spikevision.models.registry import UnknownModelError, check_shared_kwargs, get_model_info
+def _check_model(cfg: Config, errors: list[str]) -> None:
+    """The builder's arguments against its signature, types and ranges, a meta build and a memory estimate."""
+    from spikevision.models.arguments import check_model_kwargs
 
-    errors.extend(f"model.{problem}" for problem in check_shared_kwargs(model.kwargs))
-    try:
-        info = get_model_info(model.name)
-    except UnknownModelError as e:
-        errors.append(f"model.name: {e}")
-        return
-    params = inspect.signature(info.builder).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    valid = [n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    for key in model.kwargs:
-        if key not in valid:
-            errors.append(f"unknown key model.{key} for {model.name}{_nearest(key, valid)}; "
-                          f"{model.name} takes {', '.join(valid)}")
+    errors.extend(check_model_kwargs(cfg.model.name, cfg.model.kwargs, batch_size=cfg.data.batch_size))
+
+
+def _mapping(raw: Mapping[str, Any], section: str, errors: list[str]) -> dict[str, Any]:
+    """A copy of ``raw[section]`` ({} when absent), or {} and an error when it is not a mapping."""
+    value = raw.get(section)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        errors.append(f"section {section!r} must be a mapping of keys to values, got {type(value).__name__}")
+        return {}
+    return {str(k): v for k, v in value.items()}
 
 
 def config_from_dict(raw: Mapping[str, Any]) -> Config:
@@ -387,10 +318,10 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
         raise ConfigError([f"a config must be a mapping of sections, got {type(raw).__name__}"])
     for sec in raw:
         if sec not in _SECTIONS:
-            errors.append(f"unknown section {sec!r}{_nearest(str(sec), list(_SECTIONS))}; "
+            errors.append(f"unknown section {sec!r}{did_you_mean(str(sec), list(_SECTIONS))}; "
                           f"sections are {', '.join(_SECTIONS)}")
     everything = {s: [f.name for f in dataclasses.fields(c)] for s, c in _SECTIONS.items()}
-    model_raw = dict(raw.get("model") or {})
+    model_raw = _mapping(raw, "model", errors)
     model = ModelConfig()
     if "name" in model_raw:
         if isinstance(model_raw["name"], str):
@@ -398,7 +329,7 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
         else:
             errors.append(f"model.name must be a registered model name, got {model_raw.pop('name')!r}")
     model.kwargs = model_raw
-    data_raw = dict(raw.get("data") or {})
+    data_raw = _mapping(raw, "data", errors)
     try:
         data = DataConfig.from_dict(data_raw)
     except DataConfigError as e:
@@ -411,7 +342,7 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
     sections = {s: _section(c, s, raw.get(s), errors, everything) for s, c in _SECTIONS.items()
                 if s not in ("model", "data")}
     cfg = Config(model=model, data=data, **sections)
-    _check_model(cfg.model, errors)
+    _check_model(cfg, errors)
     _check_values(cfg, errors)
     if errors:
         raise ConfigError(errors)

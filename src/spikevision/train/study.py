@@ -34,7 +34,6 @@ Use: ``spikevision study studies/depth.yaml`` (``--report-only`` to rewrite the 
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 import logging
 import os
@@ -48,6 +47,7 @@ import yaml
 
 from spikevision.train.config import Config, ConfigError, apply_settings, config_from_dict, read_recipe
 from spikevision.train.yaml_loader import yaml_error_text, yaml_load
+from spikevision.validation import did_you_mean
 
 __all__ = ["StudySpec", "StudyRun", "load_study", "plan_runs", "run_study", "run_status", "MEASURES_FILE",
            "STUDY_KEYS", "PINNED_KEYS"]
@@ -159,9 +159,8 @@ def load_study(path: str | Path) -> StudySpec:
     errors: list[str] = []
     for key in raw:
         if key not in STUDY_KEYS:
-            close = difflib.get_close_matches(str(key), STUDY_KEYS, n=1, cutoff=0.5)
-            errors.append(f"unknown study key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
-                          + f"; valid keys: {', '.join(STUDY_KEYS)}")
+            errors.append(f"unknown study key {key!r}{did_you_mean(key, STUDY_KEYS)}; "
+                          f"valid keys: {', '.join(STUDY_KEYS)}")
     spec = StudySpec(name=path.stem, path=path)
     for key in ("title", "claim", "verdict", "notes"):
         if raw.get(key) is not None:
@@ -189,9 +188,8 @@ def load_study(path: str | Path) -> StudySpec:
     else:
         for key, value in measure.items():
             if key not in MEASURE_KEYS:
-                close = difflib.get_close_matches(str(key), MEASURE_KEYS, n=1, cutoff=0.5)
-                errors.append(f"unknown measure key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
-                              + f"; valid: {', '.join(MEASURE_KEYS)}")
+                errors.append(f"unknown measure key {key!r}{did_you_mean(key, MEASURE_KEYS)}; "
+                              f"valid: {', '.join(MEASURE_KEYS)}")
             elif key in ("batches", "batch_size") and (not isinstance(value, int) or value < 1):
                 errors.append(f"measure.{key} must be a positive int, got {value!r}")
             elif key in ("energy", "isometry") and not isinstance(value, bool):
