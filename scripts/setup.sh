@@ -21,10 +21,12 @@ if ! "$VENV/bin/python" -c "import setuptools, sys; sys.exit(int(setuptools.__ve
     "${PIP[@]}" install "setuptools>=77"
 fi
 if ! "$VENV/bin/python" -c "import torch, torchvision, spikevision, pytest, nir, neurobench, snntorch, \
-        spikingjelly.activation_based.nir_exchange" >/dev/null 2>&1; then
+        spikingjelly.activation_based.nir_exchange, onnx, onnxscript, onnxruntime, mkdocstrings_handlers.python" \
+        >/dev/null 2>&1; then
     echo "[setup] installing packages (torch from requirements/torch.txt)"
     "${PIP[@]}" install -r requirements/torch.txt
-    "${PIP[@]}" install -e ".[test]"
+    # onnx: tests/deploy/test_onnx_export.py; docs: the API reference build in tests/test_docs.py
+    "${PIP[@]}" install -e ".[test,onnx,docs]"
     # neurobench only for tests/analysis/test_synops.py::test_equal_to_neurobench; without --no-deps it pulls
     # snntorch, tonic, librosa, numba and torchaudio (and a different torch)
     "${PIP[@]}" install --no-deps "neurobench==2.3.0"
