@@ -142,15 +142,19 @@ def test_torch_kernel_for_what_the_c_kernel_does_not_cover(calls):
 
 
 @needs_native
-def test_builds_in_the_temp_folder_when_the_cache_is_not_writable(monkeypatch, tmp_path):
+def test_builds_in_a_private_folder_when_the_cache_is_not_writable(monkeypatch, tmp_path):
+    from spikevision import native_build
+
     blocked = tmp_path / "file"
     blocked.write_text("")  # a file where the cache folder should be: mkdir fails
     monkeypatch.setenv("SPIKEVISION_CACHE_DIR", str(blocked / "cache"))
-    monkeypatch.setattr(_native.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(native_build.tempfile, "tempdir", str(tmp_path / "tmp"))
+    monkeypatch.setattr(native_build, "_private", None)  # this process's own folder (mkdtemp), never a shared one
     monkeypatch.setattr(_native, "_status", None)
     monkeypatch.setattr(_native, "_lib", None)
     assert _native.native_available(), native_status()
-    assert str(tmp_path / "tmp") in native_status()
+    assert str(tmp_path / "tmp" / "spikevision-build-") in native_status()
 
 
 def _spike_count_in_child(queue):

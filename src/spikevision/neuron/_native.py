@@ -3,7 +3,8 @@
 On CPU, PyTorch runs a multi-step neuron as a dozen whole-tensor ops per time
 step; the C kernel does one pass over the sequence. It is compiled once per
 machine with the system C compiler (``$CC``, else ``cc``; about half a second,
-no PyTorch headers) into a cache folder and loaded with :mod:`ctypes`, which
+no PyTorch headers) into the private cache folder of :mod:`spikevision.native_build`
+(verified by hash before loading) and loaded with :mod:`ctypes`, which
 releases the GIL during the call, so the elements are split over
 ``torch.get_num_threads()`` Python threads.
 
@@ -16,21 +17,17 @@ dtypes, learnable time constants, or ``SPIKEVISION_NATIVE=0``.
 Environment:
     ``SPIKEVISION_NATIVE``: ``0`` disables the C kernel.
     ``SPIKEVISION_CACHE_DIR``: where the built library goes (default
-    ``$XDG_CACHE_HOME/spikevision``, i.e. ``~/.cache/spikevision``; the temp
-    folder if that is not writable).
+    ``$XDG_CACHE_HOME/spikevision``, i.e. ``~/.cache/spikevision``; a private
+    folder of this process if that one is unusable).
     ``CC``: the C compiler.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import os
-import platform
-import shlex
 import subprocess
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,6 +36,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from spikevision.native_build import cache_dir, load_library
+from spikevision.native_build import compiled_library as _compiled_library
 from spikevision.neuron.surrogate import ATan, Rectangular, Sigmoid, Triangle
 
 if TYPE_CHECKING:
@@ -75,71 +74,10 @@ _status: str | None = None
 _pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
 
 
-def _cache_dir() -> Path:
-    if os.environ.get("SPIKEVISION_CACHE_DIR"):
-        return Path(os.environ["SPIKEVISION_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "spikevision"
-
-
-def _cpu_signature() -> str:
-    """What ``-march=native`` depends on: a library built elsewhere (a shared home) is not reused."""
-    sig = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            sig += "".join(line for line in f if line.startswith(("flags", "model name")))
-    except OSError:
-        sig += platform.processor()
-    return sig
-
-
-def _build(cc: list[str], out: Path, source: Path = SOURCE, flags: list[str] = _FLAGS,
-           variants: tuple[list[str], ...] = _VARIANTS) -> None:
-    """Compile into a temporary file and rename, so concurrent processes (DDP ranks) never see half a file."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
-    os.close(fd)
-    try:
-        errors = []
-        for extra in variants:
-            cmd = [*cc, *flags, "-o", tmp, str(source), *extra]
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-            if p.returncode == 0:
-                os.replace(tmp, out)
-                return
-            errors.append(f"{' '.join(cmd)}: {p.stderr.strip()[-500:]}")
-        raise RuntimeError("; ".join(errors))
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def compiled_library(source: Path, stem: str, flags: list[str] = _FLAGS,
-                     variants: tuple[list[str], ...] = _VARIANTS) -> Path:
-    """The shared library built from ``source`` with the system C compiler (``$CC``, else ``cc``).
-
-    Built on first use into the cache folder (the temp folder if that is not writable), named
-    by a hash of the source, compiler, flags and CPU, so a changed source rebuilds; later calls
-    return the cached file. ``variants`` are extra flags tried in order until one compiles.
-    Shared with :mod:`spikevision.deploy.native` (the generated integer runtime).
-
-    Raises:
-        RuntimeError: every variant failed to compile (the compiler's messages).
-        OSError: no compiler, or neither folder writable.
-    """
-    cc = shlex.split(os.environ.get("CC") or "cc")
-    key = hashlib.sha256("\0".join([source.read_text(), repr((cc, flags, variants)),
-                                    _cpu_signature()]).encode()).hexdigest()[:16]
-    name = f"{stem}-{key}.so"
-    path = _cache_dir() / name
-    if not path.exists():
-        try:
-            _build(cc, path, source, flags, variants)
-        except OSError:  # cache folder not writable: build into the temp folder instead
-            user = os.getuid() if hasattr(os, "getuid") else "user"
-            path = Path(tempfile.gettempdir()) / f"spikevision-{user}" / name
-            if not path.exists():
-                _build(cc, path, source, flags, variants)
-    return path
+# the build cache moved to spikevision.native_build (shared with the deploy runtime); the old names stay
+# importable for one release
+_cache_dir = cache_dir
+compiled_library = _compiled_library
 
 
 def _load() -> ctypes.CDLL | None:
@@ -151,8 +89,8 @@ def _load() -> ctypes.CDLL | None:
             _status = "PyTorch kernel (SPIKEVISION_NATIVE=0)"
             return None
         try:
-            path = compiled_library(SOURCE, "lif_cpu")
-            lib = ctypes.CDLL(str(path))
+            lib = load_library(SOURCE, "lif_cpu", _FLAGS, _VARIANTS)
+            path = lib._name
             if lib.lif_abi_version() != ABI_VERSION:
                 raise RuntimeError(f"{path} has ABI {lib.lif_abi_version()}, expected {ABI_VERSION}")
         except (OSError, RuntimeError, subprocess.SubprocessError) as e:
