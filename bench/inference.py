@@ -4,7 +4,7 @@ Contenders, interleaved round by round in one process, same threads, same images
 
 * ``float``: the model in eval mode, ``torch.no_grad()`` (PyTorch's dense kernels);
 * ``float-folded``: the same with BN folded into the preceding conv/linear;
-* ``native``: the native runtime (:func:`spikevision.deploy.native.compile_native`): the
+* ``native``: the native runtime (:func:`spikevision.deploy.targets.native.compile_native`): the
   model's integer program as C compiled for this CPU, int16 weights, spike-input layers
   accumulating weight columns over the active inputs only; bit-exact with the Python engine;
 * ``native-int8``: the same with int8 weights;
@@ -37,8 +37,8 @@ from common import interleaved_times, machine_lines, markdown_table, median
 from spikevision.analysis.monitors import FiringRateMonitor
 from spikevision.analysis.synops import SynOpsCounter
 from spikevision.deploy.engine import EngineConfig, compile_integer
-from spikevision.deploy.fold import fold_bn
-from spikevision.deploy.native import compile_native
+from spikevision.deploy.engine.fold import fold_bn
+from spikevision.deploy.targets.native import compile_native
 from spikevision.models import create_model
 
 # (name, kwargs, per-sample input) for the default, untrained models

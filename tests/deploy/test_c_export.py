@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from deploy_nets import MSNet, randomize_bn, small_cnn
 from spikevision.data.constants import FASHION_MNIST_MEAN, FASHION_MNIST_STD
-from spikevision.deploy.c_export import CExportError, export_c, input_lut, lut_images
+from spikevision.deploy.targets.c.export import CExportError, export_c, input_lut, lut_images
 from spikevision.deploy.engine import EngineConfig
 
 CC = shutil.which("cc") or shutil.which("gcc")

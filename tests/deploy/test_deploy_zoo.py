@@ -7,7 +7,7 @@ import torch
 
 from deploy_nets import randomize_bn
 from spikevision.deploy.engine import compile_integer
-from spikevision.deploy.fold import fold_bn
+from spikevision.deploy.engine.fold import fold_bn
 from spikevision.models import create_model
 from test_fold import _compare
 

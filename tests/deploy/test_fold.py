@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spikevision.deploy.fold import PerStepSynapse, find_bn_pairs, fold_bn
+from spikevision.deploy.engine.fold import PerStepSynapse, find_bn_pairs, fold_bn
 from spikevision.layers import BNTT2d, DirectEncoder, TDBatchNorm1d, TDBatchNorm2d, TimeFolded, TokenBatchNorm1d
 from spikevision.neuron import LIF, NeuronParams, lif_multistep
 from deploy_nets import MSNet, randomize_bn, small_cnn

@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from deploy_nets import MS_NEURON, MSNet, randomize_bn, small_cnn
 from spikevision.deploy.engine import EngineConfig, IntNeuron, IntSynapse, compile_integer, shift_add_terms
-from spikevision.deploy.arithmetic import MultiplicationError, ArithmeticCounter
+from spikevision.deploy.engine.arithmetic import MultiplicationError, ArithmeticCounter
 from spikevision.neuron import LIF, NeuronParams, lif_multistep, lif_reference
 
 FQ = 2.0**24  # the default fixed-point one

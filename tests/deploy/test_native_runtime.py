@@ -9,8 +9,9 @@ from torch import nn
 
 from deploy_nets import MixedNet, MSNet, randomize_bn, small_cnn
 from spikevision.deploy.engine import EngineConfig, IntNeuron, compile_integer
-from spikevision.deploy.native import compile_native
-from spikevision.deploy.program import ProgramError, lower
+from spikevision.deploy.targets.native import compile_native
+from spikevision.deploy.engine.trace import batch_head
+from spikevision.deploy.ir import Concat, Neuron, Permute, ProgramError, Synapse, lower
 from spikevision.models import create_model
 
 NETS = {
@@ -22,12 +23,22 @@ NETS = {
     # conv + pooling fused (the first conv dense, the second event-driven), max and average
     "spiking_cnn_mini": (lambda: create_model("spiking_cnn_mini", widths=(4, 8)), (1, 28, 28)),
     "spiking_cnn_mini_avg": (lambda: create_model("spiking_cnn_mini", widths=(4, 8), pool="avg"), (1, 28, 28)),
+    # the spiking MLP: token mixing as transposes (index maps), SPE's and the fuse step's concatenations
+    "mlp_spe_mini": (lambda: create_model("mlp_spe_mini", T=2, dim=6), (1, 28, 28)),
 }
+#: an event-camera model at its own T: input [T, B, 2, H, W] (int16 only: a 20-layer program takes a while to compile)
+EVENT_NETS = {"ms_resnet20_dvs": (lambda: create_model("ms_resnet20_dvs", T=3), (3, 2, 16, 16))}
+
+
+def _inputs(name: str, shape, batch: int) -> torch.Tensor:
+    if name.endswith("_dvs"):  # event counts per pixel and polarity, time-major
+        return torch.randint(0, 3, (shape[0], batch, *shape[1:])).float()
+    return torch.rand(batch, *shape)
 
 
 def _model(name: str, seed: int = 0):
     torch.manual_seed(seed)
-    build, shape = NETS[name]
+    build, shape = {**NETS, **EVENT_NETS}[name]
     return randomize_bn(build(), seed=seed, gamma=(0.8, 1.6)), shape
 
 
@@ -35,21 +46,36 @@ def _model(name: str, seed: int = 0):
 @pytest.mark.parametrize("cfg", [EngineConfig(), EngineConfig(weight_bits=8, leak="shift_add")], ids=["int16", "int8"])
 @pytest.mark.parametrize("name", list(NETS))
 def test_native_logits_bit_exact(name, cfg):
+    _check_logits(name, cfg)
+
+
+@pytest.mark.parametrize("name", list(EVENT_NETS))
+def test_event_model_at_its_own_T_is_bit_exact(name):
+    _check_logits(name, EngineConfig())
+
+
+def _check_logits(name: str, cfg: EngineConfig) -> None:
     model, shape = _model(name)
-    x = torch.rand(6, *shape)
-    im = compile_integer(model, x[:2], cfg)
-    native = compile_native(im, x[:1])
+    x = _inputs(name, shape, 6)
+    im = compile_integer(model, batch_head(x, 2), cfg)
+    native = compile_native(im, x)
     with torch.no_grad():
         ref = im.forward_q(x)
         assert torch.equal(native.logits_q(x), ref)
         assert torch.equal(native(x), im(x))
     # a silent input and a saturated one
-    for edge in (torch.zeros(2, *shape), torch.full((2, *shape), 4.0)):
+    for value in (0.0, 4.0):
+        edge = torch.full_like(batch_head(x, 2), value)
         with torch.no_grad():
             assert torch.equal(native.logits_q(edge), im.forward_q(edge))
+    ops = native.program.ops
     if name.startswith("spiking_cnn_mini"):  # both convs carry their pooling: no full-size conv output is stored
-        fused = [op.params["pool"]["layer"] for op in native.program.ops if "pool" in op.params]
+        fused = [op.pool.layer for op in ops if isinstance(op, Synapse) and op.pool]
         assert fused == ["stages.0.pool", "stages.1.pool"]
+    if name == "mlp_spe_mini":
+        assert sum(isinstance(op, Permute) for op in ops) >= 4 and any(isinstance(op, Concat) for op in ops)
+    if name.endswith("_dvs"):
+        assert native.program.input.time and native.program.input.steps == 3
 
 
 @pytest.mark.filterwarnings("ignore:Using padding=.same.")
@@ -68,7 +94,7 @@ def test_native_spike_trains_bit_exact(name):
     for h in hooks:
         h.remove()
     bufs = native.buffers(x)
-    neurons = [op for op in native.program.ops if op.kind == "neuron"]
+    neurons = [op for op in native.program.ops if isinstance(op, Neuron)]
     assert len(neurons) == len(seen) > 0
     for op in neurons:
         ref = (seen[op.layer][:, 0] != 0).to(torch.uint8).reshape(op.out.steps, -1)
@@ -96,12 +122,6 @@ def test_batch_split_over_threads_equals_one_thread():
 
 
 def test_unsupported_layers_are_refused_by_name():
-    torch.manual_seed(0)
-    mlp = randomize_bn(create_model("mlp_spe_mini", T=2, dim=6))
-    x = torch.rand(1, 1, 28, 28)
-    with pytest.raises(ProgramError, match="stages.0.blocks.0.token.*transpose"):
-        lower(compile_integer(mlp, x), x)
-
     class Gate(nn.Module):  # a product of two tensors (GAC's gate): runs as a float fallback
         def __init__(self):
             super().__init__()

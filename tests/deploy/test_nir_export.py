@@ -12,7 +12,7 @@ from deploy_nets import MSNet, randomize_bn, small_cnn
 
 nir = pytest.importorskip("nir")
 
-from spikevision.deploy.nir_export import NIRExportError, export_nir, to_nir  # noqa: E402
+from spikevision.deploy.targets.nir import NIRExportError, export_nir, to_nir  # noqa: E402
 from spikevision.neuron import LIF, NeuronParams  # noqa: E402
 
 
@@ -188,7 +188,7 @@ def test_zoo_refusals_name_the_layer():
 
 
 def test_default_dt_is_what_the_clients_read_with(tmp_path):
-    from spikevision.deploy.nir_export import DEFAULT_DT
+    from spikevision.deploy.targets.nir import DEFAULT_DT
 
     torch.manual_seed(4)
     graph = export_nir(randomize_bn(MSNet()), torch.rand(1, 2, 8, 8), tmp_path / "m.nir")

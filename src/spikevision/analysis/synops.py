@@ -2,7 +2,7 @@
 
 What a network's synapses and neurons do, in the units the papers' energy
 estimates use (:mod:`spikevision.analysis.energy`). Not to be confused with
-:mod:`spikevision.deploy.arithmetic`, which counts every executed ATen
+:mod:`spikevision.deploy.engine.arithmetic`, which counts every executed ATen
 operation by arithmetic kind to prove multiplication-free inference.
 
 :class:`SynOpsCounter` hooks every synaptic layer (``nn.Conv1d/2d/3d``,

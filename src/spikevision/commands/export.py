@@ -15,7 +15,7 @@
   them at half the size; the card's accuracy is then that of the rounded weights.
 * ``--format c``: a standalone C99 library in the folder ``-o``: ``<name>.h``, ``<name>.c`` (integer
   inference, const weights, static buffers, no heap, no floating point) and an example ``main.c``
-  reading raw images from stdin (:mod:`spikevision.deploy.c_export`). Prints flash and RAM in bytes;
+  reading raw images from stdin (:mod:`spikevision.deploy.targets.c.export`). Prints flash and RAM in bytes;
   refuses, naming the layer, what the C target cannot express.
 
 The output is checked for writing before any work. Exit statuses (as every command,
@@ -29,6 +29,7 @@ Examples::
     spikevision export runs/ms_resnet_mini_fashion_mnist --format pretrained --tag fashion_mnist \
         --recipe configs/ms_resnet_mini_fashion_mnist.yaml -o src/spikevision/weights
     spikevision export runs/quickstart --format c -o quickstart_c --name quickstart
+    spikevision export mlp_spe_mini --pretrained fashion_mnist --format c -o mlp_c
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", choices=("best", "last"), default="last",
                         help="pretrained: which checkpoint of the run (default last: the final epoch)")
     parser.add_argument("--weights", default=None, help="weights for a model name (.safetensors or state-dict .pt)")
+    parser.add_argument("--pretrained", default=None, metavar="TAG",
+                        help="a model name's weights shipped with spikevision (e.g. fashion_mnist), with its card's "
+                             "preprocessing")
     parser.add_argument("--model-kwargs", type=json_object, default={},
                         help='JSON builder kwargs for a model name, e.g. \'{"T": 4}\'')
     parser.add_argument("--dt", type=float, default=1e-4,
@@ -99,14 +103,17 @@ def _export_pretrained(args: argparse.Namespace) -> int:
 
 
 def _export_c(args: argparse.Namespace, src) -> int:
-    from spikevision.deploy.c_export import CExportError, export_c
+    from spikevision.deploy.targets.c.export import CExportError, export_c
     from spikevision.deploy.engine import EngineConfig
     from spikevision.deploy.source import example_input
 
+    from spikevision.deploy.targets.c.export import check_c_name
+
     name = args.name or (src.name or "snn")
-    if not name.isidentifier():
-        return report_error("export", f"--name must be a C identifier (letters, digits, _), got {name!r}",
-                            EXIT_USAGE)
+    try:
+        check_c_name(name)
+    except ValueError as e:
+        return report_error("export", f"--name: {e}", EXIT_USAGE)
     check_writable("export", Path(args.output) / f"{name}.c")
     mean = std = None
     example = example_input(src, 16)
@@ -153,15 +160,17 @@ def run(args: argparse.Namespace) -> int:
         return report_error("export", f"--dtype {args.dtype} is for --format safetensors or pretrained; "
                                       f"--format {args.format} has its own number format", EXIT_USAGE)
 
+    if not str(args.output).strip():
+        return report_error("export", "-o is empty; name the output file or folder", EXIT_USAGE)
     with user_errors("export"):
-        src = load_source(args.source, args.weights, args.model_kwargs)
+        src = load_source(args.source, args.weights, args.model_kwargs, pretrained=args.pretrained)
     if args.format == "c":
         return _export_c(args, src)
     out = Path(args.output)
     check_writable("export", out)
     example = example_input(src, 1)
     if args.format == "nir":
-        from spikevision.deploy.nir_export import NIRExportError, export_nir
+        from spikevision.deploy.targets.nir import NIRExportError, export_nir
 
         try:
             graph = export_nir(src.model, example, out, dt=args.dt,
@@ -176,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
             return report_error("export", "--format nir needs the nir package: pip install 'spikevision[deploy]'")
         print(f"wrote {out}: {len(graph.nodes)} NIR nodes, {len(graph.edges)} edges, dt={args.dt} s")
         return 0
-    from spikevision.deploy.fold import fold_bn
+    from spikevision.deploy.engine.fold import fold_bn
     from spikevision.deploy.weights import STORAGE_DTYPES, save_weights
 
     model, kind = src.model, "float"

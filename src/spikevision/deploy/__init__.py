@@ -14,13 +14,13 @@ See docs/deploy.md. The ``nir`` package is needed only by the NIR export
 (``pip install spikevision[deploy]``).
 """
 
-from spikevision.deploy.arithmetic import ArithmeticCounter, MultiplicationError
+from spikevision.deploy.engine.arithmetic import ArithmeticCounter, MultiplicationError
 from spikevision.deploy.audit import AuditReport, audit_model, compare_models
-from spikevision.deploy.c_export import CExport, CExportError, export_c
+from spikevision.deploy.targets.c.export import CExport, CExportError, export_c
 from spikevision.deploy.engine import EngineConfig, IntegerModel, compile_integer
-from spikevision.deploy.fold import BNPair, find_bn_pairs, fold_bn
-from spikevision.deploy.native import NativeModel, compile_native
-from spikevision.deploy.nir_export import NIRExportError, export_nir, to_nir
+from spikevision.deploy.engine.fold import BNPair, find_bn_pairs, fold_bn
+from spikevision.deploy.targets.native import NativeModel, compile_native
+from spikevision.deploy.targets.nir import NIRExportError, export_nir, to_nir
 from spikevision.deploy.weights import load_model, read_metadata, save_weights
 
 __all__ = [

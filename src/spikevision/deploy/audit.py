@@ -3,7 +3,7 @@
 "Is this network multiplication-free?" has an honest answer only per layer.
 :func:`audit_model` compiles the model to the integer engine
 (:mod:`spikevision.deploy.engine`), runs it on a sample batch under an
-:class:`~spikevision.deploy.arithmetic.ArithmeticCounter`, and lists every layer with:
+:class:`~spikevision.deploy.engine.arithmetic.ArithmeticCounter`, and lists every layer with:
 
 * what it is (conv/linear with BN folded, neuron, pooling, unfolded BN,
   float fallback, or a block's own forward code such as a residual sum);
@@ -39,9 +39,9 @@ from torch import Tensor, nn
 from spikevision.deploy.engine import (
     EngineConfig, FloatFallback, IntAffine, IntegerModel, IntNeuron, IntPool, IntSynapse, compile_integer,
 )
-from spikevision.deploy.arithmetic import KINDS, NOT_MFI_KINDS, ArithmeticCounter
-from spikevision.deploy.fold import PerStepSynapse
-from spikevision.deploy.trace import ATOMIC_TYPES, trace_model
+from spikevision.deploy.engine.arithmetic import KINDS, NOT_MFI_KINDS, ArithmeticCounter
+from spikevision.deploy.engine.fold import PerStepSynapse
+from spikevision.deploy.engine.trace import ATOMIC_TYPES, batch_head, trace_model
 
 __all__ = ["AuditRow", "AuditReport", "audit_model", "compare_models"]
 
@@ -195,15 +195,16 @@ def audit_model(
     Returns:
         The :class:`AuditReport`.
     """
-    im = integer_model or compile_integer(model, example[:2], cfg)
+    im = integer_model or compile_integer(model, batch_head(example, 2), cfg)
     for m in im.modules():
         if hasattr(m, "inputs_seen"):
             m.inputs_seen.clear()
     counter = ArithmeticCounter(im)
     with torch.no_grad(), counter:
-        im(example)
+        logits = im(example)
+    counter.keep_reaching(logits)  # an input check, or anything else that never reaches the logits, is not counted
     folded = {p.layer for p in im.pairs}
-    producers = _producers(im, example[:1])
+    producers = _producers(im, batch_head(example, 1))
     engine_types = (IntSynapse, IntAffine, IntPool, IntNeuron, FloatFallback)
     engine_names = {n for n, m in im.named_modules() if isinstance(m, engine_types)}
     rows: list[AuditRow] = []

@@ -6,7 +6,9 @@ Used by ``spikevision deploy`` and ``spikevision export``:
   :func:`spikevision.train.checkpoint.load_run` (the one run loader: the run's
   ``checkpoints/best.pt``, else ``last.pt``), with the run's data set;
 * a weights file ``*.safetensors`` written by :func:`spikevision.deploy.weights.save_weights`;
-* a registered model name (random weights unless ``weights`` is given).
+* a registered model name: random weights, the weights in ``weights``, or the weights shipped with
+  spikevision (``pretrained=<tag>``, e.g. ``fashion_mnist``), which bring their card's data set and
+  preprocessing.
 
 Every failure to read or rebuild the model (a missing, damaged or foreign file, an
 unknown name, arguments that do not fit the weights) is a ``FileNotFoundError`` or
@@ -95,9 +97,33 @@ def _model_with_weights(name: str, kwargs: dict[str, Any], weights: Path | None)
     return model
 
 
+def _pretrained(name: str, tag: str, kwargs: dict[str, Any]) -> Source:
+    """A model built with its shipped weights, with the data set (and normalisation) of its card."""
+    from spikevision.models import create_model
+    from spikevision.train.checkpoint import CONFIG_KEY, MODEL_KWARGS_KEY, MODEL_NAME_KEY, run_data_config
+    from spikevision.weights import read_card
+
+    card = read_card(name, tag)
+    model = create_model(name, pretrained=tag, **kwargs)
+    data = None
+    if isinstance(card.get("config"), dict):
+        try:
+            data = run_data_config({CONFIG_KEY: card["config"], MODEL_KWARGS_KEY: card["model_kwargs"],
+                                    MODEL_NAME_KEY: name})
+        except ValueError as e:
+            log.warning("%s (%s): the card's data set is unusable (%s); pass --dataset", name, tag, e)
+    return Source(model.eval(), name, {**card["model_kwargs"], **kwargs}, data, f"{name} (pretrained={tag})")
+
+
 def load_source(source: str | Path, weights: str | Path | None = None,
-                model_kwargs: dict[str, Any] | None = None) -> Source:
+                model_kwargs: dict[str, Any] | None = None, pretrained: str | None = None) -> Source:
     """Load the model named by ``source`` (see the module docstring).
+
+    Args:
+        source: a run directory, a checkpoint ``.pt``, a weights ``.safetensors`` or a registered model name.
+        weights: weights for a model name (``.safetensors`` or a state-dict ``.pt``).
+        model_kwargs: builder arguments for a model name.
+        pretrained: the tag of weights shipped with spikevision, for a model name (e.g. ``fashion_mnist``).
 
     Raises:
         FileNotFoundError: a run directory without checkpoints, or a missing file.
@@ -106,6 +132,13 @@ def load_source(source: str | Path, weights: str | Path | None = None,
         UnknownModelError: neither a path nor a registered model name (a ``ValueError``).
     """
     path = Path(source)
+    if pretrained is not None:
+        if weights is not None:
+            raise ValueError("give either shipped weights (--pretrained) or a weights file (--weights), not both")
+        if path.is_dir() or path.suffix or "/" in str(source):
+            raise ValueError(f"--pretrained takes a model name, got {source}; a run directory or weights file "
+                             "carries its own weights")
+        return _pretrained(str(source), pretrained, dict(model_kwargs or {}))
     if path.is_dir() or path.suffix == ".pt":
         return _from_run(path)
     if path.suffix == ".safetensors":

@@ -2,7 +2,7 @@ r"""The integer, multiplication-free inference engine.
 
 :func:`compile_integer` turns a float spiking network into an
 :class:`IntegerModel` by **module substitution**: BN is folded first
-(:mod:`spikevision.deploy.fold`), then every layer is replaced by an integer
+(:mod:`spikevision.deploy.engine.fold`), then every layer is replaced by an integer
 counterpart while the model's own ``forward`` code (residual sums,
 concatenations, the head's mean over time) stays as written.
 
@@ -13,7 +13,7 @@ ride in float64 tensors, which hold every integer below ``2^53`` exactly, so
 the model's own glue code (``+``, ``torch.cat``, ``mean``) runs unchanged; the
 layers compute in int64. A spike is the integer ``2^F`` (the value 1.0).
 
-**Layers** (in :mod:`spikevision.deploy.int_layers`).
+**Layers** (in :mod:`spikevision.deploy.engine.layers`).
 
 * :class:`IntSynapse` (conv/linear with BN folded): weights are quantised per
   output channel to ``weight_bits``-bit integers with a power-of-two scale
@@ -38,7 +38,7 @@ layers compute in int64. A spike is the integer ``2^F`` (the value 1.0).
   count as multiplications.
 
 Which layers received binary input, and every multiplication that actually
-executed, is measured by :class:`~spikevision.deploy.arithmetic.ArithmeticCounter` and
+executed, is measured by :class:`~spikevision.deploy.engine.arithmetic.ArithmeticCounter` and
 reported by :mod:`spikevision.deploy.audit`.
 
 Rounding: weights and pixels round to nearest; right shifts floor. The engine
@@ -54,11 +54,11 @@ import copy
 import torch
 from torch import Tensor, nn
 
-from spikevision.deploy.fold import PerStepSynapse, fold_bn
-from spikevision.deploy.int_layers import (
+from spikevision.deploy.engine.fold import PerStepSynapse, fold_bn
+from spikevision.deploy.engine.layers import (
     EngineConfig, FloatFallback, IntAffine, IntNeuron, IntPool, IntSynapse, pow2_exponent, shift_add_terms,
 )
-from spikevision.deploy.trace import ATOMIC_TYPES, Trace, trace_model
+from spikevision.deploy.engine.trace import ATOMIC_TYPES, Trace, trace_model
 from spikevision.layers.encoders import DirectEncoder, PoissonEncoder
 from spikevision.layers.norm import BNTT2d
 from spikevision.layers.temporal import TimeFolded

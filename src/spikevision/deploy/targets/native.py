@@ -1,8 +1,8 @@
 """The native event-driven integer runtime: the C export of a model, compiled for this CPU.
 
 :func:`compile_native` lowers a compiled :class:`~spikevision.deploy.engine.IntegerModel`
-(:mod:`spikevision.deploy.program`), generates its C source
-(:mod:`spikevision.deploy.c_codegen`, the same generator as ``spikevision export --format c``)
+(:mod:`spikevision.deploy.ir.lower`), generates its C source
+(:mod:`spikevision.deploy.targets.c.codegen`, the same generator as ``spikevision export --format c``)
 and builds it on first use with the system C compiler, like the CPU neuron kernel
 (:func:`spikevision.neuron._native.compiled_library`: cached by a hash of the source, so a
 model is compiled once per machine; ``-O3 -march=native``, falling back to plain ``-O3``).
@@ -24,15 +24,16 @@ import hashlib
 import os
 import tempfile
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from spikevision.deploy.c_codegen import CSource, generate_c
+from spikevision.deploy.targets.c.codegen import CSource, generate_c
 from spikevision.deploy.engine import IntegerModel
-from spikevision.deploy.program import Program, lower
+from spikevision.deploy.ir import Program, lower
 
 __all__ = ["NativeModel", "compile_native"]
 
@@ -92,8 +93,9 @@ class NativeModel:
         if self.state_bytes != source.ram_bytes:
             raise RuntimeError(f"the compiled state has {self.state_bytes} bytes, the generator laid out "
                                f"{source.ram_bytes}: the compiler pads the struct differently")
-        self.in_numel, self.classes = program.input.numel, program.output.numel
+        self.in_numel, self.classes = program.input.size, program.output.numel
         self._states: dict[int, Tensor] = {}
+        self.build_seconds = 0.0  # lowering, code generation and compilation (set by compile_native)
 
     def _state(self, worker: int) -> Tensor:
         if worker not in self._states:
@@ -111,6 +113,8 @@ class NativeModel:
         return self._run(self.lib.sv_model_run_batch_f32, x.contiguous())
 
     def _run(self, fn, x: Tensor) -> Tensor:
+        if self.program.input.time:  # event frames [T, B, ...]: the C input holds one sample's steps in a row
+            x = x.transpose(0, 1).contiguous()
         B = x.shape[0]
         if x[0].numel() != self.in_numel:
             raise ValueError(f"expected {self.in_numel} input values per sample ({list(self.program.input.shape)}), "
@@ -135,7 +139,7 @@ class NativeModel:
         spike buffers as uint8 ``[steps, *shape]``, others int64. Meaningful for every buffer only when
         compiled with ``share_buffers=False`` (else later buffers reuse earlier ones' memory)."""
         with torch.no_grad():
-            self.forward_q(self.integer_model.quantize(x[:1]))
+            self.forward_q(self.integer_model.quantize(x[:, :1] if self.program.input.time else x[:1]))
         raw = self._state(0).view(torch.uint8)
         out = {}
         for name, (offset, size, arena) in self.source.layout.items():
@@ -177,7 +181,10 @@ def compile_native(integer_model: IntegerModel, example: Tensor, *, share_buffer
         ProgramError: a layer the runtime cannot express (named).
         RuntimeError, OSError: the C compiler failed or is missing.
     """
-    program = lower(integer_model, example[:1])
+    start = time.perf_counter()
+    program = lower(integer_model, example)
     source = generate_c(program, _NAME, integer_model.cfg.weight_bits, share_buffers=share_buffers,
                         native=True)
-    return NativeModel(integer_model, program, source, _build(source))
+    native = NativeModel(integer_model, program, source, _build(source))
+    native.build_seconds = round(time.perf_counter() - start, 2)
+    return native

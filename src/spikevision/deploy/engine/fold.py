@@ -10,7 +10,7 @@ of the spiking MLP paper (Li et al., TNNLS 2024, arXiv 2306.12465): the folded
 layer still sees binary spikes, so it only accumulates.
 
 **How pairs are found (documented rule).** :func:`find_bn_pairs` traces one
-forward pass (:mod:`spikevision.deploy.trace`) and pairs a BN with a
+forward pass (:mod:`spikevision.deploy.engine.trace`) and pairs a BN with a
 conv/linear layer when
 
 1. the BN's input tensor *is* the layer's output tensor (same object: no
@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from spikevision.deploy.trace import Trace, trace_model
+from spikevision.deploy.engine.trace import Trace, trace_model
 from spikevision.layers.norm import BNTT2d, TDBatchNorm1d, TDBatchNorm2d, TokenBatchNorm1d
 from spikevision.layers.temporal import TimeFolded
 

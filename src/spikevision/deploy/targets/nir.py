@@ -4,8 +4,8 @@ Pedersen et al., "Neuromorphic intermediate representation: A unified
 instruction set for interoperable brain-inspired computing", Nature
 Communications 15, 8122 (2024); https://neuroir.org. Uses the ``nir`` package.
 
-**What is exported.** The model is BN-folded (:mod:`spikevision.deploy.fold`),
-traced once (:mod:`spikevision.deploy.trace`) and translated node by node:
+**What is exported.** The model is BN-folded (:mod:`spikevision.deploy.engine.fold`),
+traced once (:mod:`spikevision.deploy.engine.trace`) and translated node by node:
 
 | spikevision | NIR |
 |---|---|
@@ -72,8 +72,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from spikevision.deploy.fold import PerStepSynapse, fold_bn
-from spikevision.deploy.trace import ATOMIC_TYPES, Call, trace_model
+from spikevision.deploy.engine.fold import PerStepSynapse, fold_bn
+from spikevision.deploy.engine.trace import ATOMIC_TYPES, Call, trace_model
 from spikevision.layers.encoders import DirectEncoder, PoissonEncoder
 from spikevision.layers.norm import BNTT2d, TokenBatchNorm1d
 from spikevision.layers.temporal import TimeFolded

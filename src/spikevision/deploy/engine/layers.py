@@ -2,7 +2,7 @@
 
 Every value between layers is a fixed-point integer ``q = round(v * 2^F)`` carried in a
 float64 tensor (exact below 2^53); layers compute in int64; a spike is ``2^F``. Which
-operations each layer executes is what :class:`~spikevision.deploy.arithmetic.ArithmeticCounter` counts.
+operations each layer executes is what :class:`~spikevision.deploy.engine.arithmetic.ArithmeticCounter` counts.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from spikevision.deploy.fold import bn_affine
-from spikevision.deploy.arithmetic import uncounted
+from spikevision.deploy.engine.fold import bn_affine
+from spikevision.deploy.engine.arithmetic import uncounted
 from spikevision.layers.norm import BNTT2d, TokenBatchNorm1d
 
 __all__ = [

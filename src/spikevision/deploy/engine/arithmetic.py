@@ -31,6 +31,12 @@ relies on.
 Each operation is charged to the innermost module running when it executed
 (module forward hooks keep a stack of qualified names); operations in a
 block's own ``forward`` (a residual ``+``) are charged to the block.
+
+**Only what reaches the output counts.** The counter also records the data flow
+between the operations (which operation last wrote each storage), so that
+:meth:`ArithmeticCounter.keep_reaching` can drop every operation whose result never
+reaches the given output: a model's input check (``torch.isfinite(x).all()``), or
+statistics nobody reads, is not part of the model's arithmetic.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from typing import Iterable
 
 from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
 
 __all__ = ["ArithmeticCounter", "KINDS", "NOT_MFI_KINDS", "MultiplicationError", "uncounted"]
 
@@ -159,6 +166,9 @@ class ArithmeticCounter(TorchDispatchMode):
         self._stack: list[str] = [""]
         self._paused = 0
         self._handles: list = []
+        # the data flow: per executed op (layer, counts, ops that wrote what it read); per storage, its writers
+        self._nodes: list[tuple[str, dict[str, int], frozenset[int], str]] = []
+        self._writers: dict[int, set[int]] = {}
 
     # -- layer attribution -------------------------------------------------
     def __enter__(self):
@@ -196,14 +206,62 @@ class ArithmeticCounter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if not self._paused:
-            name = func.overloadpacket.__name__
-            layer = self._stack[-1]
-            for kind, n in _classify(name, args, out).items():
-                self.counts[layer][kind] += int(n)
-                if kind in NOT_MFI_KINDS:
-                    self.ops[layer].add(name)
+        name = func.overloadpacket.__name__
+        layer = self._stack[-1]
+        counts = {} if self._paused else {k: int(n) for k, n in _classify(name, args, out).items()}
+        for kind, n in counts.items():
+            self.counts[layer][kind] += n
+            if kind in NOT_MFI_KINDS:
+                self.ops[layer].add(name)
+        self._record_flow(name, layer, counts, args, kwargs or {}, out)
         return out
+
+    @staticmethod
+    def _storage(t: Tensor) -> int | None:
+        try:
+            return t.untyped_storage().data_ptr()
+        except (RuntimeError, NotImplementedError):  # no storage (meta, sparse)
+            return None
+
+    def _record_flow(self, name: str, layer: str, counts: dict[str, int], args, kwargs, out) -> None:
+        """One node of the data-flow graph: what it read (the writers of its inputs' storages) and what it wrote
+        (its outputs: a new value; an in-place, ``out=`` or view op adds itself to the writers of that storage)."""
+        ins = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, Tensor)]
+        keys = {self._storage(t) for t in ins} - {None}
+        deps = frozenset().union(*(self._writers.get(k, set()) for k in keys)) if keys else frozenset()
+        node = len(self._nodes)
+        self._nodes.append((layer, counts, deps, name))
+        for t in tree_flatten(out)[0]:
+            key = self._storage(t) if isinstance(t, Tensor) else None
+            if key in keys:  # written in place, or a view of an input: the storage keeps its earlier writers
+                self._writers.setdefault(key, set()).add(node)
+            elif key is not None:  # a new value (possibly in memory freed earlier: its old writers are gone)
+                self._writers[key] = {node}
+
+    def keep_reaching(self, *outputs: Tensor) -> None:
+        """Recount: keep only the operations whose results reach ``outputs`` (through any chain of reads).
+
+        Call after the counted run with what it returned. Operations that fed nothing the model returns (an
+        input check, unused statistics) leave :attr:`counts` and :attr:`ops`.
+        """
+        stack = [n for t in outputs for n in self._writers.get(self._storage(t), set())]
+        live: set[int] = set()
+        while stack:
+            n = stack.pop()
+            if n not in live:
+                live.add(n)
+                stack.extend(self._nodes[n][2])
+        self.counts = defaultdict(lambda: dict.fromkeys(KINDS, 0))
+        self.ops = defaultdict(set)
+        for n in sorted(live):
+            layer, counts, _deps, name = self._nodes[n]
+            if not counts:
+                continue  # paused bookkeeping: part of the data flow, not of the arithmetic
+            row = self.counts[layer]
+            for kind, v in counts.items():
+                row[kind] += v
+                if kind in NOT_MFI_KINDS and v:
+                    self.ops[layer].add(name)
 
     # -- results -------------------------------------------------------------
     def totals(self, layers: Iterable[str] | None = None) -> dict[str, int]:

@@ -36,7 +36,7 @@ from spikevision.layers.norm import BNTT2d
 from spikevision.layers.temporal import TimeFolded
 from spikevision.neuron.modules import LIF, PLIF
 
-__all__ = ["ATOMIC_TYPES", "Call", "Trace", "trace_model"]
+__all__ = ["ATOMIC_TYPES", "Call", "Trace", "trace_model", "batch_head", "batch_size"]
 
 #: Module types the deploy path understands as a whole (never looked inside).
 ATOMIC_TYPES: tuple[type[nn.Module], ...] = (
@@ -215,3 +215,14 @@ def trace_model(model: nn.Module, example: Tensor, atomic: tuple[type[nn.Module]
             h.remove()
     outputs, _ = producers_of(out)
     return Trace(calls, outputs, modules)
+
+
+def batch_head(x: Tensor, n: int) -> Tensor:
+    """The first ``n`` samples of a model input: images ``[B, C, H, W]`` or event frames ``[T, B, C, H, W]``
+    (every 5-D model input is time-major, so its batch axis is 1)."""
+    return x[:, :n] if x.dim() == 5 else x[:n]
+
+
+def batch_size(x: Tensor) -> int:
+    """Samples in a model input (see :func:`batch_head`)."""
+    return x.shape[1] if x.dim() == 5 else x.shape[0]

@@ -1,0 +1,270 @@
+r"""C99 source for a lowered integer :class:`~spikevision.deploy.ir.lower.Program`.
+
+One generator serves both targets, so they cannot drift apart:
+
+* the **standalone export** (:mod:`spikevision.deploy.targets.c.export`): the source as
+  written, one static state, ``<name>_infer(image, logits)``;
+* the **native runtime** (:mod:`spikevision.deploy.targets.native`): the same source
+  compiled with ``-DSV_NATIVE_RUNTIME``, which adds a batch entry point with a
+  caller-owned state per thread.
+
+Rules the generated code keeps (checked by tests):
+
+* integers only: no ``float``/``double`` anywhere; weights are ``const`` arrays;
+  every buffer is a member of one state struct sized here (no heap);
+* right shifts floor (``sv_asr``, defined without relying on the compiler's
+  signed shift); left shifts go through ``uint64_t`` (no undefined behaviour);
+* a layer the MFI audit calls multiplication-free is emitted without a single
+  ``*``, ``/`` or ``%``: index arithmetic uses running offsets and tables
+  computed here, values are only added, shifted, compared and selected.
+
+The code of each operation type is written by its emitter (:func:`~spikevision.deploy.targets.c.emit.emit`,
+one per type of :mod:`spikevision.deploy.ir.ops`); this module lays out the state and assembles the files.
+
+Event-driven synapse (spike input), per time step: an event list per input pixel
+(the weight offsets of its active channels, built branch-free), then every output
+position adds the int16/int8 weight columns of the events its kernel taps see
+(a table built here) into a local int32 accumulator and writes
+``(acc << align_c) + bias_c`` once. Its work is proportional to the spikes. A
+pooling that tiles a conv's output and is its only reader is fused into it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from spikevision.deploy.ir.ops import Program
+from spikevision.deploy.targets.c.emit import CWriter, emit, weight_ctype
+
+__all__ = ["CSource", "generate_c", "weight_ctype"]
+
+
+@dataclass
+class CSource:
+    """Generated code plus what it costs.
+
+    Attributes:
+        c: the ``.c`` file. h: the ``.h`` file.
+        flash_bytes: bytes of every ``const`` table (weights, biases, shift tables, LUT).
+        ram_bytes: ``sizeof`` the state struct (buffers and scratch), as laid out here.
+        weight_bytes: bytes of the synapse weights alone.
+        layers: per op, ``(layer, description, mfi)``.
+        layout: per buffer, ``(byte offset in the state, elements, arena)`` (arena ``a64``: int64, ``a8``: uint8).
+    """
+
+    c: str
+    h: str
+    flash_bytes: int
+    ram_bytes: int
+    weight_bytes: int
+    layers: list[tuple[str, str, bool]] = field(default_factory=list)
+    layout: dict[str, tuple[int, int, str]] = field(default_factory=dict)
+
+
+_PRELUDE = r"""
+#define SV_ONE ((int64_t)1 << SV_FRAC_BITS)
+
+/* floor(x / 2^s): an arithmetic right shift, written so that it does not rely on
+   the compiler's (implementation-defined) signed right shift */
+static inline int64_t sv_asr(int64_t x, int s) { return x >= 0 ? x >> s : ~(~x >> s); }
+/* x * 2^s in two's complement, without the undefined signed left shift */
+static inline int64_t sv_shl(int64_t x, int s) { return (int64_t)((uint64_t)x << s); }
+/* floor(x / n), n > 0 (only in layers the audit reports as dividing) */
+static inline int64_t sv_floordiv(int64_t x, int64_t n) { int64_t q = x / n; return (q * n != x && x < 0) ? q - 1 : q; }
+/* x / n rounded half to even, n > 0: a mean read by an integer layer (torch.round) */
+static inline int64_t sv_round_div(int64_t x, int64_t n)
+{
+    const int64_t q = sv_floordiv(x, n), r2 = 2 * (x - q * n);
+    return (r2 > n || (r2 == n && (q & 1))) ? q + 1 : q;
+}
+"""
+
+
+def _allocate(prog: Program, share: bool) -> dict[str, tuple[str, int, int]]:
+    """Arena and element offset of every storage: first fit among the storages whose lifetime overlaps."""
+    n = len(prog.ops)
+    first = {prog.input.storage: -1}
+    last = {prog.output.storage: n}
+    for k, op in enumerate(prog.ops):
+        first.setdefault(op.out.storage, k)
+        last[op.out.storage] = max(last.get(op.out.storage, k), k)
+        for b in op.inputs:
+            last[b.storage] = max(last.get(b.storage, k), k)
+    placed: dict[str, list[tuple[int, int, int, int]]] = {"a64": [], "a8": []}  # (offset, size, first, last)
+    layout = {}
+    for name in sorted(prog.storages, key=lambda s: (first.get(s, n), s)):
+        kind, size = prog.storages[name]
+        arena = "a8" if kind == "uint8" else "a64"
+        lo, hi = first.get(name, n), last.get(name, n)
+        busy = sorted((o, o + sz) for o, sz, f, l in placed[arena] if not share or not (l < lo or hi < f))
+        off = 0
+        for a, b in busy:
+            if off + size <= a:
+                break
+            off = max(off, b)
+        placed[arena].append((off, size, lo, hi))
+        layout[name] = (arena, off, size)
+    return layout
+
+
+def comment_text(line: str) -> str:
+    """``line`` made safe inside a C block comment: no ``*/``, ``/*``, line breaks or other control
+    characters, no trigraphs, printable ASCII only (anything else is written as ``\\xNN``)."""
+    out = []
+    for ch in str(line):
+        code = ord(ch)
+        out.append(ch if 32 <= code < 127 else f"\\x{code:02x}" if code < 256 else f"\\u{code:04x}")
+    text = "".join(out).replace("*/", "* /").replace("/*", "/ *").replace("??", "? ?")
+    return text
+
+
+def _state(prog: Program, g: CWriter, share: bool) -> tuple[list[str], int, dict[str, tuple[int, int, str]],
+                                                            dict[str, tuple[str, int, int]]]:
+    """The state struct: two arenas (int64 values, uint8 spikes) holding every buffer at an offset fixed here,
+    buffers whose lifetimes do not overlap sharing memory; then the scratch accumulators and membranes.
+
+    Returns:
+        ``(members, size in bytes, byte layout per buffer, arena layout per buffer)``.
+    """
+    layout = _allocate(prog, share)
+    n64 = max([off + size for arena, off, size in layout.values() if arena == "a64"], default=0)
+    n8 = max([off + size for arena, off, size in layout.values() if arena == "a8"], default=0)
+    members = [f"    int64_t a64[{max(1, n64)}];", f"    int64_t acc64[{g.acc64}];", f"    int64_t v[{g.vsize}];",
+               f"    int32_t acc32[{g.acc32}];", f"    uint8_t a8[{max(1, n8)}];"]
+    ram = 8 * (max(1, n64) + g.acc64 + g.vsize) + 4 * g.acc32 + max(1, n8)
+    ram = -(-ram // 8) * 8  # the struct's size: padded to its 8-byte alignment
+    offsets = {"a64": 0, "acc64": 8 * max(1, n64), "v": 8 * (max(1, n64) + g.acc64),
+               "acc32": 8 * (max(1, n64) + g.acc64 + g.vsize),
+               "a8": 8 * (max(1, n64) + g.acc64 + g.vsize) + 4 * g.acc32}
+    byte_layout = {b: (offsets[arena] + (8 if arena == "a64" else 1) * off, size, arena)
+                   for b, (arena, off, size) in layout.items()}
+    return members, ram, byte_layout, layout
+
+
+def _header(prog: Program, name: str, ram: int, has_lut: bool, top: str) -> str:
+    inp, out, N = prog.input, prog.output, name.upper()
+    what = (f"uint8 pixels, [C][H][W] = {list(inp.shape)}" if not inp.time else
+            f"int64 fixed-point frame values, [T][C][H][W] = {[inp.steps, *inp.shape]}")
+    infer = (f"/* Classify one image: writes {out.numel} fixed-point logits, returns the class (their argmax).\n"
+             f"   Not reentrant: uses one static state of {ram} bytes. */\n"
+             f"int {name}_infer(const uint8_t *image, int64_t *logits);\n\n" if has_lut else "")
+    return (f"/* {name}.h: integer spiking network inference, generated by spikevision.\n{top} */\n"
+            f"#ifndef {N}_H\n#define {N}_H\n\n#include <stdint.h>\n\n"
+            f"#define {N}_CLASSES {out.numel}\n"
+            f"#define {N}_INPUT_SIZE {inp.size}   /* {what} */\n"
+            f"#define {N}_TIME_STEPS {prog.T}\n"
+            f"#define {N}_FRAC_BITS {prog.frac_bits}\n"
+            f"/* logits[k] / ({N}_LOGIT_DIVISOR * 2^{N}_FRAC_BITS) is the real-valued logit */\n"
+            f"#define {N}_LOGIT_DIVISOR {out.divisor}\n\n" + infer
+            + f"/* Same from an already quantised input (int64, {prog.frac_bits} fraction bits), with a caller-owned\n"
+              f"   state of {name}_state_bytes() bytes (8-byte aligned): reentrant. */\n"
+              f"int {name}_infer_q(const int64_t *input, int64_t *logits, void *state);\n"
+              f"long {name}_state_bytes(void);\n\n#endif\n")
+
+
+def _entry_points(prog: Program, name: str, has_lut: bool) -> list[str]:
+    """``sv_run``, the argmax, ``<name>_infer_q`` and (with an input table) ``<name>_infer``."""
+    inp, out = prog.input, prog.output
+    n_cls = out.numel
+    calls = "\n".join(f"    sv_op{k}(st);" for k in range(len(prog.ops)))
+    c = [f"static void sv_run({name}_state *st)\n{{\n{calls}\n}}\n",
+         f"static int sv_argmax(const int64_t *logits)\n{{\n    int best = 0;\n"
+         f"    for (int k = 1; k < {n_cls}; k++) if (logits[k] > logits[best]) best = k;\n    return best;\n}}\n",
+         f"long {name}_state_bytes(void) {{ return (long)sizeof({name}_state); }}\n",
+         f"int {name}_infer_q(const int64_t *input, int64_t *logits, void *state)\n{{\n"
+         f"    {name}_state *st = ({name}_state *)state;\n"
+         f"    for (int32_t i = 0; i < {inp.size}; i++) st->{inp.storage}[i] = input[i];\n"
+         f"    sv_run(st);\n"
+         f"    for (int32_t k = 0; k < {n_cls}; k++) logits[k] = st->{out.storage}[k];\n"
+         f"    return sv_argmax(logits);\n}}\n"]
+    if has_lut:
+        hw = inp.numel // inp.shape[0]
+        c.append(f"static {name}_state sv_state;\n\n"
+                 f"int {name}_infer(const uint8_t *image, int64_t *logits)\n{{\n"
+                 f"    {name}_state *st = &sv_state;\n"
+                 f"    int32_t i = 0, lut = 0;\n"
+                 f"    for (int32_t ch = 0; ch < {inp.shape[0]}; ch++) {{\n"
+                 f"        for (int32_t p = 0; p < {hw}; p++) {{\n"
+                 f"            st->{inp.storage}[i] = sv_lut[lut + image[i]];\n            i++;\n        }}\n"
+                 f"        lut += 256;\n    }}\n"
+                 f"    sv_run(st);\n"
+                 f"    for (int32_t k = 0; k < {n_cls}; k++) logits[k] = st->{out.storage}[k];\n"
+                 f"    return sv_argmax(logits);\n}}\n")
+    return c
+
+
+def _native_entry_points(prog: Program, name: str) -> str:
+    """The native runtime's batch entry points (not part of the standalone export): samples ``[lo, hi)`` with one
+    state, from quantised int64 input, or from float32 input quantised exactly as
+    ``torch.round(x.double() * 2^F)`` does (round half to even in double precision)."""
+    size, n_cls, inp, out = prog.input.size, prog.output.numel, prog.input, prog.output
+    return (f"#ifdef SV_NATIVE_RUNTIME\n/* The native runtime's batch entry points (not part of the standalone\n"
+            f"   export): samples [lo, hi) with one state, from quantised int64 input, or from float32\n"
+            f"   input quantised here exactly as torch.round(x.double() * 2^F) does (round half to even\n"
+            f"   in double precision). */\n"
+            f"#include <math.h>\n"
+            f"void {name}_run_batch(const int64_t *input, int64_t *logits, int64_t lo, int64_t hi,\n"
+            f"                      void *state)\n{{\n"
+            f"    for (int64_t b = lo; b < hi; b++)\n"
+            f"        {name}_infer_q(input + b * {size}, logits + b * {n_cls}, state);\n}}\n"
+            f"void {name}_run_batch_f32(const float *input, int64_t *logits, int64_t lo, int64_t hi,\n"
+            f"                          void *state)\n{{\n"
+            f"    {name}_state *st = ({name}_state *)state;\n"
+            f"    for (int64_t b = lo; b < hi; b++) {{\n"
+            f"        const float *x = input + b * {size};\n"
+            f"        for (int32_t i = 0; i < {size}; i++) st->{inp.storage}[i] = "
+            f"(int64_t)nearbyint((double)x[i] * (double)SV_ONE);\n"
+            f"        sv_run(st);\n"
+            f"        for (int32_t k = 0; k < {n_cls}; k++)\n"
+            f"            logits[b * {n_cls} + k] = st->{out.storage}[k];\n"
+            f"    }}\n}}\n#endif\n")
+
+
+def generate_c(prog: Program, name: str, weight_bits: int, *, lut: list[list[int]] | None = None,
+               notes: dict[str, tuple[bool, str]] | None = None, header_lines: Sequence[str] = (),
+               share_buffers: bool = True, native: bool = False) -> CSource:
+    """C99 source (``.c`` and ``.h``) for ``prog``.
+
+    Args:
+        prog: the lowered program.
+        name: C identifier prefix.
+        weight_bits: the engine's weight bits (picks int8/int16/int32 tables).
+        lut: per input channel, the 256 fixed-point values of the uint8 pixel values (the input
+            quantiser: normalisation and ``round(x * 2^F)`` folded into a table). Without it,
+            ``<name>_infer`` is not generated (only the fixed-point entry points). Images only.
+        notes: per layer, the MFI audit's ``(multiplication_free, reason)``.
+        header_lines: comment lines for the top of both files (made comment-safe: :func:`comment_text`).
+        share_buffers: let buffers whose lifetimes do not overlap share memory (less RAM). Without
+            it every buffer keeps its values after a run (for inspecting spike trains).
+        native: append the native runtime's batch entry points (compiled with ``-DSV_NATIVE_RUNTIME``;
+            one of them quantises float input, so it is left out of the standalone export).
+
+    Raises:
+        ValueError: ``name`` is not a C identifier, or an input table for event-frame input.
+        ProgramError: a layer the generated code cannot hold exactly (named).
+    """
+    if not name.isidentifier() or not name.isascii():
+        raise ValueError(f"name must be a C identifier, got {name!r}")
+    if lut is not None and prog.input.time:
+        raise ValueError("an input table (lut) maps uint8 pixels; this model takes event frames")
+    g = CWriter(prog, name, weight_bits, notes or {})
+    for k, op in enumerate(prog.ops):
+        emit(op, g, k)
+    if lut is not None:
+        g.table("sv_lut", [v for ch in lut for v in ch], "int64_t")
+    members, ram, byte_layout, layout = _state(prog, g, share_buffers)
+    top = "".join(f" * {comment_text(ln)}\n" for ln in header_lines)
+    h = _header(prog, name, ram, lut is not None, top)
+    c = [f"/* {name}.c: integer spiking network inference, generated by spikevision (C99, integers only,\n"
+         f" * no heap). Layers, in order, with the MFI audit's verdict in each function's comment.\n{top}"
+         f" * flash (const tables): {g.flash} bytes, of which weights {g.weight_bytes}; RAM (state): {ram} bytes.\n */",
+         f'#include "{name}.h"\n', f"#define SV_FRAC_BITS {prog.frac_bits}", _PRELUDE,
+         "typedef struct {\n" + "\n".join(members) + f"\n}} {name}_state;\n",
+         "\n".join(g.tables), "", "\n".join(g.funcs), *_entry_points(prog, name, lut is not None)]
+    if native:
+        c.append(_native_entry_points(prog, name))
+    c_text = "\n".join(c)
+    for sname, (arena, off, _size) in sorted(layout.items(), key=lambda kv: -len(kv[0])):
+        c_text = c_text.replace(f"st->{sname}[", f"(st->{arena} + {off})[")
+    return CSource(c_text, h, g.flash, ram, g.weight_bytes, g.layers, byte_layout)
