@@ -38,6 +38,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+from spikevision.atomic import write_atomic
+
 __all__ = ["CompilerError", "cache_dir", "compiled_library", "load_library", "file_digest", "DEFAULT_FLAGS",
            "DEFAULT_VARIANTS"]
 
@@ -136,17 +138,6 @@ def _verified(lib: Path) -> bool:
         return False
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _build(cc: list[str], out: Path, source: Path, flags: tuple[str, ...] | list[str],
            variants: tuple[tuple[str, ...] | list[str], ...]) -> None:
     """Compile into a temporary file and rename it into place, then write its hash beside it."""
@@ -168,7 +159,7 @@ def _build(cc: list[str], out: Path, source: Path, flags: tuple[str, ...] | list
             if p.returncode == 0:
                 digest = file_digest(Path(tmp))
                 os.replace(tmp, out)
-                _write_atomic(out.with_name(out.name + _DIGEST_SUFFIX), digest + "\n")
+                write_atomic(out.with_name(out.name + _DIGEST_SUFFIX), digest + "\n", mode=0o600)
                 return
             errors.append(" ".join(p.stderr.split())[-300:] or f"exit status {p.returncode}, no message")
         raise CompilerError(f"the C compiler {' '.join(cc)!r} (CC) failed to compile {source.name}: {errors[-1]}; "

@@ -78,10 +78,28 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
             raise ValueError(f"{path} line {n} is not valid JSON ({e}); remove or repair that line") from None
         if not isinstance(rec, dict) or "epoch" not in rec:
             raise ValueError(f"{path} line {n} is not an epoch record (a JSON object with 'epoch'); got {line[:80]!r}")
+        problem = _record_problem(rec)
+        if problem:
+            raise ValueError(f"{path} line {n}: {problem}; remove or repair that line")
         records.append(rec)
     if not records:
         raise ValueError(f"{path} is empty: the run has not finished an epoch yet; train it first")
     return records
+
+
+def _record_problem(rec: dict[str, Any]) -> str:
+    """What is wrong with one parsed epoch record ("" if nothing): the engine writes numbers only."""
+    epoch = rec["epoch"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        return f"'epoch' must be a whole number >= 0, got {json.dumps(epoch)[:40]}"
+    for key, value in rec.items():
+        if value is None or isinstance(value, str):
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{key!r} must be a number or null, got {json.dumps(value)[:40]}"
+        if not math.isfinite(value):
+            return f"{key!r} must be a finite number or null, got {value}"
+    return ""
 
 
 @dataclass

@@ -13,8 +13,9 @@ committed); per-run results (``metrics.jsonl``, ``measures.json``) and the page
 to ``--results-dir`` (default ``docs/studies``). Stopping the command
 (Ctrl-C, SIGTERM, a kill) at any point and starting it again continues where it
 stopped (see :mod:`spikevision.train.study`). Exit statuses (as every command,
-:mod:`spikevision.commands`): 0 done, 1 a study file or recipe not found or a run
-failed (NaN loss, bad data), 2 an invalid study file, 128 + signal when stopped.
+:mod:`spikevision.commands`): 0 done, 1 a study file or recipe not found, a run
+failed (NaN loss, bad data) or (``--status``) a damaged checkpoint, 2 an invalid study file,
+128 + signal when stopped.
 """
 
 from __future__ import annotations
@@ -59,8 +60,15 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as e:
         return report_error("study", str(e))
     if args.status:
+        damaged = []
         for r in plan_runs(spec, args.out_dir, args.results_dir):
-            print(f"{r.name:40s} {run_status(r)}")
+            state = run_status(r)
+            print(f"{r.name:40s} {state}")
+            damaged += [r] if state.startswith("damaged") else []
+        if damaged:
+            return report_error("study", f"{len(damaged)} run(s) have a damaged checkpoint "
+                                         f"({', '.join(r.name for r in damaged)}); delete "
+                                         f"{damaged[0].run_dir / 'checkpoints' / 'last.pt'} to train it again")
         return 0
     if not args.report_only:
         def page(_run) -> None:

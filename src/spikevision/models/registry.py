@@ -219,11 +219,20 @@ def build_with_weights(name: str, state: Mapping[str, Any], card: Mapping[str, A
         kwargs: builder arguments; they must agree with the card except ``T`` (None values dropped).
 
     Raises:
-        ValueError: a kwarg that contradicts the card (names both values), or weights that do not fit.
+        ValueError: a kwarg that contradicts the card (names both values), weights that do not fit,
+            weights holding NaN or infinite values (``NonFiniteWeightsError``, naming the tensor), or card
+            kwargs out of bounds (wrong types, sizes that cannot fit in memory).
         TypeError: a keyword the builder does not take.
     """
+    from spikevision.models.arguments import check_model_kwargs
+    from spikevision.weights import check_finite_weights
+
+    check_finite_weights(state, f"{name} {source}")
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     trained = dict(card.get("model_kwargs") or {})
+    problems = check_model_kwargs(name, trained, where="model_kwargs")  # before anything is allocated
+    if problems:
+        raise ValueError(f"{name} {source}: the card's {'; '.join(problems)}")
     clash = [f"{k}={kwargs[k]!r} (trained with {trained[k]!r})" for k in kwargs
              if k in trained and kwargs[k] != trained[k] and k not in PRETRAINED_FREE_KWARGS]
     if clash:

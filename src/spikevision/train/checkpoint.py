@@ -43,6 +43,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from spikevision.weights import non_finite_tensors
+
 try:
     import fcntl
 except ImportError:  # Windows: runs are not locked
@@ -202,12 +204,6 @@ def load_error_reason(e: BaseException) -> str:
             "written by spikevision, or was altered")
 
 
-def _non_finite(weights: dict[str, Any]) -> list[str]:
-    """Names of the floating-point tensors in ``weights`` holding NaN or infinite values."""
-    return [k for k, v in weights.items()
-            if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
-
-
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True`` and check its keys and weights.
 
@@ -232,7 +228,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if state[VERSION_KEY] > FORMAT_VERSION:
         raise ValueError(f"{path} has checkpoint format {state[VERSION_KEY]}, newer than this spikevision "
                          f"({FORMAT_VERSION}); upgrade spikevision")
-    bad = _non_finite(state[MODEL_KEY]) if isinstance(state[MODEL_KEY], dict) else []
+    bad = non_finite_tensors(state[MODEL_KEY]) if isinstance(state[MODEL_KEY], dict) else []
     if bad:
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         raise ValueError(f"{path}: model weights hold NaN or infinite values ({', '.join(bad[:3])}{more}); the "

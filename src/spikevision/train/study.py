@@ -36,7 +36,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
+from spikevision.atomic import atomic_output, write_atomic
 from spikevision.train.config import Config, ConfigError, apply_settings, config_from_dict, read_recipe
 from spikevision.train.yaml_loader import yaml_error_text, yaml_load
 from spikevision.validation import did_you_mean
@@ -234,7 +234,8 @@ def plan_runs(spec: StudySpec, out_dir: str | Path = "runs/studies",
 
 def run_status(run: StudyRun) -> str:
     """``"done"`` (results kept), ``"trained"`` (training finished, results not yet written),
-    ``"partial"`` (a checkpoint to resume) or ``"new"``."""
+    ``"partial"`` (a checkpoint to resume), ``"new"``, or ``"damaged (<why>)"`` (a checkpoint that cannot
+    be read: a truncated or foreign ``last.pt``)."""
     from spikevision.train import checkpoint as ck
     from spikevision.train.engine import LAST
 
@@ -243,8 +244,14 @@ def run_status(run: StudyRun) -> str:
     last = run.run_dir / "checkpoints" / LAST
     if not last.is_file():
         return "new"
-    state = ck.load_checkpoint(last)
-    return "trained" if int(state[ck.EPOCH_KEY]) >= run.config.train.epochs else "partial"
+    try:
+        state = ck.load_checkpoint(last)
+        epoch = state[ck.EPOCH_KEY]
+        if isinstance(epoch, bool) or not isinstance(epoch, int):
+            raise ValueError(f"{last}: its epoch is {epoch!r}, not a whole number")
+    except (OSError, ValueError, KeyError) as e:
+        return f"damaged ({' '.join(str(e).split())})"
+    return "trained" if epoch >= run.config.train.epochs else "partial"
 
 
 Measure = Callable[[StudyRun, Mapping[str, Any]], dict[str, Any]]
@@ -296,20 +303,13 @@ def run_study(spec: StudySpec, *, out_dir: str | Path = "runs/studies", results_
         measures = measure(run, spec.measure) if measure is not None else {}
         run.results_dir.mkdir(parents=True, exist_ok=True)
         _atomic_copy(run.run_dir / METRICS_FILE, run.results_dir / METRICS_FILE)
-        _atomic_write(run.results_dir / MEASURES_FILE, json.dumps(measures, indent=1) + "\n")  # last: marks done
+        write_atomic(run.results_dir / MEASURES_FILE, json.dumps(measures, indent=1) + "\n")  # last: marks done
         done.append(run)
         if on_run_done is not None:
             on_run_done(run)
     return done
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _atomic_copy(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(dst.name + ".tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with atomic_output(dst) as tmp:
+        shutil.copyfile(src, tmp)

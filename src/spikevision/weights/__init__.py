@@ -21,10 +21,11 @@ from __future__ import annotations
 import difflib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-__all__ = ["WEIGHTS_DIR", "PretrainedNotFoundError", "available_weights", "read_card", "weights_file",
-           "load_pretrained_state", "CARD_KEYS"]
+__all__ = ["WEIGHTS_DIR", "PretrainedNotFoundError", "NonFiniteWeightsError", "available_weights", "read_card",
+           "weights_file", "load_pretrained_state", "non_finite_tensors", "check_finite_weights", "CARD_KEYS",
+           "MAX_CARD_BYTES"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
 
@@ -33,8 +34,46 @@ CARD_KEYS = ("model", "tag", "model_kwargs", "dataset", "test_top1", "test_sampl
              "energy_uj", "parameters", "epochs", "train_time_s", "machine", "recipe", "config", "commit", "date")
 
 
+#: a model card is a few KiB; a larger file is refused before parsing
+MAX_CARD_BYTES = 1 << 20
+
+
 class PretrainedNotFoundError(ValueError):
     """No shipped weights for this (model, tag) pair; the message lists what exists."""
+
+
+class NonFiniteWeightsError(ValueError):
+    """Weights holding NaN or infinite values; the message names the tensors."""
+
+
+def non_finite_tensors(weights: Mapping[str, Any]) -> list[str]:
+    """Names of the floating-point tensors in ``weights`` (a state dict) holding NaN or infinite values."""
+    import torch
+
+    return [k for k, v in weights.items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
+def check_finite_weights(weights: Mapping[str, Any], source: str, fix: str = "use the original file") -> None:
+    """Refuse weights with NaN or infinite values, naming the tensors (call it wherever weights enter).
+
+    Such weights load silently and give finite, plausible, wrong outputs; a trained
+    model never holds them.
+
+    Args:
+        weights: a state dict (name -> tensor; other values are ignored).
+        source: where the weights come from, for the message (a path, ``"ms_resnet_mini pretrained=..."``).
+        fix: what the user should do, ending the message.
+
+    Raises:
+        NonFiniteWeightsError: ``<source>: tensor 'a.weight' holds NaN or infinite values (and N more: ...);
+            the file was altered or its training diverged; <fix>``.
+    """
+    bad = non_finite_tensors(weights)
+    if bad:
+        more = f" (and {len(bad) - 1} more: {', '.join(bad[1:4])}{', ...' if len(bad) > 4 else ''})" if len(bad) > 1 else ""
+        raise NonFiniteWeightsError(f"{source}: tensor {bad[0]!r} holds NaN or infinite values{more}; the file was "
+                                    f"altered or its training diverged; {fix}")
 
 
 def available_weights() -> dict[str, list[str]]:
@@ -75,13 +114,18 @@ def read_card(name: str, tag: str) -> dict[str, Any]:
         ValueError: a damaged card.
     """
     path = _with(_pair(name, tag), ".json")
+    if path.stat().st_size > MAX_CARD_BYTES:
+        raise ValueError(f"model card {path} is {path.stat().st_size} bytes, not a card (a few KiB); "
+                         "reinstall spikevision")
     try:
         card = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"model card {path} is damaged ({e}); reinstall spikevision") from None
-    if not isinstance(card, dict) or card.get("model") != name or not isinstance(card.get("model_kwargs"), dict):
-        raise ValueError(f"model card {path} does not describe {name} (model={card.get('model')!r}); "
-                         "reinstall spikevision")
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        why = "nested too deeply" if isinstance(e, RecursionError) else e
+        raise ValueError(f"model card {path} is damaged ({why}); reinstall spikevision") from None
+    model = card.get("model") if isinstance(card, dict) else None
+    if not isinstance(card, dict) or model != name or not isinstance(card.get("model_kwargs"), dict):
+        what = f"model={model!r}" if isinstance(card, dict) else f"a JSON {type(card).__name__}, not an object"
+        raise ValueError(f"model card {path} does not describe {name} ({what}); reinstall spikevision")
     return card
 
 
@@ -104,4 +148,5 @@ def load_pretrained_state(name: str, tag: str) -> tuple[dict[str, Any], dict[str
         state = load_file(str(path))
     except Exception as e:  # safetensors raises its own error types for truncated or foreign files
         raise ValueError(f"weights file {path} is damaged ({type(e).__name__}: {e}); reinstall spikevision") from None
+    check_finite_weights(state, f"weights file {path}", "reinstall spikevision")
     return state, card
