@@ -15,7 +15,7 @@ from deploy_nets import MixedNet, MSNet, randomize_bn, small_cnn
 from spikevision.deploy import export_c
 from spikevision.deploy.engine import EngineConfig
 from spikevision.deploy.targets.c.export import lut_images
-from spikevision.deploy.targets.cortex_m import BOARDS, BuildError, ToolchainError, build_elf, find_toolchain, \
+from spikevision.deploy.targets.cortex_m import BOARDS, DoesNotFitError, ToolchainError, build_elf, find_toolchain, \
     memory_use, run_elf
 from spikevision.deploy.targets.cortex_m import cortex_m
 
@@ -87,8 +87,10 @@ def _fake_export(folder, name: str, table_bytes: int) -> None:
 @needs_tools
 def test_a_model_too_large_for_the_board_is_named_with_the_overflow(tmp_path):
     _fake_export(tmp_path / "big", "big", (4 << 20) + 1000)
-    with pytest.raises(BuildError, match=r"big does not fit mps2-an386 .*FLASH by [\d,]+ bytes.*--weight-bits 8"):
+    with pytest.raises(DoesNotFitError, match=r"big does not fit mps2-an386 .*FLASH by [\d,]+ bytes.*--weight-bits 8") \
+            as e:
         build_elf(tmp_path / "big", "big", BOARDS["mps2-an386"], tmp_path / "build", timeout_s=TIMEOUT_S)
+    assert list(e.value.overflow) == ["FLASH"] and e.value.overflow["FLASH"] >= 1000
     assert not (tmp_path / "build" / "big.mps2-an386.elf").exists()
     _fake_export(tmp_path / "small", "small", 64)  # the same code, small: builds and runs
     elf = build_elf(tmp_path / "small", "small", BOARDS["mps2-an386"], tmp_path / "build", timeout_s=TIMEOUT_S)

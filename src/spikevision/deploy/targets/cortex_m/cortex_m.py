@@ -33,8 +33,8 @@ from typing import Sequence
 import numpy as np
 
 __all__ = [
-    "BOARDS", "Board", "BuildError", "CortexMError", "MemoryUse", "RunError", "RunResult", "Toolchain",
-    "ToolchainError", "build_elf", "find_toolchain", "memory_use", "run_elf",
+    "BOARDS", "Board", "BuildError", "CortexMError", "DoesNotFitError", "MemoryUse", "RunError", "RunResult",
+    "Toolchain", "ToolchainError", "build_elf", "find_toolchain", "memory_use", "run_elf",
 ]
 
 TARGET_DIR = Path(__file__).resolve().parent
@@ -55,6 +55,18 @@ class ToolchainError(CortexMError):
 
 class BuildError(CortexMError):
     """Compiling or linking failed (a model too large for the board is one case: the message says so)."""
+
+
+class DoesNotFitError(BuildError):
+    """The linked program is larger than the board's memory.
+
+    Attributes:
+        overflow: bytes over, per linker region (``FLASH``, ``RAM``).
+    """
+
+    def __init__(self, message: str, overflow: dict[str, int]) -> None:
+        super().__init__(message)
+        self.overflow = overflow
 
 
 class RunError(CortexMError):
@@ -141,7 +153,8 @@ def build_elf(export_dir: str | Path, name: str, board: Board, out_dir: str | Pa
     Raises:
         ToolchainError: the cross tools are missing.
         FileNotFoundError: the export's header or source is not in ``export_dir``, or no ``main_source``.
-        BuildError: the compiler or linker failed; a model that does not fit the board's memory says so.
+        DoesNotFitError: the model does not fit the board's memory (a :class:`BuildError`).
+        BuildError: the compiler or linker failed.
     """
     tools = toolchain or find_toolchain()
     export_dir, out_dir = Path(export_dir), Path(out_dir)
@@ -170,12 +183,13 @@ def build_elf(export_dir: str | Path, name: str, board: Board, out_dir: str | Pa
         raise BuildError(f"arm-none-eabi-gcc did not finish within {timeout_s:.0f} s for {export_dir}/{name}.c; "
                          "pass a longer timeout_s") from None
     if p.returncode != 0:
-        overflow = re.findall(r"region `(\w+)' overflowed by (\d+) bytes", p.stderr)
+        overflow = {region: int(n) for region, n in re.findall(r"region `(\w+)' overflowed by (\d+) bytes",
+                                                                p.stderr)}
         if overflow:
-            over = ", ".join(f"{region} by {int(n):,} bytes" for region, n in overflow)
-            raise BuildError(f"{name} does not fit {board.machine} ({board.core}: {board.flash_bytes >> 20} MiB "
-                             f"code, {board.ram_bytes >> 20} MiB data): {over}; export with --weight-bits 8 or "
-                             "a smaller model")
+            over = ", ".join(f"{region} by {n:,} bytes" for region, n in overflow.items())
+            raise DoesNotFitError(f"{name} does not fit {board.machine} ({board.core}: {board.flash_bytes >> 20} MiB "
+                                  f"code, {board.ram_bytes >> 20} MiB data): {over}; export with --weight-bits 8 "
+                                  "or a smaller model", overflow)
         raise BuildError(f"building {elf.name} failed:\n{p.stderr.strip()}")
     return elf
 
