@@ -481,12 +481,19 @@ def load_sresnet_checkpoint(model: SResNet, checkpoint: Mapping[str, Any], *,
 
     The model must match the checkpoint: depth ``n``, width, boosting and ``T``
     (see :func:`remap_sresnet_checkpoint` for ``allow_fewer_steps``).
+
+    Raises:
+        ValueError: a model without BNTT, keys or shapes that do not fit, or weights holding NaN or
+            infinite values (:class:`spikevision.weights.NonFiniteWeightsError`, naming the tensor).
     """
     if model.norm != "bntt":
         raise ValueError(f"the authors' checkpoints hold BNTT layers; build the model with norm='bntt', "
                          f"not {model.norm!r}")
-    model.load_state_dict(remap_sresnet_checkpoint(checkpoint, T=model.T, n=model.n,
-                                                   allow_fewer_steps=allow_fewer_steps), strict=True)
+    from spikevision.weights import check_finite_weights
+
+    state = remap_sresnet_checkpoint(checkpoint, T=model.T, n=model.n, allow_fewer_steps=allow_fewer_steps)
+    check_finite_weights(state, "the S-ResNet checkpoint", "use the authors' original file")
+    model.load_state_dict(state, strict=True)
     return model
 
 
