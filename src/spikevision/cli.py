@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "profile": ("spikevision.commands.profile", "per-layer firing rates, ACs/MACs and energy of a model or run"),
     "report": ("spikevision.commands.report", "write RUN_DIR/report.md: curves, firing rates, ops/energy, figures"),
     "deploy": ("spikevision.commands.deploy", "integer multiplication-free model, MFI audit and float agreement"),
-    "export": ("spikevision.commands.export", "export a model: NIR, safetensors, pretrained weights with a card, or C"),
+    "export": ("spikevision.commands.export", "export a model: NIR, ONNX, safetensors, pretrained weights + card, or C"),
     "study": ("spikevision.commands.study", "train every arm x seed of a study (resumable) and write its page"),
 }
 

@@ -58,3 +58,14 @@ def test_the_torchscript_exporter_writes_a_graph_without_inputs(model, tmp_path)
         warnings.simplefilter("ignore")
         torch.onnx.export(model, (torch.randn(2, 1, 28, 28),), str(tmp_path / "legacy.onnx"), dynamo=False)
     assert list(onnx.load(str(tmp_path / "legacy.onnx")).graph.input) == []
+
+
+def test_export_command_writes_a_checked_graph(tmp_path, capsys):
+    from spikevision.cli import main
+
+    out = tmp_path / "cnn.onnx"
+    assert main(["export", "spiking_cnn_mini", "--model-kwargs", '{"T": 2, "widths": [4, 8]}', "--format", "onnx",
+                 "-o", str(out)]) == 0
+    line = capsys.readouterr().out
+    assert out.is_file() and line.startswith(f"wrote {out}: input 'x' (batch size dynamic)"), line
+    assert "ONNX Runtime agrees with PyTorch on batches of 1, 4" in line

@@ -1,4 +1,4 @@
-"""``spikevision export SOURCE --format nir|safetensors|pretrained|c``: write a model for other tools.
+"""``spikevision export SOURCE --format nir|safetensors|pretrained|c|onnx``: write a model for other tools.
 
 * ``--format nir``: a NIR graph (HDF5) with BN folded, residual sums as
   edges and LIF neurons mapped by forward Euler (``--dt`` seconds per step);
@@ -17,6 +17,10 @@
   inference, const weights, static buffers, no heap, no floating point) and an example ``main.c``
   reading raw images from stdin (:mod:`spikevision.deploy.targets.c.export`). Prints flash and RAM in bytes;
   refuses, naming the layer, what the C target cannot express.
+
+* ``--format onnx``: an ONNX graph (batch dynamic) through ``torch.onnx``'s dynamo exporter, kept only if
+  ONNX Runtime agrees with PyTorch on sample inputs (:mod:`spikevision.deploy.onnx_export`; needs
+  ``pip install '.[onnx]'``).
 
 The output is checked for writing before any work. Exit statuses (as every command,
 :mod:`spikevision.commands`): 1 for a source that cannot be read or rebuilt and for a
@@ -46,7 +50,7 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="run directory, checkpoint .pt, weights .safetensors, or a model name")
-    parser.add_argument("--format", choices=("nir", "safetensors", "pretrained", "c"), required=True)
+    parser.add_argument("--format", choices=("nir", "safetensors", "pretrained", "c", "onnx"), required=True)
     parser.add_argument("-o", "--output", required=True, help="output file (pretrained, c: output folder)")
     parser.add_argument("--tag", default=None, help="pretrained: what the weights are called by (fashion_mnist)")
     parser.add_argument("--recipe", default=None, help="pretrained: the recipe file the run was trained from")
@@ -156,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.format == "pretrained":
         return _export_pretrained(args)
-    if args.dtype != "float32" and args.format in ("nir", "c"):
+    if args.dtype != "float32" and args.format in ("nir", "c", "onnx"):
         return report_error("export", f"--dtype {args.dtype} is for --format safetensors or pretrained; "
                                       f"--format {args.format} has its own number format", EXIT_USAGE)
 
@@ -184,6 +188,19 @@ def run(args: argparse.Namespace) -> int:
                 raise
             return report_error("export", "--format nir needs the nir package: pip install 'spikevision[deploy]'")
         print(f"wrote {out}: {len(graph.nodes)} NIR nodes, {len(graph.edges)} edges, dt={args.dt} s")
+        return 0
+    if args.format == "onnx":
+        from spikevision.deploy.onnx_export import ONNXExportError, export_onnx
+
+        try:
+            res = export_onnx(src.model, example, out)
+        except ONNXExportError as e:  # untraceable, a missing package, or a graph that disagrees: nothing written
+            return report_error("export", f"cannot export {src.name} to ONNX: {e}")
+        except OSError as e:
+            return report_error("export", f"cannot write {out}: {e}")
+        print(f"wrote {out}: input {res.input_name!r} (batch size dynamic), opset {res.opset}; ONNX Runtime agrees "
+              f"with PyTorch on batches of {', '.join(str(b[0]) for b in res.checked_batches)} "
+              f"(largest logit difference {res.max_abs_diff:.2g})")
         return 0
     from spikevision.deploy.engine.fold import fold_bn
     from spikevision.deploy.weights import STORAGE_DTYPES, save_weights
