@@ -27,7 +27,8 @@ if TYPE_CHECKING:
     from PIL.Image import Image
     from torch import Tensor, nn
 
-__all__ = ["PretrainedCfg", "Preprocessing", "pretrained_cfg_from_card", "resolve_data_config", "create_transform"]
+__all__ = ["PretrainedCfg", "Preprocessing", "pretrained_cfg_from_card", "preprocessing_of", "resolve_data_config",
+           "create_transform"]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ multi-step neuron loop as operations on the input, and the check here proves it 
 input the exporter never saw.
 
 Needs ``onnx``, ``onnxscript`` (the dynamo exporter) and ``onnxruntime`` (the check):
-``pip install 'spikevision[onnx]'``.
+``pip install onnx onnxscript onnxruntime`` (in a checkout: ``pip install '.[onnx]'``).
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def _need_packages() -> None:
 
     missing = [p for p in ONNX_PACKAGES if importlib.util.find_spec(p) is None]
     if missing:
-        raise ONNXExportError(f"ONNX export needs {', '.join(missing)}: pip install 'spikevision[onnx]'")
+        raise ONNXExportError(f"ONNX export needs {', '.join(missing)}: pip install {' '.join(ONNX_PACKAGES)} "
+                              "(in a checkout: pip install '.[onnx]')")
 
 
 def _check_inputs(example: Tensor, batch_dim: int, seed: int) -> list[Tensor]:
