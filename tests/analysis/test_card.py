@@ -32,6 +32,12 @@ def test_card_measures_the_final_checkpoint_on_every_test_image(trained_run):
     assert card["epochs"] == 2 and card["T"] == 2 and card["recipe"] == "configs/x.yaml"
     assert 0 <= card["firing_rate"] <= 1 and card["energy_uj"] > 0
     assert card["model_kwargs"] == state[ck.MODEL_KWARGS_KEY] and card["config"] == state[ck.CONFIG_KEY]
+    # what a Hugging Face card carries, rendered from the run's own facts (never hand-typed)
+    from spikevision.analysis.card import DOC_KEYS, card_documentation
+
+    assert {k: card[k] for k in DOC_KEYS} == card_documentation(card)
+    assert card["license"] == "bsd-3-clause" and card["citation"].startswith("@") and card["class_names"]
+    assert card["preprocessing"]["mean"] == [0.286] and card["preprocessing"]["std"] == [0.353]
     assert "cores" in machine_description() and git_commit("/") == "unknown"
 
 
