@@ -259,6 +259,11 @@ class RunLock:
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
         self.created = not self.run_dir.exists()
+        self._made = []  # the folders this lock creates, deepest first (removed again on discard)
+        folder = self.run_dir.absolute()
+        while not folder.exists() and folder != folder.parent:
+            self._made.append(folder)
+            folder = folder.parent
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.run_dir / LOCK_FILE
         self._file: Any = open(self.path, "a+")
@@ -285,15 +290,19 @@ class RunLock:
         """Drop the lock (idempotent).
 
         Args:
-            discard: set-up failed: if this lock created the run directory, remove the lock file and the
-                directory again (when empty), leaving no trace of the failed start.
+            discard: the run failed before keeping anything: if this lock created the run directory, remove
+                the lock file, the directory and the parent folders it created (each only when empty),
+                leaving no trace of the failed start.
         """
         if self._file.closed:
             return
         if discard and self.created:
             self.path.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                self.run_dir.rmdir()
+            for folder in self._made:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
         self._file.close()  # closing the file drops the lock
 
     def __del__(self) -> None:

@@ -37,6 +37,7 @@ be written (the previous one is kept).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
 import json
@@ -518,11 +519,11 @@ def _check_step(tr: Trainer, loss: Tensor) -> float:
     value, stop = v[0].item() / tr.dist.world_size, v[1].item() > 0
     if not math.isfinite(value):
         last = tr.ckpt_dir / LAST
-        kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+        kept, then = ((f"the last good checkpoint is {last}", "resume with --resume") if last.exists() else
+                      ("no checkpoint was written yet, so the new run directory is removed", "train again"))
         raise NonFiniteLossError(
             f"training loss is {value} at epoch {tr.state.epoch}, step {tr.state.step}; stopped without saving "
-            f"({kept}). Lower optim.lr, set train.clip_grad (e.g. 1.0) or turn off train.amp, then resume "
-            f"with --resume")
+            f"({kept}). Lower optim.lr, set train.clip_grad (e.g. 1.0) or turn off train.amp, then {then}")
     if stop and not tr.stop.signum:
         tr.stop.signum = signal.SIGTERM
     return value
@@ -600,9 +601,22 @@ def fit(tr: Trainer) -> dict[str, Any]:
     return record
 
 
+def _discard_outputs(tr: Trainer) -> bool:
+    """After a failure: if this run kept no checkpoint, remove what it wrote (config, TensorBoard events,
+    the empty checkpoint folder) and return True, so the lock removes the run directory it created."""
+    if not tr.lock.created or any((tr.ckpt_dir / name).exists() for name in (LAST, BEST)):
+        return False
+    for path in [tr.run_dir / CONFIG_FILE, tr.run_dir / METRICS_FILE, *tr.run_dir.glob("events.out.tfevents.*")]:
+        path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        tr.ckpt_dir.rmdir()
+    return True
+
+
 def train(cfg: Config, resume: bool = False) -> dict[str, Any]:
     """Set up (or resume) and run; returns the final epoch's record. Cleans up DDP and signal handlers."""
     tr = deadline = None
+    failed = True
     try:
         tr = setup(cfg, resume)
         tr.stop.install()
@@ -612,6 +626,7 @@ def train(cfg: Config, resume: bool = False) -> dict[str, Any]:
         if tr.state.epoch >= cfg.train.epochs and not record:
             log.info(f"{tr.run_dir} already finished {cfg.train.epochs} epochs; raise train.epochs to continue")
         wait_for_all_ranks(tr.dist)  # rank 0 may still be writing the last checkpoint
+        failed = False
         return record
     except RuntimeError as e:  # a collective that timed out (a frozen rank) becomes one clear error
         timeout = None if tr is None else collective_timeout_error(e, tr.dist, cfg.train.dist_timeout_s,
@@ -625,7 +640,7 @@ def train(cfg: Config, resume: bool = False) -> dict[str, Any]:
             if tr.writer is not None:
                 tr.writer.close()
             if tr.lock is not None:
-                tr.lock.release()
+                tr.lock.release(discard=failed and _discard_outputs(tr))
         tr = None  # drop the DDP wrapper (and the group it holds) before leaving the group
         cleanup_distributed()
         if deadline is not None:
