@@ -231,3 +231,36 @@ def test_api_reference_builds_offline_in_strict_mode(tmp_path):
     assert "create_transform" in page and "PretrainedCfg" in page
     linked = set(re.findall(r"\]\(docs/reference/(\w+)\.md\)", (ROOT / "README.md").read_text()))
     assert linked and all((ROOT / "docs" / "reference" / f"{name}.md").is_file() for name in linked)
+
+
+def _quoted_outputs():
+    """(id, command, quoted output lines) of text blocks that open with `$ spikevision ...` and name no path."""
+    out = []
+    for doc in SNIPPET_DOCS:
+        text = doc.read_text()
+        for m in FENCE.finditer(text):
+            lines = m.group(2).splitlines()
+            if m.group(1) in ("", "text") and lines and lines[0].startswith("$ spikevision "):
+                command = lines[0][2:].split("#")[0].strip()
+                if "/" in command or any(ln.startswith("$ ") for ln in lines[1:]):
+                    continue  # needs a run or a file, or several commands in one block
+                out.append((f"{doc.name}:{text[:m.start()].count(chr(10)) + 1}", command, lines[1:]))
+    return out
+
+
+QUOTED = _quoted_outputs()
+# quoted outputs too slow to regenerate in the suite (command -> why)
+QUOTED_SLOW = {"spikevision models": "counts MACs of all 35 models, about 20 s (tests/test_models_cli.py)"}
+
+
+@pytest.mark.parametrize("where,command,quoted", QUOTED, ids=[q[0] for q in QUOTED])
+def test_quoted_outputs_are_what_the_command_prints(where, command, quoted, capsys):
+    """Every quoted line (elisions `...` aside) is a line the command prints today."""
+    from spikevision.cli import main
+
+    if command in QUOTED_SLOW:
+        pytest.skip(QUOTED_SLOW[command])
+    assert main(shlex.split(command)[1:]) in (0, None)
+    printed = {ln.rstrip() for ln in capsys.readouterr().out.splitlines()}
+    stale = [ln for ln in quoted if ln.strip() and "..." not in ln and ln.rstrip() not in printed]
+    assert stale == [], f"{where}: `{command}` no longer prints:\n" + "\n".join(stale)
