@@ -236,8 +236,9 @@ def from_pretrained(source: str | Path, *, revision: str | None = None, cache_di
         raise ValueError(f"{folder} lacks {', '.join(missing)}; it was not written by spikevision.save_pretrained")
     try:
         config = json.loads((folder / CONFIG_FILE).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{folder / CONFIG_FILE} is damaged ({e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise ValueError(f"{folder / CONFIG_FILE} is damaged ({'nested too deeply' if isinstance(e, RecursionError) else e})"
+                         ) from None
     if not isinstance(config, dict) or config.get("library_name") != LIBRARY_NAME or "model_name" not in config:
         lib = config.get("library_name") if isinstance(config, dict) else None
         raise ValueError(f"{folder / CONFIG_FILE} describes no spikevision model (library_name={lib!r}); load it "
