@@ -55,6 +55,9 @@ def test_text_output_and_a_saved_folder(images, tmp_path, capsys):
     assert lines[0] == f"model {folder} (fashion_mnist, T=2)"
     assert len(lines) == 2 and lines[1].startswith(f"{images / 'two-images-idx3-ubyte.gz'}[0]: ")
     assert lines[1].count("%") == 3
+    # the saved folder as a positional RUN, as `spikevision predict IMAGE... RUN`
+    assert main(["predict", str(images / "boot.png"), str(folder)]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"model {folder} (fashion_mnist, T=2)"
 
 
 @pytest.mark.parametrize("argv,status,message", [

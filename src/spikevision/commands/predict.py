@@ -1,10 +1,11 @@
-"""``spikevision predict IMAGE... --model NAME [--pretrained TAG] | --run RUN``: classify images.
+"""``spikevision predict IMAGE... --model NAME [--pretrained TAG] | [--run] RUN``: classify images.
 
 Each ``IMAGE`` is a picture Pillow reads (PNG, JPEG, ...) or an IDX file of images
 (``t10k-images-idx3-ubyte.gz``: every image in it, ``--limit`` the first N). The model
 is shipped weights (``--model ms_resnet_mini --pretrained fashion_mnist``; the tag may be
 left out when the model has one), a training run or checkpoint, or a folder written by
-``spikevision.save_pretrained`` (``--run``). Images go through the model's eval
+``spikevision.save_pretrained`` (``--run RUN``, or RUN among the arguments: the one folder or ``.pt``
+file there). Images go through the model's eval
 preprocessing (:func:`spikevision.create_transform`: its channels, size, mean and std),
 so a picture in any mode or size is accepted; the model only knows its data set, though
 (Fashion-MNIST: one centred object, light on black).
@@ -20,6 +21,7 @@ Examples::
     spikevision predict /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz --limit 5 \\
         --model ms_resnet_mini --json
     spikevision predict shirt.png --run runs/quickstart
+    spikevision predict shirt.png runs/quickstart
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ BATCH = 256  # images per forward pass
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...) or IDX image files")
+    parser.add_argument("images", nargs="+", metavar="IMAGE",
+                        help="image files (PNG, JPEG, ...) or IDX image files; a folder or .pt among them is the RUN")
     parser.add_argument("--model", default=None, help="registered model name with shipped weights (ms_resnet_mini)")
     parser.add_argument("--pretrained", default=None,
                         help="tag of the shipped weights (fashion_mnist; default: the model's only tag)")
@@ -103,6 +106,11 @@ def run(args: argparse.Namespace) -> int:
 
     from spikevision.pretrained import create_transform
 
+    runs = [p for p in args.images if Path(p).is_dir() or p.endswith(".pt")]
+    if runs and args.run is None and args.model is None and len(runs) == 1:  # `predict IMAGE... RUN`
+        args.run, args.images = runs[0], [p for p in args.images if p != runs[0]]
+        if not args.images:
+            return report_error("predict", f"no image to classify with {runs[0]}; give image files too", EXIT_USAGE)
     if (args.run is None) == (args.model is None):
         return report_error("predict", "give the model: --model NAME [--pretrained TAG] (shipped weights) or "
                                        "--run RUN (a run, checkpoint or saved folder), not both", EXIT_USAGE)
