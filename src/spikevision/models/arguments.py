@@ -65,6 +65,8 @@ def check_model_kwargs(name: str, kwargs: Mapping[str, Any], *, batch_size: int 
     except UnknownModelError as e:
         return [f"{where}.name: {e}"]
     hints = _builder_hints(info.builder)
+    if any(p.kind is p.VAR_KEYWORD for p in inspect.signature(info.builder).parameters.values()):
+        hints = {**{str(k): Any for k in kwargs}, **hints}  # a builder taking **kwargs: extra keys pass unchecked
     accepted, errors = check_values(kwargs, hints, where)
     errors = [e.replace(" (did", f" for {name} (did", 1) + f"; {name} takes {', '.join(hints)}"
               if e.startswith(f"unknown key {where}.") and " (did" in e else
@@ -218,7 +220,10 @@ def _check_memory(info: Any, kwargs: Mapping[str, Any], model: nn.Module, batch_
     if ((batch_size or 1) <= USUAL_BATCH and _no_larger_than_defaults(info.builder, kwargs)) or \
             not _may_exceed(info, kwargs, model, parameters, T, batch_size or 1, budget):
         return []
-    per_sample = estimate_training_bytes(info.name, kwargs, 1, parameters)
+    try:
+        per_sample = estimate_training_bytes(info.name, kwargs, 1, parameters)
+    except Exception:  # a forward the meta device cannot run: no estimate; the run itself will tell
+        return []
     if per_sample > budget:
         return [f"{where}: {info.name} at T={T} needs about {_gib(per_sample)} for one training sample, more than "
                 f"this machine's {_gib(budget)}; lower {where}.T or the widths"]
