@@ -88,6 +88,8 @@ SKIP = {
         "the depth study, 44 s on 2 cores (tests/analysis/test_isometry.py runs it small)",
     ("README.md", "spikevision models "): "lists the zoo with MACs, about 20 s (tests/test_models_cli.py runs it)",
     ("deploy.md", "export_onnx(model"): "an ONNX export, 15-30 s (tests/deploy/test_onnx_export.py runs it)",
+    ("deploy.md", 'build_elf("quickstart_c"'):
+        "needs the Cortex-M toolchain and QEMU (tests/deploy/test_cortex_m.py builds and runs, or says why it skips)",
 }
 
 
