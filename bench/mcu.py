@@ -21,7 +21,7 @@ Columns:
 * audit additions and MACs per image: what the MFI audit counts in the Python engine (on the first 16
   images); dense MACs: the float model's conv/linear MACs at every time step.
 
-Run (about 25 minutes on 2 busy cores; the quickstart run trains in about 5 minutes)::
+Run (about 7 minutes on 2 busy cores, after the quickstart training: about 4 minutes on an idle machine)::
 
     spikevision train configs/quickstart.yaml run.name=mcu_quickstart run.out_dir=/tmp/mcu_runs
     python bench/mcu.py --quickstart /tmp/mcu_runs/mcu_quickstart --images 100 --out bench/mcu.md
