@@ -148,3 +148,8 @@ def test_profile_run_directory_with_its_data(tmp_path, capsys, caplog):
     # a checkpoint file works too
     assert main(["profile", str(run / "checkpoints" / "last.pt"), "--no-neurons"]) == 0
     assert "random N(0,1) images" in capsys.readouterr().out
+
+
+def test_profile_refuses_a_model_that_cannot_fit_before_building_it():
+    with pytest.raises(SystemExit, match=r"^spikevision profile: mlp_spe_mini at T=100000000 needs about .* GiB"):
+        main(["profile", "mlp_spe_mini", "--T", "100000000"])

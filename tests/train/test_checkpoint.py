@@ -56,7 +56,7 @@ def test_load_run_errors_say_what_to_do(tmp_path):
         ck.load_run(tmp_path / "other.pt")
     _save(tmp_path / "unknown.pt", kwargs={"num_classes": 10, "T": 2, "depth": 3},
           model=create_model("tiny_snn_test", num_classes=10, T=2))
-    with pytest.raises(ValueError, match="unexpected keyword"):
+    with pytest.raises(ValueError, match="unknown key model_kwargs.depth for tiny_snn_test"):
         ck.load_run(tmp_path / "unknown.pt")
 
 
@@ -156,3 +156,18 @@ def test_run_lock_is_exclusive_and_released(tmp_path):
     fresh = ck.RunLock(tmp_path / "failed")
     fresh.release(discard=True)  # a set-up that failed in a directory it created: no trace left
     assert not (tmp_path / "failed").exists()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"num_classes": 10, "T": 10 ** 9}, "needs about"),
+    ({"num_classes": 10, "T": "two"}, "model_kwargs.T must be >= 1"),
+    ({"num_classes": 10, "T": 2, "hidden": 10 ** 7}, "parameters"),
+])
+def test_load_run_checks_the_checkpoints_model_kwargs_before_building(tmp_path, kwargs, message):
+    path, _ = _save(tmp_path / "x.pt", model=create_model("tiny_snn_test", num_classes=10, T=2))
+    state = torch.load(path, weights_only=True)
+    state[ck.MODEL_KWARGS_KEY] = kwargs  # a tampered file: building it would try to allocate terabytes
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=f"x.pt: the checkpoint's .*{message}") as e:
+        ck.load_run(path)
+    assert "\n" not in str(e.value)

@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
     from spikevision.analysis import EnergyModel, MemoryEnergyModel, format_profile, profile_model
     from spikevision.models import create_model, get_model_info
+    from spikevision.models.arguments import check_model_kwargs
     from spikevision.train import checkpoint as ck
 
     torch.manual_seed(args.seed)
@@ -104,6 +105,10 @@ def run(args: argparse.Namespace) -> int:
             kwargs = {"T": args.T, "num_classes": args.num_classes}
             if args.input_size:
                 kwargs["in_chans"] = args.input_size[0]
+            problems = check_model_kwargs(args.target, {k: v for k, v in kwargs.items() if v is not None},
+                                          batch_size=args.batch_size)
+            if problems:  # before anything is allocated (--T 100000 would die in the allocator)
+                raise ValueError("; ".join(p.replace("model: ", "", 1).replace("model.", "--", 1) for p in problems))
             try:
                 model = create_model(args.target, **kwargs)
             except (TypeError, RuntimeError) as e:

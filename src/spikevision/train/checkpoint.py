@@ -384,6 +384,7 @@ def load_run(target: str | Path, which: Which = "best") -> LoadedRun:
             arguments or weights that no longer fit: a checkpoint of another spikevision version).
     """
     from spikevision.models import create_model
+    from spikevision.models.arguments import check_model_kwargs
 
     target = Path(target)
     is_file = target.is_file() or (not target.exists() and target.suffix == ".pt")
@@ -391,6 +392,10 @@ def load_run(target: str | Path, which: Which = "best") -> LoadedRun:
     path = target if is_file else find_checkpoint(target, which)
     state = load_checkpoint(path)
     name, kwargs = state[MODEL_NAME_KEY], dict(state[MODEL_KWARGS_KEY])
+    problems = check_model_kwargs(str(name), kwargs, where="model_kwargs")  # before anything is allocated
+    if problems:
+        raise ValueError(f"{path}: the checkpoint's {'; '.join(problems)}; it was altered, or written by "
+                         "another spikevision version")
     try:
         model = create_model(name, **kwargs)
         model.load_state_dict(state[MODEL_KEY])
