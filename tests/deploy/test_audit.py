@@ -10,6 +10,8 @@ from torch import nn
 
 from deploy_nets import MSNet, randomize_bn, small_cnn
 from spikevision.deploy.audit import audit_model, compare_models
+from spikevision.deploy.engine.arithmetic import ArithmeticCounter
+from spikevision.models import create_model
 from spikevision.deploy.engine import EngineConfig
 from spikevision.neuron import NeuronParams
 
@@ -89,3 +91,34 @@ def test_zoo_audits_match_the_architectures():
     firsts = {f"stages.{i}.{j}.unit_a.conv" for i in range(3) for j in range(3)} - {"stages.0.0.unit_a.conv"}
     assert convs == {"stem.conv", "stages.1.0.shortcut.conv", "stages.2.0.shortcut.conv"} | firsts
     assert all("0.8744" in r.note for r in s.non_mfi if r.what.startswith("neuron"))
+
+
+def test_model_row_counts_only_what_reaches_the_logits():
+    """The model's input check (``torch.isfinite(x).all()``, in its own forward) never reaches the logits, so it
+    is not the model's arithmetic: the ``(model)`` row is the readout's mean over time and nothing else
+    (one division per logit of the 16 images: 160 multiplications, and the additions of the T = 2 steps)."""
+    torch.manual_seed(0)
+    model = create_model("spiking_cnn_mini").eval()
+    x = torch.rand(16, 1, 28, 28)
+    row = next(r for r in audit_model(model, x).rows if r.layer == "")
+    assert row.ops["mul"] == 16 * 10 and row.ops["add"] == 16 * 10 * 2
+    assert row.ops["compare"] == 0 and row.ops["unknown"] == 0 and row.ops["float"] == 0
+
+
+def test_keep_reaching_drops_side_computations():
+    """An op whose result the output never reads is dropped; one it reads through an in-place write is kept."""
+    class Net(nn.Module):
+        def forward(self, x):
+            _unused = (x * 3.0).sum()  # computed, never returned
+            out = torch.zeros_like(x)
+            out.add_(x * 2.0)  # reaches the output through an in-place write
+            return out
+
+    net = Net()
+    counter = ArithmeticCounter(net)
+    x = torch.rand(4, 5)
+    with counter:
+        y = net(x)
+    assert counter.totals()["mul"] == 40  # both products ran
+    counter.keep_reaching(y)
+    assert counter.totals()["mul"] == 20 and counter.totals()["add"] == 20

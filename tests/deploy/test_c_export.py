@@ -136,3 +136,69 @@ def test_export_refuses_what_c_cannot_express_and_writes_nothing(tmp_path):
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="C identifier"):
         export_c(model, torch.rand(2, 1, 8, 8), tmp_path / "out", name="my-net")
+
+
+#: a model of each family the C target used to refuse: the spiking MLP (transposes and concatenations), GAC
+#: (its gate), and an event-camera model at its own T (time-major int64 input, main.c reading fixed point)
+ZOO_C = {
+    "mlp_spe_mini": ({"T": 2, "dim": 6}, (1, 28, 28)),
+    "gac_ms_resnet_mini": ({"T": 2, "layers": (1, 1), "widths": (4, 8)}, (1, 16, 16)),
+    "ms_resnet20_dvs": ({"T": 2}, (2, 2, 8, 8)),
+}
+
+
+@pytest.mark.parametrize("name", list(ZOO_C))
+def test_zoo_families_export_to_c_bit_exact(tmp_path, name):
+    from spikevision.models import create_model
+
+    kwargs, shape = ZOO_C[name]
+    torch.manual_seed(0)
+    model = randomize_bn(create_model(name, **kwargs), seed=0, gamma=(0.8, 1.6)).eval()
+    g = torch.Generator().manual_seed(1)
+    if name.endswith("_dvs"):
+        x = torch.randint(0, 3, (shape[0], 5, *shape[1:]), generator=g).float()  # event counts, [T, B, ...]
+        exp = export_c(model, x, tmp_path, name="net")
+        assert "int net_infer(" not in (tmp_path / "net.h").read_text()  # images only: no pixel table
+        with torch.no_grad():
+            xq = exp.integer_model.quantize(x).to(torch.int64).transpose(0, 1).contiguous()  # [B, T, ...]
+        stdin = xq.numpy().astype("<i8").tobytes()
+    else:
+        u8 = torch.randint(0, 256, (5, *shape), generator=g, dtype=torch.uint8)
+        mean, std = (0.3,) * shape[0], (0.4,) * shape[0]
+        x = lut_images(u8, mean, std)
+        exp = export_c(model, x, tmp_path, name="net", mean=mean, std=std)
+        stdin = u8.numpy().tobytes()
+    exe = tmp_path / "net_exe"
+    subprocess.run([CC, "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", "-O1", "-o", str(exe),
+                    str(tmp_path / "main.c"), str(tmp_path / "net.c")], check=True, capture_output=True, text=True)
+    p = subprocess.run([str(exe)], input=stdin, capture_output=True, check=True, timeout=600)
+    rows = [[int(v) for v in line.split()] for line in p.stdout.decode().splitlines()]
+    with torch.no_grad():
+        ref = exp.integer_model.forward_q(x)
+    assert len(rows) == 5
+    assert torch.equal(torch.tensor([r[1:] for r in rows]).double() / exp.program.output.divisor, ref)
+    source = (tmp_path / "net.c").read_text()
+    mfi = {layer for layer, _, ok in exp.layers if ok}
+    for layers, body in _function_bodies(source):
+        if set(layers) <= mfi:
+            assert not re.search(r"[*/%]", body), f"{layers} multiply or divide in C"
+
+
+@pytest.mark.parametrize("name", ["main", "sv", "sv_model", "int", "9lives", "a-b", "n\u00e4me"])
+def test_c_names_that_collide_or_are_not_identifiers_are_refused(tmp_path, name):
+    x = torch.rand(2, 1, 8, 8)
+    with pytest.raises(ValueError, match="name"):
+        export_c(randomize_bn(small_cnn(c=4)), x, tmp_path / "out", name=name)
+    assert not (tmp_path / "out").exists()
+
+
+def test_paths_in_header_comments_cannot_inject_code(tmp_path):
+    """A header line (the run path) holding ``*/``, a newline and C code stays inside the comment."""
+    x = torch.rand(2, 1, 8, 8)
+    evil = "runs/x */\nint injected(void) { return 42; }\n/* "
+    export_c(randomize_bn(small_cnn(c=4)), x, tmp_path, name="net", header_lines=[f"Model: from {evil}"])
+    for f in ("net.c", "net.h"):
+        code = re.sub(r"/\*.*?\*/", "", (tmp_path / f).read_text(), flags=re.S)
+        assert "injected" not in code
+    subprocess.run([CC, "-std=c99", "-pedantic", "-Wall", "-Werror", "-c", "-o", str(tmp_path / "net.o"),
+                    str(tmp_path / "net.c")], check=True, capture_output=True, text=True)

@@ -25,6 +25,9 @@ NETS = {
     "spiking_cnn_mini_avg": (lambda: create_model("spiking_cnn_mini", widths=(4, 8), pool="avg"), (1, 28, 28)),
     # the spiking MLP: token mixing as transposes (index maps), SPE's and the fuse step's concatenations
     "mlp_spe_mini": (lambda: create_model("mlp_spe_mini", T=2, dim=6), (1, 28, 28)),
+    # GAC: the encoder's stem, SCA and gate (TA's MLP, the product, the sigmoid table, the spikes' select)
+    "gac_ms_resnet_mini": (lambda: create_model("gac_ms_resnet_mini", T=2, layers=(1, 1), widths=(4, 8)),
+                           (1, 16, 16)),
 }
 #: an event-camera model at its own T: input [T, B, 2, H, W] (int16 only: a 20-layer program takes a while to compile)
 EVENT_NETS = {"ms_resnet20_dvs": (lambda: create_model("ms_resnet20_dvs", T=3), (3, 2, 16, 16))}

@@ -39,11 +39,14 @@ from torch import Tensor, nn
 from spikevision.deploy.engine import (
     EngineConfig, FloatFallback, IntAffine, IntegerModel, IntNeuron, IntPool, IntSynapse, compile_integer,
 )
+from spikevision.deploy.engine.gac import IntGAC
 from spikevision.deploy.engine.arithmetic import KINDS, NOT_MFI_KINDS, ArithmeticCounter
 from spikevision.deploy.engine.fold import PerStepSynapse
 from spikevision.deploy.engine.trace import ATOMIC_TYPES, batch_head, trace_model
 
 __all__ = ["AuditRow", "AuditReport", "audit_model", "compare_models"]
+
+_ENGINE_TYPES = (IntSynapse, IntAffine, IntPool, IntNeuron, IntGAC, FloatFallback)
 
 _NET = "net."
 # the engine's two interface conversions: scaling by 2^F moves the binary point (exponent), it is not a product
@@ -173,6 +176,9 @@ def _describe(module: nn.Module, name: str, folded: set[str], producers: dict[st
                             if module.divides else "")
     if isinstance(module, IntNeuron):
         return f"neuron (decay {module.decay:.4g})", "; ".join(module.multiplies)
+    if isinstance(module, IntGAC):
+        return ("GAC encoder: TA, gate, select", "TA's mean and max of U, the gate's product TA x SCA (integer "
+                "multiplies); the sigmoid is a table lookup, the spikes select the gate (no product)")
     if isinstance(module, FloatFallback):
         return f"float fallback ({type(module.module).__name__})", module.reason
     return type(module).__name__, ""
@@ -205,38 +211,39 @@ def audit_model(
     counter.keep_reaching(logits)  # an input check, or anything else that never reaches the logits, is not counted
     folded = {p.layer for p in im.pairs}
     producers = _producers(im, batch_head(example, 1))
-    engine_types = (IntSynapse, IntAffine, IntPool, IntNeuron, FloatFallback)
-    engine_names = {n for n, m in im.named_modules() if isinstance(m, engine_types)}
-    rows: list[AuditRow] = []
-    order = [k for k in counter.counts]  # execution order of first use
-    seen: set[str] = set()
-    for key in order:
-        owner = next((n for n in engine_names if key == n or key.startswith(n + ".")), None)
-        name = owner or key
-        if name in seen:
-            continue
-        seen.add(name)
-        ops = counter.layer_counts(name) if owner else dict(counter.counts[key])
-        ops = {k: v for k, v in ops.items()}
-        label = name[len(_NET):] if name.startswith(_NET) else ("" if name == "net" else name)
-        if owner:
-            module = im.get_submodule(name)
-            what, note = _describe(module, label, folded, producers)
-            inp = _input_kind(module)
-        else:
-            if not any(ops[k] for k in KINDS if k != "other"):
-                continue  # pure data movement (encoder repeat, flatten)
-            what, inp = ("input quantiser" if label == "quantize" else
-                         "output scale" if label == "dequantize" else "forward code"), "-"
-            ops_names = sorted(counter.ops.get(key, set()))
-            note = ""
-            if any(ops[k] for k in NOT_MFI_KINDS):
-                note = f"executes {', '.join(ops_names)} (e.g. the mean over time of the readout)"
-        mfi = not any(ops[k] for k in NOT_MFI_KINDS)
-        if label in _INTERFACE:
-            mfi, note = True, _INTERFACE[label]
-        rows.append(AuditRow(label, what, inp, ops, mfi, note))
+    engine_names = {n for n, m in im.named_modules() if isinstance(m, _ENGINE_TYPES)}
+    groups: dict[str, list[str]] = {}  # row name -> counter keys, in execution order of first use
+    for key in counter.counts:
+        # the most specific engine layer running the op (GAC's encoder holds engine layers of its own)
+        owner = max((n for n in engine_names if key == n or key.startswith(n + ".")), key=len, default=None)
+        groups.setdefault(owner or key, []).append(key)
+    rows = [row for name, keys in groups.items()
+            if (row := _row(im, counter, name, keys, name in engine_names, folded, producers)) is not None]
     return AuditReport(rows, asdict(im.cfg), [f"{p.layer} <- {p.bn}" for p in im.pairs])
+
+
+def _row(im: IntegerModel, counter: ArithmeticCounter, name: str, keys: list[str], is_layer: bool,
+         folded: set[str], producers: dict[str, str]) -> AuditRow | None:
+    """The audit row of one engine layer (or of a module's own forward code); None for pure data movement."""
+    ops = counter.totals(keys)
+    label = name[len(_NET):] if name.startswith(_NET) else ("" if name == "net" else name)
+    if is_layer:
+        module = im.get_submodule(name)
+        what, note = _describe(module, label, folded, producers)
+        inp = _input_kind(module)
+    else:
+        if not any(ops[k] for k in KINDS if k != "other"):
+            return None  # pure data movement (encoder repeat, flatten)
+        what, inp = ("input quantiser" if label == "quantize" else
+                     "output scale" if label == "dequantize" else "forward code"), "-"
+        ops_names = sorted(set().union(*(counter.ops.get(k, set()) for k in keys)))
+        note = ""
+        if any(ops[k] for k in NOT_MFI_KINDS):
+            note = f"executes {', '.join(ops_names)} (e.g. the mean over time of the readout)"
+    mfi = not any(ops[k] for k in NOT_MFI_KINDS)
+    if label in _INTERFACE:
+        mfi, note = True, _INTERFACE[label]
+    return AuditRow(label, what, inp, ops, mfi, note)
 
 
 def _producers(im: IntegerModel, example: Tensor) -> dict[str, str]:

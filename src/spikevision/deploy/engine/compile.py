@@ -32,7 +32,9 @@ layers compute in int64. A spike is the integer ``2^F`` (the value 1.0).
   between two constants; on analog input a multiplication.
 * :class:`IntPool`: average pooling = window sum plus a shift when the window
   size is a power of two (else a division, reported); max pooling compares.
-* :class:`FloatFallback`: anything else (GAC's gate, unknown layers, a
+* :class:`~spikevision.deploy.engine.gac.IntGAC`: GAC's encoder, its gate's sigmoid a table lookup
+  (:mod:`spikevision.deploy.engine.gac`).
+* :class:`FloatFallback`: anything else (unknown layers, a
   module whose ``forward`` multiplies tensors or calls a non-linear function)
   runs in float on the de-quantised input and is re-quantised; its operations
   count as multiplications.
@@ -58,7 +60,9 @@ from spikevision.deploy.engine.fold import PerStepSynapse, fold_bn
 from spikevision.deploy.engine.layers import (
     EngineConfig, FloatFallback, IntAffine, IntNeuron, IntPool, IntSynapse, pow2_exponent, shift_add_terms,
 )
+from spikevision.deploy.engine.gac import IntGAC
 from spikevision.deploy.engine.trace import ATOMIC_TYPES, Trace, trace_model
+from spikevision.layers.gac import GatedAttentionCoding
 from spikevision.layers.encoders import DirectEncoder, PoissonEncoder
 from spikevision.layers.norm import BNTT2d
 from spikevision.layers.temporal import TimeFolded
@@ -173,6 +177,8 @@ _BNS = (nn.modules.batchnorm._BatchNorm, BNTT2d)
 def _substitute(module: nn.Module, cfg: EngineConfig, qualified: str, opaque: dict[str, str]) -> nn.Module | None:
     """Integer counterpart of ``module``, or None to recurse into its children."""
     F_ = cfg.frac_bits
+    if isinstance(module, GatedAttentionCoding):
+        return IntGAC(module, cfg)
     if qualified in opaque:
         return FloatFallback(module, opaque[qualified], F_)
     if isinstance(module, _PASS):
@@ -240,7 +246,9 @@ def compile_integer(
     else:
         float_model, pairs = copy.deepcopy(model).eval(), []
     trace = trace_model(float_model, example, atomic=ATOMIC_TYPES + (PerStepSynapse,))
-    opaque = find_opaque(trace)
+    gac = [n for n, m in float_model.named_modules() if isinstance(m, GatedAttentionCoding)]
+    opaque = {k: v for k, v in find_opaque(trace).items()  # GAC runs as its own integer layer (IntGAC)
+              if not any(k == g or k.startswith(g + ".") for g in gac)}
     if "" in opaque:
         raise ValueError(
             f"the model's own forward cannot run on the integer engine: {opaque['']}; move that code into a submodule"

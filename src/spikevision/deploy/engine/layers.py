@@ -21,7 +21,7 @@ from spikevision.layers.norm import BNTT2d, TokenBatchNorm1d
 
 __all__ = [
     "EngineConfig", "IntSynapse", "IntAffine", "IntPool", "IntNeuron", "FloatFallback",
-    "pow2_exponent", "shift_add_terms",
+    "pow2_exponent", "shift_add_terms", "round_div",
 ]
 
 _MAX_EXACT = 2**53  # float64 carries every integer below this exactly
@@ -97,6 +97,13 @@ def _input_label(x: Tensor, binary: bool) -> str:
         return "analog"
     with uncounted():
         return "spikes" if bool((x != 0).any()) else "silent"
+
+
+def round_div(x: Tensor, n: int) -> Tensor:
+    """``x / n`` rounded half to even (int64 ``x``, ``n > 0``): the integer twin of ``torch.round(x / n)``."""
+    q = torch.div(x, n, rounding_mode="floor")
+    r2 = 2 * (x - q * n)
+    return q + ((r2 > n) | ((r2 == n) & (q % 2 == 1))).to(torch.int64)
 
 
 def _to_int(x: Tensor) -> Tensor:

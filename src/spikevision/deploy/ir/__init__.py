@@ -7,8 +7,8 @@ that every target (C, the native runtime, microcontrollers) emits op by op.
 
 from spikevision.deploy.ir.lower import lower
 from spikevision.deploy.ir.ops import (
-    Add, Affine, Buf, Concat, Mean, Neuron, Op, Permute, Pool, Program, ProgramError, Synapse,
+    Add, Affine, Buf, Concat, Gate, Mean, Neuron, Op, Permute, Pool, Program, ProgramError, Relu, Synapse,
 )
 
 __all__ = ["lower", "Program", "ProgramError", "Buf", "Op", "Synapse", "Pool", "Neuron", "Affine", "Add", "Mean",
-           "Permute", "Concat"]
+           "Permute", "Concat", "Relu", "Gate"]

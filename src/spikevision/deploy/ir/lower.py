@@ -34,18 +34,22 @@ from typing import Any
 
 from torch import Tensor, nn
 
+import torch
+
 from spikevision.deploy.engine.compile import IntegerModel
+from spikevision.deploy.engine.gac import IntGAC
 from spikevision.deploy.engine.layers import FloatFallback, IntAffine, IntNeuron, IntPool, IntSynapse, pow2_exponent
 from spikevision.deploy.engine.trace import ATOMIC_TYPES, Call, trace_model
 from spikevision.deploy.ir.ops import (
-    Add, Affine, Buf, BufKind, Concat, FusedPool, Mean, Neuron, Op, Permute, Pool, Program, ProgramError, Synapse,
+    Add, Affine, Buf, BufKind, Concat, FusedPool, Gate, Mean, Neuron, Op, Permute, Pool, Program, ProgramError, Relu,
+    Synapse,
 )
 from spikevision.layers.encoders import DirectEncoder
 from spikevision.layers.temporal import TimeFolded
 
 __all__ = ["Buf", "Op", "Program", "ProgramError", "lower"]
 
-_ENGINE_TYPES = (IntSynapse, IntPool, IntNeuron, IntAffine, FloatFallback)
+_ENGINE_TYPES = (IntSynapse, IntPool, IntNeuron, IntAffine, IntGAC, FloatFallback)
 _VIEW_MODULES = (nn.Identity, nn.Dropout, nn.Flatten)
 #: glue function name (``__add__`` stripped to ``add``) -> what it is; anything else is refused
 _GLUE_KINDS = {
@@ -158,6 +162,8 @@ class _Lowering:
         if isinstance(module, IntAffine):
             out = self.new("int", shape, time, self.T if module.per_step else x.steps)
             return self.emit(Affine(layer=name, inputs=(x,), out=out, affine=module))
+        if isinstance(module, IntGAC):
+            return self.gac(name, module, x, shape)
         raise ProgramError(f"layer {name!r} ({type(inner).__name__}) has no integer-program counterpart")
 
     def synapse(self, name: str, m: IntSynapse, x: Buf, shape: tuple[int, ...], time: bool) -> Buf:
@@ -184,6 +190,34 @@ class _Lowering:
         n = k[0] * k[1]
         return self.emit(Pool(layer=name, inputs=(x,), out=self.new(kind, shape, time, x.steps), is_max=m.is_max,
                               k=k, s=s, pad=pad, n=n, shift=None if m.is_max else pow2_exponent(1.0 / n)))
+
+    def frame_layer(self, name: str, layer: nn.Module, x: Buf) -> Buf:
+        """A per-frame integer conv or pooling on ``x`` (its output shape probed on zeros)."""
+        seen = set(getattr(layer, "inputs_seen", ()))
+        with torch.no_grad():
+            shape = tuple(layer(torch.zeros(1, *x.shape, dtype=torch.float64)).shape[1:])
+        if isinstance(layer, IntSynapse):
+            layer.inputs_seen = seen  # the probe is not an input the audit should report
+        if isinstance(layer, IntSynapse):
+            return self.synapse(name, layer, x, shape, x.time)
+        return self.pool(name, layer, x, shape, x.time)
+
+    def gac(self, name: str, m: IntGAC, x: Buf, shape: tuple[int, ...]) -> Buf:
+        """GAC's encoder: its stem, neuron and SCA as ordinary ops, then one :class:`Gate`."""
+        u = x
+        for i, layer in enumerate(m.stem):
+            u = self.frame_layer(f"{name}.stem.{i}", layer, u)
+        u_t = Buf(u.storage, u.shape, True, u.steps, u.kind)  # the same U at every step when computed once
+        s = self.emit(Neuron(layer=f"{name}.neuron", inputs=(u_t,), out=self.new("spike", u.shape, True, self.T),
+                             neuron=m.neuron))
+        h = self.frame_layer(f"{name}.sca1", m.sca1, u)
+        h = self.emit(Relu(layer=name, inputs=(h,), out=self.new("int", h.shape, h.time, h.steps)))
+        sca = self.frame_layer(f"{name}.sca2", m.sca2, h)
+        sca_t = Buf(sca.storage, sca.shape, True, sca.steps, sca.kind)
+        if sca.shape != shape or s.shape != shape:
+            raise ProgramError(f"layer {name!r}: the gate's maps {list(sca.shape)} do not match its spikes "
+                               f"{list(s.shape)}")
+        return self.emit(Gate(layer=name, inputs=(s, sca_t, u_t), out=self.new("int", shape, True, self.T), gac=m))
 
     # -- glue --------------------------------------------------------------------
     def glue(self, c: Call, c2: Call) -> Buf:

@@ -16,6 +16,8 @@ by type, :func:`functools.singledispatch`), never on a string.
 | :class:`Mean` | a sum over time or trailing positions, its divisor kept | always (the divisor is exact) |
 | :class:`Permute` | a transpose/permutation of the per-sample axes: an index map | always (data movement) |
 | :class:`Concat` | a concatenation along a per-sample axis | always (data movement) |
+| :class:`Relu` | ``max(x, 0)`` | always (a comparison) |
+| :class:`Gate` | GAC's gate: ``O = S ? sigmoid(TA * SCA) : 0``, TA from the stem's output | never (TA's MLP and ``TA * SCA`` multiply) |
 
 Buffers hold one sample. A ``spike`` buffer stores 0/1 bytes (the value ``2^F``); an
 ``int`` buffer int64 fixed point with ``F`` fraction bits; a ``ratio`` buffer an int64
@@ -30,10 +32,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from spikevision.deploy.engine.gac import IntGAC
     from spikevision.deploy.engine.layers import IntAffine, IntNeuron, IntSynapse
 
 __all__ = ["BufKind", "Buf", "Op", "Synapse", "FusedPool", "Pool", "Neuron", "Affine", "Add", "Mean", "Permute",
-           "Concat", "Program", "ProgramError"]
+           "Concat", "Relu", "Gate", "Program", "ProgramError"]
 
 BufKind = Literal["spike", "int", "ratio"]
 
@@ -166,6 +169,20 @@ class Concat(Op):
     """``out = cat(inputs, axis)`` over a per-sample axis: data movement."""
 
     axis: int
+
+
+@dataclass(kw_only=True)
+class Relu(Op):
+    """``out = max(x, 0)`` (a comparison per element)."""
+
+
+@dataclass(kw_only=True)
+class Gate(Op):
+    """GAC's gate (Qiu et al., AAAI 2024): inputs ``(S, SCA, U)``; per step and sample TA from the mean and the
+    maximum of ``U`` through a two-layer MLP, then ``O = S ? table[z] : 0`` with ``z = TA * SCA``
+    (:class:`~spikevision.deploy.engine.gac.IntGAC` holds the weights and the table)."""
+
+    gac: IntGAC
 
 
 @dataclass

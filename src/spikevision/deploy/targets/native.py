@@ -4,8 +4,8 @@
 (:mod:`spikevision.deploy.ir.lower`), generates its C source
 (:mod:`spikevision.deploy.targets.c.codegen`, the same generator as ``spikevision export --format c``)
 and builds it on first use with the system C compiler, like the CPU neuron kernel
-(:func:`spikevision.neuron._native.compiled_library`: cached by a hash of the source, so a
-model is compiled once per machine; ``-O3 -march=native``, falling back to plain ``-O3``).
+(:mod:`spikevision.native_build`: a private cache keyed by a hash of the source, so a
+model is compiled once per machine, and each library's hash checked before it is loaded; ``-O3 -march=native``, falling back to plain ``-O3``).
 
 Why a generated, per-model library rather than a generic kernel library: every shape,
 stride and table is a compile-time constant, so the compiler unrolls and vectorises the
@@ -22,7 +22,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +30,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from spikevision.atomic import write_atomic
 from spikevision.deploy.targets.c.codegen import CSource, generate_c
+from spikevision.native_build import cache_dir, load_library
 from spikevision.deploy.engine import IntegerModel
 from spikevision.deploy.ir import Program, lower
 
@@ -46,31 +47,15 @@ _pool_lock = threading.Lock()
 _pools: dict[int, tuple[int, ThreadPoolExecutor]] = {}
 
 
-def _source_dir() -> Path:
-    from spikevision.neuron._native import _cache_dir
-
-    for d in (_cache_dir() / "deploy", Path(tempfile.gettempdir()) / f"spikevision-{os.getuid()}" / "deploy"):
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-            return d
-        except OSError:
-            continue
-    raise OSError("no writable folder for the generated runtime source")
-
-
 def _build(source: CSource) -> ctypes.CDLL:
-    from spikevision.neuron._native import compiled_library
-
+    """Write the source into the private build cache (by its hash) and load the library built from it."""
     digest = hashlib.sha256((source.c + source.h).encode()).hexdigest()[:16]
-    folder = _source_dir() / digest
-    folder.mkdir(exist_ok=True)
+    folder = cache_dir("deploy", digest)
     c_file = folder / f"{_NAME}.c"
     for path, text in ((folder / f"{_NAME}.h", source.h), (c_file, source.c)):
         if not path.exists() or path.read_text() != text:
-            tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
-            tmp.write_text(text)
-            tmp.replace(path)
-    lib = ctypes.CDLL(str(compiled_library(c_file, "sv_runtime", _FLAGS, _VARIANTS)))
+            write_atomic(path, text)
+    lib = load_library(c_file, "sv_runtime", _FLAGS, _VARIANTS)
     lib.sv_model_state_bytes.restype = ctypes.c_long
     lib.sv_model_run_batch.restype = None
     for fn in (lib.sv_model_run_batch, lib.sv_model_run_batch_f32):

@@ -13,8 +13,9 @@ import math
 from functools import singledispatch
 from typing import Sequence
 
+from spikevision.deploy.engine.gac import OPERAND_LIMIT, SIGMOID_BITS, SIGMOID_RANGE
 from spikevision.deploy.ir.ops import (
-    Add, Affine, Buf, Concat, Mean, Neuron, Op, Permute, Pool, Program, ProgramError, Synapse,
+    Add, Affine, Buf, Concat, Gate, Mean, Neuron, Op, Permute, Pool, Program, ProgramError, Relu, Synapse,
 )
 
 __all__ = ["CWriter", "emit", "weight_ctype", "SIZES"]
@@ -645,3 +646,76 @@ def _concat(op: Concat, w: CWriter, k: int) -> None:
     body.append("}")
     what = f"concatenation of {len(op.inputs)} buffers along axis {op.axis} -> {list(y.shape)}: data movement"
     w.func(k, op, what, w.steps_loop(y, list(op.inputs), body))
+
+
+@emit.register
+def _relu(op: Relu, w: CWriter, k: int) -> None:
+    x, y = op.x, op.out
+    body = [f"for (int32_t i = 0; i < {y.numel}; i++) {{",
+            f"    const int64_t v = {w.load(x, 'i0 + i')};",
+            f"    st->{y.storage}[o0 + i] = v > 0 ? v : 0;",
+            "}"]
+    w.func(k, op, "ReLU (comparisons)", w.steps_loop(y, [x], body))
+
+
+def _gate_mlp(W: str, FR: str, n_in: int, n_out: int, src: str, dst: str) -> list[str]:
+    """``dst[o] = (sum_i W[o][i] * src[i]) >> FR[o]`` (TA's bias-free linear layers: integer MAC)."""
+    return [f"for (int32_t o = 0, wo = 0; o < {n_out}; o++, wo += {n_in}) {{",
+            "    int64_t acc = 0;",
+            f"    for (int32_t i = 0; i < {n_in}; i++) acc += (int64_t){W}[wo + i] * {src}[i];",
+            f"    {dst}[o] = sv_asr(acc, {FR}[o]);",
+            "}"]
+
+
+def _gate_ta(op: Gate, w: CWriter, k: int) -> list[str]:
+    """TA per step: the mean (rounded half to even) and maximum of ``U``, each through the MLP, summed."""
+    u, m, T = op.inputs[2], op.gac, w.p.T
+    hidden = m.fc1.weight_int.shape[1]
+    W1 = w.table(f"sv_t1w{k}", m.fc1.weight_int.reshape(-1).tolist(), w.wtype, weights=True)  # [hidden][T]
+    F1 = w.table(f"sv_t1f{k}", m.fc1.weight_frac.reshape(-1).tolist(), "uint8_t")
+    W2 = w.table(f"sv_t2w{k}", m.fc2.weight_int.reshape(-1).tolist(), w.wtype, weights=True)  # [T][hidden]
+    F2 = w.table(f"sv_t2f{k}", m.fc2.weight_frac.reshape(-1).tolist(), "uint8_t")
+    lines = [f"int64_t ta[{T}], avg[{T}], peak[{T}], hid[{hidden}], out[{T}];",
+             "int32_t ui = 0;",
+             f"for (int32_t t = 0; t < {T}; t++) {{",
+             "    int64_t sum = 0, mx = INT64_MIN;",
+             f"    for (int32_t i = 0; i < {u.numel}; i++) {{",
+             f"        const int64_t v = st->{u.storage}[ui + i];",
+             "        sum += v;",
+             "        if (v > mx) mx = v;",
+             "    }",
+             f"    avg[t] = sv_round_div(sum, {u.numel}); peak[t] = mx;",
+             f"    ui += {u.numel if u.steps > 1 else 0};",
+             "}",
+             f"for (int32_t t = 0; t < {T}; t++) ta[t] = 0;"]
+    for src in ("avg", "peak"):
+        lines += _gate_mlp(W1, F1, T, hidden, src, "hid")
+        lines += [f"for (int32_t j = 0; j < {hidden}; j++) if (hid[j] < 0) hid[j] = 0;"]
+        lines += _gate_mlp(W2, F2, hidden, T, "hid", "out")
+        lines += [f"for (int32_t t = 0; t < {T}; t++) ta[t] += out[t];"]
+    return lines
+
+
+@emit.register
+def _gate(op: Gate, w: CWriter, k: int) -> None:
+    s, sca, _u = op.inputs
+    y, F_ = op.out, w.p.frac_bits
+    half = F_ // 2
+    lut = w.table(f"sv_sig{k}", op.gac.sigmoid_q.tolist(), "int32_t" if F_ <= 30 else "int64_t")
+    lo, hi = -SIGMOID_RANGE << F_, (SIGMOID_RANGE << F_) - 1
+    lim = OPERAND_LIMIT
+    body = ["const int64_t a0 = sv_asr(ta[t], %d);" % half,
+            f"const int64_t a = a0 > {lim} ? {lim} : (a0 < -{lim} ? -{lim} : a0);",
+            f"for (int32_t i = 0; i < {y.numel}; i++) {{",
+            f"    if (!st->{s.storage}[i0 + i]) {{ st->{y.storage}[o0 + i] = 0; continue; }}",
+            f"    const int64_t b0 = sv_asr(st->{sca.storage}[i1 + i], {F_ - half});",
+            f"    const int64_t b = b0 > {lim} ? {lim} : (b0 < -{lim} ? -{lim} : b0);",
+            "    int64_t z = a * b;",
+            f"    z = z < {lo}LL ? {lo}LL : (z > {hi}LL ? {hi}LL : z);",
+            f"    st->{y.storage}[o0 + i] = {lut}[(z - ({lo}LL)) >> {F_ - SIGMOID_BITS}];",
+            "}"]
+    lines = _gate_ta(op, w, k) + w.steps_loop(y, [s, sca], body)  # the step index t also picks ta[t]
+    what = (f"GAC gate, {y.numel} units x {w.p.T} steps: TA (mean and max of U through a {w.p.T}-step MLP: integer "
+            f"multiplies), z = TA x SCA (integer multiply), sigmoid(z) from a {op.gac.sigmoid_q.numel()}-entry "
+            "table, selected by the spikes")
+    w.func(k, op, what, lines)
