@@ -184,7 +184,7 @@ def test_exit_statuses_of_commands_that_return_them(tmp_path, caplog, monkeypatc
     assert main(["study", "no_such_study"]) == 1  # missing file
     assert main(["export", "mlp_spe_mini", "--model-kwargs", json.dumps(TINY), "--format", "c", "-o", "c",
                  "--name", "1st"]) == 2  # option value
-    assert "spikevision export: --name must be a C identifier" in caplog.text
+    assert "spikevision export: --name: name must be a C identifier" in caplog.text
     assert not (tmp_path / "c").exists()
     assert main(["deploy", "mlp_spe_mini", "--model-kwargs", json.dumps(TINY), "--weight-bits", "40"]) == 2
     assert "spikevision deploy: weight_bits must lie in [2, 24], got 40" in caplog.text
@@ -244,7 +244,7 @@ def test_progress_lines_of_eval_and_deploy(tmp_path, idx_set, caplog, capsys, mo
     assert "eval: 1/3 batches (33%)" in caplog.text and "eval: 2/3 batches (67%)" in caplog.text
     assert json.loads((run / "eval.json").read_text())["samples"] == 6
     caplog.clear()
-    assert main(["deploy", str(run), "--batch-size", "2", "--audit-batch", "2"]) == 0
+    assert main(["deploy", str(run), "--batch-size", "2", "--audit-batch", "2", "--runtime", "python"]) == 0
     assert "deploy: agreement (python): 1/3 batches" in caplog.text
     assert "agreement on 6 fashion_mnist test images" in capsys.readouterr().out
 
