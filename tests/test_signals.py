@@ -67,3 +67,21 @@ def test_real_signal_to_a_real_process(command, signum, tmp_path):
     assert p.returncode == 128 + signum, err
     assert err == f"spikevision {command}: stopped by {signal.Signals(signum).name}\n"
     assert os.listdir(tmp_path) == []
+
+
+def test_a_forked_child_dies_of_sigterm_as_by_default():
+    """DataLoader workers inherit the handler; in them SIGTERM keeps its default meaning."""
+    import multiprocessing as mp
+
+    from spikevision import cli
+
+    before = signal.signal(signal.SIGTERM, cli._raise_stopped)
+    try:
+        child = mp.get_context("fork").Process(target=time.sleep, args=(60,))
+        child.start()
+        child.join(0.2)
+        os.kill(child.pid, signal.SIGTERM)
+        child.join(60)  # a hang guard only
+        assert child.exitcode == -signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, before)

@@ -68,14 +68,23 @@ class CommandStopped(BaseException):
         self.signum = signum
 
 
+_HANDLER_PID = os.getpid()
+
+
 def _raise_stopped(signum: int, frame: object) -> None:
+    if os.getpid() != _HANDLER_PID:  # a forked child (a DataLoader worker) inherited it: die as by default
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
     raise CommandStopped(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
     # SIGTERM raises like SIGINT, so every command ends in the one-line report below with 128 + N (train and study
     # install their own handlers while training: they save a checkpoint first, then report the same way)
+    global _HANDLER_PID
     main_thread = threading.current_thread() is threading.main_thread()
+    _HANDLER_PID = os.getpid()
     previous = signal.signal(signal.SIGTERM, _raise_stopped) if main_thread else None
     try:
         return _main(argv)
