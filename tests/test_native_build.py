@@ -46,9 +46,19 @@ def test_cache_folder_is_private_and_libraries_carry_their_hash(cache):
     path = nb.compiled_library(cache / "answer.c", "answer")
     assert path.parent == folder
     assert path.with_name(path.name + ".sha256").read_text().strip() == nb.file_digest(path)
-    folder.chmod(0o777)  # opened by mistake: closed again before use
-    nb.compiled_library(cache / "answer.c", "answer")
-    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o1777], ids=["world", "group", "sticky"])
+def test_a_folder_others_can_write_is_not_used(cache, monkeypatch, mode):
+    shared = cache / "shared"
+    shared.mkdir()
+    shared.chmod(mode)  # e.g. SPIKEVISION_CACHE_DIR=/tmp: another user could plant a library there
+    monkeypatch.setenv("SPIKEVISION_CACHE_DIR", str(shared))
+    monkeypatch.setattr(nb, "_private", None)
+    path = nb.compiled_library(cache / "answer.c", "answer")
+    assert path.parent != shared and list(shared.iterdir()) == []
+    assert stat.S_IMODE(shared.stat().st_mode) == mode  # an existing folder is never changed
 
 
 def test_a_replaced_library_is_rebuilt_not_loaded(cache):

@@ -5,9 +5,10 @@ One place decides where compiled code lives and what may be loaded from there:
 - :func:`cache_dir`: a private folder, ``$SPIKEVISION_CACHE_DIR``, else
   ``$XDG_CACHE_HOME/spikevision``, else ``~/.cache/spikevision``; created with
   mode 0700 and checked before every use (a real folder, owned by this user,
-  no one else may write in it). When it is unusable (another owner, a file in
-  the way, read-only), this process builds into a fresh private folder of its
-  own (``tempfile.mkdtemp``, removed at exit), never into a shared temp folder
+  no one else may write in it; an existing folder is never changed). When it
+  is unusable (another owner, writable by others, a file in the way,
+  read-only), this process builds into a fresh private folder of its own
+  (``tempfile.mkdtemp``, removed at exit), never into a shared temp folder
   another user could have prepared.
 - :func:`compiled_library`: the shared library built from a C source, named by a
   hash of the source, compiler, flags and CPU, so a changed source rebuilds.
@@ -62,17 +63,22 @@ def _configured_dir() -> Path:
 
 
 def _private_ok(path: Path) -> bool:
-    """Create ``path`` (mode 0700) if needed; True if it is a real folder of this user that no one else can write."""
+    """Create ``path`` (mode 0700) if needed; True if it is a real folder of this user that no one else can write.
+
+    An existing folder is never changed (it may be one the user shares on purpose): one that
+    others may write in (group or world write bits, a sticky shared folder like ``/tmp``) or
+    that belongs to another user is not used.
+    """
     try:
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
         st = os.lstat(path)
-        if not stat.S_ISDIR(st.st_mode) or (hasattr(os, "getuid") and st.st_uid != os.getuid()):
-            return False
-        if st.st_mode & 0o077:
-            os.chmod(path, 0o700)  # ours: close it to others
-        return os.access(path, os.W_OK | os.X_OK)
     except OSError:
         return False
+    if not stat.S_ISDIR(st.st_mode) or (hasattr(os, "getuid") and st.st_uid != os.getuid()):
+        return False
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH | stat.S_ISVTX):
+        return False
+    return os.access(path, os.W_OK | os.X_OK)
 
 
 def _process_dir() -> Path:
