@@ -93,6 +93,11 @@ _MOVE = {
 _FLOAT = {"sigmoid", "exp", "log", "tanh", "sqrt", "rsqrt", "pow", "_softmax", "_log_softmax", "erf", "gelu", "silu"}
 
 
+#: ops that hand back a tensor created outside the dispatcher (``torch.tensor(...)``): its memory may have held
+#: a freed tensor, whose writers must not be inherited
+_FRESH = {"lift_fresh", "lift", "lift_fresh_copy"}
+
+
 class MultiplicationError(AssertionError):
     """A layer that must be multiplication-free executed a multiplication."""
 
@@ -231,9 +236,10 @@ class ArithmeticCounter(TorchDispatchMode):
         deps = frozenset().union(*(self._writers.get(k, set()) for k in keys)) if keys else frozenset()
         node = len(self._nodes)
         self._nodes.append((layer, counts, deps, name))
+        fresh = name in _FRESH  # returns its input, a tensor made outside dispatch (torch.tensor): new memory
         for t in tree_flatten(out)[0]:
             key = self._storage(t) if isinstance(t, Tensor) else None
-            if key in keys:  # written in place, or a view of an input: the storage keeps its earlier writers
+            if key in keys and not fresh:  # written in place, or a view of an input: the storage keeps its earlier writers
                 self._writers.setdefault(key, set()).add(node)
             elif key is not None:  # a new value (possibly in memory freed earlier: its old writers are gone)
                 self._writers[key] = {node}
