@@ -66,6 +66,8 @@ def _model_with_weights(name: str, kwargs: dict[str, Any], weights: Path | None)
             that do not fit the weights.
     """
     from spikevision.models import create_model
+    from spikevision.models.arguments import check_model_kwargs
+    from spikevision.weights import check_finite_weights
 
     state = None
     if weights is not None:
@@ -85,6 +87,10 @@ def _model_with_weights(name: str, kwargs: dict[str, Any], weights: Path | None)
                              "or not a .safetensors or state-dict .pt file") from None
         if not isinstance(state, dict):
             raise ValueError(f"{weights} holds a {type(state).__name__}, not a state dict of tensors")
+        check_finite_weights(state, str(weights), fix="use the original weights file")
+    problems = check_model_kwargs(name, kwargs, where="--model-kwargs")
+    if problems:
+        raise ValueError("; ".join(problems))
     try:
         model = create_model(name, **kwargs)
         if state is not None:
@@ -103,7 +109,12 @@ def _pretrained(name: str, tag: str, kwargs: dict[str, Any]) -> Source:
     from spikevision.train.checkpoint import CONFIG_KEY, MODEL_KWARGS_KEY, MODEL_NAME_KEY, run_data_config
     from spikevision.weights import read_card
 
+    from spikevision.models.arguments import check_model_kwargs
+
     card = read_card(name, tag)
+    problems = check_model_kwargs(name, kwargs, where="--model-kwargs")
+    if problems:
+        raise ValueError("; ".join(problems))
     model = create_model(name, pretrained=tag, **kwargs)
     data = None
     if isinstance(card.get("config"), dict):

@@ -97,9 +97,12 @@ def save_weights(
         if dtype is not None and t.is_floating_point():
             t = to_storage_dtype(t, dtype, name)
         tensors[name] = t.contiguous().clone()
+    from spikevision.atomic import atomic_output
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=meta)
+    with atomic_output(path) as tmp:  # a full disk leaves no truncated file
+        save_file(tensors, str(tmp), metadata=meta)
     return path
 
 
@@ -142,8 +145,15 @@ def load_model(path: str | Path) -> nn.Module:
     if meta["kind"] != "float" or not meta["model_name"]:
         raise ValueError(f"{path} holds {meta['kind']!r} weights of model {meta['model_name']!r}; "
                          "only float weights of a registered model rebuild (export with kind='float')")
-    model = create_model(meta["model_name"], **meta["model_kwargs"])
+    from spikevision.models.arguments import check_model_kwargs
+    from spikevision.weights import check_finite_weights
+
+    problems = check_model_kwargs(meta["model_name"], meta["model_kwargs"], where=f"{path}: model_kwargs")
+    if problems:
+        raise ValueError("; ".join(problems))
     state = load_file(str(path))
+    check_finite_weights(state, str(path), fix="use the original weights file")
+    model = create_model(meta["model_name"], **meta["model_kwargs"])
     missing, unexpected = model.load_state_dict(state, strict=False)
     # entries dropped as aliases of another entry are the only allowed gaps
     own = model.state_dict()
