@@ -8,6 +8,9 @@ Contenders, interleaved round by round in one process, same threads, same images
   model's integer program as C compiled for this CPU, int16 weights, spike-input layers
   accumulating weight columns over the active inputs only; bit-exact with the Python engine;
 * ``native-int8``: the same with int8 weights;
+* ``onnxruntime``: the float model exported to ONNX with ``torch.onnx.export(..., dynamo=True)``
+  (:func:`spikevision.deploy.onnx_export.export_onnx`, checked against PyTorch) and run by ONNX Runtime's
+  CPU provider with as many intra-op threads as torch (``--threads``), one inter-op thread;
 * ``python-engine`` (``--python-engine``): the Python integer engine, the reference (slow).
 
 Each batch size is its own measurement: ``B = 1`` is latency (each timed call classifies
@@ -19,6 +22,7 @@ state (every activation buffer, lifetime-shared, plus accumulators and membranes
 
 Run::
 
+    python bench/inference.py --pretrained all --threads 1             # the four families' shipped models
     python bench/inference.py --run runs/quickstart                    # a trained run, its test images
     python bench/inference.py --run runs/quickstart --run runs/ms_resnet_mini_fashion_mnist --threads 2
     python bench/inference.py --models spiking_cnn_mini                 # untrained, random images
@@ -41,6 +45,9 @@ from spikevision.deploy.engine.fold import fold_bn
 from spikevision.deploy.targets.native import compile_native
 from spikevision.models import create_model
 
+#: one shipped model per family (``--pretrained all``)
+FAMILIES = ("mlp_spe_mini", "ms_resnet_mini", "gac_ms_resnet_mini", "sresnet20")
+
 # (name, kwargs, per-sample input) for the default, untrained models
 ZOO = {
     "spiking_cnn_mini": ({}, (1, 28, 28)),
@@ -59,6 +66,41 @@ def _run_source(run: str, n: int) -> tuple[str, nn.Module, Tensor]:
         raise SystemExit(f"{run}: {e}") from None
     x, _ = next(iter(build_loader(data, "test")))
     return f"{loaded.name} ({run})", loaded.model.eval(), x
+
+
+def _pretrained_source(spec: str, n: int) -> tuple[str, nn.Module, Tensor]:
+    """``NAME`` or ``NAME:TAG`` (default tag ``fashion_mnist``): shipped weights and their card's test images."""
+    import dataclasses
+
+    from spikevision.data import build_loader
+    from spikevision.deploy.source import load_source
+
+    name, _, tag = spec.partition(":")
+    try:
+        src = load_source(name, pretrained=tag or "fashion_mnist")
+        data = dataclasses.replace(src.data, eval_batch_size=n, device="cpu", num_workers=0)
+    except (FileNotFoundError, ValueError, TypeError) as e:
+        raise SystemExit(f"{spec}: {e}") from None
+    x, _ = next(iter(build_loader(data, "test")))
+    return f"{name} ({tag or 'fashion_mnist'})", src.model.eval(), x
+
+
+def _onnx_runtime(model: nn.Module, x: Tensor, folder: str):
+    """The float model through the dynamo exporter, run by ONNX Runtime (CPU, torch's thread count)."""
+    import onnxruntime as ort
+
+    from spikevision.deploy.onnx_export import export_onnx
+
+    path = f"{folder}/model.onnx"
+    export_onnx(model, x[:2], path)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = torch.get_num_threads(), 1
+    session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+
+    def run(batch: Tensor) -> Tensor:
+        return torch.from_numpy(session.run(None, {name: batch.numpy()})[0])
+    return run
 
 
 def _zoo_source(name: str, n: int) -> tuple[str, nn.Module, Tensor]:
@@ -90,10 +132,12 @@ def _caller(fn, x: Tensor, batch: int, per_call: int):
 def bench(label: str, model: nn.Module, x: Tensor, args) -> tuple[list[list[str]], list[str]]:
     folded, _ = fold_bn(model, x[:1])
     contenders: dict[str, nn.Module] = {"float": model, "float-folded": folded}
+    if args.onnx:
+        contenders["onnxruntime"] = _onnx_runtime(model, x, args.tmp)
     natives = {}
     for name, bits in (("native", 16), ("native-int8", 8)):
         im = compile_integer(model, x[:2], EngineConfig(weight_bits=bits))
-        natives[name] = compile_native(im, x[:1])
+        natives[name] = compile_native(im, x)
         contenders[name] = natives[name]
         if bits == 16 and args.python_engine:
             contenders["python-engine"] = im
@@ -130,6 +174,9 @@ def bench(label: str, model: nn.Module, x: Tensor, args) -> tuple[list[list[str]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", action="append", default=[], help="a trained run directory (repeatable)")
+    ap.add_argument("--pretrained", action="append", default=[], metavar="NAME[:TAG]",
+                    help="a shipped model (repeatable; 'all': every family's fashion_mnist weights)")
+    ap.add_argument("--no-onnx", dest="onnx", action="store_false", help="leave ONNX Runtime out")
     ap.add_argument("--models", nargs="*", default=None, choices=sorted(ZOO),
                     help="untrained zoo models (default: all, unless --run is given)")
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 64], help="batch sizes (default 1 64)")
@@ -143,8 +190,13 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     n = max(args.agree, max(args.batch) * max(1, args.images_per_call // max(args.batch)), args.images_per_call)
+    import tempfile
+
+    args.tmp = tempfile.mkdtemp(prefix="bench-onnx-")
     sources = [_run_source(r, n) for r in args.run]
-    models = args.models if args.models is not None else ([] if args.run else sorted(ZOO))
+    pretrained = [p for spec in args.pretrained for p in (FAMILIES if spec == "all" else [spec])]
+    sources += [_pretrained_source(p, n) for p in pretrained]
+    models = args.models if args.models is not None else ([] if args.run or pretrained else sorted(ZOO))
     sources += [_zoo_source(m, n) for m in models]
     rows, infos = [], []
     for label, model, x in sources:

@@ -138,3 +138,24 @@ def test_unsupported_layers_are_refused_by_name():
     x = torch.rand(1, 1, 8, 8)
     with pytest.raises(ProgramError, match="'4' runs as a float fallback"):
         lower(compile_integer(gated, x), x)
+
+
+FASHION_MNIST = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
+
+
+@pytest.mark.skipif(not __import__("os").path.isfile(FASHION_MNIST), reason="needs dataset-fashion-mnist")
+def test_shipped_spiking_mlp_is_bit_exact_on_real_images():
+    """The spiking MLP's head takes a mean of a mean (tokens, then time). The engine computes it as one exact
+    quotient, as the C code does: with two float64 roundings, test image 45 came out one unit apart."""
+    import dataclasses
+
+    from spikevision.data import build_loader
+    from spikevision.deploy.source import load_source
+
+    src = load_source("mlp_spe_mini", pretrained="fashion_mnist")
+    x, _ = next(iter(build_loader(dataclasses.replace(src.data, eval_batch_size=64, device="cpu", num_workers=0),
+                                  "test")))
+    im = compile_integer(src.model, x[:2])
+    native = compile_native(im, x)
+    with torch.no_grad():
+        assert torch.equal(native.logits_q(x), im.forward_q(x))

@@ -55,7 +55,9 @@ import copy
 
 import torch
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
+from spikevision.deploy.engine.arithmetic import uncounted
 from spikevision.deploy.engine.fold import PerStepSynapse, fold_bn
 from spikevision.deploy.engine.layers import (
     EngineConfig, FloatFallback, IntAffine, IntNeuron, IntPool, IntSynapse, pow2_exponent, shift_add_terms,
@@ -96,6 +98,41 @@ class _Dequantize(nn.Module):
         return q / 2.0**self.F
 
 
+class _ExactMeans(TorchFunctionMode):
+    """The model's own means on the engine's fixed point, made exact.
+
+    A mean of integers is ``S / n``; float64 holds ``S`` exactly but not always the quotient, and a
+    mean of such a mean (the spiking MLP's head: a mean over tokens, then over time) would round
+    twice. Here every ``mean`` of a float64 carrier returns one float64 division of the exact
+    integer numerator by the total divisor (for a mean of a mean: the summed numerators over the
+    product of the divisors), as the C targets compute it (``numerator / divisor``). The mean still
+    executes as written, so the operation counter sees what the model does; only its value is
+    replaced (uncounted).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._ratios: dict[int, tuple[Tensor, Tensor, int]] = {}  # id(mean) -> (mean, numerator, divisor)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if (func not in (torch.mean, Tensor.mean) or not args or not isinstance(args[0], Tensor)
+                or args[0].dtype != torch.float64 or kwargs.get("dtype") is not None):
+            return out
+        x = args[0]
+        dim = args[1] if len(args) > 1 else kwargs.get("dim")
+        keepdim = bool(args[2] if len(args) > 2 else kwargs.get("keepdim", False))
+        seen = self._ratios.get(id(x))
+        num, div = (seen[1], seen[2]) if seen is not None and seen[0] is x else (x, 1)
+        with uncounted():
+            total = num.sum(dim=dim, keepdim=keepdim) if dim is not None else num.sum()
+            divisor = div * (num.numel() // max(total.numel(), 1))
+            out.copy_(total / divisor)
+        self._ratios[id(out)] = (out, total, divisor)
+        return out
+
+
 class IntegerModel(nn.Module):
     """A compiled integer model: quantise the input, run the substituted network, rescale logits.
 
@@ -118,8 +155,10 @@ class IntegerModel(nn.Module):
         self.__dict__["float_model"] = float_model  # kept out of state_dict and module hooks
 
     def forward_q(self, x: Tensor) -> Tensor:
-        """Logits in the fixed-point format (integers in float64, value ``* 2^F``)."""
-        return self.net(self.quantize(x))
+        """Logits in the fixed-point format (float64 of value ``* 2^F``: integers, or the exact quotient of an
+        integer sum and its divisor where the logits are a mean)."""
+        with _ExactMeans():
+            return self.net(self.quantize(x))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.dequantize(self.forward_q(x))
