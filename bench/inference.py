@@ -9,7 +9,7 @@ Contenders, interleaved round by round in one process, same threads, same images
   accumulating weight columns over the active inputs only; bit-exact with the Python engine;
 * ``native-int8``: the same with int8 weights;
 * ``onnxruntime``: the float model exported to ONNX with ``torch.onnx.export(..., dynamo=True)``
-  (:func:`spikevision.deploy.onnx_export.export_onnx`, checked against PyTorch) and run by ONNX Runtime's
+  (:func:`spikevision.deploy.targets.onnx.export_onnx`, checked against PyTorch) and run by ONNX Runtime's
   CPU provider with as many intra-op threads as torch (``--threads``), one inter-op thread;
 * ``python-engine`` (``--python-engine``): the Python integer engine, the reference (slow).
 
@@ -89,7 +89,7 @@ def _onnx_runtime(model: nn.Module, x: Tensor, folder: str):
     """The float model through the dynamo exporter, run by ONNX Runtime (CPU, torch's thread count)."""
     import onnxruntime as ort
 
-    from spikevision.deploy.onnx_export import export_onnx
+    from spikevision.deploy.targets.onnx import export_onnx
 
     path = f"{folder}/model.onnx"
     export_onnx(model, x[:2], path)

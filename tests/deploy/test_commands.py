@@ -139,3 +139,37 @@ def test_native_runtime_and_c_export_commands(tmp_path, capsys):
     assert {p.name for p in out_dir.iterdir()} == {"spiking_cnn_mini.c", "spiking_cnn_mini.h", "main.c"}
     assert "int spiking_cnn_mini_infer(const uint8_t *image, int64_t *logits);" in \
         (out_dir / "spiking_cnn_mini.h").read_text()
+
+
+def _one_line(info: pytest.ExceptionInfo, command: str) -> str:
+    message = str(info.value.code)
+    assert message.startswith(f"spikevision {command}: ") and "\n" not in message, message
+    return message
+
+
+def test_deploy_and_export_refuse_bad_input_in_one_line(tmp_path, monkeypatch, caplog):
+    """Failures on the deploy side end in one line and leave nothing behind: non-finite weights, a runtime that
+    cannot be built (no working C compiler), an empty output folder, a C name that collides."""
+    model = _tiny_model()
+    with torch.no_grad():
+        next(p for n, p in model.named_parameters() if n.endswith("weight")).view(-1)[0] = float("nan")
+    bad = save_weights(model, tmp_path / "nan.safetensors", model_name="mlp_spe_mini", model_kwargs=TINY)
+    for command, extra in (("deploy", ["--out", str(tmp_path / "d")]), ("export", ["--format", "c", "-o", str(tmp_path / "c")])):
+        with pytest.raises(SystemExit) as info:
+            main([command, "mlp_spe_mini", "--weights", str(bad), "--model-kwargs", json.dumps(TINY), *extra])
+        assert "NaN or infinite" in _one_line(info, command)
+    assert not (tmp_path / "d").exists() and not (tmp_path / "c").exists()
+    # no working C compiler: --runtime native says so in one line; auto falls back to the Python engine
+    good = save_weights(_tiny_model(), tmp_path / "w.safetensors", model_name="mlp_spe_mini", model_kwargs=TINY)
+    monkeypatch.setenv("CC", "false")
+    monkeypatch.setenv("SPIKEVISION_CACHE_DIR", str(tmp_path / "cache"))  # nothing built before
+    base = ["deploy", str(good), "--audit-batch", "2"]
+    with pytest.raises(SystemExit) as info:
+        main(base + ["--runtime", "native", "--out", str(tmp_path / "n")])
+    assert "the native runtime could not be built" in _one_line(info, "deploy")
+    assert main(base + ["--out", str(tmp_path / "auto")]) == 0
+    assert "measuring with the Python engine instead" in caplog.text
+    monkeypatch.delenv("CC")
+    assert main(["export", str(good), "--format", "c", "-o", ""]) == 2
+    assert main(["export", str(good), "--format", "c", "-o", str(tmp_path / "m"), "--name", "main"]) == 2
+    assert "would overwrite the example main.c" in caplog.text and not (tmp_path / "m").exists()

@@ -9,7 +9,7 @@ import spikevision
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from spikevision.deploy.onnx_export import ONNXExportError, export_onnx  # noqa: E402
+from spikevision.deploy.targets.onnx import ONNXExportError, export_onnx  # noqa: E402
 
 
 @pytest.fixture(scope="module")

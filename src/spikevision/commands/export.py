@@ -19,7 +19,7 @@
   refuses, naming the layer, what the C target cannot express.
 
 * ``--format onnx``: an ONNX graph (batch dynamic) through ``torch.onnx``'s dynamo exporter, kept only if
-  ONNX Runtime agrees with PyTorch on sample inputs (:mod:`spikevision.deploy.onnx_export`; needs
+  ONNX Runtime agrees with PyTorch on sample inputs (:mod:`spikevision.deploy.targets.onnx`; needs
   ``pip install '.[onnx]'``).
 
 The output is checked for writing before any work. Exit statuses (as every command,
@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {out}: {len(graph.nodes)} NIR nodes, {len(graph.edges)} edges, dt={args.dt} s")
         return 0
     if args.format == "onnx":
-        from spikevision.deploy.onnx_export import ONNXExportError, export_onnx
+        from spikevision.deploy.targets.onnx import ONNXExportError, export_onnx
 
         try:
             res = export_onnx(src.model, example, out)

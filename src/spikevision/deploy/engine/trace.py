@@ -129,6 +129,67 @@ def _name_of(func: Callable) -> str:
     return name
 
 
+class _Tracer:
+    """The recording state of one :func:`trace_model` run: calls, each tensor's producer, the owner stack."""
+
+    def __init__(self, model: nn.Module, atomic: tuple[type[nn.Module], ...]) -> None:
+        self.calls: list[Call] = []
+        self.producer: dict[int, Any] = {}
+        self.keep: list[Tensor] = []  # holds every recorded tensor so ids stay unique
+        self.owner_stack: list[str] = [""]
+        self.atomic_depth = [0]
+        self.atomic = atomic
+        self.names = {id(m): n for n, m in model.named_modules()}
+        self.pending: dict[int, list] = {}
+
+    def producers_of(self, values) -> tuple[list[Any], list[tuple[int, ...]]]:
+        flat, _ = tree_flatten(values)
+        tensors = [v for v in flat if isinstance(v, Tensor)]
+        return [self.producer.get(id(t), "const") for t in tensors], [tuple(t.shape) for t in tensors]
+
+    def register_outputs(self, out, index: int) -> tuple[int, ...] | None:
+        flat, _ = tree_flatten(out)
+        shape = None
+        for t in flat:
+            if isinstance(t, Tensor):
+                self.producer[id(t)] = index
+                self.keep.append(t)
+                shape = tuple(t.shape) if shape is None else shape
+        return shape
+
+    def record_glue(self, func, args, kwargs, out) -> None:
+        flat, _ = tree_flatten(out)
+        if not any(isinstance(t, Tensor) for t in flat):
+            return
+        inputs, shapes = self.producers_of((args, kwargs))
+        index = len(self.calls)
+        shape = self.register_outputs(out, index)
+        plain_args = tuple(None if isinstance(a, Tensor) else a for a in args)
+        plain_kwargs = {k: v for k, v in kwargs.items() if not isinstance(v, Tensor)}
+        self.calls.append(Call(index, "glue", _name_of(func), self.owner_stack[-1], inputs, shapes, shape or (),
+                               func=func, args=plain_args, kwargs=plain_kwargs))
+
+    def pre_hook(self, module, args) -> None:
+        if isinstance(module, self.atomic):
+            if self.atomic_depth[0] == 0:
+                self.pending[id(module)] = list(self.producers_of(args))
+            self.atomic_depth[0] += 1
+        else:
+            self.owner_stack.append(self.names[id(module)])
+
+    def post_hook(self, module, args, out) -> None:
+        if not isinstance(module, self.atomic):
+            self.owner_stack.pop()
+            return
+        self.atomic_depth[0] -= 1
+        if self.atomic_depth[0] == 0:
+            inputs, shapes = self.pending.pop(id(module))
+            index = len(self.calls)
+            shape = self.register_outputs(out, index)
+            name = self.names[id(module)]
+            self.calls.append(Call(index, "module", name, name, inputs, shapes, shape or ()))
+
+
 def trace_model(model: nn.Module, example: Tensor, atomic: tuple[type[nn.Module], ...] = ATOMIC_TYPES) -> Trace:
     """Run ``model(example)`` once (no grad) and record its data flow.
 
@@ -140,82 +201,23 @@ def trace_model(model: nn.Module, example: Tensor, atomic: tuple[type[nn.Module]
     Returns:
         The :class:`Trace`.
     """
-    calls: list[Call] = []
-    producer: dict[int, Any] = {}
-    keep: list[Tensor] = []  # holds every recorded tensor so ids stay unique
-    owner_stack: list[str] = [""]
-    atomic_depth = [0]
-    names = {id(m): n for n, m in model.named_modules()}
+    tracer = _Tracer(model, atomic)
     modules = dict(model.named_modules())
-
-    def producers_of(values) -> tuple[list[Any], list[tuple[int, ...]]]:
-        flat, _ = tree_flatten(values)
-        tensors = [v for v in flat if isinstance(v, Tensor)]
-        return [producer.get(id(t), "const") for t in tensors], [tuple(t.shape) for t in tensors]
-
-    def register_outputs(out, index: int) -> tuple[int, ...] | None:
-        flat, _ = tree_flatten(out)
-        shape = None
-        for t in flat:
-            if isinstance(t, Tensor):
-                producer[id(t)] = index
-                keep.append(t)
-                shape = tuple(t.shape) if shape is None else shape
-        return shape
-
-    def record_glue(func, args, kwargs, out) -> None:
-        flat, _ = tree_flatten(out)
-        if not any(isinstance(t, Tensor) for t in flat):
-            return
-        inputs, shapes = producers_of((args, kwargs))
-        index = len(calls)
-        shape = register_outputs(out, index)
-        plain_args = tuple(None if isinstance(a, Tensor) else a for a in args)
-        plain_kwargs = {k: v for k, v in kwargs.items() if not isinstance(v, Tensor)}
-        calls.append(Call(index, "glue", _name_of(func), owner_stack[-1], inputs, shapes, shape or (),
-                          func=func, args=plain_args, kwargs=plain_kwargs))
-
-    pending: dict[int, list] = {}
-
-    def pre_hook(module, args):
-        name = names[id(module)]
-        if isinstance(module, atomic) and atomic_depth[0] == 0:
-            pending[id(module)] = list(producers_of(args))
-            atomic_depth[0] += 1
-        elif isinstance(module, atomic):
-            atomic_depth[0] += 1
-        else:
-            owner_stack.append(name)
-
-    def post_hook(module, args, out):
-        name = names[id(module)]
-        if isinstance(module, atomic):
-            atomic_depth[0] -= 1
-            if atomic_depth[0] == 0:
-                inputs, shapes = pending.pop(id(module))
-                index = len(calls)
-                shape = register_outputs(out, index)
-                calls.append(Call(index, "module", name, name, inputs, shapes, shape or ()))
-        else:
-            owner_stack.pop()
-
     handles = []
     for m in modules.values():
-        if m is model:
-            continue
-        handles.append(m.register_forward_pre_hook(pre_hook))
-        handles.append(m.register_forward_hook(post_hook))
-    producer[id(example)] = "input"
-    keep.append(example)
+        if m is not model:
+            handles.append(m.register_forward_pre_hook(tracer.pre_hook))
+            handles.append(m.register_forward_hook(tracer.post_hook))
+    tracer.producer[id(example)] = "input"
+    tracer.keep.append(example)
     try:
-        with torch.no_grad(), _Recorder(owner_stack, atomic_depth, record_glue):
+        with torch.no_grad(), _Recorder(tracer.owner_stack, tracer.atomic_depth, tracer.record_glue):
             out = model(example)
     finally:
         for h in handles:
             h.remove()
-    outputs, _ = producers_of(out)
-    return Trace(calls, outputs, modules)
-
+    outputs, _ = tracer.producers_of(out)
+    return Trace(tracer.calls, outputs, modules)
 
 def batch_head(x: Tensor, n: int) -> Tensor:
     """The first ``n`` samples of a model input: images ``[B, C, H, W]`` or event frames ``[T, B, C, H, W]``

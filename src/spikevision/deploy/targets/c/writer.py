@@ -1,0 +1,113 @@
+"""What the C emitters share: the ``const`` tables, the functions written so far and the scratch sizes of the
+state (:class:`CWriter`), and :func:`emit`, dispatched on the operation's type.
+
+Each operation type of :mod:`spikevision.deploy.ir.ops` has one registered emitter, in
+:mod:`spikevision.deploy.targets.c.emit` (synapses in :mod:`spikevision.deploy.targets.c.synapse`).
+The rules the code keeps (integers only, floor shifts, no ``*``, ``/`` or ``%`` in layers the MFI
+audit calls multiplication-free) are listed in :mod:`spikevision.deploy.targets.c.codegen`.
+"""
+
+from __future__ import annotations
+
+from functools import singledispatch
+from typing import Sequence
+
+from spikevision.deploy.ir.ops import Buf, Op, Program, ProgramError, Synapse
+
+__all__ = ["CWriter", "emit", "weight_ctype", "indent", "SIZES"]
+
+_INDENT = "    "
+SIZES = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4, "uint32_t": 4, "int64_t": 8}
+
+
+def weight_ctype(bits: int) -> str:
+    """Smallest C integer type holding ``bits``-bit signed weights."""
+    return "int8_t" if bits <= 8 else "int16_t" if bits <= 16 else "int32_t"
+
+
+def _fmt(values: Sequence[int], per_line: int = 16) -> str:
+    vals = [str(int(v)) for v in values]
+    lines = [", ".join(vals[i:i + per_line]) for i in range(0, len(vals), per_line)]
+    return "{\n    " + ",\n    ".join(lines) + "\n}" if vals else "{0}"
+
+
+def _int_type_for(values: Sequence[int]) -> str:
+    lo, hi = min(values, default=0), max(values, default=0)
+    for t, bits in (("int8_t", 8), ("int16_t", 16), ("int32_t", 32)):
+        if -(2 ** (bits - 1)) <= lo and hi < 2 ** (bits - 1):
+            return t
+    return "int64_t"
+
+
+def indent(lines: list[str], levels: int = 1) -> list[str]:
+    return [_INDENT * levels + ln for ln in lines]
+
+
+class CWriter:
+    """What the emitters share: the ``const`` tables, the functions, and the scratch sizes of the state.
+
+    Attributes:
+        tables: C definitions of the ``const`` arrays. funcs: one function per op.
+        flash: bytes of all tables. weight_bytes: bytes of the synapse weights.
+        acc32, acc64, vsize: elements of the int32/int64 scratch and of the membrane array.
+        layers: per emitted layer, ``(layer, description, multiplication_free)``.
+    """
+
+    def __init__(self, prog: Program, name: str, weight_bits: int, notes: dict[str, tuple[bool, str]]) -> None:
+        self.p, self.name, self.notes = prog, name, notes
+        self.wtype = weight_ctype(weight_bits)
+        self.tables: list[str] = []
+        self.funcs: list[str] = []
+        self.flash = self.weight_bytes = 0
+        self.acc32 = self.acc64 = self.vsize = 1
+        self.layers: list[tuple[str, str, bool]] = []
+
+    def table(self, ident: str, values: Sequence[int], ctype: str | None = None, weights: bool = False) -> str:
+        """Define ``static const <ctype> ident[]`` (the smallest type that holds the values by default)."""
+        values = [int(v) for v in values]
+        ctype = ctype or _int_type_for(values)
+        self.tables.append(f"static const {ctype} {ident}[{max(1, len(values))}] = {_fmt(values)};")
+        nbytes = SIZES[ctype] * max(1, len(values))
+        self.flash += nbytes
+        if weights:
+            self.weight_bytes += nbytes
+        return ident
+
+    @staticmethod
+    def load(b: Buf, idx: str) -> str:
+        """The fixed-point value of ``b[idx]``: a spike byte becomes ``SV_ONE``, a mean is divided (rounded)."""
+        ref = f"st->{b.storage}[{idx}]"
+        if b.kind == "spike":
+            return f"({ref} ? SV_ONE : 0)"
+        if b.kind == "ratio" and b.divisor != 1:
+            return f"sv_round_div({ref}, {b.divisor})"
+        return ref
+
+    @staticmethod
+    def steps_loop(out: Buf, ins: Sequence[Buf], body: list[str], extra_inc: Sequence[str] = ()) -> list[str]:
+        """``for t`` over the output's stored steps with running offsets ``o0`` (out) and ``i0, i1, ...`` (inputs)."""
+        lines = [f"int32_t o0 = 0{''.join(f', i{k} = 0' for k in range(len(ins)))};",
+                 f"for (int32_t t = 0; t < {out.steps}; t++) {{", *indent(body)]
+        incs = [f"o0 += {out.numel};"] + [f"i{k} += {b.numel};" for k, b in enumerate(ins) if b.steps > 1]
+        return lines + [_INDENT + " ".join(incs + list(extra_inc)), "}"]
+
+    def func(self, k: int, op: Op, what: str, lines: list[str]) -> None:
+        """Append ``sv_op<k>`` with the MFI audit's verdict of its layer(s) in the comment."""
+        names = [op.layer] + ([op.pool.layer] if isinstance(op, Synapse) and op.pool else [])
+        verdicts = []
+        for name in names:
+            mfi, note = self.notes.get(name, (None, ""))
+            self.layers.append((name, what, bool(mfi)))
+            verdicts.append(("MFI audit: multiplication-free" if mfi else
+                             f"MFI audit: multiplies ({note})" if mfi is False else "MFI audit: not audited")
+                            + (f" ('{name}')" if len(names) > 1 else ""))
+        body = "\n".join(indent(lines))
+        label = "layer" if len(names) == 1 else "layers"
+        self.funcs.append(f"/* {label} {' + '.join(repr(n) for n in names)}: {what}.\n * {'; '.join(verdicts)}. */\n"
+                          f"static void sv_op{k}({self.name}_state *st)\n{{\n{body}\n}}\n")
+
+
+@singledispatch
+def emit(op: Op, w: CWriter, k: int) -> None:
+    """Write the C function ``sv_op<k>`` of ``op`` (one registered emitter per operation type)."""
+    raise ProgramError(f"layer {op.layer!r}: the C target has no emitter for {type(op).__name__}")
