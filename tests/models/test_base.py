@@ -38,3 +38,15 @@ def test_autocast_accepts_other_float_dtypes():
     model, x = _model_and_input("mlp_spe_mini", {})
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert model(x.bfloat16()).shape == (2, 10)
+
+
+def test_reset_classifier_updates_the_pretrained_cfg():
+    """New outputs: the shipped weights' class names no longer apply; the preprocessing still does."""
+    from spikevision.models import create_model
+
+    model = create_model("sresnet20", pretrained="fashion_mnist")
+    assert model.pretrained_cfg.num_classes == 10 and len(model.pretrained_cfg.class_names) == 10
+    model.reset_classifier(3)
+    assert model.num_classes == 3 and model.forward_head is not None
+    assert model.pretrained_cfg.num_classes == 3 and model.pretrained_cfg.class_names == ()
+    assert model.pretrained_cfg.mean == create_model("sresnet20", pretrained="fashion_mnist").pretrained_cfg.mean

@@ -25,6 +25,7 @@ input of another dtype than the weights as a ``TypeError``.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping, TypeAlias
 
 import torch
@@ -73,11 +74,23 @@ class SpikingClassifier(nn.Module):
     """
 
     T: int
-    num_classes: int
     encoder: nn.Module
     #: set by ``create_model(name, pretrained=tag)``: preprocessing, class names and card of the weights
     #: (:class:`spikevision.pretrained.PretrainedCfg`); None for a model built without them
     pretrained_cfg: Any = None
+
+    @property
+    def num_classes(self) -> int:
+        """Outputs of the classifier. ``reset_classifier`` changes it; a ``pretrained_cfg`` follows (its class
+        names describe the old outputs, so they are dropped)."""
+        return self.__dict__["_num_classes"]
+
+    @num_classes.setter
+    def num_classes(self, value: int) -> None:
+        self.__dict__["_num_classes"] = value
+        cfg = self.__dict__.get("pretrained_cfg")
+        if cfg is not None and cfg.num_classes != value:
+            self.pretrained_cfg = dataclasses.replace(cfg, num_classes=value, class_names=())
 
     def check_fixed_size(self, x: Tensor, why: str) -> None:
         """For models built for one input size (``self.in_chans``, square ``self.img_size``): reject others.
