@@ -43,6 +43,7 @@ _FLAGS = ["-O3", "-std=c99", "-shared", "-fPIC", "-DSV_NATIVE_RUNTIME"]
 # event-driven conv); off where the compiler knows the flag
 _VARIANTS = (["-march=native", "-fno-loop-unroll-and-jam"], ["-march=native"], [])
 _NAME = "sv_model"
+_ARENA_DTYPES = {"a64": torch.int64, "a32": torch.int32, "a16": torch.uint16, "a8": torch.uint8}
 _pool_lock = threading.Lock()
 _pools: dict[int, tuple[int, ThreadPoolExecutor]] = {}
 
@@ -121,14 +122,15 @@ class NativeModel:
 
     def buffers(self, x: Tensor) -> dict[str, Tensor]:
         """Run one sample (``x[:1]``) and return every buffer of the state after the run, by storage name:
-        spike buffers as uint8 ``[steps, *shape]``, others int64. Meaningful for every buffer only when
+        spike buffers as uint8 ``[steps, *shape]``, others int32 or int64 (as stored). Meaningful for every buffer only when
         compiled with ``share_buffers=False`` (else later buffers reuse earlier ones' memory)."""
         with torch.no_grad():
             self.forward_q(self.integer_model.quantize(x[:, :1] if self.program.input.time else x[:1]))
         raw = self._state(0).view(torch.uint8)
         out = {}
         for name, (offset, size, arena) in self.source.layout.items():
-            dtype, width = (torch.uint8, 1) if arena == "a8" else (torch.int64, 8)
+            dtype = _ARENA_DTYPES[arena]
+            width = torch.empty(0, dtype=dtype).element_size()
             out[name] = raw[offset:offset + size * width].view(dtype).clone()
         return out
 

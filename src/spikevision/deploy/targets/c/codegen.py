@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from spikevision.deploy.ir.ops import Program
-from spikevision.deploy.targets.c.emit import CWriter, emit, weight_ctype
+from spikevision.deploy.ir.ranges import Interval, storage_ctypes
+from spikevision.deploy.targets.c.emit import SIZES, CWriter, emit, weight_ctype
 
 __all__ = ["CSource", "generate_c", "weight_ctype"]
 
@@ -50,7 +51,8 @@ class CSource:
         ram_bytes: ``sizeof`` the state struct (buffers and scratch), as laid out here.
         weight_bytes: bytes of the synapse weights alone.
         layers: per op, ``(layer, description, mfi)``.
-        layout: per buffer, ``(byte offset in the state, elements, arena)`` (arena ``a64``: int64, ``a8``: uint8).
+        layout: per buffer and scratch array, ``(byte offset in the state, elements, arena)`` (arena ``a64``:
+            int64, ``a32``: int32, ``a16``: uint16, ``a8``: uint8; :data:`ARENAS`).
     """
 
     c: str
@@ -81,22 +83,37 @@ static inline int64_t sv_round_div(int64_t x, int64_t n)
 """
 
 
-def _allocate(prog: Program, share: bool) -> dict[str, tuple[str, int, int]]:
-    """Arena and element offset of every storage: first fit among the storages whose lifetime overlaps."""
+#: C element type -> the arena (a member of the state struct) that holds every buffer of that type
+ARENAS = {"int64_t": "a64", "int32_t": "a32", "uint16_t": "a16", "uint8_t": "a8"}
+
+
+def _lifetimes(prog: Program, scratch: dict[str, tuple[str, int, int]]) -> dict[str, tuple[int, int]]:
+    """``(first, last)`` op index of every storage (the input from -1, the output to the end; a scratch array
+    during its op only)."""
     n = len(prog.ops)
-    first = {prog.input.storage: -1}
-    last = {prog.output.storage: n}
+    span = {prog.input.storage: (-1, -1), prog.output.storage: (n, n)}
     for k, op in enumerate(prog.ops):
-        first.setdefault(op.out.storage, k)
-        last[op.out.storage] = max(last.get(op.out.storage, k), k)
-        for b in op.inputs:
-            last[b.storage] = max(last.get(b.storage, k), k)
-    placed: dict[str, list[tuple[int, int, int, int]]] = {"a64": [], "a8": []}  # (offset, size, first, last)
+        for name in [op.out.storage, *(b.storage for b in op.inputs)]:
+            lo, hi = span.get(name, (k, k))
+            span[name] = (min(lo, k), max(hi, k))
+    span[prog.output.storage] = (span[prog.output.storage][0], n)
+    span.update({name: (k, k) for name, (_t, _n, k) in scratch.items()})
+    return span
+
+
+def _allocate(prog: Program, types: dict[str, str], scratch: dict[str, tuple[str, int, int]],
+              share: bool) -> dict[str, tuple[str, int, int]]:
+    """Arena and element offset of every storage and scratch array: first fit among those of its arena whose
+    lifetime overlaps (all of them without ``share``)."""
+    span = _lifetimes(prog, scratch)
+    sizes = {name: (types[name], size) for name, (_kind, size) in prog.storages.items()}
+    sizes.update({name: (ctype, size) for name, (ctype, size, _k) in scratch.items()})
+    placed: dict[str, list[tuple[int, int, int, int]]] = {a: [] for a in ARENAS.values()}  # (offset, size, life)
     layout = {}
-    for name in sorted(prog.storages, key=lambda s: (first.get(s, n), s)):
-        kind, size = prog.storages[name]
-        arena = "a8" if kind == "uint8" else "a64"
-        lo, hi = first.get(name, n), last.get(name, n)
+    for name in sorted(sizes, key=lambda s: (span.get(s, (0, 0))[0], -sizes[s][1], s)):
+        ctype, size = sizes[name]
+        arena = ARENAS[ctype]
+        lo, hi = span.get(name, (0, len(prog.ops)))
         busy = sorted((o, o + sz) for o, sz, f, l in placed[arena] if not share or not (l < lo or hi < f))
         off = 0
         for a, b in busy:
@@ -121,29 +138,35 @@ def comment_text(line: str) -> str:
 
 def _state(prog: Program, g: CWriter, share: bool) -> tuple[list[str], int, dict[str, tuple[int, int, str]],
                                                             dict[str, tuple[str, int, int]]]:
-    """The state struct: two arenas (int64 values, uint8 spikes) holding every buffer at an offset fixed here,
-    buffers whose lifetimes do not overlap sharing memory; then the scratch accumulators and membranes.
+    """The state struct: one arena per element type (int64, int32, uint16, uint8) holding every buffer and
+    scratch array at an offset fixed here, those whose lifetimes do not overlap sharing memory.
 
     Returns:
         ``(members, size in bytes, byte layout per buffer, arena layout per buffer)``.
     """
-    layout = _allocate(prog, share)
-    n64 = max([off + size for arena, off, size in layout.values() if arena == "a64"], default=0)
-    n8 = max([off + size for arena, off, size in layout.values() if arena == "a8"], default=0)
-    members = [f"    int64_t a64[{max(1, n64)}];", f"    int64_t acc64[{g.acc64}];", f"    int64_t v[{g.vsize}];",
-               f"    int32_t acc32[{g.acc32}];", f"    uint8_t a8[{max(1, n8)}];"]
-    ram = 8 * (max(1, n64) + g.acc64 + g.vsize) + 4 * g.acc32 + max(1, n8)
+    layout = _allocate(prog, g.types, g.scratch_bufs, share)
+    members, offsets, ram = [], {}, 0
+    for ctype, arena in ARENAS.items():
+        n = max([off + size for a, off, size in layout.values() if a == arena], default=0)
+        if n or arena == "a64":
+            members.append(f"    {ctype} {arena}[{max(1, n)}];")
+            offsets[arena] = ram
+            ram += SIZES[ctype] * max(1, n)
     ram = -(-ram // 8) * 8  # the struct's size: padded to its 8-byte alignment
-    offsets = {"a64": 0, "acc64": 8 * max(1, n64), "v": 8 * (max(1, n64) + g.acc64),
-               "acc32": 8 * (max(1, n64) + g.acc64 + g.vsize),
-               "a8": 8 * (max(1, n64) + g.acc64 + g.vsize) + 4 * g.acc32}
-    byte_layout = {b: (offsets[arena] + (8 if arena == "a64" else 1) * off, size, arena)
+    byte_layout = {b: (offsets[arena] + SIZES[_ctype_of(arena)] * off, size, arena)
                    for b, (arena, off, size) in layout.items()}
     return members, ram, byte_layout, layout
 
 
-def _header(prog: Program, name: str, ram: int, has_lut: bool, top: str) -> str:
+def _ctype_of(arena: str) -> str:
+    return next(ctype for ctype, a in ARENAS.items() if a == arena)
+
+
+def _header(prog: Program, name: str, ram: int, has_lut: bool, top: str, input_range: Interval | None) -> str:
     inp, out, N = prog.input, prog.output, name.upper()
+    checked = (f"\n   Every input value must lie in [{input_range[0]}, {input_range[1]}] (what the pixel table gives: the "
+               f"buffers'\n   widths are proven for it); otherwise nothing runs and it returns -1."
+               if input_range is not None else "")
     what = (f"uint8 pixels, [C][H][W] = {list(inp.shape)}" if not inp.time else
             f"int64 fixed-point frame values, [T][C][H][W] = {[inp.steps, *inp.shape]}")
     infer = (f"/* Classify one image: writes {out.numel} fixed-point logits, returns the class (their argmax).\n"
@@ -158,14 +181,18 @@ def _header(prog: Program, name: str, ram: int, has_lut: bool, top: str) -> str:
             f"/* logits[k] / ({N}_LOGIT_DIVISOR * 2^{N}_FRAC_BITS) is the real-valued logit */\n"
             f"#define {N}_LOGIT_DIVISOR {out.divisor}\n\n" + infer
             + f"/* Same from an already quantised input (int64, {prog.frac_bits} fraction bits), with a caller-owned\n"
-              f"   state of {name}_state_bytes() bytes (8-byte aligned): reentrant. */\n"
+              f"   state of {name}_state_bytes() bytes (8-byte aligned): reentrant.{checked} */\n"
               f"int {name}_infer_q(const int64_t *input, int64_t *logits, void *state);\n"
               f"long {name}_state_bytes(void);\n\n#endif\n")
 
 
-def _entry_points(prog: Program, name: str, has_lut: bool) -> list[str]:
-    """``sv_run``, the argmax, ``<name>_infer_q`` and (with an input table) ``<name>_infer``."""
+def _entry_points(prog: Program, name: str, has_lut: bool, input_range: Interval | None) -> list[str]:
+    """``sv_run``, the argmax, ``<name>_infer_q`` (which refuses input outside ``input_range``) and (with an
+    input table) ``<name>_infer``."""
     inp, out = prog.input, prog.output
+    check = (f"    for (int32_t i = 0; i < {inp.size}; i++)\n"
+             f"        if (input[i] < {input_range[0]}LL || input[i] > {input_range[1]}LL) return -1;\n"
+             if input_range is not None else "")
     n_cls = out.numel
     calls = "\n".join(f"    sv_op{k}(st);" for k in range(len(prog.ops)))
     c = [f"static void sv_run({name}_state *st)\n{{\n{calls}\n}}\n",
@@ -173,7 +200,7 @@ def _entry_points(prog: Program, name: str, has_lut: bool) -> list[str]:
          f"    for (int k = 1; k < {n_cls}; k++) if (logits[k] > logits[best]) best = k;\n    return best;\n}}\n",
          f"long {name}_state_bytes(void) {{ return (long)sizeof({name}_state); }}\n",
          f"int {name}_infer_q(const int64_t *input, int64_t *logits, void *state)\n{{\n"
-         f"    {name}_state *st = ({name}_state *)state;\n"
+         f"    {name}_state *st = ({name}_state *)state;\n{check}"
          f"    for (int32_t i = 0; i < {inp.size}; i++) st->{inp.storage}[i] = input[i];\n"
          f"    sv_run(st);\n"
          f"    for (int32_t k = 0; k < {n_cls}; k++) logits[k] = st->{out.storage}[k];\n"
@@ -223,7 +250,7 @@ def _native_entry_points(prog: Program, name: str) -> str:
 
 def generate_c(prog: Program, name: str, weight_bits: int, *, lut: list[list[int]] | None = None,
                notes: dict[str, tuple[bool, str]] | None = None, header_lines: Sequence[str] = (),
-               share_buffers: bool = True, native: bool = False) -> CSource:
+               share_buffers: bool = True, narrow_buffers: bool = True, native: bool = False) -> CSource:
     """C99 source (``.c`` and ``.h``) for ``prog``.
 
     Args:
@@ -237,6 +264,9 @@ def generate_c(prog: Program, name: str, weight_bits: int, *, lut: list[list[int
         header_lines: comment lines for the top of both files (made comment-safe: :func:`comment_text`).
         share_buffers: let buffers whose lifetimes do not overlap share memory (less RAM). Without
             it every buffer keeps its values after a run (for inspecting spike trains).
+        narrow_buffers: store an analog buffer as int32 where interval analysis proves its values fit
+            (:func:`~spikevision.deploy.ir.ranges.storage_ctypes`; the input's range is the table's, and
+            ``<name>_infer_q`` refuses input outside it); False keeps every analog buffer int64.
         native: append the native runtime's batch entry points (compiled with ``-DSV_NATIVE_RUNTIME``;
             one of them quantises float input, so it is left out of the standalone export).
 
@@ -248,20 +278,23 @@ def generate_c(prog: Program, name: str, weight_bits: int, *, lut: list[list[int
         raise ValueError(f"name must be a C identifier, got {name!r}")
     if lut is not None and prog.input.time:
         raise ValueError("an input table (lut) maps uint8 pixels; this model takes event frames")
-    g = CWriter(prog, name, weight_bits, notes or {})
+    lut_values = [v for ch in lut for v in ch] if lut is not None else []
+    input_range = (min(lut_values), max(lut_values)) if lut_values and narrow_buffers else None
+    types = storage_ctypes(prog, input_range) if narrow_buffers else None
+    g = CWriter(prog, name, weight_bits, notes or {}, types)
     for k, op in enumerate(prog.ops):
         emit(op, g, k)
     if lut is not None:
-        g.table("sv_lut", [v for ch in lut for v in ch], "int64_t")
+        g.table("sv_lut", lut_values)
     members, ram, byte_layout, layout = _state(prog, g, share_buffers)
     top = "".join(f" * {comment_text(ln)}\n" for ln in header_lines)
-    h = _header(prog, name, ram, lut is not None, top)
+    h = _header(prog, name, ram, lut is not None, top, input_range)
     c = [f"/* {name}.c: integer spiking network inference, generated by spikevision (C99, integers only,\n"
          f" * no heap). Layers, in order, with the MFI audit's verdict in each function's comment.\n{top}"
          f" * flash (const tables): {g.flash} bytes, of which weights {g.weight_bytes}; RAM (state): {ram} bytes.\n */",
          f'#include "{name}.h"\n', f"#define SV_FRAC_BITS {prog.frac_bits}", _PRELUDE,
          "typedef struct {\n" + "\n".join(members) + f"\n}} {name}_state;\n",
-         "\n".join(g.tables), "", "\n".join(g.funcs), *_entry_points(prog, name, lut is not None)]
+         "\n".join(g.tables), "", "\n".join(g.funcs), *_entry_points(prog, name, lut is not None, input_range)]
     if native:
         c.append(_native_entry_points(prog, name))
     c_text = "\n".join(c)

@@ -109,9 +109,9 @@ def _neuron_terms(op: Neuron, w: CWriter) -> tuple[str, str, str, str]:
     """``(drive, its description, leak of v, its description)`` of a neuron's update."""
     n = op.neuron
     if n.gain_shift is not None:
-        drive, dwhat = f"sv_shl({w.load(op.x, 'i0 + i')}, {n.gain_shift})", f"drive << {n.gain_shift}"
+        drive, dwhat = f"sv_shl({w.load(op.x, 'i0')}, {n.gain_shift})", f"drive << {n.gain_shift}"
     else:
-        drive, dwhat = f"{w.load(op.x, 'i0 + i')} * {n.gain_int}", f"drive x {n.gain_int} (multiply)"
+        drive, dwhat = f"{w.load(op.x, 'i0')} * {n.gain_int}", f"drive x {n.gain_int} (multiply)"
     if n.const:
         drive = f"{drive} + {n.const}"
     if n.decay == 1.0:
@@ -130,23 +130,26 @@ def _neuron_terms(op: Neuron, w: CWriter) -> tuple[str, str, str, str]:
 
 @emit.register
 def _neuron(op: Neuron, w: CWriter, k: int) -> None:
+    """Unit by unit, all steps of one unit in a row: the membrane lives in a register, never in memory."""
     n, x, y = op.neuron, op.x, op.out
     N = x.numel
-    w.vsize = max(w.vsize, N)
     drive, dwhat, leak, lwhat = _neuron_terms(op, w)
     cmp = ">" if n.p.strict else ">="
     reset = {"hard": f"v = s ? {n.v_reset} : h;", "soft": f"v = s ? h - {n.th} : h;", "none": "v = h;"}[n.p.reset]
-    body = [f"for (int32_t i = 0; i < {N}; i++) {{",
-            "    int64_t v = st->v[i];",
-            f"    const int64_t h = {leak} + ({drive});",
-            f"    const int s = h {cmp} {n.th};",
-            f"    {reset}",
-            "    st->v[i] = v;",
-            f"    st->{y.storage}[o0 + i] = (uint8_t)s;",
-            "}"]
-    lines = [f"for (int32_t i = 0; i < {N}; i++) st->v[i] = {n.v_init};"] + w.steps_loop(y, [x], body)
-    what = (f"neuron, {N} units x {y.steps} steps: {lwhat}, {dwhat}, threshold {cmp} {n.th} "
-            f"(2^-{n.F + n.E} units), {n.p.reset} reset")
+    x_step = N if x.steps > 1 else 0
+    lines = [f"for (int32_t u = 0; u < {N}; u++) {{",
+             f"    int64_t v = {n.v_init};",
+             "    int32_t i0 = u, o0 = u;",
+             f"    for (int32_t t = 0; t < {y.steps}; t++) {{",
+             f"        const int64_t h = {leak} + ({drive});",
+             f"        const int s = h {cmp} {n.th};",
+             f"        {reset}",
+             f"        st->{y.storage}[o0] = (uint8_t)s;",
+             f"        i0 += {x_step}; o0 += {N};",
+             "    }",
+             "}"]
+    what = (f"neuron, {N} units x {y.steps} steps (the membrane in a register): {lwhat}, {dwhat}, threshold "
+            f"{cmp} {n.th} (2^-{n.F + n.E} units), {n.p.reset} reset")
     w.func(k, op, what, lines)
 
 

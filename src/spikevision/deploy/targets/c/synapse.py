@@ -53,17 +53,17 @@ def _linear(op: Synapse, w: CWriter, k: int) -> None:
     if op.event:
         W = w.table(f"sv_w{k}", wi.transpose(1, 2).reshape(-1).tolist(), w.wtype, weights=True)  # [S][in][out]
         AL = w.table(f"sv_al{k}", m.align.reshape(-1).tolist(), "uint8_t")
-        w.acc32 = max(w.acc32, nout)
-        inner = [f"for (int32_t o = 0; o < {nout}; o++) st->acc32[o] = 0;",
+        A = w.scratch(k, "a", "int32_t", nout)
+        inner = [f"for (int32_t o = 0; o < {nout}; o++) st->{A}[o] = 0;",
                  "int32_t wk = ws;",
                  f"for (int32_t i = 0; i < {nin}; i++) {{",
                  f"    if (st->{x.storage}[xr + i]) {{",
-                 f"        for (int32_t o = 0; o < {nout}; o++) st->acc32[o] += {W}[wk + o];",
+                 f"        for (int32_t o = 0; o < {nout}; o++) st->{A}[o] += {W}[wk + o];",
                  "    }",
                  f"    wk += {nout};",
                  "}",
                  f"for (int32_t o = 0; o < {nout}; o++) "
-                 f"st->{y.storage}[yr + o] = sv_shl(st->acc32[o], {AL}[cs + o]) + {B}[cs + o];"]
+                 f"st->{y.storage}[yr + o] = sv_shl(st->{A}[o], {AL}[cs + o]) + {B}[cs + o];"]
         what = f"linear {nin}->{nout} on spikes, event-driven (int32 accumulation of {w.wtype} columns)"
     else:
         W = w.table(f"sv_w{k}", wi.reshape(-1).tolist(), w.wtype, weights=True)  # [S][out][in]
@@ -124,24 +124,26 @@ def _conv_event(op: Synapse, w: CWriter, k: int) -> None:
     QS, QP, QT = _tap_tables(op, w, k)
     HW = H * W_
     PO = w.table(f"sv_po{k}", [p * cin for p in range(HW)])
-    cnt = HW * cin  # the event lists at acc32[0, HW*cin), the counts after them
-    w.acc32 = max(w.acc32, cnt + HW)
-    body = [f"for (int32_t p = 0; p < {HW}; p++) st->acc32[{cnt} + p] = 0;",
-            "int32_t ic = i0, wc = 0;",
+    CW = w.table(f"sv_cw{k}", [c * cout for c in range(cin)])  # weight offset of input channel c
+    small = cin <= 255
+    L = w.scratch(k, "l", "uint8_t" if small else "uint16_t", HW * cin)  # per pixel, its active channels
+    N = w.scratch(k, "n", "uint8_t" if small else "uint16_t", HW)  # per pixel, how many
+    body = [f"for (int32_t p = 0; p < {HW}; p++) st->{N}[p] = 0;",
+            "int32_t ic = i0;",
             f"for (int32_t c = 0; c < {cin}; c++) {{",
             f"    for (int32_t p = 0; p < {HW}; p++) {{",
-            f"        st->acc32[{PO}[p] + st->acc32[{cnt} + p]] = wc;",
-            f"        st->acc32[{cnt} + p] += st->{x.storage}[ic + p];",
+            f"        st->{L}[{PO}[p] + st->{N}[p]] = ({'uint8_t' if small else 'uint16_t'})c;",
+            f"        st->{N}[p] += st->{x.storage}[ic + p];",
             "    }",
-            f"    ic += {HW}; wc += {cout};",
+            f"    ic += {HW};",
             "}",
             "int32_t yq = o0;"]
     accumulate = [f"for (int32_t o = 0; o < {cout}; o++) acc[o] = 0;",
                   f"for (int32_t e = {QS}[q]; e < {QS}[q + 1]; e++) {{",
                   f"    const int32_t p = {QP}[e], base = ws + {QT}[e];",
-                  f"    const int32_t n = st->acc32[{cnt} + p], l = {PO}[p];",
+                  f"    const int32_t n = st->{N}[p], l = {PO}[p];",
                   "    for (int32_t v = 0; v < n; v++) {",
-                  "        const int32_t wo = base + st->acc32[l + v];",
+                  f"        const int32_t wo = base + {CW}[st->{L}[l + v]];",
                   f"        for (int32_t o = 0; o < {cout}; o++) acc[o] += {Wt}[wo + o];",
                   "    }",
                   "}"]
@@ -215,9 +217,9 @@ def _conv_dense_rows(op: Synapse, w: CWriter, k: int) -> None:
     lo = [max(0, -(-(pl - j * dw) // sw)) for j in range(kw)]
     hi = [min(Wo, (W_ - 1 + pl - j * dw) // sw + 1) for j in range(kw)]
     LO, HI = w.table(f"sv_lo{k}", lo), w.table(f"sv_hi{k}", hi)
-    w.acc64 = max(w.acc64, Ho * Wo)
+    P = w.scratch(k, "p", "int64_t", Ho * Wo)  # one output plane's accumulators
     body = [f"for (int32_t o = 0; o < {cout}; o++) {{",
-            f"    for (int32_t p = 0; p < {Ho * Wo}; p++) st->acc64[p] = 0;",
+            f"    for (int32_t p = 0; p < {Ho * Wo}; p++) st->{P}[p] = 0;",
             f"    for (int32_t c = 0; c < {cin}; c++) {{",
             f"        for (int32_t i = 0; i < {kh}; i++) {{",
             f"            for (int32_t j = 0; j < {kw}; j++) {{",
@@ -227,12 +229,12 @@ def _conv_dense_rows(op: Synapse, w: CWriter, k: int) -> None:
             f"                    if (iy < 0 || iy >= {H}) continue;",
             f"                    const int32_t row = i0 + (c * {H} + iy) * {W_} + j * {dw} - {pl};",
             f"                    for (int32_t ox = {LO}[j]; ox < {HI}[j]; ox++) "
-            f"st->acc64[oy * {Wo} + ox] += wv * {w.load(x, f'row + ox * {sw}')};",
+            f"st->{P}[oy * {Wo} + ox] += wv * {w.load(x, f'row + ox * {sw}')};",
             "                }",
             "            }",
             "        }",
             "    }",
-            *_dense_epilogue(op, FR, B),
+            *_dense_epilogue(op, FR, B, P),
             "}"]
     lines = ["int32_t ws = 0, cs = 0;"] + w.steps_loop(y, [x], body, _per_step_inc(op, cin * kh * kw * cout, cout))
     what = f"conv {_geom_text(op)} on analog input: integer multiply-accumulate (int64)"
@@ -274,29 +276,29 @@ def _conv_dense_by_position(op: Synapse, w: CWriter, k: int) -> None:
            lines)
 
 
-def _dense_epilogue(op: Synapse, FR: str, B: str) -> list[str]:
+def _dense_epilogue(op: Synapse, FR: str, B: str, P: str) -> list[str]:
     """Write channel ``o`` of a dense conv from its accumulator plane: straight, or pooled (fused)."""
     y, pool = op.out, op.pool
     *_, Ho, Wo = _conv_geometry(op)
     if pool is None:
         return [f"    for (int32_t p = 0; p < {Ho * Wo}; p++) "
-                f"st->{y.storage}[o0 + o * {Ho * Wo} + p] = sv_asr(st->acc64[p], {FR}[cs + o]) + {B}[cs + o];"]
+                f"st->{y.storage}[o0 + o * {Ho * Wo} + p] = sv_asr(st->{P}[p], {FR}[cs + o]) + {B}[cs + o];"]
     _, Hp, Wp = y.shape
     (kh, kw), (sh, sw) = pool.k, pool.s
     taps = [i * Wo + j for i in range(kh) for j in range(kw)]
     if pool.is_max:
-        first, upd, fin, rest = f"st->acc64[b + {taps[0]}]", "if (v > m) m = v;", "m", taps[1:]
+        first, upd, fin, rest = f"st->{P}[b + {taps[0]}]", "if (v > m) m = v;", "m", taps[1:]
     else:
         first, upd, rest = "0", "m += v;", taps
         fin = f"sv_asr(m, {pool.shift})" if pool.shift is not None else f"sv_floordiv(m, {pool.n})"
     return [f"    for (int32_t p = 0; p < {Ho * Wo}; p++) "
-            f"st->acc64[p] = sv_asr(st->acc64[p], {FR}[cs + o]) + {B}[cs + o];",
+            f"st->{P}[p] = sv_asr(st->{P}[p], {FR}[cs + o]) + {B}[cs + o];",
             f"    int32_t rb = 0, yp = o0 + o * {Hp * Wp};",
             f"    for (int32_t py = 0; py < {Hp}; py++) {{",
             "        int32_t b = rb;",
             f"        for (int32_t px = 0; px < {Wp}; px++) {{",
             f"            int64_t m = {first};",
-            *[f"            {{ const int64_t v = st->acc64[b + {t}]; {upd} }}" for t in rest],
+            *[f"            {{ const int64_t v = st->{P}[b + {t}]; {upd} }}" for t in rest],
             f"            st->{y.storage}[yp] = {fin};",
             f"            yp += 1; b += {sw};",
             "        }",

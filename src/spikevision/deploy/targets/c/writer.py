@@ -44,23 +44,36 @@ def indent(lines: list[str], levels: int = 1) -> list[str]:
 
 
 class CWriter:
-    """What the emitters share: the ``const`` tables, the functions, and the scratch sizes of the state.
+    """What the emitters share: the ``const`` tables, the functions, the element type of every buffer and the
+    scratch arrays of the ops.
 
     Attributes:
         tables: C definitions of the ``const`` arrays. funcs: one function per op.
         flash: bytes of all tables. weight_bytes: bytes of the synapse weights.
-        acc32, acc64, vsize: elements of the int32/int64 scratch and of the membrane array.
+        types: per storage, its C element type (``uint8_t`` spikes, ``int32_t`` where a proven interval fits,
+            else ``int64_t``; :func:`~spikevision.deploy.ir.ranges.storage_ctypes`).
+        scratch_bufs: per scratch array, ``(C element type, elements, op index)``: it lives during that op only,
+            so it shares memory with the buffers of other ops.
         layers: per emitted layer, ``(layer, description, multiplication_free)``.
     """
 
-    def __init__(self, prog: Program, name: str, weight_bits: int, notes: dict[str, tuple[bool, str]]) -> None:
+    def __init__(self, prog: Program, name: str, weight_bits: int, notes: dict[str, tuple[bool, str]],
+                 types: dict[str, str] | None = None) -> None:
         self.p, self.name, self.notes = prog, name, notes
         self.wtype = weight_ctype(weight_bits)
+        self.types = types if types is not None else {
+            s: "uint8_t" if kind == "uint8" else "int64_t" for s, (kind, _n) in prog.storages.items()}
         self.tables: list[str] = []
         self.funcs: list[str] = []
         self.flash = self.weight_bytes = 0
-        self.acc32 = self.acc64 = self.vsize = 1
+        self.scratch_bufs: dict[str, tuple[str, int, int]] = {}
         self.layers: list[tuple[str, str, bool]] = []
+
+    def scratch(self, k: int, tag: str, ctype: str, n: int) -> str:
+        """A scratch array of ``n`` ``ctype`` elements for op ``k`` (``st-><name>[i]`` in its code)."""
+        name = f"x{k}{tag}"
+        self.scratch_bufs[name] = (ctype, max(1, n), k)
+        return name
 
     def table(self, ident: str, values: Sequence[int], ctype: str | None = None, weights: bool = False) -> str:
         """Define ``static const <ctype> ident[]`` (the smallest type that holds the values by default)."""
@@ -73,10 +86,12 @@ class CWriter:
             self.weight_bytes += nbytes
         return ident
 
-    @staticmethod
-    def load(b: Buf, idx: str) -> str:
-        """The fixed-point value of ``b[idx]``: a spike byte becomes ``SV_ONE``, a mean is divided (rounded)."""
+    def load(self, b: Buf, idx: str) -> str:
+        """The fixed-point value of ``b[idx]`` as int64: a spike byte becomes ``SV_ONE``, a mean is divided
+        (rounded), an int32 element is widened (so that sums and products of loads never wrap)."""
         ref = f"st->{b.storage}[{idx}]"
+        if self.types.get(b.storage) == "int32_t":
+            ref = f"((int64_t){ref})"
         if b.kind == "spike":
             return f"({ref} ? SV_ONE : 0)"
         if b.kind == "ratio" and b.divisor != 1:
