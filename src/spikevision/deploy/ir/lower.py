@@ -24,7 +24,8 @@ Event-camera models take ``[T, B, C, H, W]`` frames: their input buffer is time-
 times (bit-identical, since every step sees the same image). Anything else (a float
 fallback, a gate) raises :class:`ProgramError` naming the layer.
 
-Glue calls are normalised once here (:func:`_glue_kind`): the targets never see a function name.
+Glue calls are normalised once here (:func:`_glue_kind`): the targets never see a function name. The ops
+are then put in a memory-aware order (:func:`~spikevision.deploy.ir.schedule.hoist_last_readers`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from spikevision.deploy.ir.ops import (
     Add, Affine, Buf, BufKind, Concat, FusedPool, Gate, Mean, Neuron, Op, Permute, Pool, Program, ProgramError, Relu,
     Synapse,
 )
+from spikevision.deploy.ir.schedule import hoist_last_readers
 from spikevision.layers.encoders import DirectEncoder
 from spikevision.layers.temporal import TimeFolded
 
@@ -348,7 +350,7 @@ def lower(im: IntegerModel, example: Tensor) -> Program:
     if output.time or len(output.shape) != 1:
         raise ProgramError(f"the model output must be [B, classes], got per-sample shape {list(output.shape)} "
                            f"(time-major: {output.time})")
-    ops = _fuse_pools(low.ops, {output.storage})
+    ops = hoist_last_readers(_fuse_pools(low.ops, {output.storage}), {output.storage})
     written = {op.out.storage for op in ops} | {inp.storage}
     storages = {name: v for name, v in low.storages.items() if name in written}
     return Program(T, low.F, inp, ops, output, storages)

@@ -36,6 +36,7 @@ from typing import Sequence
 
 from spikevision.deploy.ir.ops import Program
 from spikevision.deploy.ir.ranges import Interval, storage_ctypes
+from spikevision.deploy.ir.schedule import inplace_input
 from spikevision.deploy.targets.c.emit import SIZES, CWriter, emit, weight_ctype
 
 __all__ = ["CSource", "generate_c", "weight_ctype"]
@@ -101,11 +102,24 @@ def _lifetimes(prog: Program, scratch: dict[str, tuple[str, int, int]]) -> dict[
     return span
 
 
+def _first_fit(busy: list[tuple[int, int]], size: int) -> int:
+    """The lowest offset where ``size`` elements fit between the sorted ``busy`` ranges."""
+    off = 0
+    for a, b in busy:
+        if off + size <= a:
+            break
+        off = max(off, b)
+    return off
+
+
 def _allocate(prog: Program, types: dict[str, str], scratch: dict[str, tuple[str, int, int]],
               share: bool) -> dict[str, tuple[str, int, int]]:
     """Arena and element offset of every storage and scratch array: first fit among those of its arena whose
-    lifetime overlaps (all of them without ``share``)."""
+    lifetime overlaps (all of them without ``share``); an elementwise op's output takes the place of an input
+    of its size that dies at it (:func:`~spikevision.deploy.ir.schedule.inplace_input`)."""
     span = _lifetimes(prog, scratch)
+    into = {op.out.storage: [b.storage for b in inplace_input(op) if span[b.storage][1] == k]
+            for k, op in enumerate(prog.ops)} if share else {}
     sizes = {name: (types[name], size) for name, (_kind, size) in prog.storages.items()}
     sizes.update({name: (ctype, size) for name, (ctype, size, _k) in scratch.items()})
     placed: dict[str, list[tuple[int, int, int, int]]] = {a: [] for a in ARENAS.values()}  # (offset, size, life)
@@ -114,12 +128,12 @@ def _allocate(prog: Program, types: dict[str, str], scratch: dict[str, tuple[str
         ctype, size = sizes[name]
         arena = ARENAS[ctype]
         lo, hi = span.get(name, (0, len(prog.ops)))
-        busy = sorted((o, o + sz) for o, sz, f, l in placed[arena] if not share or not (l < lo or hi < f))
-        off = 0
-        for a, b in busy:
-            if off + size <= a:
-                break
-            off = max(off, b)
+        same = [s for s in into.get(name, ()) if s in layout and layout[s][0] == arena and layout[s][2] == size]
+        if same:  # an elementwise op writes over an input that dies at it (see inplace_input)
+            off = layout[same[0]][1]
+        else:
+            off = _first_fit(sorted((o, o + sz) for o, sz, f, l in placed[arena]
+                                    if not share or not (l < lo or hi < f)), size)
         placed[arena].append((off, size, lo, hi))
         layout[name] = (arena, off, size)
     return layout
