@@ -4,6 +4,7 @@ for bit; no floating point, no multiplication in the layers the MFI audit calls 
 
 from __future__ import annotations
 
+import ctypes
 import re
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from torch.nn import functional as F
 
 from deploy_nets import MSNet, randomize_bn, small_cnn
 from spikevision.data.constants import FASHION_MNIST_MEAN, FASHION_MNIST_STD
+from spikevision.deploy.targets.c.codegen import generate_c
 from spikevision.deploy.targets.c.export import CExportError, export_c, input_lut, lut_images
 from spikevision.deploy.engine import EngineConfig
 
@@ -111,6 +113,13 @@ def test_residual_net_export_and_what_the_c_code_may_execute(tmp_path):
     for layers, body in functions:
         if set(layers) <= mfi:
             assert not re.search(r"[*/%]", body), f"{layers} multiply or divide in C"
+    _infer_q_refuses_input_outside_the_table(tmp_path, exp, x)
+    # memory: int32 where the intervals allow, membranes in registers, the shortcut conv run early
+    assert "int32_t a32[" in source and not re.search(r"\bst->v\[", source)
+    unnarrowed = generate_c(exp.program, "msnet", 16, lut=input_lut(mean, std, 24), narrow_buffers=False)
+    assert exp.ram_bytes < unnarrowed.ram_bytes
+    order = [op.layer for op in exp.program.ops]
+    assert order.index("block1.shortcut.0") < order.index("block1.conv1")
     stem = next(body for layers, body in functions if layers == ["stem"])
     assert "*" in stem  # the analog first layer: an integer multiply-accumulate, reported as such
     assert "MFI audit: multiplies (multiply-accumulate on real-valued input" in source
@@ -118,6 +127,26 @@ def test_residual_net_export_and_what_the_c_code_may_execute(tmp_path):
     lut = input_lut(mean, std, 24)
     assert lut[1][200] == round(float(lut_images(torch.full((1, 2, 1, 1), 200, dtype=torch.uint8), mean, std)[0, 1])
                                 * 2**24)
+
+
+def _infer_q_refuses_input_outside_the_table(tmp_path, exp, x: torch.Tensor) -> None:
+    """``<name>_infer_q`` runs input inside the pixel table's range (what the buffers' widths are proven for)
+    and returns -1 for input outside it."""
+    lib_path = tmp_path / "libmsnet.so"
+    subprocess.run([CC, "-std=c99", "-O1", "-shared", "-fPIC", "-o", str(lib_path), str(tmp_path / "msnet.c")],
+                   check=True, capture_output=True, text=True)
+    lib = ctypes.CDLL(str(lib_path))
+    lib.msnet_infer_q.restype = ctypes.c_int
+    state = torch.zeros(lib.msnet_state_bytes() // 8 + 1, dtype=torch.int64)
+    logits = torch.zeros(exp.program.output.numel, dtype=torch.int64)
+    xq = exp.integer_model.quantize(x[:1]).to(torch.int64).contiguous()
+    with torch.no_grad():
+        ref = exp.integer_model.forward_q(x[:1])
+    assert lib.msnet_infer_q(ctypes.c_void_p(xq.data_ptr()), ctypes.c_void_p(logits.data_ptr()),
+                             ctypes.c_void_p(state.data_ptr())) == int(ref.argmax())
+    xq[0, 0, 0, 0] = 1 << 40  # beyond the table: the int32 buffers could not hold what it leads to
+    assert lib.msnet_infer_q(ctypes.c_void_p(xq.data_ptr()), ctypes.c_void_p(logits.data_ptr()),
+                             ctypes.c_void_p(state.data_ptr())) == -1
 
 
 def test_export_refuses_what_c_cannot_express_and_writes_nothing(tmp_path):

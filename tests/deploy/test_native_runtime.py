@@ -12,6 +12,8 @@ from spikevision.deploy.engine import EngineConfig, IntNeuron, compile_integer
 from spikevision.deploy.targets.native import compile_native
 from spikevision.deploy.engine.trace import batch_head
 from spikevision.deploy.ir import Concat, Neuron, Permute, ProgramError, Synapse, lower
+from spikevision.deploy.ir.ranges import buffer_ranges
+from spikevision.deploy.ir.schedule import step_plan
 from spikevision.models import create_model
 
 NETS = {
@@ -75,6 +77,9 @@ def _check_logits(name: str, cfg: EngineConfig) -> None:
         with torch.no_grad():
             assert torch.equal(native.logits_q(edge), im.forward_q(edge))
     ops = native.program.ops
+    plan = step_plan(native.program)  # only GAC's gate (its TA mixes the steps) rules out step by step
+    assert ("GAC's gate" in plan.blocker) == name.startswith("gac"), plan.blocker
+    assert plan.blocker or len(plan.phase) == len(ops) and "step" in plan.phase
     if name.startswith("spiking_cnn_mini"):  # both convs carry their pooling: no full-size conv output is stored
         fused = [op.pool.layer for op in ops if isinstance(op, Synapse) and op.pool]
         assert fused == ["stages.0.pool", "stages.1.pool"]
@@ -100,6 +105,13 @@ def test_native_spike_trains_bit_exact(name):
     for h in hooks:
         h.remove()
     bufs = native.buffers(x)
+    # the intervals that narrow buffers to int32 hold every value the run stored (input range: this sample's)
+    xq = im.quantize(x)
+    ranges = buffer_ranges(native.program, (int(xq.min()), int(xq.max())))
+    for name, iv in ranges.items():
+        if iv is not None and name in bufs:
+            assert iv[0] <= int(bufs[name].min()) and int(bufs[name].max()) <= iv[1], name
+    assert sum(iv is not None for iv in ranges.values()) >= 3
     neurons = [op for op in native.program.ops if isinstance(op, Neuron)]
     assert len(neurons) == len(seen) > 0
     for op in neurons:

@@ -8,13 +8,20 @@ of all its inputs), when the buffers it frees are at least as large as the one i
 writes its own fresh buffer, so any order that runs producers before readers computes the same values.
 
 :func:`inplace_input` names the input whose memory an elementwise op may write its output into.
+
+:func:`step_plan` says how the program would run one time step at a time, or which op prevents it. The C
+target runs each op over all its steps (a neuron unit by unit, its membrane in a register), which at the
+T = 2 of the models here needs less RAM than a step-at-a-time schedule, where every neuron layer's
+membrane persists at once (bench/mcu.py measures both: docs/performance.md).
 """
 
 from __future__ import annotations
 
-from spikevision.deploy.ir.ops import Add, Affine, Buf, Op, Relu
+from dataclasses import dataclass
 
-__all__ = ["hoist_last_readers", "inplace_input"]
+from spikevision.deploy.ir.ops import Add, Affine, Buf, Gate, Mean, Neuron, Op, Program, Relu
+
+__all__ = ["StepPlan", "hoist_last_readers", "inplace_input", "step_plan"]
 
 
 def _bytes(b: Buf) -> int:
@@ -57,3 +64,41 @@ def inplace_input(op: Op) -> tuple[Buf, ...]:
     if isinstance(op, (Add, Relu)) or (isinstance(op, Affine) and op.x.kind != "spike"):
         return tuple(b for b in op.inputs if b.kind == op.out.kind and b.size == op.out.size)
     return ()
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """How a program would run one time step at a time (:func:`step_plan`).
+
+    Attributes:
+        phase: per op index, ``"pre"`` (once, before the steps: it reads only the image), ``"step"`` (once per
+            step) or ``"post"`` (once, after the steps: it reads a mean over time).
+        blocker: why the program cannot run step by step (the op and the reason), or "" when it can.
+    """
+
+    phase: tuple[str, ...]
+    blocker: str = ""
+
+
+def step_plan(prog: Program) -> StepPlan:
+    """Which ops of ``prog`` would run before, at every, and after the time steps in a step-at-a-time
+    schedule (membranes persisting over the steps, activations holding one step), or what prevents it: an op
+    whose step ``t`` reads other steps (GAC's gate: its TA's MLP mixes U over every step), or an op of the
+    steps that reads a mean over time (it would need every step first)."""
+    where = {prog.input.storage: "step" if prog.input.steps > 1 else "pre"}
+    phases: list[str] = []
+    for op in prog.ops:
+        ins = {where.get(b.storage, "pre") for b in op.inputs}
+        if isinstance(op, Gate):
+            return StepPlan(tuple(phases), f"{op.layer!r} (GAC's gate: its TA mixes every step of U)")
+        if isinstance(op, Mean) and op.over == "time":
+            phase, out = "step", "post"
+        elif isinstance(op, Neuron) or "step" in ins:
+            if "post" in ins:
+                return StepPlan(tuple(phases), f"{op.layer!r} reads a mean over time inside the steps")
+            phase = out = "step"
+        else:
+            phase = out = "post" if "post" in ins else "pre"
+        phases.append(phase)
+        where[op.out.storage] = out
+    return StepPlan(tuple(phases))

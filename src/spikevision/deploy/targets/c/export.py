@@ -25,7 +25,7 @@ layer, before anything is written.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -55,6 +55,8 @@ class CExport:
         ram_bytes: the static state (every buffer, accumulators, membranes).
         layers: ``(layer, what, multiplication_free)`` per generated function.
         program: the lowered program. integer_model: the Python engine it equals.
+        layout: per buffer and scratch array, ``(byte offset in the state, elements, arena)``
+            (:attr:`~spikevision.deploy.targets.c.codegen.CSource.layout`).
     """
 
     files: list[Path]
@@ -64,6 +66,7 @@ class CExport:
     layers: list[tuple[str, str, bool]]
     program: Program
     integer_model: IntegerModel
+    layout: dict[str, tuple[int, int, str]] = field(default_factory=dict)
 
 
 def _normalizer(mean: Sequence[float], std: Sequence[float]):
@@ -253,4 +256,4 @@ def export_c(
     main = (_MAIN_EVENTS if events else _MAIN).format(name=name, NAME=name.upper())
     files = [out / f"{name}.h", out / f"{name}.c", out / "main.c"]
     _write_all(dict(zip(files, (src.h, src.c, main))))
-    return CExport(files, src.flash_bytes, src.weight_bytes, src.ram_bytes, src.layers, program, im)
+    return CExport(files, src.flash_bytes, src.weight_bytes, src.ram_bytes, src.layers, program, im, src.layout)
