@@ -105,7 +105,28 @@ def test_missing_or_failing_compiler_is_one_clear_error(cache, monkeypatch, cc, 
     assert [p.name for p in (cache / "cache").iterdir()] == []  # no half-built file left
 
 
-def test_old_names_stay_importable():
-    from spikevision.neuron._native import _cache_dir, compiled_library
+@pytest.mark.parametrize("n, workers, align, expected", [
+    (0, 4, 1, [(0, 0)]),  # one (empty) call
+    (5, 1, 1, [(0, 5)]),
+    (10, 3, 1, [(0, 4), (4, 8), (8, 10)]),  # a ragged last range
+    (1000, 2, 256, [(0, 512), (512, 1000)]),  # multiples of the block
+    (300, 8, 256, [(0, 256), (256, 300)]),  # never more ranges than blocks
+])
+def test_split_ranges(n, workers, align, expected):
+    assert nb.split_ranges(n, workers, align) == expected
 
-    assert _cache_dir is nb.cache_dir and compiled_library is nb.compiled_library
+
+def test_run_parallel_runs_every_call_and_raises_their_errors():
+    import threading
+
+    seen = []
+    nb.run_parallel([lambda i=i: seen.append((i, threading.current_thread().name)) for i in range(3)])
+    assert sorted(i for i, _ in seen) == [0, 1, 2]
+    assert dict(seen)[0] == threading.current_thread().name  # the first call runs on this thread
+
+    def fail():
+        raise ValueError("in a worker")
+
+    with pytest.raises(ValueError, match="in a worker"):
+        nb.run_parallel([lambda: None, fail])
+

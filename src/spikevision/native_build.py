@@ -19,6 +19,10 @@ One place decides where compiled code lives and what may be loaded from there:
   loaded that this process did not build or could not verify.
 - :class:`CompilerError`: no compiler, or none of the flag variants compiled;
   the message names ``$CC`` and the fix.
+- :func:`split_ranges` and :func:`run_parallel`: how a call into a loaded
+  library is split over threads (contiguous ranges, the first one on the
+  caller's thread, the rest on one thread pool per process). ``ctypes``
+  releases the GIL during a call, so the ranges run in parallel.
 
 Environment (read when called): ``CC`` (the C compiler, default ``cc``),
 ``SPIKEVISION_CACHE_DIR``, ``XDG_CACHE_HOME``.
@@ -37,12 +41,14 @@ import stat
 import subprocess
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable, Sequence
 
 from spikevision.atomic import write_atomic
 
-__all__ = ["CompilerError", "cache_dir", "compiled_library", "load_library", "file_digest", "DEFAULT_FLAGS",
-           "DEFAULT_VARIANTS"]
+__all__ = ["CompilerError", "cache_dir", "compiled_library", "load_library", "file_digest", "split_ranges",
+           "run_parallel", "DEFAULT_FLAGS", "DEFAULT_VARIANTS"]
 
 DEFAULT_FLAGS = ("-O2", "-shared", "-fPIC")
 DEFAULT_VARIANTS: tuple[tuple[str, ...], ...] = (("-march=native",), ())
@@ -50,6 +56,8 @@ COMPILE_TIMEOUT_S = 300  # one variant; a hung compiler is reported, not waited 
 _DIGEST_SUFFIX = ".sha256"
 _lock = threading.Lock()
 _private: Path | None = None  # this process's own folder, when the cache folder is unusable
+_pool_lock = threading.Lock()
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool): a forked child makes its own
 
 
 class CompilerError(OSError):
@@ -213,3 +221,43 @@ def load_library(source: Path, stem: str, flags: tuple[str, ...] | list[str] = D
     if not _verified(path):
         raise OSError(f"{path} changed on disk after it was built; it was not loaded (run again to rebuild)")
     return ctypes.CDLL(str(path))
+
+
+def split_ranges(n: int, workers: int, align: int = 1) -> list[tuple[int, int]]:
+    """``[0, n)`` as at most ``workers`` contiguous ``(lo, hi)`` ranges whose sizes are multiples of ``align``.
+
+    The last range may be shorter (ragged). ``n == 0`` gives the single empty range ``(0, 0)``, so a
+    caller always makes one call.
+    """
+    blocks = -(-n // align)
+    workers = max(1, min(workers, blocks))
+    if workers == 1:
+        return [(0, n)]
+    per = -(-blocks // workers) * align
+    return [(lo, min(n, lo + per)) for lo in range(0, n, per)]
+
+
+def run_parallel(calls: Sequence[Callable[[], object]]) -> None:
+    """Run ``calls[0]`` on this thread and the others on the process's thread pool; wait for all.
+
+    Meant for calls into a library loaded with :func:`load_library`: ``ctypes`` releases the GIL,
+    so they run in parallel. The pool grows to the largest number of extra calls seen; a forked
+    child (whose copy of the pool has no threads) makes its own. An exception of any call is raised
+    after all have finished.
+    """
+    global _pool
+    if len(calls) == 1:
+        calls[0]()
+        return
+    extra = len(calls) - 1
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid() or _pool[1] < extra:
+            if _pool is not None and _pool[0] == os.getpid():
+                _pool[2].shutdown(wait=False)  # too small: replaced
+            _pool = (os.getpid(), extra, ThreadPoolExecutor(extra, "spikevision-native"))
+        futures = [_pool[2].submit(call) for call in calls[1:]]
+    try:
+        calls[0]()
+    finally:
+        for f in futures:
+            f.result()

@@ -1,13 +1,39 @@
-"""Switches that send every neuron call to one kernel (not a test file; imported by the neuron tests)."""
+"""What the neuron tests share (not a test file): the switch that sends every call to one kernel, and the grid.
+
+The grid (charge forms, resets, surrogates) and :func:`inputs` are what every kernel is run through
+against :func:`spikevision.neuron.lif_reference` (``test_kernel.py``), and what the other kernel
+tests draw their cases from.
+"""
 
 import importlib.util
 from contextlib import contextmanager
 
 import pytest
+import torch
 
-from spikevision.neuron import _triton, use_kernels
+from spikevision.neuron import ATan, Rectangular, Sigmoid, Triangle, use_kernels
 
 KERNELS = ("c", "torch", "triton")
+
+SURROGATES = [Sigmoid(4.0), ATan(2.0), Rectangular(1.0), Triangle(width=2.0, peak=0.3)]
+CHARGES = {
+    "tau_decay_input": dict(decay=0.5, gain=0.5),
+    "tau_no_decay_input": dict(decay=0.75, gain=1.0),
+    "decay_form": dict(decay=0.25, gain=1.0),
+    "if": dict(decay=1.0, gain=1.0),
+}
+RESETS = [
+    dict(reset="hard"),
+    dict(reset="hard", v_reset=-0.2, v_rest=-0.2),
+    dict(reset="soft"),
+    dict(reset="none"),
+]
+
+
+def inputs(dtype=torch.float64, shape=(6, 3, 5, 4), seed=0):
+    """Input currents ``[T, B, ...]`` around the threshold (a leaf that requires grad)."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(shape, generator=g, dtype=dtype) * 1.2 + 0.4).requires_grad_(True)
 
 
 @contextmanager
@@ -19,9 +45,5 @@ def only_kernel(name: str):
         raise ValueError(f"unknown kernel {name!r}; choose from {KERNELS}")
     if name == "triton" and importlib.util.find_spec("triton") is None:
         pytest.skip("Triton is not installed (it comes with torch's Linux wheels)")
-    with use_kernels(c=name == "c", triton=name != "torch"):
-        interpret = _triton.set_cpu_interpreter(name == "triton")
-        try:
-            yield name
-        finally:
-            _triton.set_cpu_interpreter(interpret)
+    with use_kernels(c=name == "c", triton=name != "torch", triton_on_cpu=name == "triton"):
+        yield name

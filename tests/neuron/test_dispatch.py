@@ -1,14 +1,18 @@
-"""use_kernels: the fused kernels switched for one block, and the previous settings back afterwards."""
+"""Dispatch: the first kernel that supports a call runs it; use_kernels scopes the choice and restores it."""
+
+import threading
 
 import pytest
 import torch
 
-from spikevision.neuron import NeuronParams, lif_multistep, use_kernels
-from spikevision.neuron import _native, _triton
+from spikevision.neuron import NeuronParams, lif_multistep, set_native_enabled, use_kernels
+from spikevision.neuron import _native, _torch, _triton, dispatch
+from spikevision.neuron.kernel import KernelChoice
 
 
 def _settings():
-    return _native._enabled, _triton._enabled
+    choice = dispatch.current_choice()
+    return choice.c, choice.triton
 
 
 def test_use_kernels_restores_the_settings_also_after_an_error():
@@ -25,6 +29,27 @@ def test_use_kernels_restores_the_settings_also_after_an_error():
     assert _settings() == before
 
 
+def test_the_choice_stays_in_its_thread():
+    seen = []
+    with use_kernels(c=False):
+        worker = threading.Thread(target=lambda: seen.append(_settings()))
+        worker.start()
+        worker.join()
+    assert seen == [(True, True)]
+    previous = set_native_enabled(False)
+    try:
+        assert previous is True and _settings() == (False, True)
+    finally:
+        set_native_enabled(previous)
+    assert _settings() == (True, True)
+
+
+def test_the_environment_wins(monkeypatch):
+    monkeypatch.setenv("SPIKEVISION_NATIVE", "0")
+    with use_kernels(c=True):
+        assert dispatch.current_choice() == KernelChoice(c=False, triton=True)
+
+
 def test_use_kernels_picks_the_kernel_that_runs(monkeypatch):
     calls = []
     real = _native.forward
@@ -36,3 +61,14 @@ def test_use_kernels_picks_the_kernel_that_runs(monkeypatch):
     if _native.native_available():
         s_c = lif_multistep(x, NeuronParams())
         assert calls == [1] and torch.equal(s_c, s_torch)
+
+
+def test_kernels_in_order_and_the_torch_kernel_takes_everything():
+    x, p = torch.randn(3, 2, 5), NeuronParams()
+    assert dispatch.KERNELS[-1] is _torch.KERNEL
+    with use_kernels(c=False, triton=False):
+        assert dispatch.select(x, p.decay, p.gain, p, False) == [_torch.KERNEL]
+    with use_kernels(c=False, triton=True, triton_on_cpu=True):
+        kernels = dispatch.select(x, p.decay, p.gain, p, True)
+    assert kernels[-1] is _torch.KERNEL and _native.KERNEL not in kernels
+    assert (_triton.KERNEL in kernels) == _triton.triton_available()

@@ -24,8 +24,7 @@ from spikevision.neuron import (
     plif_multistep,
 )
 
-from neuron_kernels import KERNELS, only_kernel  # pytest puts tests/neuron on sys.path
-from test_functional import CHARGES, RESETS, SURROGATES, _inputs
+from neuron_kernels import CHARGES, KERNELS, RESETS, SURROGATES, inputs, only_kernel  # tests/neuron is on sys.path
 
 
 @pytest.fixture(autouse=True, params=KERNELS, ids=[f"{k}_kernel" for k in KERNELS])
@@ -44,7 +43,7 @@ def test_matches_reference_loop(charge, reset, strict, surrogate, detach, T, ker
     # the reference grid: every charge form, reset, threshold, surrogate and detach flag; float64, so
     # gradients agree to round-off. T = 6 leaves the packed code's last byte half full
     p = NeuronParams(**CHARGES[charge], **RESETS[reset], strict=strict, surrogate=surrogate, detach_reset=detach)
-    x = _inputs(shape=(T, 3, 5, 4))
+    x = inputs(shape=(T, 3, 5, 4))
     g = torch.randn(x.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(1))
     s = lif_multistep(x, p)
     gx = torch.autograd.grad((s * g).sum(), x)[0]
@@ -60,10 +59,12 @@ def test_matches_reference_loop(charge, reset, strict, surrogate, detach, T, ker
 @pytest.mark.parametrize("surrogate", SURROGATES, ids=lambda s: s.name)
 @pytest.mark.parametrize("reset", range(len(RESETS)))
 @pytest.mark.parametrize("detach", [True, False])
-def test_membrane_output_matches_reference(surrogate, reset, detach):
+@pytest.mark.parametrize("charge,strict", [("tau_decay_input", False), ("tau_no_decay_input", True),
+                                           ("decay_form", True), ("if", False)])
+def test_membrane_output_matches_reference(surrogate, reset, detach, charge, strict):
     # gradients reach both outputs; the C kernel hands these calls to the PyTorch kernel
-    p = NeuronParams(**CHARGES["tau_no_decay_input"], **RESETS[reset], surrogate=surrogate, detach_reset=detach)
-    x = _inputs(seed=12)
+    p = NeuronParams(**CHARGES[charge], **RESETS[reset], strict=strict, surrogate=surrogate, detach_reset=detach)
+    x = inputs(seed=12)
     s, h = lif_multistep(x, p, return_membrane=True)
     gen = torch.Generator().manual_seed(13)
     g_s, g_h = (torch.randn(x.shape, dtype=x.dtype, generator=gen) for _ in range(2))
@@ -83,7 +84,7 @@ def test_membrane_output_matches_reference(surrogate, reset, detach):
 def test_plif_matches_reference(surrogate, reset, decay_input, detach):
     # the learnable decay (and gain) get one gradient per layer, reduced over neurons and steps
     p = NeuronParams(reset=reset, surrogate=surrogate, detach_reset=detach, v_th=0.8)
-    x = _inputs(seed=1)
+    x = inputs(seed=1)
     w = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
     s = plif_multistep(x, w, p, decay_input=decay_input)
     g_out = torch.randn(x.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(14))
@@ -143,14 +144,14 @@ def test_rectangular_code_path_matches_reference(reset, strict, width, T):
     # without return_membrane the kernel keeps only the packed 2-bit code, not H;
     # T = 6 and 9 leave a partly filled last byte
     p = NeuronParams(decay=0.25, gain=1.0, v_th=0.5, strict=strict, surrogate=Rectangular(width), **RECT_RESETS[reset])
-    _grads_vs_reference(p, _inputs(shape=(T, 3, 5, 4), seed=4), return_membrane=False)
+    _grads_vs_reference(p, inputs(shape=(T, 3, 5, 4), seed=4), return_membrane=False)
 
 
 @pytest.mark.parametrize("surrogate", [Sigmoid(4.0), ATan(2.0), Triangle(2.0, 0.3)], ids=lambda s: s.name)
 @pytest.mark.parametrize("gain", [1.0, 0.5])
 def test_membrane_path_without_returning_membrane(surrogate, gain):
     p = NeuronParams(decay=0.5, gain=gain, v_th=1.0, surrogate=surrogate)
-    _grads_vs_reference(p, _inputs(seed=5), return_membrane=False)
+    _grads_vs_reference(p, inputs(seed=5), return_membrane=False)
 
 
 @pytest.mark.parametrize(
@@ -173,7 +174,7 @@ def test_bytes_saved_for_backward(p, per_neuron, T):
 
 def test_gradient_through_membrane_only_and_expanded_grad():
     p = NeuronParams(decay=0.5, gain=0.5, surrogate=Sigmoid(4.0), detach_reset=False)
-    x = _inputs(seed=6)
+    x = inputs(seed=6)
     _, h = lif_multistep(x, p, return_membrane=True)
     gx = torch.autograd.grad(h.sum(), x)[0]  # no gradient reaches the spikes; grad is an expanded 1
     x_ref = x.detach().clone().requires_grad_(True)
@@ -184,7 +185,7 @@ def test_gradient_through_membrane_only_and_expanded_grad():
 
 def test_non_contiguous_input():
     p = NeuronParams(decay=0.25, gain=1.0, v_th=0.5, strict=True, surrogate=Rectangular(1.0))
-    base = _inputs(shape=(3, 6, 5, 4), seed=7)
+    base = inputs(shape=(3, 6, 5, 4), seed=7)
     x = base.transpose(0, 1)  # [T=6, B=3, ...], not contiguous
     s = lif_multistep(x, p)
     g = torch.randn_like(s)
@@ -224,7 +225,7 @@ def test_torch_compile_matches_eager(kind):
 @pytest.mark.parametrize("surrogate", [Sigmoid(4.0), Rectangular(1.0)], ids=lambda s: s.name)
 def test_cuda_matches_cpu(surrogate):
     p = NeuronParams(decay=0.25, gain=1.0, v_th=0.5, strict=True, surrogate=surrogate)
-    x = _inputs(dtype=torch.float32, shape=(6, 4, 8, 8), seed=8)
+    x = inputs(dtype=torch.float32, shape=(6, 4, 8, 8), seed=8)
     g = torch.randn_like(x)
     s = lif_multistep(x, p)
     gx = torch.autograd.grad((s * g).sum(), x)[0]
@@ -239,7 +240,7 @@ def test_cuda_matches_cpu(surrogate):
 @pytest.mark.parametrize("return_membrane", [True, False])
 def test_single_time_step(surrogate, return_membrane):
     p = NeuronParams(decay=0.5, gain=0.5, v_th=0.3, surrogate=surrogate)
-    _grads_vs_reference(p, _inputs(shape=(1, 3, 4), seed=9), return_membrane=return_membrane)
+    _grads_vs_reference(p, inputs(shape=(1, 3, 4), seed=9), return_membrane=return_membrane)
 
 
 class _Box(Surrogate):

@@ -16,7 +16,7 @@ from spikevision.neuron import (
 )
 from spikevision.neuron import _native
 
-from test_functional import _inputs  # tests/neuron is on sys.path
+from neuron_kernels import inputs  # tests/neuron is on sys.path
 
 
 def _have_compiler() -> bool:
@@ -98,7 +98,7 @@ def test_float32_agrees_with_the_torch_kernel_across_threads(p, threads, calls):
 @needs_native
 def test_inference_keeps_nothing_and_matches(calls):
     p = NeuronParams(decay=0.25, gain=1.0, v_th=0.5, strict=True, surrogate=Rectangular(1.0))
-    x = _inputs(shape=(5, 4, 7))
+    x = inputs(shape=(5, 4, 7))
     with torch.no_grad():
         s = lif_multistep(x, p)
     s_ref, _ = lif_reference(x.detach(), p)
@@ -114,7 +114,7 @@ def test_falls_back_to_torch_when_the_build_fails(monkeypatch, tmp_path, calls):
     assert not _native.native_available()
     assert "could not be built" in native_status()
     p = NeuronParams(surrogate=Sigmoid(4.0))
-    x = _inputs()
+    x = inputs()
     s = lif_multistep(x, p)
     gx = torch.autograd.grad(s.sum(), x)[0]
     x_ref = x.detach().clone().requires_grad_(True)
@@ -130,12 +130,12 @@ def test_disabled_by_environment(monkeypatch, calls):
     monkeypatch.setattr(_native, "_status", None)
     monkeypatch.setattr(_native, "_lib", None)
     assert native_status() == "PyTorch kernel (SPIKEVISION_NATIVE=0)"
-    lif_multistep(_inputs(), NeuronParams())
+    lif_multistep(inputs(), NeuronParams())
     assert calls["forward"] == 0
 
 
 def test_torch_kernel_for_what_the_c_kernel_does_not_cover(calls):
-    x = _inputs()
+    x = inputs()
     lif_multistep(x, NeuronParams(), return_membrane=True)  # the membrane output
     lif_multistep(x.to(torch.bfloat16), NeuronParams())  # other dtypes
     assert calls["forward"] == 0
@@ -204,7 +204,7 @@ def test_surrogate_subclass_takes_the_torch_kernel(calls):
             return 1.0
 
     p = NeuronParams(surrogate=SteeperSigmoid(4.0))
-    x = _inputs()
+    x = inputs()
     gx = torch.autograd.grad(lif_multistep(x, p).sum(), x)[0]
     x_ref = x.detach().clone().requires_grad_(True)
     s_ref, _ = lif_reference(x_ref, NeuronParams(surrogate=Sigmoid(4.0)), decay=p.decay, gain=p.gain)

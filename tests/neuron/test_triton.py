@@ -2,7 +2,7 @@
 
 The reference grid (every kernel, the Triton one included) is
 ``test_kernel.py``; there and here the Triton kernels run on CPU tensors in
-Triton's interpreter, which executes the same kernel source a GPU compiles.
+Triton's interpreter (``use_kernels(triton_on_cpu=True)``), which executes the same kernel source a GPU compiles.
 ``test_kernels_compile_for_gpus`` compiles that source for Hopper and Ampere
 without a GPU, which catches what the interpreter does not check (types of
 loop-carried values, constexpr branches). Tests named ``*cuda*`` need a GPU
@@ -30,10 +30,9 @@ from spikevision.neuron import (
     lif_reference,
     plif_multistep,
 )
-from spikevision.neuron import _triton
+from spikevision.neuron import _triton, dispatch
 
-from neuron_kernels import only_kernel
-from test_functional import CHARGES, RESETS, SURROGATES, _inputs
+from neuron_kernels import CHARGES, RESETS, SURROGATES, inputs, only_kernel  # tests/neuron is on sys.path
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (bench/gpu_check.sh)")
 REPO = Path(__file__).resolve().parents[2]
@@ -130,7 +129,7 @@ def test_bytes_saved_for_16_bit_inputs(p, per_neuron):
 
 def test_plif_16_bit_gradient_of_the_time_constant(kernel_calls):
     p = NeuronParams(surrogate=ATan(2.0), reset="soft")
-    x = _inputs(dtype=torch.float32, seed=22)
+    x = inputs(dtype=torch.float32, seed=22)
     w = torch.tensor(0.3, requires_grad=True)
     with only_kernel("triton"):
         s = plif_multistep(x.to(torch.bfloat16), w, p)
@@ -154,6 +153,11 @@ def _fake(device: str, dtype: torch.dtype = torch.float32):
     return types.SimpleNamespace(device=torch.device(device), dtype=dtype)
 
 
+def _takes(x, p=NeuronParams()) -> bool:
+    """Whether the dispatcher would hand this call to the Triton kernels."""
+    return _triton.KERNEL in dispatch.select(x, p.decay, p.gain, p, False)
+
+
 def test_triton_kernels_load_where_triton_is_installed():
     # a kernel module that stops importing must fail here, not silently hand CUDA calls to PyTorch
     if importlib.util.find_spec("triton") is None:
@@ -163,32 +167,31 @@ def test_triton_kernels_load_where_triton_is_installed():
 
 
 def test_dispatch_rules(monkeypatch):
-    p = NeuronParams()
     for dtype in _triton.DTYPES:
-        assert _triton.supports(_fake("cuda", dtype), p)
-    assert not _triton.supports(_fake("cpu"), p)  # CPU tensors: C or PyTorch, unless the interpreter is asked for
+        assert _takes(_fake("cuda", dtype))
+    assert not _takes(_fake("cpu"))  # CPU tensors: C or PyTorch, unless the interpreter is asked for
 
     class SteeperSigmoid(Sigmoid):  # a subclass may change grad(): the kernel must not claim it
         pass
 
-    assert not _triton.supports(_fake("cuda"), NeuronParams(surrogate=SteeperSigmoid()))
+    assert not _takes(_fake("cuda"), NeuronParams(surrogate=SteeperSigmoid()))
     with only_kernel("torch"):
-        assert not _triton.supports(_fake("cuda"), p)
+        assert not _takes(_fake("cuda"))
     with only_kernel("triton"):
-        assert _triton.supports(_fake("cpu"), p)
+        assert _takes(_fake("cpu"))
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
-    assert not _triton.supports(_fake("cuda"), p)  # torch.compile traces the PyTorch kernel
+    assert not _takes(_fake("cuda"))  # torch.compile traces the PyTorch kernel
 
 
 def test_cpu_calls_never_take_triton_by_default(kernel_calls):
-    x = _inputs()
+    x = inputs()
     lif_multistep(x.to(torch.bfloat16), NeuronParams())  # not the C kernel's: PyTorch, not the interpreter
     lif_multistep(x, NeuronParams(), return_membrane=True)
     assert kernel_calls["triton_forward"] == 0
 
 
 def _check_torch_result(p=NeuronParams(surrogate=Sigmoid(4.0))):
-    x = _inputs()
+    x = inputs()
     s = lif_multistep(x, p)
     gx = torch.autograd.grad(s.sum(), x)[0]
     x_ref = x.detach().clone().requires_grad_(True)
@@ -203,7 +206,7 @@ def test_falls_back_when_triton_does_not_import(monkeypatch, kernel_calls):
     assert not _triton.triton_available()
     assert _triton.triton_status().startswith("PyTorch kernel (Triton not importable")
     with only_kernel("triton"):
-        assert not _triton.supports(_fake("cuda"), NeuronParams())
+        assert not _takes(_fake("cuda"))
         _check_torch_result()
     assert kernel_calls["triton_forward"] == 0
 
@@ -231,7 +234,7 @@ def test_a_failed_launch_on_a_device_falls_back_for_good(monkeypatch, caplog):
     with only_kernel("triton"), caplog.at_level("WARNING"):
         _check_torch_result()
         assert "failed" in _triton.triton_status() and "sm_200" in _triton.triton_status()
-        assert not _triton.supports(_fake("cuda"), NeuronParams())
+        assert not _takes(_fake("cuda"))
     assert "PyTorch implementation" in caplog.text
 
 
@@ -244,7 +247,7 @@ def test_the_interpreter_does_not_hide_kernel_errors(monkeypatch):
 
     monkeypatch.setattr(_triton, "_kernel_pair", lambda interpret: (Broken(), Broken()))
     with only_kernel("triton"), pytest.raises(RuntimeError, match="a bug in the kernel"):
-        lif_multistep(_inputs(), NeuronParams())
+        lif_multistep(inputs(), NeuronParams())
 
 
 @pytest.mark.parametrize("kind", ["lif", "plif"])
@@ -383,7 +386,7 @@ def test_cuda_reference_grid(dtype, kernel_calls):
             CHARGES, range(len(RESETS)), [True, False], SURROGATES, [True, False]):
         p = NeuronParams(**CHARGES[charge], **RESETS[reset], strict=strict, surrogate=surrogate,
                          detach_reset=detach)
-        x = _inputs(dtype=dtype, shape=(6, 3, 5, 4))
+        x = inputs(dtype=dtype, shape=(6, 3, 5, 4))
         g = torch.randn(x.shape, dtype=dtype, generator=torch.Generator().manual_seed(1))
         xc = x.detach().cuda().requires_grad_(True)
         s = lif_multistep(xc, p)
@@ -419,7 +422,7 @@ def test_cuda_agrees_with_the_c_kernel(name, kernel_calls):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 def test_cuda_low_precision_and_plif(dtype, kernel_calls):
     p = NeuronParams(surrogate=ATan(2.0), reset="soft", detach_reset=False)
-    x = _inputs(dtype=torch.float32, shape=(8, 4, 300), seed=23).detach()
+    x = inputs(dtype=torch.float32, shape=(8, 4, 300), seed=23).detach()
     w = torch.tensor(0.3, device="cuda", requires_grad=True)
     xc = x.to(dtype).cuda().requires_grad_(True)
     s = plif_multistep(xc, w, p)

@@ -17,6 +17,7 @@ from spikevision.models import create_model
 from spikevision.models.ms_resnet import MSBlock
 from spikevision.neuron import LIF
 from spikevision.train.memory_saving import (
+    _packer_of,
     RecomputedBlock,
     SavedTensorMeter,
     disable_memory_saving,
@@ -93,7 +94,8 @@ def test_spike_packing_and_stages_exact_with_fewer_saved_bytes(mode, pack):
     with pytest.raises(ValueError):  # a failing forward leaves no saved-tensor hooks behind
         saving(torch.randn(2, 1, 16, 16))
     if is_packing_spikes(saving):
-        assert saving._spikevision_spike_packer.context is None
+        assert _packer_of(saving).context is None
+        assert not any(k.startswith("_spikevision") for k in vars(saving))  # the hooks are its only record
     disable_memory_saving(saving)
     assert not is_packing_spikes(saving) and not saving._forward_hooks and not saving._forward_pre_hooks
 

@@ -8,9 +8,9 @@
  * choices (reset kind, what to keep, surrogate) are compile-time constants of
  * an always-inlined body, so every combination gets its own straight loop.
  *
- * Built on first use by spikevision/neuron/_native.py with the system C
- * compiler and called through ctypes; the PyTorch implementation runs whenever
- * this library is unavailable.
+ * Built on first use by spikevision/neuron/_native.py (through
+ * spikevision/native_build.py) with the system C compiler and called through
+ * ctypes; the PyTorch kernel runs whenever this library is unavailable.
  *
  * Layout: x, s and the gradients are [T, N] row-major; h is an array of T
  * pointers to [N] steps (separate step tensors recycle better in the allocator
@@ -36,6 +36,7 @@ extern double exp(double);
 #define BLOCK 256
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
+/* the codes of spikevision/neuron/kernel.py (RESET_CODES, SURROGATE_CODES) */
 enum { RESET_HARD = 0, RESET_SOFT = 1, RESET_NONE = 2 };
 enum { SG_RECTANGULAR = 0, SG_SIGMOID = 1, SG_ATAN = 2, SG_TRIANGLE = 3 };
 enum { KEEP_NOTHING = 0, KEEP_H = 1, KEEP_CODE = 2 };

@@ -1,49 +1,39 @@
-"""The fused CPU kernel of ``_lif_cpu.c``: built on first use, called through ctypes.
+"""The C kernel: ``_lif_cpu.c``, built on first use, called through ctypes.
 
 On CPU, PyTorch runs a multi-step neuron as a dozen whole-tensor ops per time
 step; the C kernel does one pass over the sequence. It is compiled once per
 machine with the system C compiler (``$CC``, else ``cc``; about half a second,
-no PyTorch headers) into the private cache folder of :mod:`spikevision.native_build`
-(verified by hash before loading) and loaded with :mod:`ctypes`, which
-releases the GIL during the call, so the elements are split over
-``torch.get_num_threads()`` Python threads.
+no PyTorch headers) by :mod:`spikevision.native_build`, the one module that
+builds and caches compiled C (a private folder, each library verified by hash
+before loading), and loaded with :mod:`ctypes`, which releases the GIL during
+the call, so the elements are split over ``torch.get_num_threads()`` threads
+(:func:`spikevision.native_build.run_parallel`).
 
-Everything degrades to the PyTorch implementation in
-:mod:`spikevision.neuron.functional` (same results to round-off, slower on CPU):
-no compiler, a failed build, CUDA tensors, ``torch.compile`` tracing, other
-dtypes, learnable time constants, or ``SPIKEVISION_NATIVE=0``.
+:class:`NativeKernel` supports CPU tensors in float32/float64 with fixed
+constants (not PLIF's learned ones), without the membrane output, with a
+surrogate the C code implements, outside ``torch.compile`` tracing. Everything
+else runs another kernel (:mod:`spikevision.neuron.dispatch`); so does every
+call when there is no compiler, the build fails, or ``SPIKEVISION_NATIVE=0``.
 :func:`native_status` says which path runs and why.
-
-Environment:
-    ``SPIKEVISION_NATIVE``: ``0`` disables the C kernel.
-    ``SPIKEVISION_CACHE_DIR``: where the built library goes (default
-    ``$XDG_CACHE_HOME/spikevision``, i.e. ``~/.cache/spikevision``; a private
-    folder of this process if that one is unusable).
-    ``CC``: the C compiler.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
-import os
 import subprocess
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from spikevision.native_build import cache_dir, load_library
-from spikevision.native_build import compiled_library as _compiled_library
-from spikevision.neuron.surrogate import ATan, Rectangular, Sigmoid, Triangle
+from spikevision.native_build import load_library, run_parallel, split_ranges
+from spikevision.neuron.kernel import RESET_CODES, Constant, KernelChoice, is_compact, surrogate_code
+from spikevision.neuron.params import NeuronParams
 
-if TYPE_CHECKING:
-    from spikevision.neuron.functional import NeuronParams
-
-__all__ = ["native_status", "native_available", "set_native_enabled", "forward", "backward", "supports"]
+__all__ = ["NativeKernel", "KERNEL", "native_status", "native_available", "forward", "backward"]
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +44,6 @@ _FLAGS = ["-O2", "-ftree-vectorize", "-ffp-contract=off", "-fno-math-errno", "-s
 # tried in order: native vector width with glibc's vector exp, then without it, then plain
 _VARIANTS = (["-march=native", "-fopenmp-simd", "-DSV_LIBMVEC", "-lmvec"], ["-march=native"], [])
 _PARALLEL_MIN = 1 << 16  # neuron-steps below which one thread does the whole call
-_RESETS = {"hard": 0, "soft": 1, "none": 2}
-# exact classes only: a subclass may override grad(), which the C code would not see
-_SURROGATES = {Rectangular: (0, "width"), Sigmoid: (1, "alpha"), ATan: (2, "alpha"), Triangle: (3, "width")}
 
 
 class _Params(ctypes.Structure):
@@ -67,27 +54,16 @@ class _Params(ctypes.Structure):
 
 
 _lock = threading.Lock()
-_pool_lock = threading.Lock()
-_enabled = True
 _lib: ctypes.CDLL | None = None
-_status: str | None = None
-_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
-
-
-# the build cache moved to spikevision.native_build (shared with the deploy runtime); the old names stay
-# importable for one release
-_cache_dir = cache_dir
-compiled_library = _compiled_library
+_status: str | None = None  # why the library is (not) loaded; None: not tried yet
 
 
 def _load() -> ctypes.CDLL | None:
+    """Build (or find in the cache) and load the library once per process; None if that failed."""
     global _lib, _status
     with _lock:
         if _status is not None:
             return _lib
-        if os.environ.get("SPIKEVISION_NATIVE", "1") == "0":
-            _status = "PyTorch kernel (SPIKEVISION_NATIVE=0)"
-            return None
         try:
             lib = load_library(SOURCE, "lif_cpu", _FLAGS, _VARIANTS)
             path = lib._name
@@ -107,20 +83,10 @@ def _load() -> ctypes.CDLL | None:
 
 def native_status() -> str:
     """Which implementation CPU neurons use, and why (builds the C kernel if not yet done)."""
+    if not KernelChoice.environment().c:
+        return "PyTorch kernel (SPIKEVISION_NATIVE=0)"
     _load()
     return _status or ""
-
-
-def set_native_enabled(enabled: bool) -> bool:
-    """Use the C kernel where it applies (True, the default) or always PyTorch; returns the previous value.
-
-    For comparisons and debugging: both give the same results to round-off.
-    ``SPIKEVISION_NATIVE=0`` disables the C kernel for a whole process; for a
-    block of code use :func:`spikevision.neuron.use_kernels`, which restores the setting.
-    """
-    global _enabled
-    previous, _enabled = _enabled, bool(enabled)
-    return previous
 
 
 def native_available() -> bool:
@@ -128,19 +94,10 @@ def native_available() -> bool:
     return _load() is not None
 
 
-def supports(x: Tensor, decay: object, gain: object, p: "NeuronParams") -> bool:
-    """Whether :func:`forward` can run this call (cheap checks first; builds the kernel on first use)."""
-    return (_enabled and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-            and isinstance(decay, float) and isinstance(gain, float)
-            and type(p.surrogate) in _SURROGATES and not torch.compiler.is_compiling()
-            and _load() is not None)
-
-
-def _params(p: "NeuronParams", decay: float, gain: float) -> _Params:
-    sg = p.surrogate
-    kind, sg_a = _SURROGATES[type(sg)]
-    return _Params(decay, gain, p.v_th, p.v_reset, p.v_rest, _RESETS[p.reset], int(p.strict),
-                   int(p.detach_reset), kind, getattr(sg, sg_a), getattr(sg, "peak", 0.0))
+def _params(p: NeuronParams, decay: float, gain: float) -> _Params:
+    kind, sg_a, sg_b = surrogate_code(p.surrogate)
+    return _Params(decay, gain, p.v_th, p.v_reset, p.v_rest, RESET_CODES[p.reset], int(p.strict),
+                   int(p.detach_reset), kind, sg_a, sg_b)
 
 
 def _ptr(t: Tensor | None) -> int | None:
@@ -152,30 +109,14 @@ def _steps(h: list[Tensor] | None):
     return None if h is None else (ctypes.c_void_p * len(h))(*(t.data_ptr() for t in h))
 
 
-def _run(fn, pointers: list[int | None], T: int, N: int, params: _Params) -> None:
-    """Call ``fn`` on element ranges, split over torch's intra-op thread count."""
-    global _pool
+def _run(fn, pointers: list, T: int, N: int, params: _Params) -> None:
+    """Call ``fn`` on element ranges (multiples of :data:`BLOCK`), split over torch's intra-op thread count."""
     workers = torch.get_num_threads() if T * N >= _PARALLEL_MIN else 1
-    blocks = -(-N // BLOCK)
-    workers = max(1, min(workers, blocks))
     ref = ctypes.byref(params)
-    if workers == 1:
-        fn(*pointers, T, N, 0, N, ref)
-        return
-    per = -(-blocks // workers) * BLOCK
-    ranges = [(lo, min(N, lo + per)) for lo in range(0, N, per)]
-    with _pool_lock:
-        if _pool is None or _pool[0] != os.getpid() or _pool[1] < len(ranges) - 1:
-            if _pool is not None and _pool[0] == os.getpid():
-                _pool[2].shutdown(wait=False)  # too small: replaced (a forked child's copy has no threads)
-            _pool = (os.getpid(), len(ranges) - 1, ThreadPoolExecutor(len(ranges) - 1, "spikevision-lif"))
-        futures = [_pool[2].submit(fn, *pointers, T, N, lo, hi, ref) for lo, hi in ranges[1:]]
-    fn(*pointers, T, N, *ranges[0], ref)
-    for f in futures:
-        f.result()
+    run_parallel([functools.partial(fn, *pointers, T, N, lo, hi, ref) for lo, hi in split_ranges(N, workers, BLOCK)])
 
 
-def forward(x: Tensor, p: "NeuronParams", decay: float, gain: float, keep_h: bool,
+def forward(x: Tensor, p: NeuronParams, decay: float, gain: float, keep_h: bool,
             keep_code: bool) -> tuple[Tensor, list[Tensor] | None, Tensor | None]:
     """Spikes, and (if asked) ``H`` as T step tensors and the 2-bit code ``[ceil(T/4), ...]`` int8."""
     lib = _load()
@@ -189,7 +130,7 @@ def forward(x: Tensor, p: "NeuronParams", decay: float, gain: float, keep_h: boo
     return s, h, code
 
 
-def backward(grad_s: Tensor, h: list[Tensor] | None, code: Tensor | None, p: "NeuronParams", decay: float,
+def backward(grad_s: Tensor, h: list[Tensor] | None, code: Tensor | None, p: NeuronParams, decay: float,
              gain: float) -> Tensor:
     """``dL/dX`` from the spikes' gradient and what :func:`forward` kept (``h`` or ``code``)."""
     lib = _load()
@@ -199,3 +140,51 @@ def backward(grad_s: Tensor, h: list[Tensor] | None, code: Tensor | None, p: "Ne
     fn = lib.lif_backward_f32 if grad_x.dtype == torch.float32 else lib.lif_backward_f64
     _run(fn, [_ptr(grad_s), _steps(h), _ptr(code), _ptr(grad_x)], T, N, _params(p, decay, gain))
     return grad_x
+
+
+class _NativeMultiStep(torch.autograd.Function):
+    """The C kernel under autograd: keeps ``H`` as step tensors, or the 2-bit code, for backward."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, decay: float, gain: float, p: NeuronParams) -> Tensor:
+        needs_grad = ctx.needs_input_grad[0]
+        compact = is_compact(p, decay)
+        s_seq, h_seq, code = forward(x, p, decay, gain, keep_h=needs_grad and not compact,
+                                     keep_code=needs_grad and compact)
+        ctx.p, ctx.decay, ctx.gain = p, decay, gain
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(code, *(h_seq or ()))
+        return s_seq
+
+    @staticmethod
+    def backward(ctx, grad_s: Tensor | None):
+        if grad_s is None:
+            return None, None, None, None
+        code, *h_steps = ctx.saved_tensors
+        return backward(grad_s, h_steps or None, code, ctx.p, ctx.decay, ctx.gain), None, None, None
+
+
+class NativeKernel:
+    """The C kernel behind the :class:`~spikevision.neuron.kernel.NeuronKernel` contract."""
+
+    name = "c"
+
+    def status(self) -> str:
+        """See :func:`native_status`."""
+        return native_status()
+
+    def supports(self, x: Tensor, decay: Constant, gain: Constant, p: NeuronParams, return_membrane: bool,
+                 choice: KernelChoice) -> bool:
+        """CPU float32/float64, fixed constants, no membrane output, a surrogate of the C code (builds on first use)."""
+        return (choice.c and not return_membrane and x.device.type == "cpu"
+                and x.dtype in (torch.float32, torch.float64)
+                and isinstance(decay, float) and isinstance(gain, float)
+                and surrogate_code(p.surrogate) is not None and _load() is not None)
+
+    def apply(self, x: Tensor, decay: Constant, gain: Constant, p: NeuronParams,
+              return_membrane: bool) -> Tensor:
+        """Spikes under :class:`_NativeMultiStep` (``return_membrane`` is never set: :meth:`supports` refuses it)."""
+        return _NativeMultiStep.apply(x, decay, gain, p)
+
+
+KERNEL = NativeKernel()

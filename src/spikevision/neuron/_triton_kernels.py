@@ -15,7 +15,9 @@ source. The kernels use Triton's builtins only (``tl.load``, ``tl.where``,
 such as ``tl.zeros`` or ``tl.sum``, and call no other kernel function: those
 were made compiled-only when Triton was imported, and the interpreter cannot
 call them. The neuron's discrete choices are ``tl.constexpr``
-arguments, so every combination compiles to its own straight loop.
+arguments, so every combination compiles to its own straight loop; ``RESET`` and
+``SURROGATE`` are the codes of :mod:`spikevision.neuron.kernel` (``RESET_CODES``,
+``SURROGATE_CODES``).
 
 Layout (all contiguous): ``x``, ``s`` and the gradients are ``[T, N]``; ``h``
 is ``[T, N]`` in the compute dtype; ``code`` is ``[ceil(T/4), N]`` int8 with
@@ -34,14 +36,17 @@ surrogate   sg0                    sg1
 3 triangle  ``2 / width``          ``peak``
 ==========  =====================  ===============
 
+Backward: ``G_t = dL/dS_t sg_t + dL/dH_t(direct) + decay G_{t+1} dV_t/dH_t``
+and ``dL/dX_t = gain G_t``. With ``GRAD_DECAY`` neuron ``n`` writes
+``sum_t G_{t+1} (V_t - v_rest)`` to ``part[n]``; with ``GRAD_GAIN``
+``sum_t G_t X_t`` to ``part[N + n]`` (the caller reduces them over neurons,
+in a fixed order).
+
 Row offsets are 64-bit (``offs`` is int64 and rows advance by adding ``N``),
 so ``T * N`` may exceed 2^31.
 """
 
 import triton.language as tl
-
-RESET_HARD, RESET_SOFT, RESET_NONE = 0, 1, 2
-SG_RECTANGULAR, SG_SIGMOID, SG_ATAN, SG_TRIANGLE = 0, 1, 2, 3
 
 
 def lif_forward(x_ptr, s_ptr, h_ptr, code_ptr, params_ptr, T, N,
@@ -94,14 +99,7 @@ def lif_backward(gs_ptr, gh_ptr, h_ptr, code_ptr, x_ptr, params_ptr, gx_ptr, par
                  RESET: tl.constexpr, STRICT: tl.constexpr, DETACH: tl.constexpr, SURROGATE: tl.constexpr,
                  COMPACT: tl.constexpr, HAS_GS: tl.constexpr, HAS_GH: tl.constexpr, GRAD_DECAY: tl.constexpr,
                  GRAD_GAIN: tl.constexpr, BLOCK: tl.constexpr):
-    """``dL/dX`` by the reverse recurrence on ``G_t = dL/dH_t``; per-neuron sums for PLIF's constants.
-
-    ``G_t = dL/dS_t sg_t + dL/dH_t(direct) + decay G_{t+1} dV_t/dH_t`` and
-    ``dL/dX_t = gain G_t``. With ``GRAD_DECAY`` neuron ``n`` writes
-    ``sum_t G_{t+1} (V_t - v_rest)`` to ``part[n]``; with ``GRAD_GAIN``
-    ``sum_t G_t X_t`` to ``part[N + n]`` (the caller reduces them over
-    neurons, in a fixed order).
-    """
+    """``dL/dX`` by the reverse recurrence on ``G_t = dL/dH_t``; per-neuron sums for PLIF (module docstring)."""
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < N
     decay = tl.load(params_ptr)
@@ -154,25 +152,16 @@ def lif_backward(gs_ptr, gh_ptr, h_ptr, code_ptr, x_ptr, params_ptr, gx_ptr, par
         if HAS_GH:
             g = g + tl.load(gh_ptr + row, mask=mask, other=0.0).to(params_ptr.dtype.element_ty)
         # carried term: dH_{t+1}/dH_t = decay dV_t/dH_t
-        if RESET == 0:
-            if DETACH:
-                g = g + decay * g_next * tl.where(fired, 0.0, 1.0)
-            else:
-                g = g + decay * g_next * (tl.where(fired, 0.0, 1.0) + (v_reset - h) * sg)
-        elif RESET == 1:
-            if DETACH:
-                g = g + decay * g_next
-            else:
-                g = g + decay * g_next * (1.0 - v_th * sg)
-        else:
+        if RESET == 0 and DETACH:
+            g = g + decay * g_next * tl.where(fired, 0.0, 1.0)
+        elif RESET == 0:
+            g = g + decay * g_next * (tl.where(fired, 0.0, 1.0) + (v_reset - h) * sg)
+        elif RESET == 1 and not DETACH:
+            g = g + decay * g_next * (1.0 - v_th * sg)
+        else:  # a detached soft reset, or none: dV/dH = 1
             g = g + decay * g_next
         if GRAD_DECAY:  # dH_{t+1}/d decay = V_t - v_rest (COMPACT is never set here: V needs H)
-            if RESET == 0:
-                v = tl.where(fired, v_reset, h)
-            elif RESET == 1:
-                v = tl.where(fired, h - v_th, h)
-            else:
-                v = h
+            v = tl.where(fired, v_reset, h) if RESET == 0 else (tl.where(fired, h - v_th, h) if RESET == 1 else h)
             sum_decay = sum_decay + g_next * (v - v_rest)
         if GRAD_GAIN:
             sum_gain = sum_gain + g * tl.load(x_ptr + row, mask=mask, other=0.0).to(params_ptr.dtype.element_ty)

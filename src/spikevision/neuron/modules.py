@@ -1,9 +1,17 @@
-"""``nn.Module`` wrappers around the multi-step neuron functions.
+"""``nn.Module`` wrappers around the multi-step neuron functions, and what every neuron module is.
 
 Thin by design: a module holds its constants (and PLIF its one parameter) and
 calls :func:`~spikevision.neuron.functional.lif_multistep`. It keeps no
 membrane between calls, so there is no reset function and no step mode; the
 dynamics are documented once, in :mod:`spikevision.neuron.functional`.
+
+Every neuron module is a :class:`SpikingNeuron`: the one answer to "is this a
+neuron?" for the training engine's spike count, the firing-rate monitors,
+memory saving (spikes packed as int8), the integer engine, the deploy trace and
+NIR export. They read a neuron through this interface alone (its constants,
+:meth:`~SpikingNeuron.effective_params`, :meth:`~SpikingNeuron.kernel_constants`),
+so a new neuron type that subclasses it is counted, packed and exported
+without any list to update.
 
 Shape: ``[T, B, ...]`` to spikes ``[T, B, ...]``.
 """
@@ -15,12 +23,41 @@ import math
 import torch
 from torch import Tensor, nn
 
-from spikevision.neuron.functional import NeuronParams, lif_multistep, plif_constants, plif_multistep
+from spikevision.neuron.functional import lif_multistep, plif_multistep
+from spikevision.neuron.params import NeuronParams, plif_constants
 
-__all__ = ["LIF", "IF", "PLIF", "NEURONS", "build_neuron"]
+__all__ = ["SpikingNeuron", "LIF", "IF", "PLIF", "NEURONS", "build_neuron"]
 
 
-class LIF(nn.Module):
+class SpikingNeuron(nn.Module):
+    """Base class of every neuron module: constants ``p``, a whole sequence in, spikes out, no state.
+
+    A subclass sets ``self.p`` (:class:`~spikevision.neuron.params.NeuronParams`) and implements
+    ``forward``, ``[T, B, ...]`` to spikes ``[T, B, ...]`` of exactly 0 and 1 in the input's dtype;
+    one whose decay or gain is not ``p``'s (PLIF) overrides :meth:`kernel_constants`.
+
+    Attributes:
+        p: the neuron's constants.
+    """
+
+    p: NeuronParams
+
+    def kernel_constants(self, dtype: torch.dtype) -> tuple[Tensor | float, Tensor | float]:
+        """``(decay, gain)`` as the kernel runs them for an input of ``dtype`` (floats, or PLIF's tensors).
+
+        Gives :func:`~spikevision.neuron.reference.lif_reference` the same constants as the layer's own kernel.
+        """
+        return self.p.decay, self.p.gain
+
+    def effective_params(self) -> NeuronParams:
+        """The constants this layer runs with, as plain floats (what the deploy tools read)."""
+        decay, gain = self.kernel_constants(torch.float64)
+        if isinstance(decay, float) and isinstance(gain, float):
+            return self.p
+        return self.p.replace(decay=float(decay), gain=float(gain))
+
+
+class LIF(SpikingNeuron):
     """Leaky integrate-and-fire neuron over a whole sequence.
 
     Args:
@@ -39,11 +76,8 @@ class LIF(nn.Module):
         self.p = p.replace(**overrides) if overrides else p
 
     def forward(self, x: Tensor) -> Tensor:
+        """Spikes ``[T, B, ...]`` of the input current ``[T, B, ...]``."""
         return lif_multistep(x, self.p)
-
-    def effective_params(self) -> NeuronParams:
-        """The constants this layer runs with: ``p`` (PLIF's override adds its learned decay and gain)."""
-        return self.p
 
     def extra_repr(self) -> str:
         p = self.p
@@ -66,7 +100,7 @@ class IF(LIF):
             raise ValueError(f"an IF neuron has no leak (decay 1), got decay={self.p.decay}")
 
 
-class PLIF(nn.Module):
+class PLIF(SpikingNeuron):
     """Parametric LIF with one learnable time constant per layer.
 
     Fang, Yu, Chen, Masquelier, Huang, Tian, "Incorporating Learnable Membrane
@@ -97,19 +131,18 @@ class PLIF(nn.Module):
         return 1.0 / float(torch.sigmoid(self.w.detach()))
 
     def forward(self, x: Tensor) -> Tensor:
+        """Spikes ``[T, B, ...]`` of the input current ``[T, B, ...]``."""
         return plif_multistep(x, self.w, self.p, decay_input=self.decay_input)
 
-    def effective_params(self) -> NeuronParams:
-        """``p`` with the current learned ``decay`` and ``gain`` (:func:`plif_constants` in float64, detached),
-        as the deploy tools read them."""
-        decay, gain = plif_constants(self.w.detach().double(), self.decay_input)
-        return self.p.replace(decay=float(decay), gain=float(gain))
+    def kernel_constants(self, dtype: torch.dtype) -> tuple[Tensor, Tensor | float]:
+        """The learned ``(decay, gain)`` (:func:`plif_constants` of ``w`` in ``dtype``, detached)."""
+        return plif_constants(self.w.detach().to(dtype), self.decay_input)
 
     def extra_repr(self) -> str:
         return f"tau={self.tau:.4g}, decay_input={self.decay_input}, v_th={self.p.v_th:g}, reset={self.p.reset}"
 
 
-NEURONS: dict[str, type[nn.Module]] = {"lif": LIF, "if": IF, "plif": PLIF}
+NEURONS: dict[str, type[SpikingNeuron]] = {"lif": LIF, "if": IF, "plif": PLIF}
 
 
 def build_neuron(kind: str | type[nn.Module], p: NeuronParams) -> nn.Module:

@@ -4,7 +4,7 @@ r"""The neuron written once in plain form: the update equations as a per-step lo
 (charge, fire, reset; the equations are in that module's docstring) written out
 literally, one time step at a time, in ordinary differentiable PyTorch ops. It
 is slow on purpose and shares no code with the fused kernels (C, Triton,
-PyTorch) behind :func:`~spikevision.neuron.functional.lif_multistep`, which
+PyTorch; :mod:`spikevision.neuron.kernel`) behind :func:`~spikevision.neuron.functional.lif_multistep`, which
 makes it the reference they are tested against: spikes equal, membranes and
 gradients equal to round-off against autograd of this loop
 (``tests/neuron/test_kernel.py``). Analysis uses it where it needs the
@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from spikevision.neuron.functional import NeuronParams, check_sequence
+from spikevision.neuron.params import NeuronParams, check_sequence
 
 __all__ = ["lif_reference"]
 
@@ -32,9 +32,10 @@ def lif_reference(x_seq: Tensor, p: NeuronParams = NeuronParams(), *, decay: flo
 
     Args:
         x_seq: input current ``[T, B, ...]`` (floating point).
-        p: neuron constants (see :class:`~spikevision.neuron.functional.NeuronParams`).
+        p: neuron constants (see :class:`~spikevision.neuron.params.NeuronParams`).
         decay, gain: replace ``p.decay`` / ``p.gain``; may be tensors that need a gradient
-            (PLIF: :func:`~spikevision.neuron.functional.plif_constants`).
+            (PLIF: :func:`~spikevision.neuron.params.plif_constants`,
+            or a module's :meth:`~spikevision.neuron.SpikingNeuron.kernel_constants`).
 
     Returns:
         ``(S, H)``: spikes (0./1.) and the charged membranes before reset, both ``[T, B, ...]``.

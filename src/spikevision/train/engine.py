@@ -48,6 +48,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -57,6 +58,7 @@ import torch
 import yaml
 from torch import Tensor, nn
 
+from spikevision.neuron.rates import FiringRateMonitor
 from spikevision.train import checkpoint as ck
 from spikevision.train.checkpoint import BEST, CHECKPOINT_DIR, CONFIG_FILE, LAST, METRICS_FILE  # the run directory
 from spikevision.train.config import Config
@@ -96,34 +98,24 @@ def _topk_correct(logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     return hit[:, 0].sum(), hit.any(-1).sum()
 
 
-class SpikeCounter:
-    """Mean firing rate of every neuron module (``spikevision.neuron`` types) via forward hooks.
+class SpikeCounter(FiringRateMonitor):
+    """Deprecated: :class:`~spikevision.neuron.FiringRateMonitor` (``allow_empty=True``) is the one spike counter.
 
-    Cheap: one ``sum`` per neuron call, accumulated on the device, no sync.
+    Kept for code written against it: ``totals`` is
+    :meth:`~spikevision.neuron.FiringRateMonitor.spike_totals` and ``modules`` the neuron modules.
     """
 
     def __init__(self, model: nn.Module) -> None:
-        from spikevision.neuron.modules import NEURONS
+        warnings.warn("spikevision.train.engine.SpikeCounter is deprecated; use "
+                      "spikevision.neuron.FiringRateMonitor(model, allow_empty=True) and its spike_totals()",
+                      DeprecationWarning, stacklevel=2)
+        super().__init__(model, allow_empty=True)
+        self.modules = list(self.layers.values())
 
-        types = tuple(NEURONS.values())
-        self.modules = [m for m in model.modules() if isinstance(m, types)]
-        self.totals = torch.zeros(2, dtype=torch.float64)  # [spikes, neuron-steps]
-        self._handles: list = []
-
-    def _hook(self, module: nn.Module, inputs: Any, out: Tensor) -> None:
-        s = out.detach().sum(dtype=torch.float64)
-        self.totals = self.totals.to(s.device)
-        self.totals[0] += s
-        self.totals[1] += out.numel()
-
-    def __enter__(self) -> "SpikeCounter":
-        self._handles = [m.register_forward_hook(self._hook) for m in self.modules]
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
+    @property
+    def totals(self) -> Tensor:
+        """``[spikes, neuron-steps]`` (float64)."""
+        return self.spike_totals()
 
 
 class LogitsModule(nn.Module):
@@ -411,7 +403,7 @@ def evaluate(model: nn.Module, loader: Any, device: torch.device, dist: DistInfo
     was_training = model.training
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, top1, top5, n
-    with SpikeCounter(model) as spikes:
+    with FiringRateMonitor(model, allow_empty=True) as spikes:  # sums on the device: no sync per batch
         for x, y in loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
@@ -419,7 +411,7 @@ def evaluate(model: nn.Module, loader: Any, device: torch.device, dist: DistInfo
             top1, top5 = _topk_correct(logits, y)
             loss = nn.functional.cross_entropy(logits, y, reduction="sum")
             sums += torch.stack([loss.double(), top1.double(), top5.double(), torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
-    rates = spikes.totals.to(device)
+    rates = spikes.spike_totals(device)
     all_reduce_sum(sums, dist)
     all_reduce_sum(rates, dist)
     model.train(was_training)

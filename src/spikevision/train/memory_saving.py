@@ -45,7 +45,9 @@ names them with ``modules=[...]``. Each is replaced, in its parent, by a
 ``print(model)`` shows which blocks are recomputed. The wrapper keeps the
 block's state-dict keys (``stages.0.1.conv1...``, without the wrapper's
 ``block.``), so checkpoints load in either mode; ``named_parameters()`` does
-show the ``block.`` level. Spike packing adds forward hooks to the model.
+show the ``block.`` level. Spike packing adds forward hooks to the model and
+its neurons (:class:`~spikevision.neuron.SpikingNeuron` modules) and nothing
+else: the hooks are its only record on the model.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
+
+from spikevision.neuron.modules import SpikingNeuron
 
 __all__ = [
     "MEMORY_SAVING_MODES",
@@ -73,8 +77,6 @@ MemoryMode = Literal["none", "spikes", "blocks", "stages"]
 #: (no recomputation); ``"blocks"``: recompute each residual block;
 #: ``"stages"``: recompute each stage (the module that runs a run of blocks) as one segment.
 MEMORY_SAVING_MODES: tuple[str, ...] = ("none", "spikes", "blocks", "stages")
-
-_PACKER = "_spikevision_spike_packer"
 
 
 @contextlib.contextmanager
@@ -208,33 +210,34 @@ class _SpikePacker:
         self.spikes.clear()
 
 
-def _neuron_types() -> tuple[type[nn.Module], ...]:
-    from spikevision.neuron.modules import LIF, PLIF
-
-    return (LIF, PLIF)
+def _packer_of(model: nn.Module) -> _SpikePacker | None:
+    """The packer whose hooks are on ``model``, if any: the hooks are the only record (nothing is set on the model)."""
+    for hook in model._forward_pre_hooks.values():
+        owner = getattr(hook, "__self__", None)
+        if isinstance(owner, _SpikePacker):
+            return owner
+    return None
 
 
 def _enable_packing(model: nn.Module) -> None:
     packer = _SpikePacker()
     packer.handles = [m.register_forward_hook(packer.record) for m in model.modules()
-                      if isinstance(m, _neuron_types())]
+                      if isinstance(m, SpikingNeuron)]
     packer.handles += [model.register_forward_pre_hook(packer.enter),
                        model.register_forward_hook(packer.exit, always_call=True)]
-    setattr(model, _PACKER, packer)
 
 
 def _disable_packing(model: nn.Module) -> None:
-    packer = getattr(model, _PACKER, None)
+    packer = _packer_of(model)
     if packer is None:
         return
     for h in packer.handles:
         h.remove()
-    delattr(model, _PACKER)
 
 
 def is_packing_spikes(model: nn.Module) -> bool:
     """Whether ``model`` stores saved spikes as int8 (``mode="spikes"`` or ``pack_spikes=True``)."""
-    return hasattr(model, _PACKER)
+    return _packer_of(model) is not None
 
 
 def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
@@ -308,7 +311,7 @@ def enable_memory_saving(
             (conv and linear inputs) as int8 instead of float: exact (spikes are
             0/1), 4x smaller for float32, one cheap copy each way. Applies
             outside recomputed segments (inside them nothing is saved anyway).
-            Spikes are recognised as outputs of spikevision neuron modules.
+            Spikes are recognised as outputs of neuron modules (:class:`~spikevision.neuron.SpikingNeuron`).
 
     Returns:
         The qualified names of the wrapped modules (in model order).
@@ -402,7 +405,7 @@ class SavedTensorMeter:
         if model is not None:
             self._segments += [model.get_submodule(n) for n in memory_saving_modules(model)]
             excluded += list(model.parameters())
-            self._packer = getattr(model, _PACKER, None)
+            self._packer = _packer_of(model)
         self._excluded = {t.untyped_storage().data_ptr() for t in excluded}
         self._handles: list[Any] = []
         self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)

@@ -68,7 +68,7 @@ from spikevision.layers.gac import GatedAttentionCoding
 from spikevision.layers.encoders import DirectEncoder, PoissonEncoder
 from spikevision.layers.norm import BNTT2d
 from spikevision.layers.temporal import TimeFolded
-from spikevision.neuron.modules import LIF, PLIF
+from spikevision.neuron.modules import SpikingNeuron
 
 __all__ = [
     "EngineConfig", "IntegerModel", "IntSynapse", "IntNeuron", "IntAffine", "IntPool", "FloatFallback",
@@ -239,7 +239,7 @@ def _substitute(module: nn.Module, cfg: EngineConfig, qualified: str, opaque: di
         return IntPool(module, False)
     if isinstance(module, _BNS):
         return IntAffine(module, cfg)
-    if isinstance(module, (LIF, PLIF)):
+    if isinstance(module, SpikingNeuron):
         return IntNeuron(module, cfg)
     if isinstance(module, PoissonEncoder):
         return FloatFallback(module, "Poisson encoder: random comparisons on analog pixels", F_)

@@ -84,9 +84,7 @@ def shift_add_terms(value: float, terms: int, max_shift: int = 30) -> list[tuple
 
 
 def _is_binary(x: Tensor, one: float) -> bool:
-    """True when ``x`` holds only 0 and ``one`` (spikes). Neuron outputs carry a flag that skips the scan."""
-    if getattr(x, "_spikevision_spikes", False):
-        return True
+    """True when ``x`` holds only 0 and ``one`` (spikes), by a scan (uncounted: bookkeeping, not inference)."""
     with uncounted():
         return bool(((x == 0) | (x == one)).all())
 
@@ -367,7 +365,7 @@ class IntNeuron(nn.Module):
     ``V = where(S, v_reset, H)`` (hard), ``H - where(S, th, 0)`` (soft) or ``H``.
 
     Args:
-        neuron: a ``LIF``/``IF``/``PLIF`` module.
+        neuron: a neuron module (:class:`~spikevision.neuron.SpikingNeuron`: ``LIF``, ``IF``, ``PLIF``).
         cfg: number formats and leak handling.
     """
 
@@ -455,7 +453,6 @@ class IntNeuron(nn.Module):
         for t in range(x.shape[0]):
             s, v = self.step(drive[t], v)
             out[t] = torch.where(s, one, 0.0)
-        out._spikevision_spikes = True  # consumers may skip the binary scan (views and copies drop the flag)
         return out
 
     def extra_repr(self) -> str:

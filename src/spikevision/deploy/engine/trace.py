@@ -34,7 +34,7 @@ from torch.utils._pytree import tree_flatten
 from spikevision.layers.encoders import DirectEncoder, PoissonEncoder
 from spikevision.layers.norm import BNTT2d
 from spikevision.layers.temporal import TimeFolded
-from spikevision.neuron.modules import LIF, PLIF
+from spikevision.neuron.modules import SpikingNeuron
 
 __all__ = ["ATOMIC_TYPES", "Call", "Trace", "trace_model", "batch_head", "batch_size"]
 
@@ -44,7 +44,7 @@ ATOMIC_TYPES: tuple[type[nn.Module], ...] = (
     nn.modules.batchnorm._BatchNorm, BNTT2d,
     nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.MaxPool2d, nn.AdaptiveMaxPool2d,
     nn.Flatten, nn.Identity, nn.Dropout,
-    LIF, PLIF, DirectEncoder, PoissonEncoder,
+    SpikingNeuron, DirectEncoder, PoissonEncoder,
 )
 
 

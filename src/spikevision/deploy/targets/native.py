@@ -13,18 +13,17 @@ inner loops (the int32 accumulation of a weight column is a few vector adds), th
 dispatch between layers, and the runtime *is* the C export: testing one tests the other.
 
 The batch is split over ``torch.get_num_threads()`` Python threads (ctypes releases the
-GIL), each with its own state; a sample is never split. Results are bit-exact with the
+GIL; :func:`spikevision.native_build.run_parallel`, as for the CPU neuron kernel), each with its
+own state; a sample is never split. Results are bit-exact with the
 Python engine (``IntegerModel.forward_q``), which stays the reference.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
-import os
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -32,7 +31,7 @@ from torch import Tensor
 
 from spikevision.atomic import write_atomic
 from spikevision.deploy.targets.c.codegen import CSource, generate_c
-from spikevision.native_build import cache_dir, load_library
+from spikevision.native_build import cache_dir, load_library, run_parallel, split_ranges
 from spikevision.deploy.engine import IntegerModel
 from spikevision.deploy.ir import Program, lower
 
@@ -44,8 +43,6 @@ _FLAGS = ["-O3", "-std=c99", "-shared", "-fPIC", "-DSV_NATIVE_RUNTIME"]
 _VARIANTS = (["-march=native", "-fno-loop-unroll-and-jam"], ["-march=native"], [])
 _NAME = "sv_model"
 _ARENA_DTYPES = {"a64": torch.int64, "a32": torch.int32, "a16": torch.uint16, "a8": torch.uint8}
-_pool_lock = threading.Lock()
-_pools: dict[int, tuple[int, ThreadPoolExecutor]] = {}
 
 
 def _build(source: CSource) -> ctypes.CDLL:
@@ -106,18 +103,9 @@ class NativeModel:
             raise ValueError(f"expected {self.in_numel} input values per sample ({list(self.program.input.shape)}), "
                              f"got shape {list(x.shape)}")
         out = torch.empty(B, self.classes, dtype=torch.int64)
-        workers = max(1, min(torch.get_num_threads(), B))
-        if workers == 1:
-            fn(x.data_ptr(), out.data_ptr(), 0, B, self._state(0).data_ptr())
-            return out
-        per = -(-B // workers)
-        ranges = [(lo, min(B, lo + per)) for lo in range(0, B, per)]
-        pool = _pool(len(ranges) - 1)
-        futures = [pool.submit(fn, x.data_ptr(), out.data_ptr(), lo, hi, self._state(i + 1).data_ptr())
-                   for i, (lo, hi) in enumerate(ranges[1:])]
-        fn(x.data_ptr(), out.data_ptr(), ranges[0][0], ranges[0][1], self._state(0).data_ptr())
-        for f in futures:
-            f.result()
+        ranges = split_ranges(B, torch.get_num_threads())  # a sample is never split; one state per range
+        run_parallel([functools.partial(fn, x.data_ptr(), out.data_ptr(), lo, hi, self._state(i).data_ptr())
+                      for i, (lo, hi) in enumerate(ranges)])
         return out
 
     def buffers(self, x: Tensor) -> dict[str, Tensor]:
@@ -142,17 +130,6 @@ class NativeModel:
     def __call__(self, x: Tensor) -> Tensor:
         """Logits (float64) equal to ``IntegerModel(x)``."""
         return self.logits_q(x) / 2.0**self.program.frac_bits
-
-
-def _pool(workers: int) -> ThreadPoolExecutor:
-    pid = os.getpid()
-    with _pool_lock:
-        have = _pools.get(pid)
-        if have is None or have[0] < workers:
-            if have is not None:
-                have[1].shutdown(wait=False)
-            _pools[pid] = (workers, ThreadPoolExecutor(workers, "spikevision-native"))
-        return _pools[pid][1]
 
 
 def compile_native(integer_model: IntegerModel, example: Tensor, *, share_buffers: bool = True) -> NativeModel:

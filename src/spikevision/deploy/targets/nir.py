@@ -77,7 +77,7 @@ from spikevision.deploy.engine.trace import ATOMIC_TYPES, Call, trace_model
 from spikevision.layers.encoders import DirectEncoder, PoissonEncoder
 from spikevision.layers.norm import BNTT2d, TokenBatchNorm1d
 from spikevision.layers.temporal import TimeFolded
-from spikevision.neuron.modules import LIF, PLIF
+from spikevision.neuron.modules import SpikingNeuron
 
 __all__ = ["NIRExportError", "to_nir", "export_nir", "DEFAULT_DT"]
 
@@ -216,7 +216,7 @@ class _Builder:
             end = inner.end_dim - 1 if inner.end_dim > 0 else inner.end_dim
             start, end = _negative_dims(start, end, len(shape_in))
             node = nir.Flatten(input_type={"input": np.array(shape_in)}, start_dim=start, end_dim=end)
-        elif isinstance(inner, (LIF, PLIF)):
+        elif isinstance(inner, SpikingNeuron):
             if src.readout:
                 raise NIRExportError(f"layer {name!r}: a neuron after the mean over time")
             node = _neuron_node(inner, shape_in, name, self.dt)
