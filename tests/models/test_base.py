@@ -1,4 +1,6 @@
-"""SpikingClassifier.check_input: every family refuses NaN/inf, a foreign float dtype and empty inputs."""
+"""SpikingClassifier: input checks (NaN/inf, a foreign float dtype, empty inputs) and the one forward pass."""
+
+from unittest import mock
 
 import pytest
 import torch
@@ -50,3 +52,33 @@ def test_reset_classifier_updates_the_pretrained_cfg():
     assert model.num_classes == 3 and model.forward_head is not None
     assert model.pretrained_cfg.num_classes == 3 and model.pretrained_cfg.class_names == ()
     assert model.pretrained_cfg.mean == create_model("sresnet20", pretrained="fashion_mnist").pretrained_cfg.mean
+
+
+@pytest.mark.parametrize("name,kwargs", MODELS, ids=[f"{n}{'-gac' if k.get('encoding') else ''}" for n, k in MODELS])
+def test_forward_gives_per_step_logits_for_tet(name, kwargs):
+    """``forward(x, per_step=True)`` is the per-step head on the same features; their mean is the logits."""
+    model, x = _model_and_input(name, kwargs)
+    with torch.no_grad():
+        steps = model(x, per_step=True)
+        expected = model.forward_head(model.forward_features(model.encode(x)), per_step=True)
+        assert steps.shape == (model.T, 2, model.num_classes)
+        torch.testing.assert_close(steps, expected)
+        torch.testing.assert_close(steps.mean(0), model(x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["ms_resnet_mini", "spiking_cnn_mini"])
+def test_the_stem_once_path_is_chosen_by_the_base_forward(name):
+    """No family overrides forward: training on a static image takes forward_features_static, per step too."""
+    from spikevision.models.base import SpikingClassifier
+
+    model, x = _model_and_input(name, {})
+    assert type(model).forward is SpikingClassifier.forward
+    cls = type(model)
+    with mock.patch.object(cls, "forward_features_static", autospec=True,
+                           side_effect=cls.forward_features_static) as spy:
+        fast = model.train()(x, per_step=True)
+        assert spy.call_count == 1 and fast.shape == (model.T, 2, 10)
+        slow = create_model(name, stem_once=False).train()
+        slow.load_state_dict(model.state_dict())
+        torch.testing.assert_close(fast, slow(x, per_step=True), rtol=1e-4, atol=1e-5)
+        assert spy.call_count == 1 and not model.eval().runs_stem_once(x)

@@ -78,3 +78,10 @@ def test_input_shape_follows_modality_and_kwargs(toy_model):
     with pytest.raises(ValueError, match="unknown modality"):
         register_model(family="toy", paper="x", T=1, input_size=(1, 1, 1), num_classes=1, neuron=NeuronParams(),
                        modality="video")
+
+
+def test_get_model_info_accepts_an_entry_and_refuses_other_types():
+    info = list_models("ms_resnet")[0]
+    assert get_model_info(info) is info  # what list_models gives can be looked up again
+    with pytest.raises(TypeError, match="takes a model name \\(str\\) or a ModelInfo, got int"):
+        get_model_info(3)

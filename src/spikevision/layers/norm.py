@@ -20,7 +20,7 @@ from spikevision.layers.temporal import check_T, fold, unfold
 from spikevision.neuron.functional import check_sequence
 
 __all__ = ["TDBatchNorm2d", "TDBatchNorm1d", "BNTT2d", "TokenBatchNorm1d", "SyncBatchNorm", "TimeFoldedSyncBatchNorm",
-           "convert_sync_batchnorm"]
+           "convert_sync_batchnorm", "NORM_LAYERS", "NormLayerLike", "build_norm2d"]
 
 
 def _check_channels(x: Tensor, dim: int, expected: int, ndim: int, layout: str, name: str) -> None:
@@ -52,6 +52,41 @@ class TDBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: Tensor) -> Tensor:
         _check_channels(x, 2, self.num_features, 5, "[T, B, C, H, W]", type(self).__name__)
         return unfold(super().forward(fold(x)), x.shape[0])
+
+
+#: A builder's ``norm_layer``: a name of :data:`NORM_LAYERS` or a class called as ``cls(num_features)``
+#: that maps ``[T, B, C, H, W]`` to the same shape.
+NormLayerLike = str | type[nn.Module]
+#: The norm layers a builder's ``norm_layer`` may name (time-major, ``[T, B, C, H, W]``).
+NORM_LAYERS: dict[str, type[nn.Module]] = {"tdbn": TDBatchNorm2d}
+
+
+def build_norm2d(norm_layer: NormLayerLike, num_features: int, weight_init: float = 1.0) -> nn.Module:
+    """The norm of a time-major feature map, by name or class (torchvision's ``norm_layer``), gamma = ``weight_init``.
+
+    Args:
+        norm_layer: a name of :data:`NORM_LAYERS` (``"tdbn"``) or a class taking ``num_features``.
+        num_features: channels ``C``.
+        weight_init: initial gamma (set when the layer has an affine ``weight``).
+
+    Raises:
+        ValueError: an unknown name (listing the known ones).
+        TypeError: neither a name nor a class.
+    """
+    if isinstance(norm_layer, str):
+        if norm_layer not in NORM_LAYERS:
+            raise ValueError(f"unknown norm_layer {norm_layer!r}; choose one of {sorted(NORM_LAYERS)} "
+                             "or pass a class taking num_features")
+        norm_layer = NORM_LAYERS[norm_layer]
+    if not isinstance(norm_layer, type):
+        raise TypeError(f"norm_layer must be a name or a class, got {type(norm_layer).__name__}")
+    if issubclass(norm_layer, TDBatchNorm2d):
+        return norm_layer(num_features, weight_init=weight_init)
+    norm = norm_layer(num_features)
+    weight = getattr(norm, "weight", None)
+    if isinstance(weight, nn.Parameter):
+        nn.init.constant_(weight, weight_init)
+    return norm
 
 
 class TDBatchNorm1d(nn.BatchNorm1d):

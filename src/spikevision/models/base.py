@@ -17,7 +17,13 @@ Analysis, deployment and the CLI rely on nothing else:
   (what memory saving recomputes and the isometry probes measure; empty for a
   network without residual blocks).
 
-``forward(x)`` = encode (if 4-D) then features then head: ``[B, classes]``.
+``forward(x, per_step=False)`` = encode (if 4-D) then features then head:
+``[B, classes]``, or ``[T, B, classes]`` with ``per_step`` (what TET trains on).
+It is the one forward pass, written once here; models do not override it.
+A model whose stem is time-invariant (conv + BN of a static image, the same at
+every step) sets ``stem_once`` and implements ``forward_features_static``;
+``forward`` then takes that path in training for a directly coded image
+(:meth:`SpikingClassifier.runs_stem_once`).
 ``encode`` first checks the input (:meth:`SpikingClassifier.check_input`): a
 tensor, not empty, without NaN or infinite values; ``forward`` reports a float
 input of another dtype than the weights as a ``TypeError``.
@@ -31,7 +37,7 @@ from typing import Any, Mapping, TypeAlias
 import torch
 from torch import Tensor, nn
 
-from spikevision.layers.encoders import check_image
+from spikevision.layers.encoders import DirectEncoder, check_image
 from spikevision.layers.temporal import check_T
 from spikevision.neuron.functional import NeuronParams, check_sequence
 
@@ -75,6 +81,9 @@ class SpikingClassifier(nn.Module):
 
     T: int
     encoder: nn.Module
+    #: run the time-invariant stem once per static image in training (see :meth:`runs_stem_once`);
+    #: a model that sets it implements :meth:`forward_features_static`
+    stem_once: bool = False
     #: set by ``create_model(name, pretrained=tag)``: preprocessing, class names and card of the weights
     #: (:class:`spikevision.pretrained.PretrainedCfg`); None for a model built without them
     pretrained_cfg: Any = None
@@ -160,6 +169,25 @@ class SpikingClassifier(nn.Module):
     def forward_features(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def forward_features_static(self, x: Tensor) -> Tensor:
+        """What ``forward_features(encode(x))`` gives for a static image ``[B, C, H, W]`` under direct coding,
+        with the time-invariant stem computed once and its output repeated over ``T`` (a view).
+
+        Outputs and gradients equal the per-step computation up to float round-off; a BN in the stem
+        sees ``B*H*W`` samples instead of ``T*B*H*W`` (its running variance's Bessel factor differs).
+        Only called when :meth:`runs_stem_once` is true.
+        """
+        raise NotImplementedError(f"{type(self).__name__} sets stem_once but has no forward_features_static")
+
+    def runs_stem_once(self, x: Tensor) -> bool:
+        """Whether :meth:`forward` takes the stem-once path for ``x``: ``stem_once`` is set, the model is in
+        training mode and ``x`` is a static image ``[B, C, H, W]`` under direct coding.
+
+        Evaluation mode (hence analysis, the integer engine and exports) and sequences always run the
+        literal per-step network.
+        """
+        return self.stem_once and self.training and x.dim() == 4 and isinstance(self.encoder, DirectEncoder)
+
     def forward_head(self, x: Tensor, pre_logits: bool = False, per_step: bool = False) -> Tensor:
         raise NotImplementedError
 
@@ -181,15 +209,22 @@ class SpikingClassifier(nn.Module):
         """``{"<container>.<i>": child}`` for each named container, in order (a helper for ``residual_blocks``)."""
         return {f"{c}.{i}": m for c in containers for i, m in self.get_submodule(c).named_children()}
 
-    def forward(self, x: Tensor) -> Tensor:
-        """Logits ``[B, classes]`` of images ``[B, C, H, W]`` or sequences ``[T, B, C, H, W]``.
+    def forward(self, x: Tensor, per_step: bool = False) -> Tensor:
+        """Logits of images ``[B, C, H, W]`` or sequences ``[T, B, C, H, W]``.
+
+        Args:
+            x: the input.
+            per_step: logits of every time step ``[T, B, classes]`` (for TET losses) instead of
+                their mean over time ``[B, classes]``.
 
         Raises:
             TypeError: a float input of another dtype than the weights (a float64 batch into a float32
                 model), which torch reports deep inside the forward pass; and see :meth:`check_input`.
         """
         try:
-            return self.forward_head(self.forward_features(self.encode(x)))
+            seq = self.encode(x)  # checks the input; direct coding is a view
+            features = self.forward_features_static(x) if self.runs_stem_once(x) else self.forward_features(seq)
+            return self.forward_head(features, per_step=True) if per_step else self.forward_head(features)
         except RuntimeError as e:
             weight = next((p for p in self.parameters() if p.is_floating_point()), None)
             if (weight is None or not isinstance(x, Tensor) or not x.is_floating_point() or x.dtype == weight.dtype

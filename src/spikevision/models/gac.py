@@ -29,31 +29,30 @@ zero-initialised second BN in each block.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any
+
+from dataclasses import replace
 
 from spikevision.models.ms_resnet import (
-    CIFAR18_WIDTHS,
     CIFAR_INPUT,
-    CIFAR_STRIDES,
+    GAC_KERNEL_SIZE,
     IMAGENET_INPUT,
-    IMAGENET_STRIDES,
-    IMAGENET_WIDTHS,
-    MS_BN_WEIGHT_INIT,
     MINI_INPUT,
-    MINI_LAYERS,
     MINI_T,
-    MINI_WIDTHS,
     MS_RESNET_NEURON,
+    RESNET18,
+    RESNET18_CIFAR,
+    RESNET34,
+    RESNET_MINI,
     MSResNet,
-    _mini,
-    _ms_resnet,
+    MSResNetConfig,
+    mini_shape,
 )
-from spikevision.models.base import NeuronKind, ParamsLike
-from spikevision.models.registry import register_model
+from spikevision.models.zoo import register_config
 from spikevision.neuron.functional import NeuronParams
 from spikevision.neuron.surrogate import Triangle
 
-__all__ = ["GAC_CIFAR_NEURON", "GAC_IMAGENET_NEURON", "GAC_APPENDIX_NEURON"]
+__all__ = ["GAC_CIFAR_NEURON", "GAC_IMAGENET_NEURON", "GAC_APPENDIX_NEURON", "GAC_KERNEL_SIZE"]
 
 PAPER = (
     "Qiu et al., Gated Attention Coding for Training High-performance and Efficient SNNs, AAAI 2024 (arXiv 2308.06582)"
@@ -70,62 +69,48 @@ GAC_IMAGENET_NEURON = MS_RESNET_NEURON
 #: The paper appendix (GAC issue #5): threshold 0.5, decay 0.25 for every data set.
 GAC_APPENDIX_NEURON = MS_RESNET_NEURON
 
-GAC_KERNEL_SIZE = 4  # SCA kernel; the author stresses k = 4 (GAC issue #5)
 CIFAR_T = 6  # hard-coded in the CIFAR code
 IMAGENET_T = 4  # global constant of the ImageNet code
 TORCH_BN_WEIGHT_INIT = 1.0  # PyTorch default BN gamma (GAC CIFAR code)
 
-_GAC = dict(family="gac", paper=PAPER, modality="image")
+# ---------------------------------------------------------------------------
+# Registered names: MS-ResNet configs with the GAC encoder (family "gac")
+# ---------------------------------------------------------------------------
+
+#: CIFAR code: its own neuron, PyTorch's default initialisation (BN gamma 1, no zero-init)
+GAC_RESNET18_CIFAR = replace(RESNET18_CIFAR, encoder="gac", T=CIFAR_T, neuron_params=GAC_CIFAR_NEURON,
+                             bn_weight_init=TORCH_BN_WEIGHT_INIT, zero_init_last_bn=False)
+_IMAGENET = dict(encoder="gac", T=IMAGENET_T, neuron_params=GAC_IMAGENET_NEURON, conv_init="kaiming_fan_out")
+GAC_RESNET18 = replace(RESNET18, **_IMAGENET)
+GAC_RESNET34 = replace(RESNET34, **_IMAGENET)
+GAC_RESNET_MINI = replace(RESNET_MINI, encoder="gac", T=MINI_T, neuron_params=GAC_APPENDIX_NEURON)
+
+_ARGS = ("num_classes", "T", "in_chans", "neuron", "neuron_params", "kernel_size", "norm_layer")
 
 
-@register_model(**_GAC, T=CIFAR_T, input_size=CIFAR_INPUT, num_classes=10, neuron=GAC_CIFAR_NEURON)
-def gac_ms_resnet18_cifar(*, num_classes: int = 10, T: int = CIFAR_T, in_chans: int = 3, neuron: NeuronKind = "lif",
-                          neuron_params: ParamsLike = None, kernel_size: int = GAC_KERNEL_SIZE) -> MSResNet:
-    """GAC-MS-ResNet-18 for CIFAR: 3x3/1 stem of 64 + BN -> GAC -> [3, 3, 2] MS blocks of 128/256/512.
-
-    The released code hard-codes CIFAR-100 (pass ``num_classes=100``) and
-    keeps PyTorch's default initialisation (BN gamma 1, no zero-init).
-    """
-    return _ms_resnet(layers=(3, 3, 2), widths=CIFAR18_WIDTHS, strides=CIFAR_STRIDES, stem="conv3x3", stem_width=64,
-                      num_classes=num_classes, T=T, in_chans=in_chans, neuron=neuron, neuron_params=neuron_params,
-                      default_neuron=GAC_CIFAR_NEURON, encoder="gac", gac_kernel_size=kernel_size,
-                      bn_weight_init=TORCH_BN_WEIGHT_INIT, zero_init_last_bn=False, conv_init="default")
+def _gac(name: str, config: MSResNetConfig, input_size: tuple[int, int, int], doc: str,
+         tunable: tuple[str, ...] = _ARGS, **kw) -> Any:
+    """Register a GAC entry; the builders' ``kernel_size`` is the config's ``gac_kernel_size``."""
+    return register_config(name, config, MSResNet, tunable=tunable, doc=doc, module=__name__, family="gac",
+                           paper=PAPER, input_size=input_size, modality="image",
+                           aliases={"kernel_size": "gac_kernel_size"}, **kw)
 
 
-def _gac_imagenet(layers: tuple[int, ...], num_classes: int, T: int, in_chans: int, neuron: NeuronKind,
-                  neuron_params: ParamsLike, kernel_size: int) -> MSResNet:
-    return _ms_resnet(layers=layers, widths=IMAGENET_WIDTHS, strides=IMAGENET_STRIDES, stem="conv7x7", stem_width=64,
-                      num_classes=num_classes, T=T, in_chans=in_chans, neuron=neuron, neuron_params=neuron_params,
-                      default_neuron=GAC_IMAGENET_NEURON, encoder="gac", gac_kernel_size=kernel_size,
-                      bn_weight_init=MS_BN_WEIGHT_INIT, zero_init_last_bn=True, conv_init="kaiming_fan_out")
+gac_ms_resnet18_cifar = _gac("gac_ms_resnet18_cifar", GAC_RESNET18_CIFAR, CIFAR_INPUT, """GAC-MS-ResNet-18 for CIFAR: \
+3x3/1 stem of 64 + BN -> GAC -> [3, 3, 2] MS blocks of 128/256/512.
 
+The released code hard-codes CIFAR-100 (pass ``num_classes=100``) and
+keeps PyTorch's default initialisation (BN gamma 1, no zero-init).
+""")
+gac_ms_resnet18 = _gac("gac_ms_resnet18", GAC_RESNET18, IMAGENET_INPUT,
+                       "GAC-MS-ResNet-18 for ImageNet: 7x7/2 stem + BN -> GAC at 112x112 -> [2, 2, 2, 2] MS blocks.")
+gac_ms_resnet34 = _gac("gac_ms_resnet34", GAC_RESNET34, IMAGENET_INPUT,
+                       "GAC-MS-ResNet-34 for ImageNet: [3, 4, 6, 3]; k = 4 (a code comment suggests 8, unconfirmed).")
+gac_ms_resnet_mini = _gac("gac_ms_resnet_mini", GAC_RESNET_MINI, MINI_INPUT, """GAC in front of ``ms_resnet_mini`` \
+(spikevision's 28x28 size, NOT from the paper).
 
-@register_model(**_GAC, T=IMAGENET_T, input_size=IMAGENET_INPUT, num_classes=1000, neuron=GAC_IMAGENET_NEURON)
-def gac_ms_resnet18(*, num_classes: int = 1000, T: int = IMAGENET_T, in_chans: int = 3, neuron: NeuronKind = "lif",
-                    neuron_params: ParamsLike = None, kernel_size: int = GAC_KERNEL_SIZE) -> MSResNet:
-    """GAC-MS-ResNet-18 for ImageNet: 7x7/2 stem + BN -> GAC at 112x112 -> [2, 2, 2, 2] MS blocks."""
-    return _gac_imagenet((2, 2, 2, 2), num_classes, T, in_chans, neuron, neuron_params, kernel_size)
-
-
-@register_model(**_GAC, T=IMAGENET_T, input_size=IMAGENET_INPUT, num_classes=1000, neuron=GAC_IMAGENET_NEURON)
-def gac_ms_resnet34(*, num_classes: int = 1000, T: int = IMAGENET_T, in_chans: int = 3, neuron: NeuronKind = "lif",
-                    neuron_params: ParamsLike = None, kernel_size: int = GAC_KERNEL_SIZE) -> MSResNet:
-    """GAC-MS-ResNet-34 for ImageNet: [3, 4, 6, 3]; k = 4 (a code comment suggests 8, unconfirmed)."""
-    return _gac_imagenet((3, 4, 6, 3), num_classes, T, in_chans, neuron, neuron_params, kernel_size)
-
-
-@register_model(**_GAC, T=MINI_T, input_size=MINI_INPUT, num_classes=10, neuron=MS_RESNET_NEURON)
-def gac_ms_resnet_mini(*, num_classes: int = 10, T: int = MINI_T, in_chans: int = 1,
-                       layers: Sequence[int] = MINI_LAYERS, widths: Sequence[int] = MINI_WIDTHS,
-                       neuron: NeuronKind = "lif", neuron_params: ParamsLike = None,
-                       kernel_size: int = GAC_KERNEL_SIZE) -> MSResNet:
-    """GAC in front of ``ms_resnet_mini`` (spikevision's 28x28 size, NOT from the paper).
-
-    Everything but the encoder equals ``ms_resnet_mini`` (MS-ResNet neuron, BN
-    gamma 0.5, zero-init last BN, stride-2 stages), so the two compare direct
-    coding with GAC and nothing else: the paper appendix's constants, which the
-    GAC ImageNet code also uses.
-    """
-    return _mini(layers, widths, "ms", num_classes=num_classes, T=T, in_chans=in_chans, neuron=neuron,
-                 neuron_params=neuron_params, default_neuron=GAC_APPENDIX_NEURON, encoder="gac",
-                 gac_kernel_size=kernel_size)
+Everything but the encoder equals ``ms_resnet_mini`` (MS-ResNet neuron, BN
+gamma 0.5, zero-init last BN, stride-2 stages), so the two compare direct
+coding with GAC and nothing else: the paper appendix's constants, which the
+GAC ImageNet code also uses.
+""", (*_ARGS[:3], "layers", "widths", *_ARGS[3:]), finish=mini_shape)

@@ -37,25 +37,31 @@ direct coding; the stem conv + BN then lives inside the encoder.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 from torch import Tensor, nn
 
 from spikevision.layers.encoders import DirectEncoder
 from spikevision.layers.gac import GatedAttentionCoding
-from spikevision.layers.norm import TDBatchNorm2d
+from spikevision.layers.norm import NormLayerLike, build_norm2d
 from spikevision.layers.temporal import TimeFolded
-from spikevision.models.base import NeuronKind, ParamsLike, SpikingClassifier, resolve_neuron_params
-from spikevision.models.registry import register_model
+from spikevision.models.base import NeuronKind, SpikingClassifier
+from spikevision.models.registry import Modality
+from spikevision.models.zoo import register_config
 from spikevision.neuron.functional import NeuronParams
 from spikevision.neuron.modules import build_neuron
 from spikevision.neuron.surrogate import Rectangular
 
-__all__ = ["MSResNet", "MSBlock", "SpikingBasicBlock", "MS_RESNET_NEURON", "SPIKING_RESNET_NEURON"]
+__all__ = ["MSResNet", "MSResNetConfig", "MSBlock", "SpikingBasicBlock", "MS_RESNET_NEURON", "SPIKING_RESNET_NEURON"]
 
 BlockType = Literal["ms", "vanilla"]
 StemKind = Literal["conv7x7", "deep3x3", "conv3x3"]
 ShortcutKind = Literal["conv", "avgpool_conv"]
+EncoderKind = Literal["direct", "gac"]
+ConvInit = Literal["default", "kaiming_fan_out"]
+ENCODERS = ("direct", "gac")
+CONV_INITS = ("default", "kaiming_fan_out")
 
 PAPER = "Hu et al., Advancing Spiking Neural Networks towards Deep Residual Learning, TNNLS 2024 (arXiv 2112.08954)"
 
@@ -69,6 +75,7 @@ MS_RESNET_NEURON = NeuronParams(
 SPIKING_RESNET_NEURON = MS_RESNET_NEURON
 
 MS_BN_WEIGHT_INIT = 0.5  # BN gamma = V_th (tdBN's alpha * V_th), beta = 0
+GAC_KERNEL_SIZE = 4  # SCA kernel of the GAC encoder; the author stresses k = 4 (GAC issue #5)
 IMAGENET_WIDTHS = (64, 128, 256, 512)
 IMAGENET_STRIDES = (2, 2, 2, 2)  # stage 1 has stride 2 (no max-pool after the stem)
 CIFAR_WIDTHS = (16, 32, 64)  # confirmed for ResNet-20, assumed for every depth
@@ -103,19 +110,22 @@ class MSBlock(nn.Module):
         bn_weight_init: gamma of the first BN (paper: 0.5 = V_th).
         last_bn_weight_init: gamma of the last BN (paper: 0, so the block is
             the identity at initialisation).
+        norm_layer: the norm after each conv, a name or a class
+            (:func:`~spikevision.layers.norm.build_norm2d`; default tdBN).
 
     Shape: ``[T, B, cin, H, W]`` to ``[T, B, cout, H/stride, W/stride]``.
     """
 
     def __init__(self, cin: int, cout: int, stride: int, shortcut: nn.Module, *, neuron: NeuronKind,
-                 params: NeuronParams, bn_weight_init: float, last_bn_weight_init: float) -> None:
+                 params: NeuronParams, bn_weight_init: float, last_bn_weight_init: float,
+                 norm_layer: NormLayerLike = "tdbn") -> None:
         super().__init__()
         self.lif1 = build_neuron(neuron, params)
         self.conv1 = _conv3x3(cin, cout, stride)
-        self.bn1 = TDBatchNorm2d(cout, weight_init=bn_weight_init)
+        self.bn1 = build_norm2d(norm_layer, cout, bn_weight_init)
         self.lif2 = build_neuron(neuron, params)
         self.conv2 = _conv3x3(cout, cout)
-        self.bn2 = TDBatchNorm2d(cout, weight_init=last_bn_weight_init)
+        self.bn2 = build_norm2d(norm_layer, cout, last_bn_weight_init)
         self.shortcut = shortcut
 
     def forward(self, x: Tensor) -> Tensor:
@@ -133,13 +143,14 @@ class SpikingBasicBlock(nn.Module):
     """
 
     def __init__(self, cin: int, cout: int, stride: int, shortcut: nn.Module, *, neuron: NeuronKind,
-                 params: NeuronParams, bn_weight_init: float, last_bn_weight_init: float) -> None:
+                 params: NeuronParams, bn_weight_init: float, last_bn_weight_init: float,
+                 norm_layer: NormLayerLike = "tdbn") -> None:
         super().__init__()
         self.conv1 = _conv3x3(cin, cout, stride)
-        self.bn1 = TDBatchNorm2d(cout, weight_init=bn_weight_init)
+        self.bn1 = build_norm2d(norm_layer, cout, bn_weight_init)
         self.lif1 = build_neuron(neuron, params)
         self.conv2 = _conv3x3(cout, cout)
-        self.bn2 = TDBatchNorm2d(cout, weight_init=last_bn_weight_init)
+        self.bn2 = build_norm2d(norm_layer, cout, last_bn_weight_init)
         self.shortcut = shortcut
         self.lif_out = build_neuron(neuron, params)
 
@@ -153,7 +164,7 @@ BLOCKS: dict[str, type[nn.Module]] = {"ms": MSBlock, "vanilla": SpikingBasicBloc
 
 
 def _shortcut(kind: ShortcutKind, cin: int, cout: int, stride: int, *, spiking: bool, neuron: NeuronKind,
-              params: NeuronParams, bn_weight_init: float) -> nn.Module:
+              params: NeuronParams, bn_weight_init: float, norm_layer: NormLayerLike = "tdbn") -> nn.Module:
     """Identity when shapes match; else ``[AvgPool2] [-> LIF] -> conv1x1 -> BN``.
 
     ``"conv"``: conv1x1 with the block's stride (ResNet-18/34). ``"avgpool_conv"``
@@ -174,7 +185,7 @@ def _shortcut(kind: ShortcutKind, cin: int, cout: int, stride: int, *, spiking: 
     if spiking:
         layers.append(build_neuron(neuron, params))
     layers.append(TimeFolded(nn.Conv2d(cin, cout, 1, stride=conv_stride, bias=False)))
-    layers.append(TDBatchNorm2d(cout, weight_init=bn_weight_init))
+    layers.append(build_norm2d(norm_layer, cout, bn_weight_init))
     return nn.Sequential(*layers)
 
 
@@ -199,11 +210,94 @@ def _stem(kind: StemKind, in_chans: int, width: int, bn_weight_init: float) -> n
     return nn.Sequential(*convs, bn)
 
 
+@dataclass(frozen=True)
+class MSResNetConfig:
+    """Everything that defines an MS-ResNet or a vanilla spiking ResNet: the only argument of :class:`MSResNet`.
+
+    Defaults are the paper's ImageNet setting; a registered name is an entry that
+    fills the rest (see the builders at the end of this module).
+
+    Attributes:
+        layers: blocks per stage.
+        widths: channels per stage.
+        strides: stride of each stage's first block.
+        stem: per-frame stem (``"conv7x7"``, ``"deep3x3"`` or ``"conv3x3"``, see ``_stem``).
+        stem_width: output channels of the stem.
+        num_classes: classes (0 gives ``pre_logits``-only, an identity head).
+        T: time steps.
+        in_chans: input channels.
+        block_type: ``"ms"`` (membrane shortcut) or ``"vanilla"`` (the degradation baseline).
+        shortcut: ``"conv"`` or ``"avgpool_conv"`` projection.
+        neuron, neuron_params: neuron kind and constants of every neuron.
+        encoder: ``"direct"`` coding, or ``"gac"`` (Qiu et al., AAAI 2024), which then holds the stem.
+        gac_kernel_size: GAC's spatial-channel attention kernel (``encoder="gac"`` only).
+        dropout: before the classifier (paper: 0.2 for ResNet-104 only).
+        spiking_shortcut: LIF before projection convs (clean option, not the paper's).
+        bn_weight_init: gamma of every BN except the last of each branch (paper: 0.5 = V_th).
+        zero_init_last_bn: the last BN of each branch starts at gamma 0, so every block is its
+            shortcut at initialisation (MS blocks; the vanilla baseline keeps ``bn_weight_init``).
+        conv_init: ``"default"`` (PyTorch's) or ``"kaiming_fan_out"`` (GAC's ImageNet code).
+        stem_once: in training mode, with direct coding of a static image, run the stem's conv + BN
+            once per image and repeat the result over ``T`` (a view) instead of running it on ``T``
+            repeated frames (:meth:`SpikingClassifier.forward_features_static`); False: the literal
+            per-step computation.
+        norm_layer: the norm after each conv of the blocks and projections, a name or a class taking
+            ``num_features`` (:func:`~spikevision.layers.norm.build_norm2d`; default tdBN). The stem's
+            BN is per frame (it is tdBN on the folded sequence), so GAC can run it once.
+
+    Raises:
+        ValueError: mismatched stage lists, an unknown ``block_type``, ``encoder``, ``conv_init``, a
+            ``T`` below 1, vanilla blocks behind an encoder with its own stem.
+        TypeError: ``neuron_params`` that is not a :class:`NeuronParams` (builders resolve mappings).
+    """
+
+    layers: tuple[int, ...]
+    widths: tuple[int, ...]
+    strides: tuple[int, ...]
+    stem: StemKind
+    stem_width: int
+    num_classes: int = 1000
+    T: int = 6
+    in_chans: int = 3
+    block_type: BlockType = "ms"
+    shortcut: ShortcutKind = "conv"
+    neuron: NeuronKind = "lif"
+    neuron_params: NeuronParams = MS_RESNET_NEURON
+    encoder: EncoderKind = "direct"
+    gac_kernel_size: int = GAC_KERNEL_SIZE
+    dropout: float = 0.0
+    spiking_shortcut: bool = False
+    bn_weight_init: float = MS_BN_WEIGHT_INIT
+    zero_init_last_bn: bool = True
+    conv_init: ConvInit = "default"
+    stem_once: bool = True
+    norm_layer: NormLayerLike = "tdbn"
+
+    def __post_init__(self) -> None:
+        for name in ("layers", "widths", "strides"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if not (len(self.layers) == len(self.widths) == len(self.strides)):
+            raise ValueError(f"layers, widths and strides differ in length: {list(self.layers)}, "
+                             f"{list(self.widths)}, {list(self.strides)}")
+        if self.T < 1:
+            raise ValueError(f"T must be >= 1, got {self.T}")
+        for name, value, valid in (("block_type", self.block_type, BLOCKS), ("encoder", self.encoder, ENCODERS),
+                                   ("conv_init", self.conv_init, CONV_INITS)):
+            if value not in valid:
+                raise ValueError(f"unknown {name} {value!r}; choose one of {sorted(valid)}")
+        if self.encoder == "gac" and self.block_type == "vanilla":
+            raise ValueError("an encoder with its own stem (GAC) feeds real values to MS blocks; use block_type='ms'")
+        if not isinstance(self.neuron_params, NeuronParams):
+            raise TypeError(f"neuron_params must be NeuronParams, got {type(self.neuron_params).__name__}; "
+                            "resolve a mapping of changes with resolve_neuron_params(MS_RESNET_NEURON, changes)")
+
+
 class MSResNet(SpikingClassifier):
     """Spiking ResNet with membrane shortcuts (``block_type="ms"``) or vanilla blocks.
 
-    Hu et al., TNNLS 2024 (arXiv 2112.08954). Holds no variant tables: the
-    registered builders below fix the published numbers.
+    Hu et al., TNNLS 2024 (arXiv 2112.08954). Built from one :class:`MSResNetConfig`
+    and holds no variant tables: the registered names at the end of this module
+    fill the published numbers.
 
     Pipeline: encoder (image to ``[T, B, C, H, W]``) -> stem (conv + BN,
     per step; plus a LIF for vanilla blocks) -> stages of blocks -> LIF (MS
@@ -211,79 +305,37 @@ class MSResNet(SpikingClassifier):
     over ``T`` -> dropout -> Linear.
 
     Args:
-        layers: blocks per stage.
-        widths: channels per stage.
-        strides: stride of each stage's first block.
-        stem: per-frame stem module (see ``_stem``); ignored in favour of the
-            encoder's when ``encoder_has_stem``.
-        stem_width: output channels of the stem.
-        in_chans: input channels.
-        num_classes: classes (0 gives ``pre_logits``-only, an identity head).
-        T: time steps.
-        encoder: image to sequence module (:class:`DirectEncoder` or GAC).
-        encoder_has_stem: the encoder applies the stem itself (GAC); every
-            input, image or sequence, then goes through the encoder.
-        block_type: ``"ms"`` or ``"vanilla"``.
-        shortcut: ``"conv"`` or ``"avgpool_conv"`` projection.
-        neuron, neuron_params: neuron kind and constants for every neuron.
-        dropout: before the classifier (paper: 0.2 for ResNet-104 only).
-        spiking_shortcut: LIF before projection convs (clean option).
-        bn_weight_init: gamma of every BN except the last of each branch.
-        last_bn_weight_init: gamma of the last BN of each branch.
-        stem_once: in training mode, with direct coding of a static image,
-            run the stem's conv + BN once per image and repeat the result over
-            ``T`` (a view), instead of running it on ``T`` repeated frames;
-            outputs and gradients are those of the repeated computation up to
-            float round-off, BN's running variance uses the Bessel factor of
-            ``B*H*W`` instead of ``T*B*H*W`` samples. Evaluation mode,
-            sequences, and GAC (which has its own static fast path) always run
-            the per-step network. False: the literal per-step computation
-            (the image builders of both families take ``stem_once``; default True).
+        config: the whole architecture (see :class:`MSResNetConfig`); kept as ``self.config``.
 
     Shape: ``[B, C, H, W]`` (or ``[T, B, C, H, W]``) to ``[B, num_classes]``.
 
     Raises:
-        ValueError: mismatched stage lists, an unknown ``block_type``, vanilla
-            blocks behind an encoder with its own stem; at call time, inputs
-            with the wrong channel count or ``T``.
+        ValueError: at call time, inputs with the wrong channel count or ``T``.
     """
 
-    def __init__(self, *, layers: Sequence[int], widths: Sequence[int], strides: Sequence[int], stem: nn.Module,
-                 stem_width: int, in_chans: int, num_classes: int, T: int, encoder: nn.Module,
-                 encoder_has_stem: bool, block_type: BlockType, shortcut: ShortcutKind, neuron: NeuronKind,
-                 neuron_params: NeuronParams, dropout: float, spiking_shortcut: bool, bn_weight_init: float,
-                 last_bn_weight_init: float, stem_once: bool) -> None:
+    def __init__(self, config: MSResNetConfig) -> None:
         super().__init__()
-        if not (len(layers) == len(widths) == len(strides)):
-            raise ValueError(f"layers, widths and strides differ in length: {layers}, {widths}, {strides}")
-        if block_type not in BLOCKS:
-            raise ValueError(f"unknown block_type {block_type!r}; choose one of {sorted(BLOCKS)}")
-        if encoder_has_stem and block_type == "vanilla":
-            raise ValueError("an encoder with its own stem (GAC) feeds real values to MS blocks; use block_type='ms'")
-        self.T, self.num_classes, self.in_chans = T, num_classes, in_chans
-        self.stem_once = stem_once
-        self.block_type = block_type
-        self.encoder = encoder
-        self.encoder_has_stem = encoder_has_stem
-        self.stem = nn.Identity() if encoder_has_stem else TimeFolded(stem)
-        self.stem_neuron = build_neuron(neuron, neuron_params) if block_type == "vanilla" else nn.Identity()
-        block_cls = BLOCKS[block_type]
-        stages, cin = [], stem_width
-        for n_blocks, width, stride in zip(layers, widths, strides):
-            blocks = []
-            for i in range(n_blocks):
-                s = stride if i == 0 else 1
-                sc = _shortcut(shortcut, cin, width, s, spiking=spiking_shortcut, neuron=neuron,
-                               params=neuron_params, bn_weight_init=bn_weight_init)
-                blocks.append(block_cls(cin, width, s, sc, neuron=neuron, params=neuron_params,
-                                        bn_weight_init=bn_weight_init, last_bn_weight_init=last_bn_weight_init))
-                cin = width
-            stages.append(nn.Sequential(*blocks))
+        cfg = self.config = config
+        self.T, self.num_classes, self.in_chans = cfg.T, cfg.num_classes, cfg.in_chans
+        self.stem_once, self.block_type = cfg.stem_once, cfg.block_type
+        stem = _stem(cfg.stem, cfg.in_chans, cfg.stem_width, cfg.bn_weight_init)
+        self.encoder_has_stem = cfg.encoder == "gac"
+        if self.encoder_has_stem:
+            self.encoder: nn.Module = GatedAttentionCoding(cfg.T, stem, cfg.stem_width, neuron=cfg.neuron,
+                                                           neuron_params=cfg.neuron_params,
+                                                           kernel_size=cfg.gac_kernel_size)
+        else:
+            self.encoder = DirectEncoder(cfg.T)
+        self.stem = nn.Identity() if self.encoder_has_stem else TimeFolded(stem)
+        vanilla = cfg.block_type == "vanilla"
+        self.stem_neuron = build_neuron(cfg.neuron, cfg.neuron_params) if vanilla else nn.Identity()
+        stages, self.num_features = _stages(cfg)
         self.stages = nn.Sequential(*stages)
-        self.final_neuron = build_neuron(neuron, neuron_params) if block_type == "ms" else nn.Identity()
-        self.num_features = cin
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(cin, num_classes) if num_classes > 0 else nn.Identity()
+        self.final_neuron = nn.Identity() if vanilla else build_neuron(cfg.neuron, cfg.neuron_params)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.fc = nn.Linear(self.num_features, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
+        if cfg.conv_init == "kaiming_fan_out":
+            _init_conv_kaiming_fan_out(self)
 
     def encode(self, x: Tensor) -> Tensor:
         """Images (and, for an encoder with its own stem, sequences) through the encoder."""
@@ -301,16 +353,14 @@ class MSResNet(SpikingClassifier):
         """``[T, B, C, H, W]`` (encoder output) to spikes ``[T, B, C', H', W']`` before pooling."""
         return self._body(self.stem(x))
 
+    def forward_features_static(self, x: Tensor) -> Tensor:
+        """A static image ``[B, C, H, W]``: the stem's conv + BN once, repeated over ``T``, then the body."""
+        u = self.stem.module(x)  # [B, C, H', W']: conv + BN of a static image, the same at every step
+        return self._body(u.unsqueeze(0).expand(self.T, *u.shape))
+
     def _body(self, u: Tensor) -> Tensor:
         """Stem output ``[T, B, C, H, W]`` to the final spikes."""
         return self.final_neuron(self.stages(self.stem_neuron(u)))
-
-    def forward(self, x: Tensor) -> Tensor:
-        if not (self.stem_once and self.training and x.dim() == 4 and isinstance(self.encoder, DirectEncoder)):
-            return super().forward(x)
-        self.encode(x)  # input checks only: direct coding is a view
-        u = self.stem.module(x)  # [B, C, H', W']: conv + BN of a static image, the same at every step
-        return self.forward_head(self._body(u.unsqueeze(0).expand(self.T, *u.shape)))
 
     def forward_head(self, x: Tensor, pre_logits: bool = False, per_step: bool = False) -> Tensor:
         """Global average pool, then mean over ``T`` (or per step), dropout, Linear."""
@@ -331,6 +381,26 @@ class MSResNet(SpikingClassifier):
         return self._children_of(*(f"stages.{i}" for i in range(len(self.stages))))
 
 
+def _stages(cfg: MSResNetConfig) -> tuple[list[nn.Sequential], int]:
+    """The stages of blocks, each starting with the stage's stride (and a projection where shapes change),
+    and the channels they end with."""
+    block_cls = BLOCKS[cfg.block_type]
+    last_gamma = 0.0 if cfg.zero_init_last_bn else cfg.bn_weight_init
+    stages, cin = [], cfg.stem_width
+    for n_blocks, width, stride in zip(cfg.layers, cfg.widths, cfg.strides):
+        blocks = []
+        for i in range(n_blocks):
+            s = stride if i == 0 else 1
+            sc = _shortcut(cfg.shortcut, cin, width, s, spiking=cfg.spiking_shortcut, neuron=cfg.neuron,
+                           params=cfg.neuron_params, bn_weight_init=cfg.bn_weight_init, norm_layer=cfg.norm_layer)
+            blocks.append(block_cls(cin, width, s, sc, neuron=cfg.neuron, params=cfg.neuron_params,
+                                    bn_weight_init=cfg.bn_weight_init, last_bn_weight_init=last_gamma,
+                                    norm_layer=cfg.norm_layer))
+            cin = width
+        stages.append(nn.Sequential(*blocks))
+    return stages, cin
+
+
 def _init_conv_kaiming_fan_out(model: nn.Module) -> None:
     """Kaiming-normal (fan_out, ReLU gain) for every Conv2d, zero biases (GAC's ImageNet code).
 
@@ -343,295 +413,126 @@ def _init_conv_kaiming_fan_out(model: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
-def _ms_resnet(*, layers: Sequence[int], widths: Sequence[int], strides: Sequence[int], stem: StemKind,
-               stem_width: int, shortcut: ShortcutKind = "conv", block_type: BlockType = "ms", num_classes: int,
-               T: int, in_chans: int, neuron: NeuronKind, neuron_params: ParamsLike,
-               default_neuron: NeuronParams = MS_RESNET_NEURON, encoder: Literal["direct", "gac"] = "direct",
-               gac_kernel_size: int = 4, dropout: float = 0.0, spiking_shortcut: bool = False,
-               bn_weight_init: float = MS_BN_WEIGHT_INIT, zero_init_last_bn: bool = True,
-               conv_init: Literal["default", "kaiming_fan_out"] = "default", stem_once: bool = True) -> MSResNet:
-    """Family builder shared by MS-ResNet, the vanilla baseline and GAC models."""
-    if T < 1:
-        raise ValueError(f"T must be >= 1, got {T}")
-    params = resolve_neuron_params(default_neuron, neuron_params)
-    stem_module = _stem(stem, in_chans, stem_width, bn_weight_init)
-    if encoder == "direct":
-        enc: nn.Module = DirectEncoder(T)
-    elif encoder == "gac":
-        enc = GatedAttentionCoding(T, stem_module, stem_width, neuron=neuron, neuron_params=params,
-                                   kernel_size=gac_kernel_size)
-    else:
-        raise ValueError(f"unknown encoder {encoder!r}; choose 'direct' or 'gac'")
-    model = MSResNet(
-        layers=layers, widths=widths, strides=strides, stem=stem_module, stem_width=stem_width, in_chans=in_chans,
-        num_classes=num_classes, T=T, encoder=enc, encoder_has_stem=encoder == "gac", block_type=block_type,
-        shortcut=shortcut, neuron=neuron, neuron_params=params, dropout=dropout, spiking_shortcut=spiking_shortcut,
-        bn_weight_init=bn_weight_init, last_bn_weight_init=0.0 if zero_init_last_bn else bn_weight_init,
-        stem_once=stem_once,
-    )
-    if conv_init == "kaiming_fan_out":
-        _init_conv_kaiming_fan_out(model)
-    elif conv_init != "default":
-        raise ValueError(f"unknown conv_init {conv_init!r}; choose 'default' or 'kaiming_fan_out'")
-    return model
+def mini_shape(config: MSResNetConfig, changes: dict[str, Any]) -> dict[str, Any]:
+    """spikevision's 28x28 shape from its ``layers`` and ``widths``: 3x3 stem of ``widths[0]``, every stage
+    starting with stride 2 (the ``finish`` of the mini entries: ``changes`` plus the derived fields).
 
-
-def _imagenet(depth: int, block_type: BlockType, **kwargs: Any) -> MSResNet:
-    arch = {18: ((2, 2, 2, 2), "conv7x7", "conv"), 34: ((3, 4, 6, 3), "conv7x7", "conv"),
-            104: ((3, 8, 32, 8), "deep3x3", "avgpool_conv")}[depth]
-    layers, stem, shortcut = arch
-    return _ms_resnet(layers=layers, widths=IMAGENET_WIDTHS, strides=IMAGENET_STRIDES, stem=stem, stem_width=64,
-                      shortcut=shortcut, block_type=block_type, zero_init_last_bn=block_type == "ms", **kwargs)
-
-
-def _dvs20(block_type: BlockType, **kwargs: Any) -> MSResNet:
-    """ResNet-20 shape for CIFAR10-DVS: 2 input channels, stage strides 2/2/2."""
-    return _ms_resnet(layers=(3, 3, 3), widths=CIFAR_WIDTHS, strides=DVS_STRIDES, stem="conv3x3", stem_width=16,
-                      block_type=block_type, zero_init_last_bn=block_type == "ms", **kwargs)
-
-
-def _cifar18(block_type: BlockType, **kwargs: Any) -> MSResNet:
-    """The [3, 3, 2] "CIFAR ResNet-18/19" shape: widths 128/256/512, 3x3 stem of 64."""
-    return _ms_resnet(layers=(3, 3, 2), widths=CIFAR18_WIDTHS, strides=CIFAR_STRIDES, stem="conv3x3", stem_width=64,
-                      block_type=block_type, zero_init_last_bn=block_type == "ms", **kwargs)
-
-
-def _mini(layers: Sequence[int], widths: Sequence[int], block_type: BlockType, **kwargs: Any) -> MSResNet:
-    """spikevision's 28x28 shape: 3x3 stem of ``widths[0]``, every stage starting with stride 2."""
+    Raises:
+        ValueError: empty or unequal ``layers`` and ``widths``.
+    """
+    layers, widths = changes.get("layers", config.layers), changes.get("widths", config.widths)
     if len(layers) != len(widths) or not widths:
         raise ValueError(f"layers and widths must be non-empty and of equal length, got {list(layers)} and "
                          f"{list(widths)}")
-    return _ms_resnet(layers=tuple(layers), widths=tuple(widths), strides=(2,) * len(widths), stem="conv3x3",
-                      stem_width=widths[0], block_type=block_type, zero_init_last_bn=block_type == "ms", **kwargs)
+    return {**changes, "strides": (2,) * len(widths), "stem_width": widths[0]}
 
 
-def _cifar(n: int, block_type: BlockType, **kwargs: Any) -> MSResNet:
+# ---------------------------------------------------------------------------
+# Registered names: each fills an MSResNetConfig (the T / num_classes / in_chans defaults live there)
+# ---------------------------------------------------------------------------
+
+def _imagenet(layers: tuple[int, ...], stem: StemKind = "conv7x7", **changes: Any) -> MSResNetConfig:
+    return MSResNetConfig(layers=layers, widths=IMAGENET_WIDTHS, strides=IMAGENET_STRIDES, stem=stem, stem_width=64,
+                          **changes)
+
+
+def _cifar(n: int) -> MSResNetConfig:
     """6n+2 CIFAR net; stem 3x3/1 + BN and conv1x1 projections are assumptions (see docs)."""
-    return _ms_resnet(layers=(n, n, n), widths=CIFAR_WIDTHS, strides=CIFAR_STRIDES, stem="conv3x3", stem_width=16,
-                      block_type=block_type, zero_init_last_bn=block_type == "ms", **kwargs)
+    return MSResNetConfig(layers=(n, n, n), widths=CIFAR_WIDTHS, strides=CIFAR_STRIDES, stem="conv3x3",
+                          stem_width=16, num_classes=10)
 
 
-# ---------------------------------------------------------------------------
-# Registered builders: MS-ResNet (family "ms_resnet")
-# ---------------------------------------------------------------------------
+RESNET18 = _imagenet((2, 2, 2, 2))
+RESNET34 = _imagenet((3, 4, 6, 3))
+RESNET104 = _imagenet((3, 8, 32, 8), "deep3x3", shortcut="avgpool_conv", dropout=IMAGENET_DROPOUT_104)
+RESNET_CIFAR = {depth: _cifar((depth - 2) // 6) for depth in (20, 32, 44, 56, 110, 482)}
+#: ResNet-20 for CIFAR10-DVS: 2 polarity channels, strides 2/2/2 (MS-ResNet issue #5), T = 20 [assumed]
+RESNET20_DVS = replace(RESNET_CIFAR[20], strides=DVS_STRIDES, in_chans=DVS_INPUT[0], T=20)
+#: the [3, 3, 2] "CIFAR ResNet-18/19" of later papers: widths 128/256/512, 3x3 stem of 64
+RESNET18_CIFAR = replace(RESNET_CIFAR[20], layers=(3, 3, 2), widths=CIFAR18_WIDTHS, stem_width=64)
+#: spikevision's own 28x28 size (NOT the paper's); the strides and stem width follow from ``widths``
+RESNET_MINI = replace(RESNET_CIFAR[20], **mini_shape(RESNET_CIFAR[20], dict(
+    layers=MINI_LAYERS, widths=MINI_WIDTHS, T=MINI_T, in_chans=MINI_INPUT[0])))
 
-_MS = dict(family="ms_resnet", paper=PAPER, neuron=MS_RESNET_NEURON)
-_IMAGENET = dict(T=6, input_size=IMAGENET_INPUT, num_classes=1000, modality="image")
-_CIFAR = dict(T=6, input_size=CIFAR_INPUT, num_classes=10, modality="image")
-
-
-@register_model(**_MS, **_IMAGENET)
-def ms_resnet18(*, num_classes: int = 1000, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                neuron_params: ParamsLike = None, spiking_shortcut: bool = False, stem_once: bool = True) -> MSResNet:
-    """MS-ResNet-18 for ImageNet: [2, 2, 2, 2], 7x7/2 stem, stage-1 stride 2 (about 11.69M parameters)."""
-    return _imagenet(18, "ms", num_classes=num_classes, T=T, in_chans=in_chans, neuron=neuron,
-                     neuron_params=neuron_params, spiking_shortcut=spiking_shortcut, stem_once=stem_once)
-
-
-@register_model(**_MS, **_IMAGENET)
-def ms_resnet34(*, num_classes: int = 1000, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                neuron_params: ParamsLike = None, spiking_shortcut: bool = False, stem_once: bool = True) -> MSResNet:
-    """MS-ResNet-34 for ImageNet: [3, 4, 6, 3] (about 21.80M parameters)."""
-    return _imagenet(34, "ms", num_classes=num_classes, T=T, in_chans=in_chans, neuron=neuron,
-                     neuron_params=neuron_params, spiking_shortcut=spiking_shortcut, stem_once=stem_once)
+_ARGS = ("num_classes", "T", "in_chans", "neuron", "neuron_params", "spiking_shortcut", "stem_once", "norm_layer")
+_ARGS_104 = (*_ARGS[:-2], "dropout", *_ARGS[-2:])
+_ARGS_MINI = (*_ARGS[:3], "layers", "widths", *_ARGS[3:])
+_ARGS_DVS = tuple(a for a in _ARGS if a != "stem_once")  # event frames are sequences: the stem runs per step
 
 
-@register_model(**_MS, **_IMAGENET)
-def ms_resnet104(*, num_classes: int = 1000, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                 neuron_params: ParamsLike = None, spiking_shortcut: bool = False,
-                 dropout: float = IMAGENET_DROPOUT_104, stem_once: bool = True) -> MSResNet:
-    """MS-ResNet-104 for ImageNet: [3, 8, 32, 8], deep 3x3 stem, AvgPool + conv1x1 projections, dropout 0.2."""
-    return _imagenet(104, "ms", num_classes=num_classes, T=T, in_chans=in_chans, neuron=neuron,
-                     neuron_params=neuron_params, spiking_shortcut=spiking_shortcut, dropout=dropout,
-                     stem_once=stem_once)
+def _ms(name: str, config: MSResNetConfig, input_size: tuple[int, int, int], doc: str,
+        tunable: tuple[str, ...] = _ARGS, modality: Modality = "image", **kw: Any) -> Any:
+    """Register an MS-ResNet entry (family ``ms_resnet``)."""
+    return register_config(name, config, MSResNet, tunable=tunable, doc=doc, module=__name__, family="ms_resnet",
+                           paper=PAPER, input_size=input_size, modality=modality, **kw)
 
 
-def _ms_cifar(n: int, num_classes: int, T: int, in_chans: int, neuron: NeuronKind, neuron_params: ParamsLike,
-              spiking_shortcut: bool, stem_once: bool) -> MSResNet:
-    return _cifar(n, "ms", num_classes=num_classes, T=T, in_chans=in_chans, neuron=neuron,
-                  neuron_params=neuron_params, spiking_shortcut=spiking_shortcut, stem_once=stem_once)
+def _vanilla(name: str, config: MSResNetConfig, input_size: tuple[int, int, int], doc: str,
+             tunable: tuple[str, ...] = _ARGS, modality: Modality = "image", **kw: Any) -> Any:
+    """Register the vanilla baseline of an entry's shape (family ``spiking_resnet``): no zero-init last BN."""
+    config = replace(config, block_type="vanilla", zero_init_last_bn=False, neuron_params=SPIKING_RESNET_NEURON)
+    return register_config(name, config, MSResNet, tunable=tuple(a for a in tunable if a != "spiking_shortcut"),
+                           doc=doc, module=__name__, family="spiking_resnet", paper=PAPER + ", vanilla baseline",
+                           input_size=input_size, modality=modality, **kw)
 
 
-@register_model(**_MS, **_CIFAR)
-def ms_resnet20(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                neuron_params: ParamsLike = None, spiking_shortcut: bool = False, stem_once: bool = True) -> MSResNet:
-    """MS-ResNet-20 for CIFAR (n = 3, widths 16/32/64)."""
-    return _ms_cifar(3, num_classes, T, in_chans, neuron, neuron_params, spiking_shortcut, stem_once)
+_MINI_DOC = """Small MS-ResNet for 28x28 images: spikevision's own size, NOT from the paper.
 
+The paper's MS blocks, neuron and initialisation at a CPU-friendly shape:
+3x3 stem of ``widths[0]`` channels at full resolution, then one stage per
+entry of ``layers``, each starting with a stride-2 block (28 -> 14 -> 7 -> 4
+with the defaults [2, 2, 2] and 32/64/128), global average pooling. Every
+stage halves the resolution, so most of the compute sits at 14x14 and below
+(about 4x fewer MACs per step than MS-ResNet-20 at 28x28, with 2.6x its
+parameters). It is the Fashion-MNIST headline model (``configs/ms_resnet_mini_fashion_mnist.yaml``).
+``gac_ms_resnet_mini`` is the same network behind Qiu et al.'s GAC encoder.
+"""
+_DVS_DOC = """MS-ResNet-20 for CIFAR10-DVS: 2 polarity channels, extra stride 2 in stage 1.
 
-@register_model(**_MS, **_CIFAR)
-def ms_resnet32(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                neuron_params: ParamsLike = None, spiking_shortcut: bool = False, stem_once: bool = True) -> MSResNet:
-    """MS-ResNet-32 for CIFAR (n = 5)."""
-    return _ms_cifar(5, num_classes, T, in_chans, neuron, neuron_params, spiking_shortcut, stem_once)
+Input: event frames ``[T, B, 2, 128, 128]`` (no encoder needed). T = 20 is
+PLIF's CIFAR10-DVS setting, whose pipeline the authors reused [assumed].
+"""
 
+ms_resnet18 = _ms("ms_resnet18", RESNET18, IMAGENET_INPUT,
+                  "MS-ResNet-18 for ImageNet: [2, 2, 2, 2], 7x7/2 stem, stage-1 stride 2 (about 11.69M parameters).")
+ms_resnet34 = _ms("ms_resnet34", RESNET34, IMAGENET_INPUT, "MS-ResNet-34 for ImageNet: [3, 4, 6, 3] (about 21.80M "
+                  "parameters).")
+ms_resnet104 = _ms("ms_resnet104", RESNET104, IMAGENET_INPUT, "MS-ResNet-104 for ImageNet: [3, 8, 32, 8], deep 3x3 "
+                   "stem, AvgPool + conv1x1 projections, dropout 0.2.", _ARGS_104)
+ms_resnet20 = _ms("ms_resnet20", RESNET_CIFAR[20], CIFAR_INPUT, "MS-ResNet-20 for CIFAR (n = 3, widths 16/32/64).")
+ms_resnet32 = _ms("ms_resnet32", RESNET_CIFAR[32], CIFAR_INPUT, "MS-ResNet-32 for CIFAR (n = 5).")
+ms_resnet44 = _ms("ms_resnet44", RESNET_CIFAR[44], CIFAR_INPUT, "MS-ResNet-44 for CIFAR (n = 7).")
+ms_resnet56 = _ms("ms_resnet56", RESNET_CIFAR[56], CIFAR_INPUT, "MS-ResNet-56 for CIFAR (n = 9).")
+ms_resnet110 = _ms("ms_resnet110", RESNET_CIFAR[110], CIFAR_INPUT, "MS-ResNet-110 for CIFAR (n = 18).")
+ms_resnet482 = _ms("ms_resnet482", RESNET_CIFAR[482], CIFAR_INPUT,
+                   "MS-ResNet-482 for CIFAR (n = 80, [80, 80, 80], MS-ResNet issue #8).")
+ms_resnet20_dvs = _ms("ms_resnet20_dvs", RESNET20_DVS, DVS_INPUT, _DVS_DOC, _ARGS_DVS, "events")
+ms_resnet18_cifar = _ms("ms_resnet18_cifar", RESNET18_CIFAR, CIFAR_INPUT, '"CIFAR MS-ResNet-18" of later papers: '
+                        "[3, 3, 2], widths 128/256/512, 3x3 stem of 64 (the GAC backbone).")
+ms_resnet_mini = _ms("ms_resnet_mini", RESNET_MINI, MINI_INPUT, _MINI_DOC, _ARGS_MINI, finish=mini_shape)
 
-@register_model(**_MS, **_CIFAR)
-def ms_resnet44(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                neuron_params: ParamsLike = None, spiking_shortcut: bool = False, stem_once: bool = True) -> MSResNet:
-    """MS-ResNet-44 for CIFAR (n = 7)."""
-    return _ms_cifar(7, num_classes, T, in_chans, neuron, neuron_params, spiking_shortcut, stem_once)
-
-
-@register_model(**_MS, **_CIFAR)
-def ms_resnet56(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                neuron_params: ParamsLike = None, spiking_shortcut: bool = False, stem_once: bool = True) -> MSResNet:
-    """MS-ResNet-56 for CIFAR (n = 9)."""
-    return _ms_cifar(9, num_classes, T, in_chans, neuron, neuron_params, spiking_shortcut, stem_once)
-
-
-@register_model(**_MS, **_CIFAR)
-def ms_resnet110(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                 neuron_params: ParamsLike = None, spiking_shortcut: bool = False, stem_once: bool = True) -> MSResNet:
-    """MS-ResNet-110 for CIFAR (n = 18)."""
-    return _ms_cifar(18, num_classes, T, in_chans, neuron, neuron_params, spiking_shortcut, stem_once)
-
-
-@register_model(**_MS, **_CIFAR)
-def ms_resnet482(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                 neuron_params: ParamsLike = None, spiking_shortcut: bool = False, stem_once: bool = True) -> MSResNet:
-    """MS-ResNet-482 for CIFAR (n = 80, [80, 80, 80], MS-ResNet issue #8)."""
-    return _ms_cifar(80, num_classes, T, in_chans, neuron, neuron_params, spiking_shortcut, stem_once)
-
-
-@register_model(**_MS, T=20, input_size=DVS_INPUT, num_classes=10, modality="events")
-def ms_resnet20_dvs(*, num_classes: int = 10, T: int = 20, in_chans: int = 2, neuron: NeuronKind = "lif",
-                    neuron_params: ParamsLike = None, spiking_shortcut: bool = False) -> MSResNet:
-    """MS-ResNet-20 for CIFAR10-DVS: 2 polarity channels, extra stride 2 in stage 1.
-
-    Input: event frames ``[T, B, 2, 128, 128]`` (no encoder needed). T = 20 is
-    PLIF's CIFAR10-DVS setting, whose pipeline the authors reused [assumed].
-    """
-    return _dvs20("ms", num_classes=num_classes, T=T, in_chans=in_chans, neuron=neuron,
-                  neuron_params=neuron_params, spiking_shortcut=spiking_shortcut)
-
-
-@register_model(**_MS, **_CIFAR)
-def ms_resnet18_cifar(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                      neuron_params: ParamsLike = None, spiking_shortcut: bool = False,
-                      stem_once: bool = True) -> MSResNet:
-    """"CIFAR MS-ResNet-18" of later papers: [3, 3, 2], widths 128/256/512, 3x3 stem of 64 (the GAC backbone)."""
-    return _cifar18("ms", num_classes=num_classes, T=T, in_chans=in_chans, neuron=neuron,
-                    neuron_params=neuron_params, spiking_shortcut=spiking_shortcut, stem_once=stem_once)
-
-
-@register_model(**_MS, T=MINI_T, input_size=MINI_INPUT, num_classes=10, modality="image")
-def ms_resnet_mini(*, num_classes: int = 10, T: int = MINI_T, in_chans: int = 1,
-                   layers: Sequence[int] = MINI_LAYERS, widths: Sequence[int] = MINI_WIDTHS,
-                   neuron: NeuronKind = "lif", neuron_params: ParamsLike = None,
-                   spiking_shortcut: bool = False, stem_once: bool = True) -> MSResNet:
-    """Small MS-ResNet for 28x28 images: spikevision's own size, NOT from the paper.
-
-    The paper's MS blocks, neuron and initialisation at a CPU-friendly shape:
-    3x3 stem of ``widths[0]`` channels at full resolution, then one stage per
-    entry of ``layers``, each starting with a stride-2 block (28 -> 14 -> 7 -> 4
-    with the defaults [2, 2, 2] and 32/64/128), global average pooling. Every
-    stage halves the resolution, so most of the compute sits at 14x14 and below
-    (about 4x fewer MACs per step than MS-ResNet-20 at 28x28, with 2.6x its
-    parameters). It is the Fashion-MNIST headline model (``configs/ms_resnet_mini_fashion_mnist.yaml``).
-    ``gac_ms_resnet_mini`` is the same network behind Qiu et al.'s GAC encoder.
-    """
-    return _mini(layers, widths, "ms", num_classes=num_classes, T=T, in_chans=in_chans, neuron=neuron,
-                 neuron_params=neuron_params, spiking_shortcut=spiking_shortcut, stem_once=stem_once)
-
-
-# ---------------------------------------------------------------------------
-# Registered builders: vanilla spiking ResNet baseline (family "spiking_resnet")
-# ---------------------------------------------------------------------------
-
-_VANILLA = dict(family="spiking_resnet", paper=PAPER + ", vanilla baseline", neuron=SPIKING_RESNET_NEURON)
-
-
-def _vanilla_kwargs(num_classes: int, T: int, in_chans: int, neuron: NeuronKind, neuron_params: ParamsLike,
-                    stem_once: bool = True) -> dict[str, Any]:
-    return dict(num_classes=num_classes, T=T, in_chans=in_chans, neuron=neuron, neuron_params=neuron_params,
-                default_neuron=SPIKING_RESNET_NEURON, stem_once=stem_once)
-
-
-@register_model(**_VANILLA, **_IMAGENET)
-def spiking_resnet18(*, num_classes: int = 1000, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                     neuron_params: ParamsLike = None, stem_once: bool = True) -> MSResNet:
-    """Vanilla spiking ResNet-18, the shapes of :func:`ms_resnet18`."""
-    return _imagenet(18, "vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params, stem_once))
-
-
-@register_model(**_VANILLA, **_IMAGENET)
-def spiking_resnet34(*, num_classes: int = 1000, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                     neuron_params: ParamsLike = None, stem_once: bool = True) -> MSResNet:
-    """Vanilla spiking ResNet-34, the shapes of :func:`ms_resnet34`."""
-    return _imagenet(34, "vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params, stem_once))
-
-
-@register_model(**_VANILLA, **_IMAGENET)
-def spiking_resnet104(*, num_classes: int = 1000, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                      neuron_params: ParamsLike = None, dropout: float = IMAGENET_DROPOUT_104,
-                      stem_once: bool = True) -> MSResNet:
-    """Vanilla spiking ResNet-104, the shapes of :func:`ms_resnet104`."""
-    return _imagenet(104, "vanilla", dropout=dropout,
-                     **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params, stem_once))
-
-
-@register_model(**_VANILLA, **_CIFAR)
-def spiking_resnet20(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                     neuron_params: ParamsLike = None, stem_once: bool = True) -> MSResNet:
-    """Vanilla spiking ResNet-20 for CIFAR (n = 3)."""
-    return _cifar(3, "vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params, stem_once))
-
-
-@register_model(**_VANILLA, **_CIFAR)
-def spiking_resnet32(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                     neuron_params: ParamsLike = None, stem_once: bool = True) -> MSResNet:
-    """Vanilla spiking ResNet-32 for CIFAR (n = 5)."""
-    return _cifar(5, "vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params, stem_once))
-
-
-@register_model(**_VANILLA, **_CIFAR)
-def spiking_resnet44(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                     neuron_params: ParamsLike = None, stem_once: bool = True) -> MSResNet:
-    """Vanilla spiking ResNet-44 for CIFAR (n = 7)."""
-    return _cifar(7, "vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params, stem_once))
-
-
-@register_model(**_VANILLA, **_CIFAR)
-def spiking_resnet56(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                     neuron_params: ParamsLike = None, stem_once: bool = True) -> MSResNet:
-    """Vanilla spiking ResNet-56 for CIFAR (n = 9)."""
-    return _cifar(9, "vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params, stem_once))
-
-
-@register_model(**_VANILLA, **_CIFAR)
-def spiking_resnet110(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                      neuron_params: ParamsLike = None, stem_once: bool = True) -> MSResNet:
-    """Vanilla spiking ResNet-110 for CIFAR (n = 18)."""
-    return _cifar(18, "vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params, stem_once))
-
-
-@register_model(**_VANILLA, **_CIFAR)
-def spiking_resnet482(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                      neuron_params: ParamsLike = None, stem_once: bool = True) -> MSResNet:
-    """Vanilla spiking ResNet-482 for CIFAR (n = 80)."""
-    return _cifar(80, "vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params, stem_once))
-
-
-@register_model(**_VANILLA, **_CIFAR)
-def spiking_resnet18_cifar(*, num_classes: int = 10, T: int = 6, in_chans: int = 3, neuron: NeuronKind = "lif",
-                           neuron_params: ParamsLike = None, stem_once: bool = True) -> MSResNet:
-    """Vanilla spiking ResNet of the [3, 3, 2] CIFAR shape of :func:`ms_resnet18_cifar`."""
-    return _cifar18("vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params, stem_once))
-
-
-@register_model(**_VANILLA, T=MINI_T, input_size=MINI_INPUT, num_classes=10, modality="image")
-def spiking_resnet_mini(*, num_classes: int = 10, T: int = MINI_T, in_chans: int = 1,
-                        layers: Sequence[int] = MINI_LAYERS, widths: Sequence[int] = MINI_WIDTHS,
-                        neuron: NeuronKind = "lif", neuron_params: ParamsLike = None,
-                        stem_once: bool = True) -> MSResNet:
-    """Vanilla spiking ResNet of the 28x28 shape of :func:`ms_resnet_mini` (spikevision's size)."""
-    return _mini(layers, widths, "vanilla",
-                 **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params, stem_once))
-
-
-@register_model(**_VANILLA, T=20, input_size=DVS_INPUT, num_classes=10, modality="events")
-def spiking_resnet20_dvs(*, num_classes: int = 10, T: int = 20, in_chans: int = 2, neuron: NeuronKind = "lif",
-                         neuron_params: ParamsLike = None) -> MSResNet:
-    """Vanilla spiking ResNet-20 for CIFAR10-DVS, the shape of :func:`ms_resnet20_dvs`."""
-    return _dvs20("vanilla", **_vanilla_kwargs(num_classes, T, in_chans, neuron, neuron_params))
+spiking_resnet18 = _vanilla("spiking_resnet18", RESNET18, IMAGENET_INPUT,
+                            "Vanilla spiking ResNet-18, the shapes of :func:`ms_resnet18`.")
+spiking_resnet34 = _vanilla("spiking_resnet34", RESNET34, IMAGENET_INPUT,
+                            "Vanilla spiking ResNet-34, the shapes of :func:`ms_resnet34`.")
+spiking_resnet104 = _vanilla("spiking_resnet104", RESNET104, IMAGENET_INPUT,
+                             "Vanilla spiking ResNet-104, the shapes of :func:`ms_resnet104`.", _ARGS_104)
+spiking_resnet20 = _vanilla("spiking_resnet20", RESNET_CIFAR[20], CIFAR_INPUT,
+                            "Vanilla spiking ResNet-20 for CIFAR (n = 3).")
+spiking_resnet32 = _vanilla("spiking_resnet32", RESNET_CIFAR[32], CIFAR_INPUT,
+                            "Vanilla spiking ResNet-32 for CIFAR (n = 5).")
+spiking_resnet44 = _vanilla("spiking_resnet44", RESNET_CIFAR[44], CIFAR_INPUT,
+                            "Vanilla spiking ResNet-44 for CIFAR (n = 7).")
+spiking_resnet56 = _vanilla("spiking_resnet56", RESNET_CIFAR[56], CIFAR_INPUT,
+                            "Vanilla spiking ResNet-56 for CIFAR (n = 9).")
+spiking_resnet110 = _vanilla("spiking_resnet110", RESNET_CIFAR[110], CIFAR_INPUT,
+                             "Vanilla spiking ResNet-110 for CIFAR (n = 18).")
+spiking_resnet482 = _vanilla("spiking_resnet482", RESNET_CIFAR[482], CIFAR_INPUT,
+                             "Vanilla spiking ResNet-482 for CIFAR (n = 80).")
+spiking_resnet18_cifar = _vanilla("spiking_resnet18_cifar", RESNET18_CIFAR, CIFAR_INPUT,
+                                  "Vanilla spiking ResNet of the [3, 3, 2] CIFAR shape of :func:`ms_resnet18_cifar`.")
+spiking_resnet_mini = _vanilla("spiking_resnet_mini", RESNET_MINI, MINI_INPUT, "Vanilla spiking ResNet of the 28x28 "
+                               "shape of :func:`ms_resnet_mini` (spikevision's size).", _ARGS_MINI, finish=mini_shape)
+spiking_resnet20_dvs = _vanilla("spiking_resnet20_dvs", RESNET20_DVS, DVS_INPUT,
+                                "Vanilla spiking ResNet-20 for CIFAR10-DVS, the shape of :func:`ms_resnet20_dvs`.",
+                                _ARGS_DVS, "events")

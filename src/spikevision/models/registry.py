@@ -9,6 +9,11 @@ registered with its paper and defaults::
 
 ``create_model("ms_resnet18", num_classes=10)`` calls it, dropping None-valued
 keyword arguments so CLI defaults never override a model's own defaults.
+
+Most families register entries instead of hand-written builders: a config
+dataclass filled with the variant's numbers, turned into the same kind of
+keyword-only builder by :func:`spikevision.models.zoo.register_config`
+(``ModelInfo.config`` keeps the entry's config).
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ class ModelInfo:
         neuron: default neuron constants.
         builder: the registered function.
         modality: the input kind, ``"image"`` or ``"events"`` (see :data:`Modality`).
+        config: the family config the builder fills (e.g. an
+            :class:`~spikevision.models.ms_resnet.MSResNetConfig`), None for a hand-written builder.
     """
 
     name: str
@@ -58,6 +65,7 @@ class ModelInfo:
     neuron: NeuronParams
     builder: Callable[..., nn.Module]
     modality: Modality
+    config: Any = None
 
     def input_shape(self, batch: int = 1, *, T: int | None = None,
                     model_kwargs: Mapping[str, Any] | None = None) -> tuple[int, ...]:
@@ -102,10 +110,12 @@ def register_model(
     num_classes: int,
     neuron: NeuronParams,
     modality: Modality,
+    config: Any = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator registering a builder under its function name.
 
-    Args: the :class:`ModelInfo` fields (``modality``: what the model takes, ``"image"`` or ``"events"``).
+    Args: the :class:`ModelInfo` fields (``modality``: what the model takes, ``"image"`` or ``"events"``;
+        ``config``: the family config an entry fills, see :func:`spikevision.models.zoo.register_config`).
 
     Raises:
         ValueError: the name is already registered, or an unknown ``modality``.
@@ -117,7 +127,8 @@ def register_model(
         name = fn.__name__
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered (by {_REGISTRY[name].builder.__module__})")
-        _REGISTRY[name] = ModelInfo(name, family, paper, T, tuple(input_size), num_classes, neuron, fn, modality)
+        _REGISTRY[name] = ModelInfo(name, family, paper, T, tuple(input_size), num_classes, neuron, fn, modality,
+                                    config)
         return fn
 
     return decorator
@@ -128,9 +139,23 @@ def _ensure_loaded() -> None:
     import spikevision.models  # noqa: F401
 
 
-def get_model_info(name: str) -> ModelInfo:
-    """Registry entry of ``name``; unknown names list the closest matches."""
+def get_model_info(name: str | ModelInfo) -> ModelInfo:
+    """Registry entry of ``name``; unknown names list the closest matches.
+
+    Args:
+        name: a registered name, or a :class:`ModelInfo` (as :func:`list_models` gives), which is
+            looked up by its name.
+
+    Raises:
+        UnknownModelError: ``name`` is not registered (lists the closest names).
+        TypeError: ``name`` is neither a string nor a :class:`ModelInfo`.
+    """
     _ensure_loaded()
+    if isinstance(name, ModelInfo):
+        name = name.name
+    if not isinstance(name, str):
+        raise TypeError(f"get_model_info takes a model name (str) or a ModelInfo, got {type(name).__name__}; "
+                        "see list_models() for the names")
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.4)
         hint = f"; did you mean {', '.join(close)}?" if close else ""

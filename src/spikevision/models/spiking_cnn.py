@@ -25,20 +25,21 @@ family's own constant (:data:`SPIKING_CNN_NEURON`).
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 from torch import Tensor, nn
 
 from spikevision.layers.encoders import DirectEncoder
 from spikevision.layers.norm import TDBatchNorm2d
 from spikevision.layers.temporal import TimeFolded
-from spikevision.models.base import NeuronKind, ParamsLike, SpikingClassifier, resolve_neuron_params
-from spikevision.models.registry import register_model
+from spikevision.models.base import NeuronKind, SpikingClassifier
+from spikevision.models.zoo import register_config
 from spikevision.neuron.functional import NeuronParams
 from spikevision.neuron.modules import build_neuron
 from spikevision.neuron.surrogate import Rectangular
 
-__all__ = ["SpikingCNN", "SPIKING_CNN_NEURON"]
+__all__ = ["SpikingCNN", "SpikingCNNConfig", "SPIKING_CNN_NEURON"]
 
 PoolKind = Literal["avg", "max"]
 
@@ -78,10 +79,11 @@ class ConvStage(nn.Module):
         return self.lif(self.current(x))
 
 
-class SpikingCNN(SpikingClassifier):
-    """Plain convolutional SNN: direct encoding, conv stages, flattened spikes, linear readout.
+@dataclass(frozen=True)
+class SpikingCNNConfig:
+    """Everything that defines a :class:`SpikingCNN` (its only argument); defaults: the quickstart network.
 
-    Args:
+    Attributes:
         widths: channels of each stage (each halves the resolution).
         img_size: square input side; fixes the readout's input size.
         in_chans: input channels.
@@ -89,49 +91,70 @@ class SpikingCNN(SpikingClassifier):
         T: time steps.
         pool: ``"max"`` (default, the better in the quickstart budget) or ``"avg"`` (NIR-exportable).
         dropout: before the readout.
-        stem_once: in training mode, for a static image (direct coding),
-            compute the first stage's conv, BN and pooling once and feed the
-            same current to the neuron at every step, instead of ``T`` times
-            on repeated frames (about 1.4x faster training steps on a CPU).
-            The outputs and gradients are those of the repeated computation
-            up to float round-off; BN's running variance uses the Bessel
-            factor of ``B*H*W`` samples instead of ``T*B*H*W`` (a relative
-            difference below ``1 / (B*H*W)``). Evaluation mode (and so
-            analysis, the integer engine and NIR export) and sequences
-            ``[T, B, ...]`` always run the plain per-step network.
+        stem_once: in training mode, for a static image (direct coding), compute the first stage's
+            conv, BN and pooling once and feed the same current to the neuron at every step, instead
+            of ``T`` times on repeated frames (about 1.4x faster training steps on a CPU; see
+            :meth:`SpikingClassifier.forward_features_static`). Evaluation mode (and so analysis, the
+            integer engine and NIR export) and sequences ``[T, B, ...]`` always run the plain
+            per-step network.
         neuron, neuron_params: kind and constants of every neuron.
+
+    Raises:
+        ValueError: an ``img_size`` not divisible by ``2**len(widths)``, an unknown ``pool``, no
+            stages, a ``T`` below 1.
+    """
+
+    widths: tuple[int, ...] = MINI_WIDTHS
+    img_size: int = MINI_SIZE
+    in_chans: int = 1
+    num_classes: int = 10
+    T: int = 2
+    pool: PoolKind = "max"
+    dropout: float = 0.0
+    stem_once: bool = True
+    neuron: NeuronKind = "lif"
+    neuron_params: NeuronParams = SPIKING_CNN_NEURON
+
+    def __post_init__(self) -> None:
+        widths = tuple(int(w) for w in self.widths)
+        object.__setattr__(self, "widths", widths)
+        if self.T < 1:
+            raise ValueError(f"T must be >= 1, got {self.T}")
+        if not widths or min(widths) < 1:
+            raise ValueError(f"widths must be a non-empty list of positive channel counts, got {list(widths)}")
+        if self.pool not in POOLS:
+            raise ValueError(f"unknown pool {self.pool!r}; choose one of {sorted(POOLS)}")
+        factor = 2 ** len(widths)
+        if self.img_size % factor:
+            raise ValueError(f"img_size={self.img_size} must be divisible by 2^{len(widths)} = {factor} "
+                             f"(each of the {len(widths)} stages halves the resolution)")
+
+
+class SpikingCNN(SpikingClassifier):
+    """Plain convolutional SNN: direct encoding, conv stages, flattened spikes, linear readout.
+
+    Args:
+        config: the whole network (see :class:`SpikingCNNConfig`); kept as ``self.config``.
 
     Shape: ``[B, C, H, W]`` (or ``[T, B, C, H, W]``) to ``[B, num_classes]``.
 
     Raises:
-        ValueError: an ``img_size`` not divisible by ``2**len(widths)``, an
-            unknown ``pool``, no stages; at call time, inputs of another
-            shape or ``T``.
+        ValueError: at call time, inputs of another shape or ``T``.
     """
 
-    def __init__(self, *, widths: Sequence[int], img_size: int, in_chans: int, num_classes: int, T: int,
-                 pool: PoolKind, dropout: float, stem_once: bool, neuron: NeuronKind,
-                 neuron_params: NeuronParams) -> None:
+    def __init__(self, config: SpikingCNNConfig) -> None:
         super().__init__()
-        widths = tuple(int(w) for w in widths)
-        if not widths or min(widths) < 1:
-            raise ValueError(f"widths must be a non-empty list of positive channel counts, got {list(widths)}")
-        if pool not in POOLS:
-            raise ValueError(f"unknown pool {pool!r}; choose one of {sorted(POOLS)}")
-        factor = 2 ** len(widths)
-        if img_size % factor:
-            raise ValueError(f"img_size={img_size} must be divisible by 2^{len(widths)} = {factor} "
-                             f"(each of the {len(widths)} stages halves the resolution)")
-        self.T, self.num_classes, self.in_chans, self.img_size = T, num_classes, in_chans, img_size
-        self.stem_once = stem_once
-        self.encoder = DirectEncoder(T)
-        chans = (in_chans, *widths)
-        self.stages = nn.Sequential(*(ConvStage(a, b, pool=pool, neuron=neuron, params=neuron_params)
+        cfg = self.config = config
+        self.T, self.num_classes, self.in_chans, self.img_size = cfg.T, cfg.num_classes, cfg.in_chans, cfg.img_size
+        self.stem_once = cfg.stem_once
+        self.encoder = DirectEncoder(cfg.T)
+        chans = (cfg.in_chans, *cfg.widths)
+        self.stages = nn.Sequential(*(ConvStage(a, b, pool=cfg.pool, neuron=cfg.neuron, params=cfg.neuron_params)
                                       for a, b in zip(chans[:-1], chans[1:])))
-        side = img_size // factor
-        self.num_features = widths[-1] * side * side
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        side = cfg.img_size // 2 ** len(cfg.widths)
+        self.num_features = cfg.widths[-1] * side * side
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.fc = nn.Linear(self.num_features, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
 
     def encode(self, x: Tensor) -> Tensor:
         self.check_fixed_size(x, "its readout is sized for it")
@@ -141,14 +164,11 @@ class SpikingCNN(SpikingClassifier):
         """``[T, B, C, H, W]`` (encoder output) to the last stage's spikes ``[T, B, C', H', W']``."""
         return self.stages(x)
 
-    def forward(self, x: Tensor) -> Tensor:
-        if not (self.stem_once and self.training and x.dim() == 4):
-            return super().forward(x)
-        self.encode(x)  # shape checks only: DirectEncoder returns a view
+    def forward_features_static(self, x: Tensor) -> Tensor:
+        """A static image ``[B, C, H, W]``: the first stage's current once, its neuron over ``T``, the rest."""
         first = self.stages[0]
         current = first.current(x.unsqueeze(0))  # [1, B, C, H', W']: the same at every step
-        spikes = first.lif(current.expand(self.T, *current.shape[1:]))
-        return self.forward_head(self.stages[1:](spikes))
+        return self.stages[1:](first.lif(current.expand(self.T, *current.shape[1:])))
 
     def forward_head(self, x: Tensor, pre_logits: bool = False, per_step: bool = False) -> Tensor:
         """Flatten each step's spike map, dropout, Linear; logits averaged over ``T`` unless ``per_step``."""
@@ -168,19 +188,13 @@ class SpikingCNN(SpikingClassifier):
         return {}
 
 
-@register_model(family="spiking_cnn", paper=PAPER, neuron=SPIKING_CNN_NEURON, T=2,
-                input_size=(1, MINI_SIZE, MINI_SIZE), num_classes=10, modality="image")
-def spiking_cnn_mini(*, num_classes: int = 10, T: int = 2, in_chans: int = 1, img_size: int = MINI_SIZE,
-                     widths: Sequence[int] = MINI_WIDTHS, pool: PoolKind = "max", dropout: float = 0.0,
-                     stem_once: bool = True, neuron: NeuronKind = "lif",
-                     neuron_params: ParamsLike = None) -> SpikingCNN:
-    """The Fashion-MNIST quickstart network: two stages (32, 64 channels; 28 -> 14 -> 7), T = 2.
+spiking_cnn_mini = register_config(
+    "spiking_cnn_mini", SpikingCNNConfig(), SpikingCNN, module=__name__, family="spiking_cnn", paper=PAPER,
+    input_size=(1, MINI_SIZE, MINI_SIZE), modality="image",
+    tunable=("num_classes", "T", "in_chans", "img_size", "widths", "pool", "dropout", "stem_once", "neuron",
+             "neuron_params"),
+    doc="""The Fashion-MNIST quickstart network: two stages (32, 64 channels; 28 -> 14 -> 7), T = 2.
 
-    spikevision's own configuration, not from a paper. For CIFAR pass
-    ``in_chans=3, img_size=32``.
-    """
-    if T < 1:
-        raise ValueError(f"T must be >= 1, got {T}")
-    return SpikingCNN(widths=widths, img_size=img_size, in_chans=in_chans, num_classes=num_classes, T=T, pool=pool,
-                      dropout=dropout, stem_once=stem_once, neuron=neuron,
-                      neuron_params=resolve_neuron_params(SPIKING_CNN_NEURON, neuron_params))
+spikevision's own configuration, not from a paper. For CIFAR pass
+``in_chans=3, img_size=32``.
+""")

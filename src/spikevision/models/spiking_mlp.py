@@ -50,7 +50,8 @@ The token mixing and the per-token BN tie a model to its ``img_size``.
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -58,14 +59,14 @@ from torch import Tensor, nn
 from spikevision.layers.encoders import DirectEncoder
 from spikevision.layers.norm import TDBatchNorm1d, TDBatchNorm2d, TokenBatchNorm1d
 from spikevision.layers.temporal import TimeFolded
-from spikevision.models.base import NeuronKind, ParamsLike, SpikingClassifier, resolve_neuron_params
-from spikevision.models.registry import register_model
+from spikevision.models.base import NeuronKind, SpikingClassifier
+from spikevision.models.zoo import register_config
 from spikevision.neuron.functional import NeuronParams
 from spikevision.neuron.modules import build_neuron
 from spikevision.neuron.surrogate import Sigmoid
 
 __all__ = [
-    "SpikingMLP", "SpikingPatchEncoding", "TokenMixing", "ChannelMLP", "MLPBlock", "MLPStage", "MLP_NEURON",
+    "SpikingMLP", "SpikingMLPConfig", "SpikingPatchEncoding", "TokenMixing", "ChannelMLP", "MLPBlock", "MLPStage", "MLP_NEURON",
 ]
 
 ChannelNorm = Literal["token", "channel"]
@@ -317,16 +318,14 @@ class MLPStage(nn.Module):
 _SIZE_FIXED_BY = "in_chans, img_size; its token mixing and per-token BN are size-specific"
 
 
-class SpikingMLP(SpikingClassifier):
-    """Spiking MLP (MLP-SPE / MLP-S) of Li et al., TNNLS 2024 (arXiv 2306.12465).
+@dataclass(frozen=True)
+class SpikingMLPConfig:
+    """Everything that defines a :class:`SpikingMLP` (its only argument); defaults: the paper's ImageNet setting.
 
-    Holds no variant tables: the registered builders fix the published numbers.
     Stage ``i`` has ``dim * 2**i`` channels on a ``img_size / (patch_size * 2**i)``
-    square token grid. Stage 1 starts with the stem (``patch_size`` conv with
-    stride ``patch_size``, no bias, then BN2d); later stages with an SPE cell
-    (``downsample="spe"``) or a 2x2 stride-2 conv + BN (``"conv"``, MLP-S).
+    square token grid.
 
-    Args:
+    Attributes:
         dim: base width ``d``.
         depths: blocks per stage (paper: 2-8-14-2).
         img_size: square input side; fixed by the token mixing and per-token BN.
@@ -343,54 +342,95 @@ class SpikingMLP(SpikingClassifier):
         head_lif: LIF after the pooling (README figure; default False, the code).
         neuron, neuron_params: kind and constants of every neuron.
 
-    Shape: ``[B, C, H, W]`` (or ``[T, B, C, H, W]``) to ``[B, num_classes]``.
-
     Raises:
-        ValueError: ``img_size`` not divisible by ``patch_size * 2**(stages - 1)``;
-            SPE width not divisible by 3; inputs of another shape.
+        ValueError: ``img_size`` not divisible by ``patch_size * 2**(stages - 1)``, sizes below 1,
+            an unknown ``downsample`` or ``channel_norm``, a ``T`` below 1.
     """
 
-    def __init__(self, *, dim: int, depths: Sequence[int], img_size: int, patch_size: int, in_chans: int,
-                 num_classes: int, T: int, downsample: DownsampleKind, identity_norm: bool, mlp_ratio: int,
-                 channel_norm: ChannelNorm, running_stream: bool, head_lif: bool, neuron: NeuronKind,
-                 neuron_params: NeuronParams) -> None:
-        super().__init__()
-        depths = tuple(int(n) for n in depths)
+    dim: int
+    depths: tuple[int, ...] = IMAGENET_DEPTHS
+    img_size: int = IMAGENET_SIZE
+    patch_size: int = STEM_PATCH
+    in_chans: int = 3
+    num_classes: int = 1000
+    T: int = 4
+    downsample: DownsampleKind = "spe"
+    identity_norm: bool = False
+    mlp_ratio: int = MLP_RATIO
+    channel_norm: ChannelNorm = "token"
+    running_stream: bool = False
+    head_lif: bool = False
+    neuron: NeuronKind = "lif"
+    neuron_params: NeuronParams = MLP_NEURON
+
+    def __post_init__(self) -> None:
+        depths = tuple(int(n) for n in self.depths)
+        object.__setattr__(self, "depths", depths)
+        dim, patch_size, mlp_ratio = self.dim, self.patch_size, self.mlp_ratio
+        if self.T < 1:
+            raise ValueError(f"T must be >= 1, got {self.T}")
+        if self.channel_norm not in ("token", "channel"):
+            raise ValueError(f"unknown channel_norm {self.channel_norm!r}; choose 'token' (released) or "
+                             "'channel' (clean)")
         if not depths or min(depths) < 1 or dim < 1 or patch_size < 1 or mlp_ratio < 1:
             raise ValueError(f"need dim, patch_size, mlp_ratio >= 1 and depths >= 1, got dim={dim}, "
                              f"patch_size={patch_size}, mlp_ratio={mlp_ratio}, depths={list(depths)}")
-        if downsample not in ("spe", "conv"):
-            raise ValueError(f"unknown downsample {downsample!r}; choose 'spe' (MLP-SPE) or 'conv' (MLP-S)")
+        if self.downsample not in ("spe", "conv"):
+            raise ValueError(f"unknown downsample {self.downsample!r}; choose 'spe' (MLP-SPE) or 'conv' (MLP-S)")
         factor = patch_size * 2 ** (len(depths) - 1)
-        if img_size % factor:
+        if self.img_size % factor:
             raise ValueError(
-                f"img_size={img_size} must be divisible by patch_size x 2^(stages-1) = {patch_size} x "
+                f"img_size={self.img_size} must be divisible by patch_size x 2^(stages-1) = {patch_size} x "
                 f"{2 ** (len(depths) - 1)} = {factor} (each of the {len(depths)} stages halves the token grid); "
-                f"use e.g. img_size={max(factor, round(img_size / factor) * factor)}"
+                f"use e.g. img_size={max(factor, round(self.img_size / factor) * factor)}"
             )
-        self.T, self.num_classes, self.in_chans, self.img_size = T, num_classes, in_chans, img_size
-        self.encoder = DirectEncoder(T)
-        stages, cin, side = [], in_chans, img_size // patch_size
-        for i, n_blocks in enumerate(depths):
-            cout = dim * 2 ** i
+
+
+class SpikingMLP(SpikingClassifier):
+    """Spiking MLP (MLP-SPE / MLP-S) of Li et al., TNNLS 2024 (arXiv 2306.12465).
+
+    Built from one :class:`SpikingMLPConfig` and holds no variant tables: the
+    registered names fill the published numbers. Stage 1 starts with the stem
+    (``patch_size`` conv with stride ``patch_size``, no bias, then BN2d); later
+    stages with an SPE cell (``downsample="spe"``) or a 2x2 stride-2 conv + BN
+    (``"conv"``, MLP-S).
+
+    Args:
+        config: the whole network (see :class:`SpikingMLPConfig`); kept as ``self.config``.
+
+    Shape: ``[B, C, H, W]`` (or ``[T, B, C, H, W]``) to ``[B, num_classes]``.
+
+    Raises:
+        ValueError: SPE width not divisible by 3; inputs of another shape.
+    """
+
+    def __init__(self, config: SpikingMLPConfig) -> None:
+        super().__init__()
+        cfg = self.config = config
+        neuron, params = cfg.neuron, cfg.neuron_params
+        self.T, self.num_classes, self.in_chans, self.img_size = cfg.T, cfg.num_classes, cfg.in_chans, cfg.img_size
+        self.encoder = DirectEncoder(cfg.T)
+        stages, cin, side = [], cfg.in_chans, cfg.img_size // cfg.patch_size
+        for i, n_blocks in enumerate(cfg.depths):
+            cout = cfg.dim * 2 ** i
             if i == 0:
-                down = _conv_bn(in_chans, cout, patch_size, patch_size, 0)
-            elif downsample == "spe":
-                down = SpikingPatchEncoding(cin, cout, neuron=neuron, params=neuron_params)
+                down = _conv_bn(cfg.in_chans, cout, cfg.patch_size, cfg.patch_size, 0)
+            elif cfg.downsample == "spe":
+                down = SpikingPatchEncoding(cin, cout, neuron=neuron, params=params)
                 side //= 2
             else:
                 down = _conv_bn(cin, cout, 2, 2, 0)
                 side //= 2
-            blocks = [MLPBlock(cout, side, side, mlp_ratio=mlp_ratio, channel_norm=channel_norm,
-                               identity_norm=identity_norm, neuron=neuron, params=neuron_params)
+            blocks = [MLPBlock(cout, side, side, mlp_ratio=cfg.mlp_ratio, channel_norm=cfg.channel_norm,
+                               identity_norm=cfg.identity_norm, neuron=neuron, params=params)
                       for _ in range(n_blocks)]
-            stages.append(MLPStage(down, blocks, build_neuron(neuron, neuron_params), running_stream))
+            stages.append(MLPStage(down, blocks, build_neuron(neuron, params), cfg.running_stream))
             cin = cout
         self.stages = nn.Sequential(*stages)
         self.num_features = cin
         self.head_norm = TDBatchNorm2d(cin)
-        self.head_lif = build_neuron(neuron, neuron_params) if head_lif else nn.Identity()
-        self.fc = nn.Linear(cin, num_classes) if num_classes > 0 else nn.Identity()
+        self.head_lif = build_neuron(neuron, params) if cfg.head_lif else nn.Identity()
+        self.fc = nn.Linear(cin, cfg.num_classes) if cfg.num_classes > 0 else nn.Identity()
 
     def encode(self, x: Tensor) -> Tensor:
         """Images ``[B, C, H, W]`` repeated over ``T`` (direct coding); sequences checked and passed."""
@@ -427,102 +467,54 @@ class SpikingMLP(SpikingClassifier):
 # Initialisation: PyTorch defaults everywhere (released code), so there is no init function.
 
 
-def _spiking_mlp(*, dim: int, depths: Sequence[int], img_size: int, patch_size: int = STEM_PATCH,
-                 downsample: DownsampleKind = "spe", identity_norm: bool = False, num_classes: int, T: int,
-                 in_chans: int, neuron: NeuronKind, neuron_params: ParamsLike, mlp_ratio: int = MLP_RATIO,
-                 channel_norm: ChannelNorm = "token", running_stream: bool = False,
-                 head_lif: bool = False) -> SpikingMLP:
-    """Family builder shared by every registered spiking MLP."""
-    if T < 1:
-        raise ValueError(f"T must be >= 1, got {T}")
-    if channel_norm not in ("token", "channel"):
-        raise ValueError(f"unknown channel_norm {channel_norm!r}; choose 'token' (released) or 'channel' (clean)")
-    params = resolve_neuron_params(MLP_NEURON, neuron_params)
-    return SpikingMLP(dim=dim, depths=depths, img_size=img_size, patch_size=patch_size, in_chans=in_chans,
-                      num_classes=num_classes, T=T, downsample=downsample, identity_norm=identity_norm,
-                      mlp_ratio=mlp_ratio, channel_norm=channel_norm, running_stream=running_stream,
-                      head_lif=head_lif, neuron=neuron, neuron_params=params)
-
-
 # ---------------------------------------------------------------------------
-# Registered builders (family "spiking_mlp")
+# Registered names: each fills a SpikingMLPConfig
 # ---------------------------------------------------------------------------
 
-_FAMILY = dict(family="spiking_mlp", paper=PAPER, neuron=MLP_NEURON, modality="image")
-_IMAGENET = dict(T=4, input_size=(3, IMAGENET_SIZE, IMAGENET_SIZE), num_classes=1000)
+_ARGS = ("num_classes", "T", "in_chans", "img_size", "neuron", "neuron_params", "channel_norm", "running_stream",
+         "head_lif")
 
 
-@register_model(**_FAMILY, **_IMAGENET)
-def mlp_spe_t(*, num_classes: int = 1000, T: int = 4, in_chans: int = 3, img_size: int = IMAGENET_SIZE,
-              neuron: NeuronKind = "lif", neuron_params: ParamsLike = None, channel_norm: ChannelNorm = "token",
-              running_stream: bool = False, head_lif: bool = False) -> SpikingMLP:
-    """MLP-SPE-T: d = 78, 2-8-14-2, stem + SPE (README: 25M parameters; 66.39% ImageNet top-1 at T = 4)."""
-    return _spiking_mlp(dim=MLP_SPE_T_DIM, depths=IMAGENET_DEPTHS, img_size=img_size, num_classes=num_classes, T=T,
-                        in_chans=in_chans, neuron=neuron, neuron_params=neuron_params, channel_norm=channel_norm,
-                        running_stream=running_stream, head_lif=head_lif)
+def _mlp(name: str, config: SpikingMLPConfig, doc: str, tunable: tuple[str, ...] = _ARGS,
+         paper: str = PAPER) -> Any:
+    """Register a spiking MLP entry (family ``spiking_mlp``)."""
+    return register_config(name, config, SpikingMLP, tunable=tunable, doc=doc, module=__name__,
+                           family="spiking_mlp", paper=paper, input_size=(config.in_chans, config.img_size,
+                                                                          config.img_size), modality="image")
 
 
-@register_model(**_FAMILY, **_IMAGENET)
-def mlp_spe_s(*, num_classes: int = 1000, T: int = 4, in_chans: int = 3, img_size: int = IMAGENET_SIZE,
-              neuron: NeuronKind = "lif", neuron_params: ParamsLike = None, channel_norm: ChannelNorm = "token",
-              running_stream: bool = False, head_lif: bool = False) -> SpikingMLP:
-    """MLP-SPE-S: d = 96, 2-8-14-2, stem + SPE (README: 38M parameters; 68.84% at T = 4)."""
-    return _spiking_mlp(dim=MLP_SPE_S_DIM, depths=IMAGENET_DEPTHS, img_size=img_size, num_classes=num_classes, T=T,
-                        in_chans=in_chans, neuron=neuron, neuron_params=neuron_params, channel_norm=channel_norm,
-                        running_stream=running_stream, head_lif=head_lif)
+mlp_spe_t = _mlp("mlp_spe_t", SpikingMLPConfig(dim=MLP_SPE_T_DIM), "MLP-SPE-T: d = 78, 2-8-14-2, stem + SPE "
+                 "(README: 25M parameters; 66.39% ImageNet top-1 at T = 4).")
+mlp_spe_s = _mlp("mlp_spe_s", SpikingMLPConfig(dim=MLP_SPE_S_DIM), "MLP-SPE-S: d = 96, 2-8-14-2, stem + SPE "
+                 "(README: 38M parameters; 68.84% at T = 4).")
+mlp_s = _mlp("mlp_s", SpikingMLPConfig(dim=MLP_S_DIM, downsample="conv", identity_norm=True), """MLP-S (no SPE): \
+d = 96, 2-8-14-2, 2x2 stride-2 conv + BN between stages, token identity ``LIF(BN(x))``.
 
+README: 34M parameters, 63.25% at T = 4. The file-to-model mapping of the
+authors' no-SPE code is inferred, and that model is not wired into their
+training script.
+""")
+mlp_spe_b = _mlp("mlp_spe_b", SpikingMLPConfig(dim=MLP_SPE_B_DIM, depths=MLP_SPE_B_DEPTHS, T=6), """MLP-SPE-B: \
+**CONFIGURATION UNCONFIRMED** (not released; README: 66M parameters, 71.64% at T = 6).
 
-@register_model(**_FAMILY, **_IMAGENET)
-def mlp_s(*, num_classes: int = 1000, T: int = 4, in_chans: int = 3, img_size: int = IMAGENET_SIZE,
-          neuron: NeuronKind = "lif", neuron_params: ParamsLike = None, channel_norm: ChannelNorm = "token",
-          running_stream: bool = False, head_lif: bool = False) -> SpikingMLP:
-    """MLP-S (no SPE): d = 96, 2-8-14-2, 2x2 stride-2 conv + BN between stages, token identity ``LIF(BN(x))``.
-
-    README: 34M parameters, 63.25% at T = 4. The file-to-model mapping of the
-    authors' no-SPE code is inferred, and that model is not wired into their
-    training script.
-    """
-    return _spiking_mlp(dim=MLP_S_DIM, depths=IMAGENET_DEPTHS, img_size=img_size, downsample="conv",
-                        identity_norm=True, num_classes=num_classes, T=T, in_chans=in_chans, neuron=neuron,
-                        neuron_params=neuron_params, channel_norm=channel_norm, running_stream=running_stream,
-                        head_lif=head_lif)
-
-
-@register_model(**_FAMILY, T=6, input_size=(3, IMAGENET_SIZE, IMAGENET_SIZE), num_classes=1000)
-def mlp_spe_b(*, num_classes: int = 1000, T: int = 6, in_chans: int = 3, img_size: int = IMAGENET_SIZE,
-              dim: int = MLP_SPE_B_DIM, depths: Sequence[int] = MLP_SPE_B_DEPTHS, neuron: NeuronKind = "lif",
-              neuron_params: ParamsLike = None, channel_norm: ChannelNorm = "token", running_stream: bool = False,
-              head_lif: bool = False) -> SpikingMLP:
-    """MLP-SPE-B: **CONFIGURATION UNCONFIRMED** (not released; README: 66M parameters, 71.64% at T = 6).
-
-    The default d = 108 with 2-10-24-2 (65.61M parameters) is a guess chosen
-    because it matches the quoted 66M best; d = 126 with 2-8-14-2 (65.01M)
-    fits almost as well. Neither is confirmed by the paper or the code: pass
-    ``dim`` and ``depths`` to choose. ``dim`` must be a multiple of 3 (SPE).
-    """
-    return _spiking_mlp(dim=dim, depths=depths, img_size=img_size, num_classes=num_classes, T=T,
-                        in_chans=in_chans, neuron=neuron, neuron_params=neuron_params, channel_norm=channel_norm,
-                        running_stream=running_stream, head_lif=head_lif)
-
-
-@register_model(family="spiking_mlp", paper=PAPER + "; spikevision's small-image configuration, not the paper's",
-                neuron=MLP_NEURON, T=4, input_size=(1, MINI_SIZE, MINI_SIZE), num_classes=10, modality="image")
-def mlp_spe_mini(*, num_classes: int = 10, T: int = 4, in_chans: int = 1, img_size: int = MINI_SIZE,
-                 dim: int = MINI_DIM, depths: Sequence[int] = MINI_DEPTHS, patch_size: int = MINI_PATCH,
-                 mlp_ratio: int = MLP_RATIO, neuron: NeuronKind = "lif", neuron_params: ParamsLike = None,
-                 channel_norm: ChannelNorm = "token", running_stream: bool = False,
-                 head_lif: bool = False, downsample: DownsampleKind = "spe",
-                 identity_norm: bool = False) -> SpikingMLP:
+The default d = 108 with 2-10-24-2 (65.61M parameters) is a guess chosen
+because it matches the quoted 66M best; d = 126 with 2-8-14-2 (65.01M)
+fits almost as well. Neither is confirmed by the paper or the code: pass
+``dim`` and ``depths`` to choose. ``dim`` must be a multiple of 3 (SPE).
+""", (*_ARGS[:4], "dim", "depths", *_ARGS[4:]))
+mlp_spe_mini = _mlp(
+    "mlp_spe_mini",
+    SpikingMLPConfig(dim=MINI_DIM, depths=MINI_DEPTHS, img_size=MINI_SIZE, patch_size=MINI_PATCH, in_chans=1,
+                     num_classes=10),
     """Small MLP-SPE for 28x28 / 32x32 images: spikevision's own configuration, NOT from the paper.
 
-    The paper's blocks and wiring at a CPU-friendly size: stem patch 2
-    (28 -> 14x14 tokens), two stages (d, then 2d after one SPE cell at 7x7),
-    one block each. For CIFAR pass ``in_chans=3, img_size=32`` (16x16 and
-    8x8 tokens). ``dim`` must be a multiple of 3 (SPE) and ``img_size``
-    divisible by ``patch_size * 2**(len(depths) - 1)``. The paper's no-SPE
-    ablation (MLP-S) at this size: ``downsample="conv", identity_norm=True``.
-    """
-    return _spiking_mlp(dim=dim, depths=depths, img_size=img_size, patch_size=patch_size, num_classes=num_classes,
-                        T=T, in_chans=in_chans, neuron=neuron, neuron_params=neuron_params, mlp_ratio=mlp_ratio,
-                        channel_norm=channel_norm, running_stream=running_stream, head_lif=head_lif,
-                        downsample=downsample, identity_norm=identity_norm)
+The paper's blocks and wiring at a CPU-friendly size: stem patch 2
+(28 -> 14x14 tokens), two stages (d, then 2d after one SPE cell at 7x7),
+one block each. For CIFAR pass ``in_chans=3, img_size=32`` (16x16 and
+8x8 tokens). ``dim`` must be a multiple of 3 (SPE) and ``img_size``
+divisible by ``patch_size * 2**(len(depths) - 1)``. The paper's no-SPE
+ablation (MLP-S) at this size: ``downsample="conv", identity_norm=True``.
+""",
+    (*_ARGS[:4], "dim", "depths", "patch_size", "mlp_ratio", *_ARGS[4:], "downsample", "identity_norm"),
+    paper=PAPER + "; spikevision's small-image configuration, not the paper's",
+)

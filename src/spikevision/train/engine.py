@@ -126,10 +126,8 @@ class LogitsModule(nn.Module):
         self.model, self.per_step = model, per_step
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self.per_step:
-            return self.model(x)
-        m = self.model
-        return m.forward_head(m.forward_features(m.encode(x)), per_step=True)
+        # the model's own forward owns the per-step choice (SpikingClassifier.forward)
+        return self.model(x, per_step=True) if self.per_step else self.model(x)
 
 
 class StopFlag:
