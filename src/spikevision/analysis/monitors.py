@@ -29,7 +29,8 @@ __all__ = [
     "SPIKING_TYPES", "spiking_layers", "LayerRate", "FiringRateMonitor", "SurrogateWindowMonitor",
 ]
 
-#: Module types treated as spiking layers: every neuron module subclasses SpikingNeuron.
+#: Module types treated as spiking layers (kept for code that imports it): every neuron module subclasses
+#: SpikingNeuron, which is what spikevision itself asks.
 SPIKING_TYPES: tuple[type[nn.Module], ...] = (SpikingNeuron,)
 
 

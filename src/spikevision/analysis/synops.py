@@ -68,7 +68,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from spikevision.analysis.monitors import SPIKING_TYPES
+from spikevision.neuron.modules import SpikingNeuron
 
 __all__ = [
     "SYNAPTIC_TYPES", "InputKind", "IntegerMode", "LayerOps", "OpsResult", "SynOpsCounter", "input_kind",
@@ -257,7 +257,7 @@ class SynOpsCounter:
         self.repeated_input_once = repeated_input_once
         self.T = T
         self.synaptic = {n: m for n, m in model.named_modules() if isinstance(m, SYNAPTIC_TYPES)}
-        self.neurons = {n: m for n, m in model.named_modules() if isinstance(m, SPIKING_TYPES)}
+        self.neurons = {n: m for n, m in model.named_modules() if isinstance(m, SpikingNeuron)}
         self._ops = {n: LayerOps(n, type(m).__name__) for n, m in self.synaptic.items()}
         self._updates = {n: 0.0 for n in self.neurons}
         self._adds: dict[str, float] = {}
@@ -329,7 +329,7 @@ class SynOpsCounter:
                 self._handles.append(m.register_forward_hook(self._neuron_hook(n)))
             if self.count_additions:
                 for n, m in self.model.named_modules():
-                    countable = any(True for _ in m.children()) and not isinstance(m, SPIKING_TYPES)
+                    countable = any(True for _ in m.children()) and not isinstance(m, SpikingNeuron)
                     self._handles.append(m.register_forward_pre_hook(self._push(n or "<model>", countable)))
                     self._handles.append(m.register_forward_hook(self._pop, always_call=True))
                 self._mode = _AdditionMode(self)

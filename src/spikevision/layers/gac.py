@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from spikevision.layers.encoders import check_image
 from spikevision.layers.temporal import check_T, fold, unfold
-from spikevision.neuron.functional import NeuronParams
+from spikevision.neuron.params import NeuronParams
 from spikevision.neuron.modules import build_neuron
 
 __all__ = ["GatedAttentionCoding", "TemporalAttention", "SpatialChannelAttention", "same_padding"]

@@ -17,7 +17,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from spikevision.layers.temporal import check_T, fold, unfold
-from spikevision.neuron.functional import check_sequence
+from spikevision.neuron.params import check_sequence
 
 __all__ = ["TDBatchNorm2d", "TDBatchNorm1d", "BNTT2d", "TokenBatchNorm1d", "SyncBatchNorm", "TimeFoldedSyncBatchNorm",
            "convert_sync_batchnorm", "NORM_LAYERS", "NormLayerLike", "build_norm2d"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from spikevision.neuron.functional import check_sequence
+from spikevision.neuron.params import check_sequence
 
 __all__ = ["fold", "unfold", "TimeFolded", "check_T"]
 
