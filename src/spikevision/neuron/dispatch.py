@@ -44,7 +44,7 @@ _CHOICE: ContextVar[KernelChoice] = ContextVar("spikevision_neuron_kernels", def
 
 def current_choice() -> KernelChoice:
     """The kernels allowed here: the scoped choice of :func:`use_kernels`, narrowed by the environment."""
-    return _CHOICE.get() & KernelChoice.environment()
+    return _CHOICE.get().narrowed(KernelChoice.environment())
 
 
 def select(x: Tensor, decay: Constant, gain: Constant, p: NeuronParams,

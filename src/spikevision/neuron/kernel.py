@@ -105,11 +105,11 @@ class KernelChoice:
         (:func:`~spikevision.neuron.use_kernels`) can narrow it but not turn on what they turn off.
         """
         return KernelChoice(c=os.environ.get("SPIKEVISION_NATIVE", "1") != "0",
-                            triton=os.environ.get("SPIKEVISION_TRITON", "1") != "0", triton_on_cpu=True)
+                            triton=os.environ.get("SPIKEVISION_TRITON", "1") != "0")
 
-    def __and__(self, other: "KernelChoice") -> "KernelChoice":
-        return KernelChoice(self.c and other.c, self.triton and other.triton,
-                            self.triton_on_cpu and other.triton_on_cpu)
+    def narrowed(self, allowed: "KernelChoice") -> "KernelChoice":
+        """This choice with the kernels ``allowed`` turns off turned off too (``triton_on_cpu`` is kept)."""
+        return KernelChoice(self.c and allowed.c, self.triton and allowed.triton, self.triton_on_cpu)
 
 
 class KernelUnavailable(RuntimeError):
