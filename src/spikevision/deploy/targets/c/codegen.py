@@ -34,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from spikevision.deploy.ir.ops import Program
+from spikevision.deploy.ir.ops import Neuron, Op, Program, Synapse
 from spikevision.deploy.ir.ranges import Interval, storage_ctypes
 from spikevision.deploy.ir.schedule import inplace_input
 from spikevision.deploy.targets.c.emit import SIZES, CWriter, emit, weight_ctype
@@ -54,6 +54,7 @@ class CSource:
         layers: per op, ``(layer, description, mfi)``.
         layout: per buffer and scratch array, ``(byte offset in the state, elements, arena)`` (arena ``a64``:
             int64, ``a32``: int32, ``a16``: uint16, ``a8``: uint8; :data:`ARENAS`).
+        packed: the spike storages kept as bits (their element count in ``layout`` is bytes).
     """
 
     c: str
@@ -63,6 +64,7 @@ class CSource:
     weight_bytes: int
     layers: list[tuple[str, str, bool]] = field(default_factory=list)
     layout: dict[str, tuple[int, int, str]] = field(default_factory=dict)
+    packed: frozenset[str] = frozenset()
 
 
 _PRELUDE = r"""
@@ -112,15 +114,29 @@ def _first_fit(busy: list[tuple[int, int]], size: int) -> int:
     return off
 
 
+def bit_packed(prog: Program) -> frozenset[str]:
+    """Spike storages that can be kept as bits: written by a neuron, read only by event-driven synapses (whose
+    event lists test one spike at a time), not the output."""
+    readers: dict[str, list[Op]] = {}
+    for op in prog.ops:
+        for b in op.inputs:
+            readers.setdefault(b.storage, []).append(op)
+    return frozenset(op.out.storage for op in prog.ops
+                     if isinstance(op, Neuron) and op.out.storage != prog.output.storage
+                     and readers.get(op.out.storage)
+                     and all(isinstance(r, Synapse) and r.event for r in readers[op.out.storage]))
+
+
 def _allocate(prog: Program, types: dict[str, str], scratch: dict[str, tuple[str, int, int]],
-              share: bool) -> dict[str, tuple[str, int, int]]:
+              share: bool, packed: frozenset[str] = frozenset()) -> dict[str, tuple[str, int, int]]:
     """Arena and element offset of every storage and scratch array: first fit among those of its arena whose
     lifetime overlaps (all of them without ``share``); an elementwise op's output takes the place of an input
     of its size that dies at it (:func:`~spikevision.deploy.ir.schedule.inplace_input`)."""
     span = _lifetimes(prog, scratch)
     into = {op.out.storage: [b.storage for b in inplace_input(op) if span[b.storage][1] == k]
             for k, op in enumerate(prog.ops)} if share else {}
-    sizes = {name: (types[name], size) for name, (_kind, size) in prog.storages.items()}
+    sizes = {name: (types[name], -(-size // 8) if name in packed else size)
+             for name, (_kind, size) in prog.storages.items()}
     sizes.update({name: (ctype, size) for name, (ctype, size, _k) in scratch.items()})
     placed: dict[str, list[tuple[int, int, int, int]]] = {a: [] for a in ARENAS.values()}  # (offset, size, life)
     layout = {}
@@ -158,7 +174,7 @@ def _state(prog: Program, g: CWriter, share: bool) -> tuple[list[str], int, dict
     Returns:
         ``(members, size in bytes, byte layout per buffer, arena layout per buffer)``.
     """
-    layout = _allocate(prog, g.types, g.scratch_bufs, share)
+    layout = _allocate(prog, g.types, g.scratch_bufs, share, g.packed)
     members, offsets, ram = [], {}, 0
     for ctype, arena in ARENAS.items():
         n = max([off + size for a, off, size in layout.values() if a == arena], default=0)
@@ -264,7 +280,8 @@ def _native_entry_points(prog: Program, name: str) -> str:
 
 def generate_c(prog: Program, name: str, weight_bits: int, *, lut: list[list[int]] | None = None,
                notes: dict[str, tuple[bool, str]] | None = None, header_lines: Sequence[str] = (),
-               share_buffers: bool = True, narrow_buffers: bool = True, native: bool = False) -> CSource:
+               share_buffers: bool = True, narrow_buffers: bool = True, pack_spikes: bool | None = None,
+               native: bool = False) -> CSource:
     """C99 source (``.c`` and ``.h``) for ``prog``.
 
     Args:
@@ -281,6 +298,9 @@ def generate_c(prog: Program, name: str, weight_bits: int, *, lut: list[list[int
         narrow_buffers: store an analog buffer as int32 where interval analysis proves its values fit
             (:func:`~spikevision.deploy.ir.ranges.storage_ctypes`; the input's range is the table's, and
             ``<name>_infer_q`` refuses input outside it); False keeps every analog buffer int64.
+        pack_spikes: keep the spike trains that only event-driven synapses read as bits, 8 to a byte
+            (:func:`bit_packed`); by default with ``share_buffers`` (a build for inspecting the buffers keeps a
+            byte per spike).
         native: append the native runtime's batch entry points (compiled with ``-DSV_NATIVE_RUNTIME``;
             one of them quantises float input, so it is left out of the standalone export).
 
@@ -295,7 +315,8 @@ def generate_c(prog: Program, name: str, weight_bits: int, *, lut: list[list[int
     lut_values = [v for ch in lut for v in ch] if lut is not None else []
     input_range = (min(lut_values), max(lut_values)) if lut_values and narrow_buffers else None
     types = storage_ctypes(prog, input_range) if narrow_buffers else None
-    g = CWriter(prog, name, weight_bits, notes or {}, types)
+    packed = bit_packed(prog) if (share_buffers if pack_spikes is None else pack_spikes) else frozenset()
+    g = CWriter(prog, name, weight_bits, notes or {}, types, packed)
     for k, op in enumerate(prog.ops):
         emit(op, g, k)
     if lut is not None:
@@ -314,4 +335,4 @@ def generate_c(prog: Program, name: str, weight_bits: int, *, lut: list[list[int
     c_text = "\n".join(c)
     for sname, (arena, off, _size) in sorted(layout.items(), key=lambda kv: -len(kv[0])):
         c_text = c_text.replace(f"st->{sname}[", f"(st->{arena} + {off})[")
-    return CSource(c_text, h, g.flash, ram, g.weight_bytes, g.layers, byte_layout)
+    return CSource(c_text, h, g.flash, ram, g.weight_bytes, g.layers, byte_layout, packed)

@@ -109,9 +109,9 @@ def _neuron_terms(op: Neuron, w: CWriter) -> tuple[str, str, str, str]:
     """``(drive, its description, leak of v, its description)`` of a neuron's update."""
     n = op.neuron
     if n.gain_shift is not None:
-        drive, dwhat = f"sv_shl({w.load(op.x, 'i0')}, {n.gain_shift})", f"drive << {n.gain_shift}"
+        drive, dwhat = f"sv_shl({w.load(op.x, 'i0 + i')}, {n.gain_shift})", f"drive << {n.gain_shift}"
     else:
-        drive, dwhat = f"{w.load(op.x, 'i0')} * {n.gain_int}", f"drive x {n.gain_int} (multiply)"
+        drive, dwhat = f"{w.load(op.x, 'i0 + i')} * {n.gain_int}", f"drive x {n.gain_int} (multiply)"
     if n.const:
         drive = f"{drive} + {n.const}"
     if n.decay == 1.0:
@@ -128,28 +128,47 @@ def _neuron_terms(op: Neuron, w: CWriter) -> tuple[str, str, str, str]:
     return drive, dwhat, leak, lwhat
 
 
+#: units a neuron updates together: their membranes sit in a local array (the stack), never in the state
+NEURON_BLOCK = 64
+
+
 @emit.register
 def _neuron(op: Neuron, w: CWriter, k: int) -> None:
-    """Unit by unit, all steps of one unit in a row: the membrane lives in a register, never in memory."""
+    """Block by block of :data:`NEURON_BLOCK` units, all steps of a block in a row: the membranes live in a
+    local array of the block (512 bytes of stack), not in the state; the loop over a block's units vectorises."""
     n, x, y = op.neuron, op.x, op.out
     N = x.numel
     drive, dwhat, leak, lwhat = _neuron_terms(op, w)
     cmp = ">" if n.p.strict else ">="
     reset = {"hard": f"v = s ? {n.v_reset} : h;", "soft": f"v = s ? h - {n.th} : h;", "none": "v = h;"}[n.p.reset]
     x_step = N if x.steps > 1 else 0
-    lines = [f"for (int32_t u = 0; u < {N}; u++) {{",
-             f"    int64_t v = {n.v_init};",
+    if y.storage in w.packed:  # bit o0 + i of the packed train: the bytes cleared first, then bits or-ed in
+        store = f"st->{y.storage}[(o0 + i) >> 3] |= (uint8_t)(s << ((o0 + i) & 7));"
+        clear = [f"for (int32_t i = 0; i < {-(-y.size // 8)}; i++) st->{y.storage}[i] = 0;"]
+    else:
+        store, clear = f"st->{y.storage}[o0 + i] = (uint8_t)s;", []
+    B = min(NEURON_BLOCK, N)
+    lines = [*clear,
+             f"int64_t vm[{B}];",
+             f"for (int32_t u = 0; u < {N}; u += {B}) {{",
+             f"    const int32_t nb = {N} - u < {B} ? {N} - u : {B};",
+             f"    for (int32_t i = 0; i < nb; i++) vm[i] = {n.v_init};",
              "    int32_t i0 = u, o0 = u;",
              f"    for (int32_t t = 0; t < {y.steps}; t++) {{",
-             f"        const int64_t h = {leak} + ({drive});",
-             f"        const int s = h {cmp} {n.th};",
-             f"        {reset}",
-             f"        st->{y.storage}[o0] = (uint8_t)s;",
+             "        for (int32_t i = 0; i < nb; i++) {",
+             "            int64_t v = vm[i];",
+             f"            const int64_t h = {leak} + ({drive});",
+             f"            const int s = h {cmp} {n.th};",
+             f"            {reset}",
+             "            vm[i] = v;",
+             f"            {store}",
+             "        }",
              f"        i0 += {x_step}; o0 += {N};",
              "    }",
              "}"]
-    what = (f"neuron, {N} units x {y.steps} steps (the membrane in a register): {lwhat}, {dwhat}, threshold "
-            f"{cmp} {n.th} (2^-{n.F + n.E} units), {n.p.reset} reset")
+    what = (f"neuron, {N} units x {y.steps} steps, {B} units at a time (their membranes on the stack): {lwhat}, "
+            f"{dwhat}, threshold {cmp} {n.th} (2^-{n.F + n.E} units), {n.p.reset} reset"
+            + (", spikes packed 8 to a byte" if y.storage in w.packed else ""))
     w.func(k, op, what, lines)
 
 

@@ -54,11 +54,12 @@ class CWriter:
             else ``int64_t``; :func:`~spikevision.deploy.ir.ranges.storage_ctypes`).
         scratch_bufs: per scratch array, ``(C element type, elements, op index)``: it lives during that op only,
             so it shares memory with the buffers of other ops.
+        packed: spike storages kept as bits (spike ``i`` is bit ``i & 7`` of byte ``i >> 3``), not bytes.
         layers: per emitted layer, ``(layer, description, multiplication_free)``.
     """
 
     def __init__(self, prog: Program, name: str, weight_bits: int, notes: dict[str, tuple[bool, str]],
-                 types: dict[str, str] | None = None) -> None:
+                 types: dict[str, str] | None = None, packed: frozenset[str] = frozenset()) -> None:
         self.p, self.name, self.notes = prog, name, notes
         self.wtype = weight_ctype(weight_bits)
         self.types = types if types is not None else {
@@ -67,6 +68,7 @@ class CWriter:
         self.funcs: list[str] = []
         self.flash = self.weight_bytes = 0
         self.scratch_bufs: dict[str, tuple[str, int, int]] = {}
+        self.packed = packed
         self.layers: list[tuple[str, str, bool]] = []
 
     def scratch(self, k: int, tag: str, ctype: str, n: int) -> str:
@@ -86,6 +88,12 @@ class CWriter:
             self.weight_bytes += nbytes
         return ident
 
+    def spike(self, b: Buf, idx: str) -> str:
+        """Spike ``b[idx]`` as 0 or 1 (a byte, or a bit of a packed storage)."""
+        if b.storage in self.packed:
+            return f"((st->{b.storage}[({idx}) >> 3] >> (({idx}) & 7)) & 1)"
+        return f"st->{b.storage}[{idx}]"
+
     def load(self, b: Buf, idx: str) -> str:
         """The fixed-point value of ``b[idx]`` as int64: a spike byte becomes ``SV_ONE``, a mean is divided
         (rounded), an int32 element is widened (so that sums and products of loads never wrap)."""
@@ -93,7 +101,7 @@ class CWriter:
         if self.types.get(b.storage) == "int32_t":
             ref = f"((int64_t){ref})"
         if b.kind == "spike":
-            return f"({ref} ? SV_ONE : 0)"
+            return f"({self.spike(b, idx)} ? SV_ONE : 0)"
         if b.kind == "ratio" and b.divisor != 1:
             return f"sv_round_div({ref}, {b.divisor})"
         return ref
