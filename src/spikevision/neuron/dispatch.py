@@ -44,7 +44,8 @@ _CHOICE: ContextVar[KernelChoice] = ContextVar("spikevision_neuron_kernels", def
 
 def current_choice() -> KernelChoice:
     """The kernels allowed here: the scoped choice of :func:`use_kernels`, narrowed by the environment."""
-    return _CHOICE.get().narrowed(KernelChoice.environment())
+    choice, allowed = _CHOICE.get(), KernelChoice.environment()
+    return choice if allowed.c and allowed.triton else choice.narrowed(allowed)
 
 
 def select(x: Tensor, decay: Constant, gain: Constant, p: NeuronParams,
@@ -59,13 +60,15 @@ def select(x: Tensor, decay: Constant, gain: Constant, p: NeuronParams,
 def run(x: Tensor, decay: Constant, gain: Constant, p: NeuronParams,
         return_membrane: bool) -> Tensor | tuple[Tensor, Tensor]:
     """Run the call on the first kernel that supports it; a kernel that cannot launch hands it on."""
-    if torch.compiler.is_compiling():
+    if torch.compiler.is_compiling():  # as in select(), without touching the context variable
         return _torch.KERNEL.apply(x, decay, gain, p, return_membrane)
-    for kernel in select(x, decay, gain, p, return_membrane):
-        try:
-            return kernel.apply(x, decay, gain, p, return_membrane)
-        except KernelUnavailable:  # e.g. a Triton launch failed on this GPU (logged, disabled for good)
-            continue
+    choice = current_choice()
+    for kernel in KERNELS:  # asked one by one: the first that supports the call runs it
+        if kernel.supports(x, decay, gain, p, return_membrane, choice):
+            try:
+                return kernel.apply(x, decay, gain, p, return_membrane)
+            except KernelUnavailable:  # e.g. a Triton launch failed on this GPU (logged, disabled for good)
+                continue
     raise AssertionError("unreachable: the PyTorch kernel supports every call")
 
 

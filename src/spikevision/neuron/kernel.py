@@ -104,12 +104,16 @@ class KernelChoice:
         The one place these variables are read (when a call is dispatched); a scoped choice
         (:func:`~spikevision.neuron.use_kernels`) can narrow it but not turn on what they turn off.
         """
-        return KernelChoice(c=os.environ.get("SPIKEVISION_NATIVE", "1") != "0",
-                            triton=os.environ.get("SPIKEVISION_TRITON", "1") != "0")
+        env = os.environ
+        return _ALLOW_ALL if "SPIKEVISION_NATIVE" not in env and "SPIKEVISION_TRITON" not in env else KernelChoice(
+            c=env.get("SPIKEVISION_NATIVE", "1") != "0", triton=env.get("SPIKEVISION_TRITON", "1") != "0")
 
     def narrowed(self, allowed: "KernelChoice") -> "KernelChoice":
         """This choice with the kernels ``allowed`` turns off turned off too (``triton_on_cpu`` is kept)."""
         return KernelChoice(self.c and allowed.c, self.triton and allowed.triton, self.triton_on_cpu)
+
+
+_ALLOW_ALL = KernelChoice()
 
 
 class KernelUnavailable(RuntimeError):
