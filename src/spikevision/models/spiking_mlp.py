@@ -66,7 +66,8 @@ from spikevision.neuron.modules import build_neuron
 from spikevision.neuron.surrogate import Sigmoid
 
 __all__ = [
-    "SpikingMLP", "SpikingMLPConfig", "SpikingPatchEncoding", "TokenMixing", "ChannelMLP", "MLPBlock", "MLPStage", "MLP_NEURON",
+    "SpikingMLP", "SpikingMLPConfig", "SpikingPatchEncoding", "TokenMixing", "ChannelMLP", "MLPBlock", "MLPStage",
+    "MLP_NEURON",
 ]
 
 ChannelNorm = Literal["token", "channel"]

@@ -40,6 +40,7 @@ request).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Callable, Literal, Mapping
 
 import torch
@@ -50,14 +51,14 @@ from spikevision.layers.encoders import DirectEncoder, PoissonEncoder
 from spikevision.layers.gac import GatedAttentionCoding
 from spikevision.layers.norm import BNTT2d, TDBatchNorm2d
 from spikevision.layers.temporal import TimeFolded, fold, unfold
-from spikevision.models.base import NeuronKind, ParamsLike, SpikingClassifier, resolve_neuron_params
-from spikevision.models.registry import register_model
+from spikevision.models.base import NeuronKind, SpikingClassifier
+from spikevision.models.zoo import register_config
 from spikevision.neuron.functional import NeuronParams
 from spikevision.neuron.modules import build_neuron
 from spikevision.neuron.surrogate import Triangle
 
 __all__ = [
-    "SResNet", "SResBlock", "ConvBNTTLIF", "Projection", "SRESNET_NEURON", "RESIDUAL_MODES",
+    "SResNet", "SResNetConfig", "SResBlock", "ConvBNTTLIF", "Projection", "SRESNET_NEURON", "RESIDUAL_MODES",
     "make_norm", "resolve_residual", "remap_sresnet_checkpoint", "load_sresnet_checkpoint",
 ]
 
@@ -65,6 +66,7 @@ ResidualMode = Literal["post_lif_add", "pre_lif_add", "post_add_lif", "sew_add",
 Encoding = Literal["direct", "poisson", "gac"]
 NormKind = Literal["bntt", "tdbn"]
 NormLayer = Callable[[int], nn.Module]
+ENCODINGS = ("direct", "poisson", "gac")
 
 PAPER = ("Vicente-Sola et al., Keys to Accurate Feature Extraction Using Residual Spiking Neural Networks, "
          "NCE 2022 (arXiv 2111.05955)")
@@ -244,11 +246,81 @@ class SResBlock(nn.Module):
         return f"residual={self.residual}"
 
 
+@dataclass(frozen=True)
+class SResNetConfig:
+    """Everything that defines an :class:`SResNet` (its only argument); defaults: the paper's CIFAR-10 setting.
+
+    Attributes:
+        n: blocks per stage (depth ``6n + 2``).
+        width: F, the stem and stage-1 width (stages: F, 2F, 4F). Paper: 32.
+        in_chans: input channels (3 images, 2 event polarities).
+        num_classes: classes: 10 (CIFAR-10) or 100 (CIFAR-100).
+        T: time steps. Paper: 50.
+        residual: residual mode (see :class:`SResBlock`). Released: ``"post_lif_add"``.
+        boosting: 10 outputs per class, averaged (the released CIFAR-10 checkpoint
+            ``cifar10_sresnet-boost`` needs it). Default off.
+        encoding: ``"direct"`` (released default), ``"poisson"`` (signed, probability
+            ``min(|x|/2, 1)``) or ``"gac"``: Qiu et al.'s gated attention coding (AAAI 2024) in
+            place of the stem unit (not in the S-ResNet paper; its conv + BN, its LIF with this
+            family's constants, the gate ``sigmoid(TA * SCA)``; PyTorch's default init, as Xavier
+            gain 2 would saturate the gate).
+        poisson_seed: seed of the Poisson encoder's private generator (None: global RNG).
+        norm: ``"bntt"`` (released) or ``"tdbn"`` (see :func:`make_norm`).
+        bntt_bias: released quirk Q1 (True) or norms without trained shifts (False).
+        dvs: event-frame input (the authors' ``SResnetNM``): images are rejected, no encoder,
+            stride-2 stem.
+        input_resize: resize each step to this square size first (DVS: 64), or None.
+        neuron, neuron_params: neuron kind and constants (default :data:`SRESNET_NEURON`).
+
+    Raises:
+        ValueError: sizes that are not positive integers, an unknown ``encoding``, GAC with event input.
+    """
+
+    n: int
+    width: int = DEFAULT_WIDTH
+    in_chans: int = CIFAR_INPUT[0]
+    num_classes: int = 10
+    T: int = DEFAULT_T
+    residual: ResidualMode = "post_lif_add"
+    boosting: bool = False
+    encoding: Encoding = "direct"
+    poisson_seed: int | None = None
+    norm: NormKind = "bntt"
+    bntt_bias: bool = True
+    dvs: bool = False
+    input_resize: int | None = None
+    neuron: NeuronKind = "lif"
+    neuron_params: NeuronParams = SRESNET_NEURON
+
+    def __post_init__(self) -> None:
+        for name in ("T", "n", "width", "num_classes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"unknown encoding {self.encoding!r}; choose 'direct', 'poisson' or 'gac'")
+        if self.encoding == "gac" and self.dvs:
+            raise ValueError("an encoder with its own stem (GAC) takes static images; the DVS model has none")
+
+
+def _encoder(cfg: SResNetConfig) -> nn.Module:
+    """The image-to-sequence module of a config (an identity for event frames)."""
+    if cfg.dvs:
+        return nn.Identity()  # event frames are already a sequence
+    if cfg.encoding == "poisson":
+        return PoissonEncoder(cfg.T, signed=True, seed=cfg.poisson_seed)
+    if cfg.encoding == "gac":  # GAC owns the stem: conv3x3 + (static) BN, then its gated neuron
+        stem = nn.Sequential(nn.Conv2d(cfg.in_chans, cfg.width, 3, padding=1, bias=False), nn.BatchNorm2d(cfg.width))
+        return GatedAttentionCoding(cfg.T, stem, cfg.width, neuron=cfg.neuron, neuron_params=cfg.neuron_params)
+    return DirectEncoder(cfg.T)
+
+
 class SResNet(SpikingClassifier):
     """S-ResNet (6n+2 layers) for static images or event frames.
 
-    Vicente-Sola et al., NCE 2022 (arXiv 2111.05955). Holds no variant tables;
-    the registered builders fix the published numbers.
+    Vicente-Sola et al., NCE 2022 (arXiv 2111.05955). Built from one
+    :class:`SResNetConfig` and holds no variant tables; the registered names
+    fill the published numbers.
 
     Pipeline: encoder (image to ``[T, B, C, H, W]``; events pass through) ->
     [per-step bilinear resize, DVS] -> stem unit -> ``3n`` blocks -> global
@@ -260,61 +332,40 @@ class SResNet(SpikingClassifier):
     Every input sequence must have ``T`` steps, whatever the norm.
 
     Args:
-        n: blocks per stage (depth ``6n + 2``).
-        width: F, the stem and stage-1 width (stages: F, 2F, 4F). Paper: 32.
-        in_chans: input channels (3 images, 2 event polarities).
-        num_classes: classes.
-        T: time steps. Paper: 50.
-        encoder: image-to-sequence module (:class:`DirectEncoder` or the signed
-            :class:`PoissonEncoder`); ignored for event input.
-        event_input: the input is an event-frame sequence (DVS model): images
-            are rejected and the encoder is an identity.
-        encoder_has_stem: the encoder applies the stem itself (GAC: its
-            conv + BN feed the gated neuron); the model's stem is then an
-            identity and every input, image or sequence, goes through the encoder.
-        stem_stride: 1 (CIFAR) or 2 (DVS).
-        input_resize: resize each step to this square size first (DVS: 64), or None.
-        residual: residual mode (see :class:`SResBlock`). Released: ``"post_lif_add"``.
-        boosting: 10 output neurons per class, averaged. Released option (CIFAR only).
-        norm: ``"bntt"`` (released) or ``"tdbn"`` (see :func:`make_norm`).
-        bntt_bias: train BN shifts (released quirk Q1: True; clean BNTT: False).
-        neuron, neuron_params: neuron kind and constants of every LIF.
+        config: the whole network (see :class:`SResNetConfig`); kept as ``self.config``.
 
     Shape: ``[B, C, H, W]`` (or ``[T, B, C, H, W]``) to ``[B, num_classes]``.
     """
 
-    def __init__(self, *, n: int, width: int, in_chans: int, num_classes: int, T: int, encoder: nn.Module,
-                 event_input: bool, stem_stride: int, input_resize: int | None, residual: str, boosting: bool,
-                 norm: str, bntt_bias: bool, neuron: NeuronKind, neuron_params: NeuronParams,
-                 encoder_has_stem: bool = False) -> None:
+    def __init__(self, config: SResNetConfig) -> None:
         super().__init__()
-        for name, value in (("n", n), ("width", width), ("T", T), ("num_classes", num_classes)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        self.n, self.width, self.in_chans = n, width, in_chans
-        self.T, self.num_classes = T, num_classes
-        self.residual = resolve_residual(residual)
-        if encoder_has_stem and event_input:
-            raise ValueError("an encoder with its own stem (GAC) takes static images; the DVS model has none")
-        self.encoder = nn.Identity() if event_input else encoder
-        self.event_input = event_input
-        self.encoder_has_stem = encoder_has_stem
-        self.input_resize = input_resize
-        self.boost_group = BOOST_GROUP if boosting else 1
-        self.norm = norm
-        unit = dict(norm_layer=make_norm(norm, T, bntt_bias), neuron=neuron, params=neuron_params)
-        self.stem = nn.Identity() if encoder_has_stem else ConvBNTTLIF(in_chans, width, stem_stride, **unit)
-        stages, cin = [], width
-        for i, cout in enumerate((width, 2 * width, 4 * width)):
+        cfg = self.config = config
+        self.n, self.width, self.in_chans = cfg.n, cfg.width, cfg.in_chans
+        self.T, self.num_classes = cfg.T, cfg.num_classes
+        self.residual = resolve_residual(cfg.residual)
+        self.encoder = _encoder(cfg)
+        self.event_input = cfg.dvs
+        self.encoder_has_stem = cfg.encoding == "gac"
+        self.input_resize = cfg.input_resize
+        self.boost_group = BOOST_GROUP if cfg.boosting else 1
+        self.norm = cfg.norm
+        unit = dict(norm_layer=make_norm(cfg.norm, cfg.T, cfg.bntt_bias), neuron=cfg.neuron,
+                    params=cfg.neuron_params)
+        stem_stride = 2 if cfg.dvs else 1
+        self.stem = nn.Identity() if self.encoder_has_stem else ConvBNTTLIF(cfg.in_chans, cfg.width, stem_stride,
+                                                                            **unit)
+        stages, cin = [], cfg.width
+        for i, cout in enumerate((cfg.width, 2 * cfg.width, 4 * cfg.width)):
             blocks = []
-            for j in range(n):
+            for j in range(cfg.n):
                 stride = 2 if (i > 0 and j == 0) else 1
                 blocks.append(SResBlock(cin, cout, stride, residual=self.residual, **unit))
                 cin = cout
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
         self.num_features = cin
-        self.fc = nn.Linear(cin, num_classes * self.boost_group, bias=False)
+        self.fc = nn.Linear(cin, cfg.num_classes * self.boost_group, bias=False)
+        _init_xavier(self)
 
     def encode(self, x: Tensor) -> Tensor:
         """Images through the encoder; sequences (and event frames) checked and passed."""
@@ -498,97 +549,37 @@ def load_sresnet_checkpoint(model: SResNet, checkpoint: Mapping[str, Any], *,
 
 
 # ---------------------------------------------------------------------------
-# Family builder and registered builders (family "sresnet")
+# Registered names (family "sresnet"): each fills an SResNetConfig
 # ---------------------------------------------------------------------------
 
-
-def _sresnet(n: int, *, num_classes: int, T: int, in_chans: int, width: int, residual: str, norm: str,
-             bntt_bias: bool, neuron: NeuronKind, neuron_params: ParamsLike, boosting: bool = False,
-             encoding: str = "direct", poisson_seed: int | None = None, dvs: bool = False,
-             input_resize: int | None = None) -> SResNet:
-    """Family builder shared by the CIFAR and DVS S-ResNets."""
-    if not isinstance(T, int) or T < 1:
-        raise ValueError(f"T must be a positive integer, got {T!r}")
-    params = resolve_neuron_params(SRESNET_NEURON, neuron_params)
-    if dvs:
-        encoder: nn.Module = nn.Identity()  # event frames are already a sequence
-    elif encoding == "direct":
-        encoder = DirectEncoder(T)
-    elif encoding == "poisson":
-        encoder = PoissonEncoder(T, signed=True, seed=poisson_seed)
-    elif encoding == "gac":  # GAC owns the stem: conv3x3 + (static) BN, then its gated neuron
-        stem = nn.Sequential(nn.Conv2d(in_chans, width, 3, padding=1, bias=False), nn.BatchNorm2d(width))
-        encoder = GatedAttentionCoding(T, stem, width, neuron=neuron, neuron_params=params)
-    else:
-        raise ValueError(f"unknown encoding {encoding!r}; choose 'direct', 'poisson' or 'gac'")
-    model = SResNet(n=n, width=width, in_chans=in_chans, num_classes=num_classes, T=T, encoder=encoder,
-                    event_input=dvs, stem_stride=2 if dvs else 1, input_resize=input_resize, residual=residual,
-                    boosting=boosting, norm=norm, bntt_bias=bntt_bias, neuron=neuron, neuron_params=params,
-                    encoder_has_stem=encoding == "gac" and not dvs)
-    _init_xavier(model)
-    return model
+_ARGS = ("num_classes", "T", "in_chans", "width", "residual", "boosting", "encoding", "poisson_seed", "norm",
+         "bntt_bias", "neuron", "neuron_params")
+_ARGS_DVS = ("num_classes", "T", "in_chans", "width", "residual", "norm", "bntt_bias", "neuron", "neuron_params",
+             "input_resize")
 
 
-_FAMILY = dict(family="sresnet", paper=PAPER, neuron=SRESNET_NEURON, T=DEFAULT_T, num_classes=10)
+def _sres(name: str, config: SResNetConfig, doc: str, tunable: tuple[str, ...] = _ARGS,
+          input_size: tuple[int, int, int] = CIFAR_INPUT) -> Any:
+    """Register an S-ResNet entry."""
+    return register_config(name, config, SResNet, tunable=tunable, doc=doc, module=__name__, family="sresnet",
+                           paper=PAPER, input_size=input_size, modality="events" if config.dvs else "image")
 
 
-@register_model(**_FAMILY, input_size=CIFAR_INPUT, modality="image")
-def sresnet20(*, num_classes: int = 10, T: int = DEFAULT_T, in_chans: int = 3, width: int = DEFAULT_WIDTH,
-              residual: ResidualMode = "post_lif_add", boosting: bool = False, encoding: Encoding = "direct",
-              poisson_seed: int | None = None, norm: NormKind = "bntt", bntt_bias: bool = True,
-              neuron: NeuronKind = "lif", neuron_params: ParamsLike = None) -> SResNet:
-    """S-ResNet-20 for CIFAR (n = 3). Arguments as :func:`sresnet38`."""
-    return _sresnet(3, **locals())
+sresnet20 = _sres("sresnet20", SResNetConfig(n=3), "S-ResNet-20 for CIFAR (n = 3). Arguments as :func:`sresnet38`.")
+sresnet38 = _sres("sresnet38", SResNetConfig(n=6), """S-ResNet-38 for CIFAR-10/100 (n = 6, F = 32, T = 50): \
+the paper's headline model.
 
-
-@register_model(**_FAMILY, input_size=CIFAR_INPUT, modality="image")
-def sresnet38(*, num_classes: int = 10, T: int = DEFAULT_T, in_chans: int = 3, width: int = DEFAULT_WIDTH,
-              residual: ResidualMode = "post_lif_add", boosting: bool = False, encoding: Encoding = "direct",
-              poisson_seed: int | None = None, norm: NormKind = "bntt", bntt_bias: bool = True,
-              neuron: NeuronKind = "lif", neuron_params: ParamsLike = None) -> SResNet:
-    """S-ResNet-38 for CIFAR-10/100 (n = 6, F = 32, T = 50): the paper's headline model.
-
-    Args:
-        num_classes: 10 (CIFAR-10) or 100 (CIFAR-100).
-        T: time steps. Paper: 50.
-        in_chans: input channels.
-        width: F (stages F, 2F, 4F). Paper: 32.
-        residual: residual mode (see :class:`SResBlock`). Released: ``"post_lif_add"``.
-        boosting: 10 outputs per class, averaged (the released CIFAR-10
-            checkpoint ``cifar10_sresnet-boost`` needs it). Default off.
-        encoding: ``"direct"`` (released default), ``"poisson"`` (signed,
-            probability ``min(|x|/2, 1)``) or ``"gac"``: Qiu et al.'s gated
-            attention coding (AAAI 2024) in place of the stem unit (not in the
-            S-ResNet paper; its conv + BN, its LIF with this family's
-            constants, the gate ``sigmoid(TA * SCA)``; PyTorch's default init,
-            as Xavier gain 2 would saturate the gate).
-        poisson_seed: seed of the Poisson encoder's private generator (None: global RNG).
-        norm: ``"bntt"`` (released) or ``"tdbn"`` (see :func:`make_norm`).
-        bntt_bias: released quirk Q1 (True) or norms without trained shifts (False).
-        neuron, neuron_params: neuron kind and constant overrides (default :data:`SRESNET_NEURON`).
-    """
-    return _sresnet(6, **locals())
-
-
-@register_model(**_FAMILY, input_size=CIFAR_INPUT, modality="image")
-def sresnet56(*, num_classes: int = 10, T: int = DEFAULT_T, in_chans: int = 3, width: int = DEFAULT_WIDTH,
-              residual: ResidualMode = "post_lif_add", boosting: bool = False, encoding: Encoding = "direct",
-              poisson_seed: int | None = None, norm: NormKind = "bntt", bntt_bias: bool = True,
-              neuron: NeuronKind = "lif", neuron_params: ParamsLike = None) -> SResNet:
-    """S-ResNet-56 for CIFAR (n = 9). Arguments as :func:`sresnet38`."""
-    return _sresnet(9, **locals())
-
-
-@register_model(**_FAMILY, input_size=DVS_INPUT, modality="events")
-def sresnet38_dvs(*, num_classes: int = 10, T: int = DEFAULT_T, in_chans: int = 2, width: int = DEFAULT_WIDTH,
-                  residual: ResidualMode = "post_lif_add", norm: NormKind = "bntt", bntt_bias: bool = True,
-                  neuron: NeuronKind = "lif", neuron_params: ParamsLike = None,
-                  input_resize: int | None = DVS_RESIZE) -> SResNet:
+The arguments are the fields of :class:`SResNetConfig` (``num_classes`` 10 or 100,
+``T`` 50, ``width`` F = 32, ``residual``, ``boosting``, ``encoding``,
+``poisson_seed``, ``norm``, ``bntt_bias``, ``neuron``, ``neuron_params``).
+""")
+sresnet56 = _sres("sresnet56", SResNetConfig(n=9), "S-ResNet-56 for CIFAR (n = 9). Arguments as :func:`sresnet38`.")
+sresnet38_dvs = _sres(
+    "sresnet38_dvs", SResNetConfig(n=6, in_chans=DVS_INPUT[0], dvs=True, input_resize=DVS_RESIZE),
     """S-ResNet-38 for CIFAR10-DVS (the authors' ``SResnetNM``; n = 6, F = 32, T = 50 frames).
 
-    Input: event count frames ``[T, B, 2, 128, 128]`` (no encoder). Each step
-    is resized bilinearly (no antialias) to ``input_resize`` (64; None keeps
-    the input size) inside the model, then a stride-2 stem gives 32x32 feature
-    maps. No boosting. Other arguments as :func:`sresnet38`.
-    """
-    return _sresnet(6, dvs=True, **locals())
+Input: event count frames ``[T, B, 2, 128, 128]`` (no encoder). Each step
+is resized bilinearly (no antialias) to ``input_resize`` (64; None keeps
+the input size) inside the model, then a stride-2 stem gives 32x32 feature
+maps. No boosting. Other arguments as :func:`sresnet38`.
+""", _ARGS_DVS, DVS_INPUT)
