@@ -171,3 +171,17 @@ def test_load_run_checks_the_checkpoints_model_kwargs_before_building(tmp_path, 
     with pytest.raises(ValueError, match=f"x.pt: the checkpoint's .*{message}") as e:
         ck.load_run(path)
     assert "\n" not in str(e.value)
+
+
+def test_format_1_files_keep_loading_with_the_weights_under_model_state(tmp_path):
+    """Format 1 stored the weights under "model" (a name in model cards); they load under MODEL_KEY."""
+    torch.manual_seed(0)
+    path, model = _save(tmp_path / "old.pt")
+    state = torch.load(path, weights_only=True)
+    state[ck.LEGACY_MODEL_KEY] = state.pop(ck.MODEL_KEY)
+    state[ck.VERSION_KEY] = 1
+    torch.save(state, path)
+    loaded = ck.load_checkpoint(path)
+    assert ck.MODEL_KEY == "model_state" and ck.LEGACY_MODEL_KEY not in loaded
+    assert torch.equal(loaded[ck.MODEL_KEY]["fc.weight"], model.fc.weight)
+    assert torch.equal(ck.load_run(path).model.fc.weight, model.fc.weight)

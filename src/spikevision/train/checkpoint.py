@@ -54,8 +54,8 @@ if TYPE_CHECKING:
     from spikevision.data import DataConfig
 
 __all__ = [
-    "FORMAT_VERSION", "MODEL_KEY", "MODEL_NAME_KEY", "MODEL_KWARGS_KEY", "CONFIG_KEY", "EPOCH_KEY", "STEP_KEY",
-    "EPOCH_STEP_KEY", "OPTIMIZER_KEY", "SCHEDULER_KEY", "SCALER_KEY", "RNG_KEY", "BEST_KEY", "METER_KEY",
+    "FORMAT_VERSION", "MODEL_KEY", "LEGACY_MODEL_KEY", "MODEL_NAME_KEY", "MODEL_KWARGS_KEY", "CONFIG_KEY",
+    "EPOCH_KEY", "STEP_KEY", "EPOCH_STEP_KEY", "OPTIMIZER_KEY", "SCHEDULER_KEY", "SCALER_KEY", "RNG_KEY", "BEST_KEY", "METER_KEY",
     "TRAIN_TIME_KEY", "LAYOUT_KEY", "VERSION_KEY", "save_checkpoint", "load_checkpoint", "capture_rng_state",
     "restore_rng_state", "CHECKPOINT_DIR", "LAST", "BEST", "METRICS_FILE", "CONFIG_FILE", "find_checkpoint",
     "LoadedRun", "load_run", "run_data_config", "LOCK_FILE", "RunLock", "RunDirectoryBusyError",
@@ -72,9 +72,10 @@ CONFIG_FILE = "config.yaml"  # <run>/config.yaml: the resolved config
 LOCK_FILE = ".lock"  # <run>/.lock: locked (flock) by the process training the run; holds its pid
 Which = Literal["best", "last"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the weights under "model_state" (format 1 called them "model", a name in model cards)
 VERSION_KEY = "format_version"
-MODEL_KEY = "model"  # state_dict of the bare model (never of a DDP wrapper)
+MODEL_KEY = "model_state"  # state_dict of the bare model (never of a DDP wrapper)
+LEGACY_MODEL_KEY = "model"  # format 1's MODEL_KEY: read (load_checkpoint renames it), never written
 MODEL_NAME_KEY = "model_name"  # registered builder name
 MODEL_KWARGS_KEY = "model_kwargs"  # builder keyword arguments, num_classes filled in
 CONFIG_KEY = "config"  # Config.to_dict()
@@ -207,6 +208,9 @@ def load_error_reason(e: BaseException) -> str:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True`` and check its keys and weights.
 
+    A format-1 file (weights under :data:`LEGACY_MODEL_KEY`, ``"model"``) comes back with them
+    under :data:`MODEL_KEY`, so every reader sees one layout.
+
     Raises:
         FileNotFoundError: no file at ``path``.
         ValueError: not a spikevision checkpoint, damaged, or model weights holding NaN or infinite values.
@@ -221,6 +225,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                          "it may be damaged, use another checkpoint (last.pt / best.pt)") from None
     if not isinstance(state, dict):
         raise ValueError(f"{path} holds a {type(state).__name__}, not a spikevision checkpoint dict")
+    if MODEL_KEY not in state and isinstance(state.get(LEGACY_MODEL_KEY), dict):  # format 1
+        state[MODEL_KEY] = state.pop(LEGACY_MODEL_KEY)
     missing = [k for k in _REQUIRED if k not in state]
     if missing:
         raise ValueError(f"{path} is not a spikevision checkpoint (missing {missing}); "
