@@ -135,9 +135,10 @@ ARENA_BYTES = {"a64": 8, "a32": 4, "a16": 2, "a8": 1}
 def step_at_a_time_bound(exp: CExport) -> tuple[int | None, str]:
     """A lower bound on the state a step-at-a-time schedule would need, in bytes, or None and what prevents it.
 
-    Persistent over the steps: every neuron layer's membrane (counted at 4 bytes, the best case), the buffers
-    computed once that the steps read, the means over time; plus the largest sum, over the ops of a step, of
-    the one-step buffers alive at that op and the op's scratch (no fragmentation counted)."""
+    The same ops, run step by step. Persistent over the steps: every neuron layer's membrane (counted at 4
+    bytes, the best case), the buffers computed once that the steps read, the means over time; plus the
+    largest sum, over the ops of a step, of the one-step buffers alive at that op (spikes as bits) and the op's
+    scratch (no fragmentation counted)."""
     prog = exp.program
     plan = step_plan(prog)
     if plan.blocker:
@@ -155,9 +156,13 @@ def step_at_a_time_bound(exp: CExport) -> tuple[int | None, str]:
     for name, b in bufs.items():
         if name not in made_in_steps and any(span[name][0] <= k <= span[name][1] for k in steps):
             persistent += b.size * width.get(name, 8)  # computed once (or the input frames), read by the steps
+    def step_bytes(name: str) -> int:  # one step of a buffer; spikes counted as bits (the best case)
+        b = bufs[name]
+        return -(-b.numel // 8) if b.kind == "spike" else b.numel * width.get(name, 8)
+
     peak = 0
     for k in steps:
-        live = sum(bufs[n].numel * width.get(n, 8) for n in made_in_steps if span[n][0] <= k <= span[n][1])
+        live = sum(step_bytes(n) for n in made_in_steps if span[n][0] <= k <= span[n][1])
         scratch = sum(n_el * ARENA_BYTES[arena] for name, (_o, n_el, arena) in exp.layout.items()
                       if name.startswith(f"x{k}") and name[len(f"x{k}"):].isalpha())
         peak = max(peak, live + scratch)

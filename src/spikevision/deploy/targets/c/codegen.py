@@ -21,8 +21,15 @@ Rules the generated code keeps (checked by tests):
 The code of each operation type is written by its emitter (:func:`~spikevision.deploy.targets.c.emit.emit`,
 one per type of :mod:`spikevision.deploy.ir.ops`); this module lays out the state and assembles the files.
 
+Memory (issue 23, for microcontrollers): every buffer and scratch array sits in one arena per element type,
+placed first-fit among those whose lifetimes overlap (an elementwise op writes over an input that dies at
+it); analog buffers are int32 where interval analysis proves it (:mod:`spikevision.deploy.ir.ranges`), else
+int64; a neuron keeps its membranes on the stack, 64 units at a time over all steps; spike trains that only
+event-driven synapses read are packed 8 to a byte (:func:`bit_packed`).
+
 Event-driven synapse (spike input), per time step: an event list per input pixel
-(the weight offsets of its active channels, built branch-free), then every output
+(its active input channels as bytes, built branch-free; a table gives each one's
+weight offset), then every output
 position adds the int16/int8 weight columns of the events its kernel taps see
 (a table built here) into a local int32 accumulator and writes
 ``(acc << align_c) + bias_c`` once. Its work is proportional to the spikes. A
@@ -194,9 +201,9 @@ def _ctype_of(arena: str) -> str:
 
 def _header(prog: Program, name: str, ram: int, has_lut: bool, top: str, input_range: Interval | None) -> str:
     inp, out, N = prog.input, prog.output, name.upper()
-    checked = (f"\n   Every input value must lie in [{input_range[0]}, {input_range[1]}] (what the pixel table gives: the "
-               f"buffers'\n   widths are proven for it); otherwise nothing runs and it returns -1."
-               if input_range is not None else "")
+    lo, hi = input_range if input_range is not None else (0, 0)
+    checked = (f"\n   Every input value must lie in [{lo}, {hi}] (what the pixel table gives: the buffers'\n"
+               "   widths are proven for it); otherwise nothing runs and it returns -1." if input_range else "")
     what = (f"uint8 pixels, [C][H][W] = {list(inp.shape)}" if not inp.time else
             f"int64 fixed-point frame values, [T][C][H][W] = {[inp.steps, *inp.shape]}")
     infer = (f"/* Classify one image: writes {out.numel} fixed-point logits, returns the class (their argmax).\n"

@@ -115,9 +115,10 @@ def _tap_tables(op: Synapse, w: CWriter, k: int) -> tuple[str, str, str]:
 
 def _conv_event(op: Synapse, w: CWriter, k: int) -> None:
     """Event-driven conv on spikes. Weights ``[S][kh*kw][cin][cout]``: the column of (tap, input channel) is
-    contiguous. Each step first lists, per input pixel, the weight offsets of its active channels (an event
-    list, built branch-free); then every output position adds the columns of the events its taps see into a
-    local accumulator and writes ``(acc << align) + bias`` once (or pools the accumulators first)."""
+    contiguous. Each step first lists, per input pixel, its active input channels (an event list of bytes,
+    built branch-free; a table gives each channel's weight offset); then every output position adds the
+    columns of the events its taps see into a local accumulator and writes ``(acc << align) + bias`` once (or
+    pools the accumulators first)."""
     m, x, y = op.syn, op.x, op.out
     cout, cin, kh, kw, H, W_, Ho, Wo = _conv_geometry(op)
     Wt = w.table(f"sv_w{k}", m.weight_int.permute(0, 3, 4, 2, 1).reshape(-1).tolist(), w.wtype, weights=True)
