@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-from spikevision.neuron import ATan, Rectangular, Sigmoid, Triangle, use_kernels
+from spikevision.neuron import ATan, Rectangular, Sigmoid, Triangle, lif_multistep, lif_reference, use_kernels
 
 KERNELS = ("c", "torch", "triton")
 
@@ -34,6 +34,19 @@ def inputs(dtype=torch.float64, shape=(6, 3, 5, 4), seed=0):
     """Input currents ``[T, B, ...]`` around the threshold (a leaf that requires grad)."""
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(shape, generator=g, dtype=dtype) * 1.2 + 0.4).requires_grad_(True)
+
+
+def check_against_reference(p, x, g=None, *, return_membrane=False, rtol=1e-10, atol=1e-12):
+    """``lif_multistep(x, p)`` against autograd of the plain loop: spikes equal, ``dL/dx`` of ``sum(S * g)``
+    to round-off (``g`` of ones by default); with ``return_membrane`` the spikes come from that call form."""
+    g = torch.ones_like(x) if g is None else g
+    s = lif_multistep(x, p, return_membrane=True)[0] if return_membrane else lif_multistep(x, p)
+    gx = torch.autograd.grad((s * g).sum(), x)[0]
+    x_ref = x.detach().clone().requires_grad_(True)
+    s_ref, _ = lif_reference(x_ref, p)
+    gx_ref = torch.autograd.grad((s_ref * g).sum(), x_ref)[0]
+    assert torch.equal(s, s_ref.detach())
+    torch.testing.assert_close(gx, gx_ref, rtol=rtol, atol=atol)
 
 
 @contextmanager

@@ -24,7 +24,8 @@ from spikevision.neuron import (
     plif_multistep,
 )
 
-from neuron_kernels import CHARGES, KERNELS, RESETS, SURROGATES, inputs, only_kernel  # tests/neuron is on sys.path
+from neuron_kernels import (CHARGES, KERNELS, RESETS, SURROGATES, check_against_reference, inputs,  # on sys.path
+                            only_kernel)
 
 
 @pytest.fixture(autouse=True, params=KERNELS, ids=[f"{k}_kernel" for k in KERNELS])
@@ -124,16 +125,7 @@ def _saved_bytes(fn, x) -> int:
 
 def _grads_vs_reference(p, x, return_membrane):
     g = torch.randn(x.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(3))
-    if return_membrane:
-        s, _ = lif_multistep(x, p, return_membrane=True)
-    else:
-        s = lif_multistep(x, p)
-    gx = torch.autograd.grad((s * g).sum(), x)[0]
-    x_ref = x.detach().clone().requires_grad_(True)
-    s_ref, _ = lif_reference(x_ref, p)
-    gx_ref = torch.autograd.grad((s_ref * g).sum(), x_ref)[0]
-    assert torch.equal(s, s_ref.detach())
-    torch.testing.assert_close(gx, gx_ref, rtol=1e-10, atol=1e-12)
+    check_against_reference(p, x, g, return_membrane=return_membrane)
 
 
 @pytest.mark.parametrize("reset", range(len(RECT_RESETS)))

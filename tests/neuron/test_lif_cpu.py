@@ -16,7 +16,7 @@ from spikevision.neuron import (
 )
 from spikevision.neuron import _native
 
-from neuron_kernels import inputs  # tests/neuron is on sys.path
+from neuron_kernels import check_against_reference, inputs  # tests/neuron is on sys.path
 
 
 def _have_compiler() -> bool:
@@ -113,14 +113,7 @@ def test_falls_back_to_torch_when_the_build_fails(monkeypatch, tmp_path, calls):
     monkeypatch.setattr(_native, "_lib", None)
     assert not _native.native_available()
     assert "could not be built" in native_status()
-    p = NeuronParams(surrogate=Sigmoid(4.0))
-    x = inputs()
-    s = lif_multistep(x, p)
-    gx = torch.autograd.grad(s.sum(), x)[0]
-    x_ref = x.detach().clone().requires_grad_(True)
-    s_ref, _ = lif_reference(x_ref, p)
-    assert torch.equal(s, s_ref.detach())
-    torch.testing.assert_close(gx, torch.autograd.grad(s_ref.sum(), x_ref)[0], rtol=1e-10, atol=1e-12)
+    check_against_reference(NeuronParams(surrogate=Sigmoid(4.0)), inputs())
     assert calls == {"forward": 0, "backward": 0}
     assert list(tmp_path.iterdir()) == []  # no half-written library left behind
 

@@ -32,7 +32,8 @@ from spikevision.neuron import (
 )
 from spikevision.neuron import _triton, dispatch
 
-from neuron_kernels import CHARGES, RESETS, SURROGATES, inputs, only_kernel  # tests/neuron is on sys.path
+from neuron_kernels import (CHARGES, RESETS, SURROGATES, check_against_reference, inputs,  # tests/neuron on sys.path
+                            only_kernel)
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (bench/gpu_check.sh)")
 REPO = Path(__file__).resolve().parents[2]
@@ -190,16 +191,6 @@ def test_cpu_calls_never_take_triton_by_default(kernel_calls):
     assert kernel_calls["triton_forward"] == 0
 
 
-def _check_torch_result(p=NeuronParams(surrogate=Sigmoid(4.0))):
-    x = inputs()
-    s = lif_multistep(x, p)
-    gx = torch.autograd.grad(s.sum(), x)[0]
-    x_ref = x.detach().clone().requires_grad_(True)
-    s_ref, _ = lif_reference(x_ref, p)
-    assert torch.equal(s, s_ref.detach())
-    torch.testing.assert_close(gx, torch.autograd.grad(s_ref.sum(), x_ref)[0], rtol=1e-10, atol=1e-12)
-
-
 def test_falls_back_when_triton_does_not_import(monkeypatch, kernel_calls):
     monkeypatch.setitem(sys.modules, "triton", None)  # `import triton` raises ImportError
     monkeypatch.setattr(_triton, "_status", None)
@@ -207,7 +198,7 @@ def test_falls_back_when_triton_does_not_import(monkeypatch, kernel_calls):
     assert _triton.triton_status().startswith("PyTorch kernel (Triton not importable")
     with only_kernel("triton"):
         assert not _takes(_fake("cuda"))
-        _check_torch_result()
+        check_against_reference(NeuronParams(surrogate=Sigmoid(4.0)), inputs())
     assert kernel_calls["triton_forward"] == 0
 
 
@@ -216,7 +207,7 @@ def test_disabled_by_environment(monkeypatch, kernel_calls):
     monkeypatch.setattr(_triton, "_status", None)
     assert _triton.triton_status() == "PyTorch kernel (SPIKEVISION_TRITON=0)"
     with only_kernel("triton"):
-        _check_torch_result()
+        check_against_reference(NeuronParams(surrogate=Sigmoid(4.0)), inputs())
     assert kernel_calls["triton_forward"] == 0
 
 
@@ -232,7 +223,7 @@ def test_a_failed_launch_on_a_device_falls_back_for_good(monkeypatch, caplog):
     monkeypatch.setattr(_triton, "_kernel_pair", lambda interpret: (Broken(), Broken()))
     monkeypatch.setattr(_triton, "_interprets", lambda device: False)
     with only_kernel("triton"), caplog.at_level("WARNING"):
-        _check_torch_result()
+        check_against_reference(NeuronParams(surrogate=Sigmoid(4.0)), inputs())
         assert "failed" in _triton.triton_status() and "sm_200" in _triton.triton_status()
         assert not _takes(_fake("cuda"))
     assert "PyTorch implementation" in caplog.text

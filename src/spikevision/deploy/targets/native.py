@@ -24,7 +24,6 @@ import ctypes
 import functools
 import hashlib
 import time
-from pathlib import Path
 
 import torch
 from torch import Tensor
