@@ -260,7 +260,10 @@ def main(argv: list[str] | None = None) -> int:
         "state and const: the export's own static state and const tables. Goals (issue 23): quickstart <= 64 KiB "
         "RAM and <= 128 KiB flash (int8 weights, a Cortex-M4 class part); `ms_resnet_mini` <= 256 KiB RAM and "
         "<= 1 MiB flash (a Cortex-M7 class part); \"vs goal\" gives the factor above it. The boards have 4 MiB "
-        "of code and 4 MiB of data memory.", "",
+        "of code and 4 MiB of data memory. Step-at-a-time: a lower bound on the state the same ops would need run "
+        "one time step at a time (every neuron layer's membrane kept at once, at 4 bytes at best; activations of "
+        "one step; no fragmentation): at these models' T = 2 it exceeds the layer-by-layer state, which is what "
+        "the export runs (docs/deploy.md, \"Deploy to a microcontroller\").", "",
         "## Cost and exactness", "",
         markdown_table(COST_HEADERS, cost_rows), "",
         "Instructions are QEMU's executed-instruction counts (`-icount shift=0`), not a chip's cycles. bit-exact: "
