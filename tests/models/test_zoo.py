@@ -95,3 +95,19 @@ def test_norm_layer_is_injectable_by_name_or_class():
     assert isinstance(build_norm2d("tdbn", 3, 0.5), TDBatchNorm2d)
     with pytest.raises(ValueError, match="unknown norm_layer 'ln'; choose one of \\['tdbn'\\]"):
         create_model("ms_resnet_mini", norm_layer="ln")
+
+
+def test_the_keyword_constructor_of_before_configs_still_builds_with_a_deprecation_warning():
+    from spikevision.models.spiking_cnn import SPIKING_CNN_NEURON, SpikingCNN, SpikingCNNConfig
+
+    with pytest.warns(DeprecationWarning, match=r"SpikingCNN\(\*\*kwargs\) is deprecated; pass SpikingCNNConfig"):
+        old = SpikingCNN(widths=(4,), img_size=28, in_chans=1, num_classes=3, T=2, pool="max", dropout=0.0,
+                         stem_once=True, neuron="lif", neuron_params=SPIKING_CNN_NEURON)
+    assert old.config == SpikingCNNConfig(widths=(4,), num_classes=3)
+    with pytest.warns(DeprecationWarning), pytest.raises(
+            TypeError, match="MSResNet: .*unexpected keyword argument 'encoder_has_stem'.*create_model"):
+        MSResNet(layers=(1,), widths=(8,), strides=(1,), stem="conv3x3", stem_width=8, encoder_has_stem=False)
+    with pytest.raises(TypeError, match="MSResNet takes a MSResNetConfig, got SpikingCNNConfig"):
+        MSResNet(SpikingCNNConfig())
+    with pytest.raises(TypeError, match="takes one MSResNetConfig"):
+        MSResNet()

@@ -48,7 +48,7 @@ from spikevision.layers.norm import NormLayerLike, build_norm2d
 from spikevision.layers.temporal import TimeFolded
 from spikevision.models.base import NeuronKind, SpikingClassifier
 from spikevision.models.registry import Modality
-from spikevision.models.zoo import register_config
+from spikevision.models.zoo import config_or_kwargs, register_config
 from spikevision.neuron.functional import NeuronParams
 from spikevision.neuron.modules import build_neuron
 from spikevision.neuron.surrogate import Rectangular
@@ -306,6 +306,7 @@ class MSResNet(SpikingClassifier):
 
     Args:
         config: the whole architecture (see :class:`MSResNetConfig`); kept as ``self.config``.
+        kwargs: deprecated: the fields of the config, as the constructor took them before configs.
 
     Shape: ``[B, C, H, W]`` (or ``[T, B, C, H, W]``) to ``[B, num_classes]``.
 
@@ -313,9 +314,9 @@ class MSResNet(SpikingClassifier):
         ValueError: at call time, inputs with the wrong channel count or ``T``.
     """
 
-    def __init__(self, config: MSResNetConfig) -> None:
+    def __init__(self, config: MSResNetConfig | None = None, **kwargs: Any) -> None:
         super().__init__()
-        cfg = self.config = config
+        cfg = self.config = config_or_kwargs(MSResNet, MSResNetConfig, config, kwargs)
         self.T, self.num_classes, self.in_chans = cfg.T, cfg.num_classes, cfg.in_chans
         self.stem_once, self.block_type = cfg.stem_once, cfg.block_type
         stem = _stem(cfg.stem, cfg.in_chans, cfg.stem_width, cfg.bn_weight_init)

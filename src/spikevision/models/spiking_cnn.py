@@ -26,7 +26,7 @@ family's own constant (:data:`SPIKING_CNN_NEURON`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from torch import Tensor, nn
 
@@ -34,7 +34,7 @@ from spikevision.layers.encoders import DirectEncoder
 from spikevision.layers.norm import TDBatchNorm2d
 from spikevision.layers.temporal import TimeFolded
 from spikevision.models.base import NeuronKind, SpikingClassifier
-from spikevision.models.zoo import register_config
+from spikevision.models.zoo import config_or_kwargs, register_config
 from spikevision.neuron.functional import NeuronParams
 from spikevision.neuron.modules import build_neuron
 from spikevision.neuron.surrogate import Rectangular
@@ -135,6 +135,7 @@ class SpikingCNN(SpikingClassifier):
 
     Args:
         config: the whole network (see :class:`SpikingCNNConfig`); kept as ``self.config``.
+        kwargs: deprecated: the fields of the config, as the constructor took them before configs.
 
     Shape: ``[B, C, H, W]`` (or ``[T, B, C, H, W]``) to ``[B, num_classes]``.
 
@@ -142,9 +143,9 @@ class SpikingCNN(SpikingClassifier):
         ValueError: at call time, inputs of another shape or ``T``.
     """
 
-    def __init__(self, config: SpikingCNNConfig) -> None:
+    def __init__(self, config: SpikingCNNConfig | None = None, **kwargs: Any) -> None:
         super().__init__()
-        cfg = self.config = config
+        cfg = self.config = config_or_kwargs(SpikingCNN, SpikingCNNConfig, config, kwargs)
         self.T, self.num_classes, self.in_chans, self.img_size = cfg.T, cfg.num_classes, cfg.in_chans, cfg.img_size
         self.stem_once = cfg.stem_once
         self.encoder = DirectEncoder(cfg.T)

@@ -60,7 +60,7 @@ from spikevision.layers.encoders import DirectEncoder
 from spikevision.layers.norm import TDBatchNorm1d, TDBatchNorm2d, TokenBatchNorm1d
 from spikevision.layers.temporal import TimeFolded
 from spikevision.models.base import NeuronKind, SpikingClassifier
-from spikevision.models.zoo import register_config
+from spikevision.models.zoo import config_or_kwargs, register_config
 from spikevision.neuron.functional import NeuronParams
 from spikevision.neuron.modules import build_neuron
 from spikevision.neuron.surrogate import Sigmoid
@@ -398,6 +398,7 @@ class SpikingMLP(SpikingClassifier):
 
     Args:
         config: the whole network (see :class:`SpikingMLPConfig`); kept as ``self.config``.
+        kwargs: deprecated: the fields of the config, as the constructor took them before configs.
 
     Shape: ``[B, C, H, W]`` (or ``[T, B, C, H, W]``) to ``[B, num_classes]``.
 
@@ -405,9 +406,9 @@ class SpikingMLP(SpikingClassifier):
         ValueError: SPE width not divisible by 3; inputs of another shape.
     """
 
-    def __init__(self, config: SpikingMLPConfig) -> None:
+    def __init__(self, config: SpikingMLPConfig | None = None, **kwargs: Any) -> None:
         super().__init__()
-        cfg = self.config = config
+        cfg = self.config = config_or_kwargs(SpikingMLP, SpikingMLPConfig, config, kwargs)
         neuron, params = cfg.neuron, cfg.neuron_params
         self.T, self.num_classes, self.in_chans, self.img_size = cfg.T, cfg.num_classes, cfg.in_chans, cfg.img_size
         self.encoder = DirectEncoder(cfg.T)

@@ -52,7 +52,7 @@ from spikevision.layers.gac import GatedAttentionCoding
 from spikevision.layers.norm import BNTT2d, TDBatchNorm2d
 from spikevision.layers.temporal import TimeFolded, fold, unfold
 from spikevision.models.base import NeuronKind, SpikingClassifier
-from spikevision.models.zoo import register_config
+from spikevision.models.zoo import config_or_kwargs, register_config
 from spikevision.neuron.functional import NeuronParams
 from spikevision.neuron.modules import build_neuron
 from spikevision.neuron.surrogate import Triangle
@@ -333,13 +333,14 @@ class SResNet(SpikingClassifier):
 
     Args:
         config: the whole network (see :class:`SResNetConfig`); kept as ``self.config``.
+        kwargs: deprecated: the fields of the config, as the constructor took them before configs.
 
     Shape: ``[B, C, H, W]`` (or ``[T, B, C, H, W]``) to ``[B, num_classes]``.
     """
 
-    def __init__(self, config: SResNetConfig) -> None:
+    def __init__(self, config: SResNetConfig | None = None, **kwargs: Any) -> None:
         super().__init__()
-        cfg = self.config = config
+        cfg = self.config = config_or_kwargs(SResNet, SResNetConfig, config, kwargs)
         self.n, self.width, self.in_chans = cfg.n, cfg.width, cfg.in_chans
         self.T, self.num_classes = cfg.T, cfg.num_classes
         self.residual = resolve_residual(cfg.residual)

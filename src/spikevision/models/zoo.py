@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import typing
+import warnings
 from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from torch import nn
@@ -34,7 +35,7 @@ from torch import nn
 from spikevision.models.base import ParamsLike, resolve_neuron_params
 from spikevision.models.registry import Modality, register_model
 
-__all__ = ["register_config"]
+__all__ = ["register_config", "config_or_kwargs"]
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -102,3 +103,32 @@ def register_config(name: str, config: Any, build: Callable[[Any], M], *, tunabl
     register_model(family=family, paper=paper, T=config.T, input_size=input_size, num_classes=config.num_classes,
                    neuron=config.neuron_params, modality=modality, config=config)(builder)
     return builder
+
+
+def config_or_kwargs(owner: type, config_type: type, config: Any, kwargs: Mapping[str, Any]) -> Any:
+    """The config a model class is built from: ``config``, or (deprecated) the keyword arguments that the
+    class took before configs, which fill a ``config_type``.
+
+    Args:
+        owner: the model class (for messages).
+        config_type: its config dataclass.
+        config: the config given, or None.
+        kwargs: keyword arguments given instead (the old constructor's); a DeprecationWarning.
+
+    Raises:
+        TypeError: both or neither given, a config of another type, or keywords the config lacks
+            (naming the way to build the model now).
+    """
+    how = f"build with create_model(name) or {owner.__name__}({config_type.__name__}(...))"
+    if config is not None and not kwargs:
+        if not isinstance(config, config_type):
+            raise TypeError(f"{owner.__name__} takes a {config_type.__name__}, got {type(config).__name__}; {how}")
+        return config
+    if config is not None or not kwargs:
+        raise TypeError(f"{owner.__name__} takes one {config_type.__name__} (and no keyword arguments); {how}")
+    warnings.warn(f"{owner.__name__}(**kwargs) is deprecated; pass {config_type.__name__}(**kwargs)",
+                  DeprecationWarning, stacklevel=3)
+    try:
+        return config_type(**kwargs)
+    except TypeError as e:
+        raise TypeError(f"{owner.__name__}: {e}; {how}") from None
