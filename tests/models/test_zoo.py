@@ -111,3 +111,13 @@ def test_the_keyword_constructor_of_before_configs_still_builds_with_a_deprecati
         MSResNet(SpikingCNNConfig())
     with pytest.raises(TypeError, match="takes one MSResNetConfig"):
         MSResNet()
+
+
+def test_every_builder_is_importable_by_its_name():
+    """Entries are module attributes under their registered name (so builders pickle, and docs link them)."""
+    import importlib
+    import pickle
+
+    for info in list_models():
+        assert getattr(importlib.import_module(info.builder.__module__), info.name) is info.builder, info.name
+        assert pickle.loads(pickle.dumps(info.builder)) is info.builder, info.name
