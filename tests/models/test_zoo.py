@@ -92,6 +92,8 @@ def test_norm_layer_is_injectable_by_name_or_class():
     assert type(block.bn1) is PlainBN and type(block.shortcut[-1]) is PlainBN
     assert torch.all(block.bn1.weight == 0.5) and torch.all(block.bn2.weight == 0)  # the paper's gammas
     assert custom(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    cnn = create_model("spiking_cnn_mini", widths=(4,), norm_layer=PlainBN)
+    assert type(cnn.stages[0].bn) is PlainBN and cnn(torch.randn(2, 1, 28, 28)).shape == (2, 10)
     assert isinstance(build_norm2d("tdbn", 3, 0.5), TDBatchNorm2d)
     with pytest.raises(ValueError, match="unknown norm_layer 'ln'; choose one of \\['tdbn'\\]"):
         create_model("ms_resnet_mini", norm_layer="ln")

@@ -31,7 +31,7 @@ from typing import Any, Literal
 from torch import Tensor, nn
 
 from spikevision.layers.encoders import DirectEncoder
-from spikevision.layers.norm import TDBatchNorm2d
+from spikevision.layers.norm import NormLayerLike, build_norm2d
 from spikevision.layers.temporal import TimeFolded
 from spikevision.models.base import NeuronKind, SpikingClassifier
 from spikevision.models.zoo import config_or_kwargs, register_config
@@ -64,10 +64,11 @@ class ConvStage(nn.Module):
     Shape: ``[T, B, cin, H, W]`` to spikes ``[T, B, cout, H/2, W/2]``.
     """
 
-    def __init__(self, cin: int, cout: int, *, pool: PoolKind, neuron: NeuronKind, params: NeuronParams) -> None:
+    def __init__(self, cin: int, cout: int, *, pool: PoolKind, neuron: NeuronKind, params: NeuronParams,
+                 norm_layer: NormLayerLike = "tdbn") -> None:
         super().__init__()
         self.conv = TimeFolded(nn.Conv2d(cin, cout, 3, padding=1, bias=False))
-        self.bn = TDBatchNorm2d(cout)
+        self.bn = build_norm2d(norm_layer, cout)
         self.pool = TimeFolded(POOLS[pool](2))
         self.lif = build_neuron(neuron, params)
 
@@ -98,6 +99,8 @@ class SpikingCNNConfig:
             integer engine and NIR export) and sequences ``[T, B, ...]`` always run the plain
             per-step network.
         neuron, neuron_params: kind and constants of every neuron.
+        norm_layer: the norm after each conv, a name or a class taking ``num_features``
+            (:func:`~spikevision.layers.norm.build_norm2d`; default tdBN).
 
     Raises:
         ValueError: an ``img_size`` not divisible by ``2**len(widths)``, an unknown ``pool``, no
@@ -114,6 +117,7 @@ class SpikingCNNConfig:
     stem_once: bool = True
     neuron: NeuronKind = "lif"
     neuron_params: NeuronParams = SPIKING_CNN_NEURON
+    norm_layer: NormLayerLike = "tdbn"
 
     def __post_init__(self) -> None:
         widths = tuple(int(w) for w in self.widths)
@@ -150,7 +154,8 @@ class SpikingCNN(SpikingClassifier):
         self.stem_once = cfg.stem_once
         self.encoder = DirectEncoder(cfg.T)
         chans = (cfg.in_chans, *cfg.widths)
-        self.stages = nn.Sequential(*(ConvStage(a, b, pool=cfg.pool, neuron=cfg.neuron, params=cfg.neuron_params)
+        self.stages = nn.Sequential(*(ConvStage(a, b, pool=cfg.pool, neuron=cfg.neuron, params=cfg.neuron_params,
+                                                norm_layer=cfg.norm_layer)
                                       for a, b in zip(chans[:-1], chans[1:])))
         side = cfg.img_size // 2 ** len(cfg.widths)
         self.num_features = cfg.widths[-1] * side * side
@@ -193,7 +198,7 @@ spiking_cnn_mini = register_config(
     "spiking_cnn_mini", SpikingCNNConfig(), SpikingCNN, module=__name__, family="spiking_cnn", paper=PAPER,
     input_size=(1, MINI_SIZE, MINI_SIZE), modality="image",
     tunable=("num_classes", "T", "in_chans", "img_size", "widths", "pool", "dropout", "stem_once", "neuron",
-             "neuron_params"),
+             "neuron_params", "norm_layer"),
     doc="""The Fashion-MNIST quickstart network: two stages (32, 64 channels; 28 -> 14 -> 7), T = 2.
 
 spikevision's own configuration, not from a paper. For CIFAR pass
