@@ -55,8 +55,11 @@ def register_config(name: str, config: Any, build: Callable[[Any], M], *, tunabl
         doc: the builder's docstring (what the variant is, its paper numbers).
         module: the family module that registers the entry (pass ``__name__``): the builder's
             ``__module__``, whose docstring holds the paper and its BibTeX (model cards quote it).
-        family, paper, input_size, modality: the :class:`~spikevision.models.registry.ModelInfo` fields;
-            ``T``, ``num_classes`` and ``neuron`` come from ``config``.
+        family: the :class:`~spikevision.models.registry.ModelInfo` field (``T``, ``num_classes`` and
+            ``neuron`` come from ``config``).
+        paper: the ModelInfo field, the short citation.
+        input_size: the ModelInfo field, the default input ``(C, H, W)``.
+        modality: the ModelInfo field, ``"image"`` or ``"events"``.
         aliases: builder argument -> config field, where the builder's published name differs
             (GAC's ``kernel_size`` fills ``gac_kernel_size``).
         finish: ``finish(config, changes) -> changes``, applied to the user's changes (config field ->
