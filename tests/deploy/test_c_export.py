@@ -117,8 +117,8 @@ def test_residual_net_export_and_what_the_c_code_may_execute(tmp_path):
     # memory: int32 where the intervals allow, membranes in registers, the shortcut conv run early
     assert "int32_t a32[" in source and not re.search(r"\bst->v\[", source)
     assert "spikes packed 8 to a byte" in source  # trains only event-driven convs read: bits
-    unnarrowed = generate_c(exp.program, "msnet", 16, lut=input_lut(mean, std, 24), narrow_buffers=False)
-    assert exp.ram_bytes < unnarrowed.ram_bytes
+    fast = generate_c(exp.program, "msnet", 16, lut=input_lut(mean, std, 24), memory="fast")  # the native layout
+    assert exp.ram_bytes < fast.ram_bytes
     order = [op.layer for op in exp.program.ops]
     assert order.index("block1.shortcut.0") < order.index("block1.conv1")
     stem = next(body for layers, body in functions if layers == ["stem"])

@@ -146,9 +146,9 @@ def compile_native(integer_model: IntegerModel, example: Tensor, *, share_buffer
     """
     start = time.perf_counter()
     program = lower(integer_model, example)
-    # a byte per spike: bit-packed trains save RAM a desktop does not need and cost time (bench/mcu.md)
+    # int64 buffers, a byte per spike, int32 event lists: the microcontroller layout's savings cost time here
     source = generate_c(program, _NAME, integer_model.cfg.weight_bits, share_buffers=share_buffers,
-                        pack_spikes=False, native=True)
+                        memory="fast", native=True)
     native = NativeModel(integer_model, program, source, _build(source))
     native.build_seconds = round(time.perf_counter() - start, 2)
     return native

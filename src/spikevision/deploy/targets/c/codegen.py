@@ -25,7 +25,8 @@ Memory (issue 23, for microcontrollers): every buffer and scratch array sits in 
 placed first-fit among those whose lifetimes overlap (an elementwise op writes over an input that dies at
 it); analog buffers are int32 where interval analysis proves it (:mod:`spikevision.deploy.ir.ranges`), else
 int64; a neuron keeps its membranes on the stack, 64 units at a time over all steps; spike trains that only
-event-driven synapses read are packed 8 to a byte (:func:`bit_packed`).
+event-driven synapses read are packed 8 to a byte (:func:`bit_packed`). The native runtime asks for the
+``"fast"`` layout instead (int64 buffers, bytes per spike, int32 event lists).
 
 Event-driven synapse (spike input), per time step: an event list per input pixel
 (its active input channels as bytes, built branch-free; a table gives each one's
@@ -39,14 +40,17 @@ pooling that tiles a conv's output and is its only reader is fused into it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Literal, Sequence
 
 from spikevision.deploy.ir.ops import Neuron, Op, Program, Synapse
 from spikevision.deploy.ir.ranges import Interval, storage_ctypes
 from spikevision.deploy.ir.schedule import inplace_input
 from spikevision.deploy.targets.c.emit import SIZES, CWriter, emit, weight_ctype
 
-__all__ = ["CSource", "generate_c", "weight_ctype"]
+__all__ = ["CSource", "MemoryLayout", "generate_c", "weight_ctype"]
+
+#: ``"small"``: the least RAM (microcontrollers); ``"fast"``: the fastest on a desktop CPU (native runtime)
+MemoryLayout = Literal["small", "fast"]
 
 
 @dataclass
@@ -287,8 +291,7 @@ def _native_entry_points(prog: Program, name: str) -> str:
 
 def generate_c(prog: Program, name: str, weight_bits: int, *, lut: list[list[int]] | None = None,
                notes: dict[str, tuple[bool, str]] | None = None, header_lines: Sequence[str] = (),
-               share_buffers: bool = True, narrow_buffers: bool = True, pack_spikes: bool | None = None,
-               native: bool = False) -> CSource:
+               share_buffers: bool = True, memory: MemoryLayout = "small", native: bool = False) -> CSource:
     """C99 source (``.c`` and ``.h``) for ``prog``.
 
     Args:
@@ -302,12 +305,12 @@ def generate_c(prog: Program, name: str, weight_bits: int, *, lut: list[list[int
         header_lines: comment lines for the top of both files (made comment-safe: :func:`comment_text`).
         share_buffers: let buffers whose lifetimes do not overlap share memory (less RAM). Without
             it every buffer keeps its values after a run (for inspecting spike trains).
-        narrow_buffers: store an analog buffer as int32 where interval analysis proves its values fit
-            (:func:`~spikevision.deploy.ir.ranges.storage_ctypes`; the input's range is the table's, and
-            ``<name>_infer_q`` refuses input outside it); False keeps every analog buffer int64.
-        pack_spikes: keep the spike trains that only event-driven synapses read as bits, 8 to a byte
-            (:func:`bit_packed`); by default with ``share_buffers`` (a build for inspecting the buffers keeps a
-            byte per spike).
+        memory: ``"small"`` (for microcontrollers): an analog buffer is int32 where interval analysis
+            proves its values fit (:func:`~spikevision.deploy.ir.ranges.storage_ctypes`; the input's range is
+            the table's, and ``<name>_infer_q`` refuses input outside it), spike trains that only
+            event-driven synapses read are bits (:func:`bit_packed`), event lists hold a byte per active
+            channel. ``"fast"`` (the native runtime, where RAM is plentiful): int64 analog buffers, a byte
+            per spike, int32 weight offsets in the event lists: measured faster on a desktop CPU.
         native: append the native runtime's batch entry points (compiled with ``-DSV_NATIVE_RUNTIME``;
             one of them quantises float input, so it is left out of the standalone export).
 
@@ -320,10 +323,12 @@ def generate_c(prog: Program, name: str, weight_bits: int, *, lut: list[list[int
     if lut is not None and prog.input.time:
         raise ValueError("an input table (lut) maps uint8 pixels; this model takes event frames")
     lut_values = [v for ch in lut for v in ch] if lut is not None else []
-    input_range = (min(lut_values), max(lut_values)) if lut_values and narrow_buffers else None
-    types = storage_ctypes(prog, input_range) if narrow_buffers else None
-    packed = bit_packed(prog) if (share_buffers if pack_spikes is None else pack_spikes) else frozenset()
-    g = CWriter(prog, name, weight_bits, notes or {}, types, packed)
+    if memory not in ("small", "fast"):
+        raise ValueError(f"memory must be 'small' or 'fast', got {memory!r}")
+    small = memory == "small"
+    input_range = (min(lut_values), max(lut_values)) if lut_values and small else None
+    types = storage_ctypes(prog, input_range) if small else None
+    g = CWriter(prog, name, weight_bits, notes or {}, types, bit_packed(prog) if small else frozenset(), small)
     for k, op in enumerate(prog.ops):
         emit(op, g, k)
     if lut is not None:
@@ -342,4 +347,4 @@ def generate_c(prog: Program, name: str, weight_bits: int, *, lut: list[list[int
     c_text = "\n".join(c)
     for sname, (arena, off, _size) in sorted(layout.items(), key=lambda kv: -len(kv[0])):
         c_text = c_text.replace(f"st->{sname}[", f"(st->{arena} + {off})[")
-    return CSource(c_text, h, g.flash, ram, g.weight_bytes, g.layers, byte_layout, packed)
+    return CSource(c_text, h, g.flash, ram, g.weight_bytes, g.layers, byte_layout, g.packed)

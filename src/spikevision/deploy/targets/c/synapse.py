@@ -126,14 +126,15 @@ def _conv_event(op: Synapse, w: CWriter, k: int) -> None:
     HW = H * W_
     PO = w.table(f"sv_po{k}", [p * cin for p in range(HW)])
     CW = w.table(f"sv_cw{k}", [c * cout for c in range(cin)])  # weight offset of input channel c
-    small = cin <= 255
-    L = w.scratch(k, "l", "uint8_t" if small else "uint16_t", HW * cin)  # per pixel, its active channels
-    N = w.scratch(k, "n", "uint8_t" if small else "uint16_t", HW)  # per pixel, how many
+    ltype = "int32_t" if not w.byte_events else "uint8_t" if cin <= 255 else "uint16_t"
+    L = w.scratch(k, "l", ltype, HW * cin)  # per pixel, its active channels (or their weight offsets)
+    N = w.scratch(k, "n", ltype, HW)  # per pixel, how many
+    entry, offset = (f"({ltype})c", f"{CW}[st->{L}[l + v]]") if w.byte_events else (f"{CW}[c]", f"st->{L}[l + v]")
     body = [f"for (int32_t p = 0; p < {HW}; p++) st->{N}[p] = 0;",
             "int32_t ic = i0;",
             f"for (int32_t c = 0; c < {cin}; c++) {{",
             f"    for (int32_t p = 0; p < {HW}; p++) {{",
-            f"        st->{L}[{PO}[p] + st->{N}[p]] = ({'uint8_t' if small else 'uint16_t'})c;",
+            f"        st->{L}[{PO}[p] + st->{N}[p]] = {entry};",
             f"        st->{N}[p] += {w.spike(x, 'ic + p')};",
             "    }",
             f"    ic += {HW};",
@@ -144,7 +145,7 @@ def _conv_event(op: Synapse, w: CWriter, k: int) -> None:
                   f"    const int32_t p = {QP}[e], base = ws + {QT}[e];",
                   f"    const int32_t n = st->{N}[p], l = {PO}[p];",
                   "    for (int32_t v = 0; v < n; v++) {",
-                  f"        const int32_t wo = base + {CW}[st->{L}[l + v]];",
+                  f"        const int32_t wo = base + {offset};",
                   f"        for (int32_t o = 0; o < {cout}; o++) acc[o] += {Wt}[wo + o];",
                   "    }",
                   "}"]

@@ -55,11 +55,14 @@ class CWriter:
         scratch_bufs: per scratch array, ``(C element type, elements, op index)``: it lives during that op only,
             so it shares memory with the buffers of other ops.
         packed: spike storages kept as bits (spike ``i`` is bit ``i & 7`` of byte ``i >> 3``), not bytes.
+        byte_events: event lists of event-driven convs hold input channels as bytes (a table gives their weight
+            offsets), else int32 weight offsets (more RAM, faster on a desktop CPU).
         layers: per emitted layer, ``(layer, description, multiplication_free)``.
     """
 
     def __init__(self, prog: Program, name: str, weight_bits: int, notes: dict[str, tuple[bool, str]],
-                 types: dict[str, str] | None = None, packed: frozenset[str] = frozenset()) -> None:
+                 types: dict[str, str] | None = None, packed: frozenset[str] = frozenset(),
+                 byte_events: bool = True) -> None:
         self.p, self.name, self.notes = prog, name, notes
         self.wtype = weight_ctype(weight_bits)
         self.types = types if types is not None else {
@@ -69,6 +72,7 @@ class CWriter:
         self.flash = self.weight_bytes = 0
         self.scratch_bufs: dict[str, tuple[str, int, int]] = {}
         self.packed = packed
+        self.byte_events = byte_events
         self.layers: list[tuple[str, str, bool]] = []
 
     def scratch(self, k: int, tag: str, ctype: str, n: int) -> str:
