@@ -187,7 +187,8 @@ def test_zoo_families_export_to_c_bit_exact(tmp_path, name):
     g = torch.Generator().manual_seed(1)
     if name.endswith("_dvs"):
         x = torch.randint(0, 3, (shape[0], 5, *shape[1:]), generator=g).float()  # event counts, [T, B, ...]
-        exp = export_c(model, x, tmp_path, name="net")
+        exp = export_c(model, x, tmp_path, name="net", schedule="steps")  # frame t read at step t
+        assert exp.schedule == "steps" and "one time step at a time" in (tmp_path / "net.c").read_text()
         assert "int net_infer(" not in (tmp_path / "net.h").read_text()  # images only: no pixel table
         with torch.no_grad():
             xq = exp.integer_model.quantize(x).to(torch.int64).transpose(0, 1).contiguous()  # [B, T, ...]
@@ -198,6 +199,9 @@ def test_zoo_families_export_to_c_bit_exact(tmp_path, name):
         x = lut_images(u8, mean, std)
         exp = export_c(model, x, tmp_path, name="net", mean=mean, std=std)
         stdin = u8.numpy().tobytes()
+        if name.startswith("gac"):  # TA's MLP mixes the steps: no step-at-a-time schedule, and it says why
+            with pytest.raises(CExportError, match="one time step at a time: 'encoder' \\(GAC's gate"):
+                export_c(model, x, tmp_path / "steps", name="net", mean=mean, std=std, schedule="steps")
     exe = tmp_path / "net_exe"
     subprocess.run([CC, "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", "-O1", "-o", str(exe),
                     str(tmp_path / "main.c"), str(tmp_path / "net.c")], check=True, capture_output=True, text=True)

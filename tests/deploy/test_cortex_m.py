@@ -44,18 +44,21 @@ def _mixed() -> nn.Module:
 
 
 @needs_tools
-@pytest.mark.parametrize("build, shape, bits, board", [
-    (_mixed, (2, 12, 12), 16, "mps2-an386"),   # every layer kind: divisions, multiplies, soft reset, BNTT
-    (_msnet, (2, 8, 8), 8, "mps2-an500"),      # residual net with a projection shortcut, int8 weights
-    (_cnn, (1, 8, 8), 16, "mps2-an500"),       # convs with fused max pooling (the quickstart's shape)
-], ids=["mixed-m4", "msnet-int8-m7", "cnn-m7"])
-def test_cortex_m_run_equals_python_engine_bit_for_bit(tmp_path, build, shape, bits, board):
+@pytest.mark.parametrize("build, shape, bits, board, schedule", [
+    (_mixed, (2, 12, 12), 16, "mps2-an386", "steps"),  # every layer kind (divisions, multiplies, soft reset,
+                                                       # BNTT), run one time step at a time
+    (_msnet, (2, 8, 8), 8, "mps2-an500", "layers"),    # residual net with a projection shortcut, int8 weights
+    (_cnn, (1, 8, 8), 16, "mps2-an500", "layers"),     # convs with fused max pooling (the quickstart's shape)
+], ids=["mixed-steps-m4", "msnet-int8-m7", "cnn-m7"])
+def test_cortex_m_run_equals_python_engine_bit_for_bit(tmp_path, build, shape, bits, board, schedule):
     model = build()
     g = torch.Generator().manual_seed(0)
     u8 = torch.randint(0, 256, (6, *shape), generator=g, dtype=torch.uint8)
     mean, std = (0.3,) * shape[0], (0.4,) * shape[0]
     x = lut_images(u8, mean, std)
-    exp = export_c(model, x, tmp_path / "c", name="net", cfg=EngineConfig(weight_bits=bits), mean=mean, std=std)
+    exp = export_c(model, x, tmp_path / "c", name="net", cfg=EngineConfig(weight_bits=bits), mean=mean, std=std,
+                   schedule=schedule)
+    assert exp.schedule == schedule
     elf = build_elf(tmp_path / "c", "net", BOARDS[board], tmp_path / "build", timeout_s=TIMEOUT_S)
     result = run_elf(elf, BOARDS[board], u8.numpy(), timeout_s=TIMEOUT_S)
     with torch.no_grad():

@@ -42,15 +42,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
-from spikevision.deploy.ir.ops import Neuron, Op, Program, Synapse
+from spikevision.deploy.ir.ops import Mean, Neuron, Op, Program, ProgramError, Synapse
 from spikevision.deploy.ir.ranges import Interval, storage_ctypes
-from spikevision.deploy.ir.schedule import inplace_input
+from spikevision.deploy.ir.schedule import inplace_input, step_plan
 from spikevision.deploy.targets.c.emit import SIZES, CWriter, emit, weight_ctype
 
-__all__ = ["CSource", "MemoryLayout", "generate_c", "weight_ctype"]
+__all__ = ["CSource", "MemoryLayout", "Schedule", "generate_c", "weight_ctype"]
 
 #: ``"small"``: the least RAM (microcontrollers); ``"fast"``: the fastest on a desktop CPU (native runtime)
 MemoryLayout = Literal["small", "fast"]
+#: ``"layers"``: op by op over all steps; ``"steps"``: the network one time step at a time; ``"auto"``: the one
+#: needing less RAM
+Schedule = Literal["layers", "steps", "auto"]
 
 
 @dataclass
@@ -66,6 +69,7 @@ class CSource:
         layout: per buffer and scratch array, ``(byte offset in the state, elements, arena)`` (arena ``a64``:
             int64, ``a32``: int32, ``a16``: uint16, ``a8``: uint8; :data:`ARENAS`).
         packed: the spike storages kept as bits (their element count in ``layout`` is bytes).
+        schedule: ``"layers"`` or ``"steps"`` (the one generated).
     """
 
     c: str
@@ -76,6 +80,7 @@ class CSource:
     layers: list[tuple[str, str, bool]] = field(default_factory=list)
     layout: dict[str, tuple[int, int, str]] = field(default_factory=dict)
     packed: frozenset[str] = frozenset()
+    schedule: str = "layers"
 
 
 _PRELUDE = r"""
@@ -101,18 +106,39 @@ static inline int64_t sv_round_div(int64_t x, int64_t n)
 ARENAS = {"int64_t": "a64", "int32_t": "a32", "uint16_t": "a16", "uint8_t": "a8"}
 
 
-def _lifetimes(prog: Program, scratch: dict[str, tuple[str, int, int]]) -> dict[str, tuple[int, int]]:
-    """``(first, last)`` op index of every storage (the input from -1, the output to the end; a scratch array
-    during its op only)."""
+def _execution_order(prog: Program, phase: tuple[str, ...] | None) -> list[int]:
+    """The op indices in the order they run: as listed, or in a step-at-a-time build the ops before the steps,
+    those of a step, then those after."""
     n = len(prog.ops)
+    if phase is None:
+        return list(range(n))
+    return [k for want in ("pre", "step", "post") for k in range(n) if phase[k] == want]
+
+
+def _lifetimes(prog: Program, g: CWriter) -> tuple[dict[str, tuple[int, int]], dict[int, int]]:
+    """``(first, last)`` position in the execution order of every storage (the input from -1, the output to the
+    end; a scratch array during its op only), and each op's position. In a step-at-a-time build an array used
+    during the steps that does not hold one step (a membrane, a buffer computed before the steps, a mean over
+    time) lives through all of them."""
+    order = _execution_order(prog, g.phase)
+    pos = {k: i for i, k in enumerate(order)}
+    n = len(order)
     span = {prog.input.storage: (-1, -1), prog.output.storage: (n, n)}
-    for k, op in enumerate(prog.ops):
+    for k in order:
+        op = prog.ops[k]
         for name in [op.out.storage, *(b.storage for b in op.inputs)]:
-            lo, hi = span.get(name, (k, k))
-            span[name] = (min(lo, k), max(hi, k))
+            lo, hi = span.get(name, (pos[k], pos[k]))
+            span[name] = (min(lo, pos[k]), max(hi, pos[k]))
     span[prog.output.storage] = (span[prog.output.storage][0], n)
-    span.update({name: (k, k) for name, (_t, _n, k) in scratch.items()})
-    return span
+    span.update({name: (pos[k], pos[k]) for name, (_t, _n, k) in g.scratch_bufs.items()})
+    steps = [pos[k] for k in order if g.phase is not None and g.phase[k] == "step"]
+    if steps:
+        first, last = min(steps), max(steps)
+        for name, (lo, hi) in span.items():
+            outlives = name in g.persistent or (name not in g.one_step and name not in g.scratch_bufs)
+            if outlives and lo <= last and hi >= first:
+                span[name] = (min(lo, first), max(hi, last))
+    return span, pos
 
 
 def _first_fit(busy: list[tuple[int, int]], size: int) -> int:
@@ -138,17 +164,19 @@ def bit_packed(prog: Program) -> frozenset[str]:
                      and all(isinstance(r, Synapse) and r.event for r in readers[op.out.storage]))
 
 
-def _allocate(prog: Program, types: dict[str, str], scratch: dict[str, tuple[str, int, int]],
-              share: bool, packed: frozenset[str] = frozenset()) -> dict[str, tuple[str, int, int]]:
+def _allocate(prog: Program, g: CWriter, share: bool) -> dict[str, tuple[str, int, int]]:
     """Arena and element offset of every storage and scratch array: first fit among those of its arena whose
     lifetime overlaps (all of them without ``share``); an elementwise op's output takes the place of an input
     of its size that dies at it (:func:`~spikevision.deploy.ir.schedule.inplace_input`)."""
-    span = _lifetimes(prog, scratch)
-    into = {op.out.storage: [b.storage for b in inplace_input(op) if span[b.storage][1] == k]
+    span, pos = _lifetimes(prog, g)
+    into = {op.out.storage: [b.storage for b in inplace_input(op) if span[b.storage][1] == pos[k]]
             for k, op in enumerate(prog.ops)} if share else {}
-    sizes = {name: (types[name], -(-size // 8) if name in packed else size)
-             for name, (_kind, size) in prog.storages.items()}
-    sizes.update({name: (ctype, size) for name, (ctype, size, _k) in scratch.items()})
+    numel = {op.out.storage: op.out.numel for op in prog.ops}
+    sizes = {}
+    for name, (_kind, size) in prog.storages.items():
+        size = numel[name] if name in g.one_step else size
+        sizes[name] = (g.types[name], -(-size // 8) if name in g.packed else size)
+    sizes.update({name: (ctype, size) for name, (ctype, size, _k) in g.scratch_bufs.items()})
     placed: dict[str, list[tuple[int, int, int, int]]] = {a: [] for a in ARENAS.values()}  # (offset, size, life)
     layout = {}
     for name in sorted(sizes, key=lambda s: (span.get(s, (0, 0))[0], -sizes[s][1], s)):
@@ -185,7 +213,7 @@ def _state(prog: Program, g: CWriter, share: bool) -> tuple[list[str], int, dict
     Returns:
         ``(members, size in bytes, byte layout per buffer, arena layout per buffer)``.
     """
-    layout = _allocate(prog, g.types, g.scratch_bufs, share, g.packed)
+    layout = _allocate(prog, g, share)
     members, offsets, ram = [], {}, 0
     for ctype, arena in ARENAS.items():
         n = max([off + size for a, off, size in layout.values() if a == arena], default=0)
@@ -227,7 +255,20 @@ def _header(prog: Program, name: str, ram: int, has_lut: bool, top: str, input_r
               f"long {name}_state_bytes(void);\n\n#endif\n")
 
 
-def _entry_points(prog: Program, name: str, has_lut: bool, input_range: Interval | None) -> list[str]:
+def _run(prog: Program, name: str, phase: tuple[str, ...] | None) -> str:
+    """``sv_run``: every op in order, or (step at a time) the ops before the steps, each step's, those after."""
+    if phase is None:
+        calls = "\n".join(f"    sv_op{k}(st);" for k in range(len(prog.ops)))
+        return f"static void sv_run({name}_state *st)\n{{\n{calls}\n}}\n"
+    part = {p: [k for k in range(len(prog.ops)) if phase[k] == p] for p in ("pre", "step", "post")}
+    lines = [f"    sv_op{k}(st, 0);" for k in part["pre"]]
+    lines += [f"    for (int32_t t = 0; t < {prog.T}; t++) {{", *(f"        sv_op{k}(st, t);" for k in part["step"]), "    }"]
+    lines += [f"    sv_op{k}(st, 0);" for k in part["post"]]
+    return f"static void sv_run({name}_state *st)\n{{\n" + "\n".join(lines) + "\n}\n"
+
+
+def _entry_points(prog: Program, name: str, has_lut: bool, input_range: Interval | None,
+                  phase: tuple[str, ...] | None = None) -> list[str]:
     """``sv_run``, the argmax, ``<name>_infer_q`` (which refuses input outside ``input_range``) and (with an
     input table) ``<name>_infer``."""
     inp, out = prog.input, prog.output
@@ -235,8 +276,7 @@ def _entry_points(prog: Program, name: str, has_lut: bool, input_range: Interval
              f"        if (input[i] < {input_range[0]}LL || input[i] > {input_range[1]}LL) return -1;\n"
              if input_range is not None else "")
     n_cls = out.numel
-    calls = "\n".join(f"    sv_op{k}(st);" for k in range(len(prog.ops)))
-    c = [f"static void sv_run({name}_state *st)\n{{\n{calls}\n}}\n",
+    c = [_run(prog, name, phase),
          f"static int sv_argmax(const int64_t *logits)\n{{\n    int best = 0;\n"
          f"    for (int k = 1; k < {n_cls}; k++) if (logits[k] > logits[best]) best = k;\n    return best;\n}}\n",
          f"long {name}_state_bytes(void) {{ return (long)sizeof({name}_state); }}\n",
@@ -291,7 +331,8 @@ def _native_entry_points(prog: Program, name: str) -> str:
 
 def generate_c(prog: Program, name: str, weight_bits: int, *, lut: list[list[int]] | None = None,
                notes: dict[str, tuple[bool, str]] | None = None, header_lines: Sequence[str] = (),
-               share_buffers: bool = True, memory: MemoryLayout = "small", native: bool = False) -> CSource:
+               share_buffers: bool = True, memory: MemoryLayout = "small", schedule: Schedule = "layers",
+               native: bool = False) -> CSource:
     """C99 source (``.c`` and ``.h``) for ``prog``.
 
     Args:
@@ -311,6 +352,11 @@ def generate_c(prog: Program, name: str, weight_bits: int, *, lut: list[list[int
             event-driven synapses read are bits (:func:`bit_packed`), event lists hold a byte per active
             channel. ``"fast"`` (the native runtime, where RAM is plentiful): int64 analog buffers, a byte
             per spike, int32 weight offsets in the event lists: measured faster on a desktop CPU.
+        schedule: ``"layers"``: each op over all its steps, one op after the other; ``"steps"``: the ops
+            that read the input image once, then the network one time step at a time (activations hold one
+            step, every neuron layer's membranes persist; :func:`~spikevision.deploy.ir.schedule.step_plan`),
+            then what reads the mean over time. ``"auto"``: whichever needs the smaller state (layer by layer
+            where the program cannot run step by step). Layer by layer needs less RAM at small ``T``.
         native: append the native runtime's batch entry points (compiled with ``-DSV_NATIVE_RUNTIME``;
             one of them quantises float input, so it is left out of the standalone export).
 
@@ -323,13 +369,31 @@ def generate_c(prog: Program, name: str, weight_bits: int, *, lut: list[list[int
     if lut is not None and prog.input.time:
         raise ValueError("an input table (lut) maps uint8 pixels; this model takes event frames")
     lut_values = [v for ch in lut for v in ch] if lut is not None else []
+    if schedule == "auto":
+        kwargs = dict(lut=lut, notes=notes, header_lines=header_lines, share_buffers=share_buffers, memory=memory,
+                      native=native)
+        layers = generate_c(prog, name, weight_bits, schedule="layers", **kwargs)
+        if step_plan(prog).blocker:
+            return layers
+        steps = generate_c(prog, name, weight_bits, schedule="steps", **kwargs)
+        return steps if steps.ram_bytes < layers.ram_bytes else layers
     if memory not in ("small", "fast"):
         raise ValueError(f"memory must be 'small' or 'fast', got {memory!r}")
     small = memory == "small"
     input_range = (min(lut_values), max(lut_values)) if lut_values and small else None
     types = storage_ctypes(prog, input_range) if small else None
     g = CWriter(prog, name, weight_bits, notes or {}, types, bit_packed(prog) if small else frozenset(), small)
+    if schedule == "steps":
+        plan = step_plan(prog)
+        if plan.blocker:
+            raise ProgramError(f"the program cannot run one time step at a time: {plan.blocker}")
+        g.phase = plan.phase
+        g.one_step = frozenset(op.out.storage for k, op in enumerate(prog.ops) if plan.phase[k] == "step"
+                               and not (isinstance(op, Mean) and op.over == "time"))
+    elif schedule != "layers":
+        raise ValueError(f"schedule must be 'layers' or 'steps', got {schedule!r}")
     for k, op in enumerate(prog.ops):
+        g.k = k
         emit(op, g, k)
     if lut is not None:
         g.table("sv_lut", lut_values)
@@ -338,13 +402,15 @@ def generate_c(prog: Program, name: str, weight_bits: int, *, lut: list[list[int
     h = _header(prog, name, ram, lut is not None, top, input_range)
     c = [f"/* {name}.c: integer spiking network inference, generated by spikevision (C99, integers only,\n"
          f" * no heap). Layers, in order, with the MFI audit's verdict in each function's comment.\n{top}"
-         f" * flash (const tables): {g.flash} bytes, of which weights {g.weight_bytes}; RAM (state): {ram} bytes.\n */",
+         f" * flash (const tables): {g.flash} bytes, of which weights {g.weight_bytes}; RAM (state): {ram} bytes;\n"
+         f" * {'layer by layer' if g.phase is None else 'one time step at a time'}.\n */",
          f'#include "{name}.h"\n', f"#define SV_FRAC_BITS {prog.frac_bits}", _PRELUDE,
          "typedef struct {\n" + "\n".join(members) + f"\n}} {name}_state;\n",
-         "\n".join(g.tables), "", "\n".join(g.funcs), *_entry_points(prog, name, lut is not None, input_range)]
+         "\n".join(g.tables), "", "\n".join(g.funcs), *_entry_points(prog, name, lut is not None, input_range, g.phase)]
     if native:
         c.append(_native_entry_points(prog, name))
     c_text = "\n".join(c)
     for sname, (arena, off, _size) in sorted(layout.items(), key=lambda kv: -len(kv[0])):
         c_text = c_text.replace(f"st->{sname}[", f"(st->{arena} + {off})[")
-    return CSource(c_text, h, g.flash, ram, g.weight_bytes, g.layers, byte_layout, g.packed)
+    return CSource(c_text, h, g.flash, ram, g.weight_bytes, g.layers, byte_layout, g.packed,
+                   "layers" if g.phase is None else "steps")

@@ -144,9 +144,12 @@ def _neuron(op: Neuron, w: CWriter, k: int) -> None:
     x_step = N if x.steps > 1 else 0
     if y.storage in w.packed:  # bit o0 + i of the packed train: the bytes cleared first, then bits or-ed in
         store = f"st->{y.storage}[(o0 + i) >> 3] |= (uint8_t)(s << ((o0 + i) & 7));"
-        clear = [f"for (int32_t i = 0; i < {-(-y.size // 8)}; i++) st->{y.storage}[i] = 0;"]
+        clear = [f"for (int32_t i = 0; i < {-(-w.stored(y) // 8)}; i++) st->{y.storage}[i] = 0;"]
     else:
         store, clear = f"st->{y.storage}[o0 + i] = (uint8_t)s;", []
+    if w.in_steps():
+        _neuron_step(op, w, k, store, clear)
+        return
     B = min(NEURON_BLOCK, N)
     lines = [*clear,
              f"int64_t vm[{B}];",
@@ -172,6 +175,31 @@ def _neuron(op: Neuron, w: CWriter, k: int) -> None:
     w.func(k, op, what, lines)
 
 
+def _neuron_step(op: Neuron, w: CWriter, k: int, store: str, clear: list[str]) -> None:
+    """One step of a neuron in a step-at-a-time build: its membranes live in the state through all the steps
+    (initialised at the first)."""
+    n, x, y = op.neuron, op.x, op.out
+    N = x.numel
+    drive, dwhat, leak, lwhat = _neuron_terms(op, w)
+    cmp = ">" if n.p.strict else ">="
+    reset = {"hard": f"v = s ? {n.v_reset} : h;", "soft": f"v = s ? h - {n.th} : h;", "none": "v = h;"}[n.p.reset]
+    M = w.persist(k, "m", "int64_t", N)
+    body = [f"for (int32_t i = 0; i < {N}; i++) {{",
+            f"    int64_t v = st->{M}[i];",
+            f"    const int64_t h = {leak} + ({drive});",
+            f"    const int s = h {cmp} {n.th};",
+            f"    {reset}",
+            f"    st->{M}[i] = v;",
+            f"    {store}",
+            "}"]
+    lines = [f"if (t == 0) for (int32_t i = 0; i < {N}; i++) st->{M}[i] = {n.v_init};", *clear,
+             *w.steps_loop(y, [x], body)]
+    what = (f"neuron, {N} units, one step (its membranes persist in the state): {lwhat}, {dwhat}, threshold "
+            f"{cmp} {n.th} (2^-{n.F + n.E} units), {n.p.reset} reset"
+            + (", spikes packed 8 to a byte" if y.storage in w.packed else ""))
+    w.func(k, op, what, lines)
+
+
 @emit.register
 def _affine(op: Affine, w: CWriter, k: int) -> None:
     m, x, y = op.affine, op.x, op.out
@@ -193,7 +221,7 @@ def _affine(op: Affine, w: CWriter, k: int) -> None:
             "        xi += 1; yi += 1;",
             "    }",
             "}"]
-    inc = [f"cs += {C};"] if m.per_step else []
+    inc = [("cs", C)] if m.per_step else []
     w.func(k, op, what, ["int32_t cs = 0;"] + w.steps_loop(y, [x], body, inc))
 
 
@@ -216,7 +244,12 @@ def _mean(op: Mean, w: CWriter, k: int) -> None:
     x, y = op.x, op.out
     raw = "({v} ? SV_ONE : 0)" if x.kind == "spike" else "{v}"  # a ratio's numerator is summed as is
     val = lambda idx: raw.format(v=f"st->{x.storage}[{idx}]")  # noqa: E731
-    if op.over == "time":
+    if op.over == "time" and w.in_steps():  # the sum accumulates step by step
+        lines = [f"if (t == 0) for (int32_t i = 0; i < {y.numel}; i++) st->{y.storage}[i] = 0;",
+                 f"const int32_t i0 = {w.step_offset(x, 'i0')};",
+                 f"for (int32_t i = 0; i < {y.numel}; i++) st->{y.storage}[i] += {val('i0 + i')};"]
+        what = f"sum over the {w.p.T} time steps, step by step (the mean's divisor is kept: value = sum / {y.divisor})"
+    elif op.over == "time":
         T = w.p.T
         lines = [f"for (int32_t i = 0; i < {y.numel}; i++) st->{y.storage}[i] = 0;",
                  "int32_t i0 = 0;",

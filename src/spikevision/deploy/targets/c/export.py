@@ -32,7 +32,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from spikevision.deploy.targets.c.codegen import CSource, generate_c
+from spikevision.deploy.targets.c.codegen import CSource, Schedule, generate_c
 from spikevision.deploy.engine import EngineConfig, IntegerModel, compile_integer
 from spikevision.deploy.engine.trace import batch_head
 from spikevision.deploy.ir import Program, ProgramError, lower
@@ -57,6 +57,7 @@ class CExport:
         program: the lowered program. integer_model: the Python engine it equals.
         layout: per buffer and scratch array, ``(byte offset in the state, elements, arena)``
             (:attr:`~spikevision.deploy.targets.c.codegen.CSource.layout`).
+        schedule: ``"layers"`` or ``"steps"``: how the code runs the time steps.
     """
 
     files: list[Path]
@@ -67,6 +68,7 @@ class CExport:
     program: Program
     integer_model: IntegerModel
     layout: dict[str, tuple[int, int, str]] = field(default_factory=dict)
+    schedule: str = "layers"
 
 
 def _normalizer(mean: Sequence[float], std: Sequence[float]):
@@ -202,6 +204,7 @@ def export_c(
     std: Sequence[float] | None = None,
     audit_images: Tensor | None = None,
     header_lines: Sequence[str] = (),
+    schedule: Schedule = "auto",
 ) -> CExport:
     """Compile ``model`` to the integer engine and write it as a C99 library (see the module docstring).
 
@@ -214,6 +217,8 @@ def export_c(
         mean, std: per-channel normalisation of ``[0, 1]`` pixels (default 0 and 1: ``x = pixel / 255``).
         audit_images: a batch for the MFI audit (default ``example``).
         header_lines: extra comment lines (model name, source, agreement).
+        schedule: ``"layers"``, ``"steps"`` (one time step at a time) or ``"auto"`` (the smaller state;
+            :func:`~spikevision.deploy.targets.c.codegen.generate_c`).
 
     Returns:
         :class:`CExport` with the sizes.
@@ -246,7 +251,8 @@ def export_c(
                    f"round(x * 2^{cfg.frac_bits}) (a table per channel).")]
     try:
         lut = None if events else input_lut(mean, std, cfg.frac_bits)
-        src: CSource = generate_c(program, name, cfg.weight_bits, lut=lut, notes=notes, header_lines=lines)
+        src: CSource = generate_c(program, name, cfg.weight_bits, lut=lut, notes=notes, header_lines=lines,
+                                  schedule=schedule)
     except ProgramError as e:
         raise CExportError(str(e)) from None
     if str(out_dir).strip() == "":
@@ -256,4 +262,5 @@ def export_c(
     main = (_MAIN_EVENTS if events else _MAIN).format(name=name, NAME=name.upper())
     files = [out / f"{name}.h", out / f"{name}.c", out / "main.c"]
     _write_all(dict(zip(files, (src.h, src.c, main))))
-    return CExport(files, src.flash_bytes, src.weight_bytes, src.ram_bytes, src.layers, program, im, src.layout)
+    return CExport(files, src.flash_bytes, src.weight_bytes, src.ram_bytes, src.layers, program, im, src.layout,
+                   src.schedule)

@@ -39,9 +39,9 @@ def _synapse(op: Synapse, w: CWriter, k: int) -> None:
         _conv_dense_rows(op, w, k)
 
 
-def _per_step_inc(op: Synapse, weights_per_step: int, channels: int) -> list[str]:
+def _per_step_inc(op: Synapse, weights_per_step: int, channels: int) -> list[tuple[str, int]]:
     """Advance the weight (``ws``) and channel (``cs``) offsets each step when the weights differ per step."""
-    return [f"ws += {weights_per_step};", f"cs += {channels};"] if op.syn.weight_int.shape[0] > 1 else []
+    return [("ws", weights_per_step), ("cs", channels)] if op.syn.weight_int.shape[0] > 1 else []
 
 
 def _linear(op: Synapse, w: CWriter, k: int) -> None:

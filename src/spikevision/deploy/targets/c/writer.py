@@ -57,6 +57,8 @@ class CWriter:
         packed: spike storages kept as bits (spike ``i`` is bit ``i & 7`` of byte ``i >> 3``), not bytes.
         byte_events: event lists of event-driven convs hold input channels as bytes (a table gives their weight
             offsets), else int32 weight offsets (more RAM, faster on a desktop CPU).
+        phase, one_step, persistent, k: a step-at-a-time build (set by ``generate_c``): each op's phase, the
+            storages holding one step, the arrays that outlive a step, the op being emitted.
         layers: per emitted layer, ``(layer, description, multiplication_free)``.
     """
 
@@ -73,7 +75,32 @@ class CWriter:
         self.scratch_bufs: dict[str, tuple[str, int, int]] = {}
         self.packed = packed
         self.byte_events = byte_events
+        self.phase: tuple[str, ...] | None = None  # a step-at-a-time build: per op, "pre", "step" or "post"
+        self.one_step: frozenset[str] = frozenset()  # storages that hold one step there
+        self.persistent: set[str] = set()  # arrays that live through all the steps (membranes)
+        self.k = 0  # the op being emitted
         self.layers: list[tuple[str, str, bool]] = []
+
+    def in_steps(self) -> bool:
+        """The op being emitted runs once per time step (a step-at-a-time build), not over all steps."""
+        return self.phase is not None and self.phase[self.k] == "step"
+
+    def stored(self, b: Buf) -> int:
+        """Elements stored for ``b``: one step's in a step-at-a-time build, else all its steps."""
+        return b.numel if b.storage in self.one_step else b.size
+
+    def persist(self, k: int, tag: str, ctype: str, n: int) -> str:
+        """An array of op ``k`` that lives through all the steps (a membrane of a step-at-a-time build)."""
+        name = self.scratch(k, tag, ctype, n)
+        self.persistent.add(name)
+        return name
+
+    def step_offset(self, b: Buf, tag: str) -> str:
+        """Where step ``t`` of ``b`` starts: 0 when ``b`` holds one step or is the same at every step, else from
+        a table of ``t * numel`` (no multiplication)."""
+        if b.storage in self.one_step or b.steps == 1:
+            return "0"
+        return f"{self.table(f'sv_t{self.k}{tag}', [t * b.numel for t in range(b.steps)])}[t]"
 
     def scratch(self, k: int, tag: str, ctype: str, n: int) -> str:
         """A scratch array of ``n`` ``ctype`` elements for op ``k`` (``st-><name>[i]`` in its code)."""
@@ -110,13 +137,21 @@ class CWriter:
             return f"sv_round_div({ref}, {b.divisor})"
         return ref
 
-    @staticmethod
-    def steps_loop(out: Buf, ins: Sequence[Buf], body: list[str], extra_inc: Sequence[str] = ()) -> list[str]:
-        """``for t`` over the output's stored steps with running offsets ``o0`` (out) and ``i0, i1, ...`` (inputs)."""
+    def steps_loop(self, out: Buf, ins: Sequence[Buf], body: list[str],
+                   extra_inc: Sequence[tuple[str, int]] = ()) -> list[str]:
+        """``for t`` over the output's stored steps with running offsets ``o0`` (out), ``i0, i1, ...`` (inputs)
+        and the ``extra_inc`` variables (name, increment per step); in a step-at-a-time build, step ``t`` alone,
+        its offsets from tables."""
+        if self.in_steps():
+            offs = "".join(f", i{j} = {self.step_offset(b, f'i{j}')}" for j, b in enumerate(ins))
+            used = " ".join(f"(void)i{j};" for j in range(len(ins)))
+            sets = [f"{v} = {self.table(f'sv_{v}{self.k}', [t * n for t in range(self.p.T)])}[t];"
+                    for v, n in extra_inc]
+            return [f"int32_t o0 = 0{offs};", f"(void)o0; {used}", *sets, *body]
         lines = [f"int32_t o0 = 0{''.join(f', i{k} = 0' for k in range(len(ins)))};",
                  f"for (int32_t t = 0; t < {out.steps}; t++) {{", *indent(body)]
         incs = [f"o0 += {out.numel};"] + [f"i{k} += {b.numel};" for k, b in enumerate(ins) if b.steps > 1]
-        return lines + [_INDENT + " ".join(incs + list(extra_inc)), "}"]
+        return lines + [_INDENT + " ".join(incs + [f"{v} += {n};" for v, n in extra_inc]), "}"]
 
     def func(self, k: int, op: Op, what: str, lines: list[str]) -> None:
         """Append ``sv_op<k>`` with the MFI audit's verdict of its layer(s) in the comment."""
@@ -130,8 +165,11 @@ class CWriter:
                             + (f" ('{name}')" if len(names) > 1 else ""))
         body = "\n".join(indent(lines))
         label = "layer" if len(names) == 1 else "layers"
+        step = ", int32_t t" if self.phase is not None else ""
+        if step:
+            body = f"    (void)t;\n{body}"
         self.funcs.append(f"/* {label} {' + '.join(repr(n) for n in names)}: {what}.\n * {'; '.join(verdicts)}. */\n"
-                          f"static void sv_op{k}({self.name}_state *st)\n{{\n{body}\n}}\n")
+                          f"static void sv_op{k}({self.name}_state *st{step})\n{{\n{body}\n}}\n")
 
 
 @singledispatch
