@@ -26,7 +26,7 @@ __all__ = ["__version__", "create_model", "list_models", "get_model_info", "reso
 
 # public name -> module that defines it (imported by __getattr__ on first use)
 _LAZY = {
-    "create_model": "spikevision.models.registry",
+    "create_model": "spikevision.models.factory",
     "get_model_info": "spikevision.models.registry",
     "resolve_data_config": "spikevision.pretrained",
     "create_transform": "spikevision.pretrained",
@@ -37,7 +37,8 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from spikevision.hub import from_pretrained, save_pretrained
-    from spikevision.models.registry import create_model, get_model_info
+    from spikevision.models.factory import create_model
+    from spikevision.models.registry import get_model_info
     from spikevision.pretrained import PretrainedCfg, create_transform, resolve_data_config
 
 

@@ -228,7 +228,7 @@ def from_pretrained(source: str | Path, *, revision: str | None = None, cache_di
     """
     from safetensors.torch import load_file
 
-    from spikevision.models.registry import build_with_weights
+    from spikevision.models.factory import build_with_weights
 
     folder = _resolve(source, revision, cache_dir)
     missing = [f for f in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / f).is_file()]

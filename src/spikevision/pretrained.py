@@ -113,7 +113,7 @@ def preprocessing_of(dataset: str, data: Mapping[str, Any] | None = None,
     Raises:
         UnknownDatasetError: an unknown data set (a ``ValueError``).
     """
-    from spikevision.data.build import get_dataset_info
+    from spikevision.data.info import get_dataset_info
 
     info = get_dataset_info(dataset)
     data = dict(data or {})

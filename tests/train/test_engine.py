@@ -173,7 +173,7 @@ def test_resume_applies_changed_optimiser_and_schedule(fmnist_root, tmp_path, re
     changed = {**base, "train.epochs": 2, "optim.lr": 0.01, "optim.momentum": 0.5, "optim.weight_decay": 1e-3,
                "sched.min_lr": 1e-3}
     cfg = load_config(recipe, tiny_overrides(fmnist_root, tmp_path, "retune", **changed))
-    caplog.set_level(logging.INFO, logger="spikevision.train.engine")
+    caplog.set_level(logging.INFO, logger="spikevision.train")
     tr = setup(cfg, resume=True)
     assert ("--resume: optim.lr 0.1 -> 0.01, optim.momentum 0.9 -> 0.5, optim.weight_decay 0.0 -> 0.001, "
             "sched.min_lr 0.0 -> 0.001, train.epochs 1 -> 2; applied from step 8 on") in caplog.text
@@ -196,7 +196,7 @@ def test_resume_with_another_batch_size_keeps_the_schedule_position(fmnist_root,
     assert main(["train", str(recipe), *tiny_overrides(fmnist_root, tmp_path, "rebatch", **base)]) == 0
     cfg = load_config(recipe, tiny_overrides(fmnist_root, tmp_path, "rebatch", **{**base, "train.epochs": 2,
                                                                                    "data.batch_size": 16}))
-    caplog.set_level(logging.INFO, logger="spikevision.train.engine")
+    caplog.set_level(logging.INFO, logger="spikevision.train")
     tr = setup(cfg, resume=True)
     assert "8 -> 4 steps per epoch (global batch 8 -> 16)" in caplog.text
     assert (tr.state.epoch, tr.state.step, tr.state.epoch_step, tr.scheduler.last_epoch) == (1, 4, 0, 4)
@@ -317,7 +317,7 @@ def test_one_process_per_run_directory(fmnist_root, tmp_path, recipe):
 
 
 def test_progress_lines_follow_the_clock(caplog):
-    caplog.set_level(logging.INFO, logger="spikevision.train.engine")
+    caplog.set_level(logging.INFO, logger="spikevision.train")
     ticks = iter(range(0, 1000, 10))  # every call of the clock is 10 s later
     clock = lambda: float(next(ticks))  # noqa: E731
     assert list(progress_lines(range(8), 8, "epoch 0", 30.0, clock, status=lambda: "loss 1.0000")) == list(range(8))
@@ -343,7 +343,7 @@ def test_training_into_a_log_file_prints_progress_lines(fmnist_root, tmp_path, r
     tr = setup(cfg)
     ticks = iter(range(0, 10_000, 10))
     tr.clock = lambda: float(next(ticks))
-    caplog.set_level(logging.INFO, logger="spikevision.train.engine")
+    caplog.set_level(logging.INFO, logger="spikevision.train")
     fit(tr)
     tr.lock.release()
     found = [r.getMessage() for r in caplog.records if "batches/s" in r.getMessage()]

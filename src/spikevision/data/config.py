@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
+from spikevision.data.info import DATASETS
 from spikevision.validation import check_values, did_you_mean
 
 __all__ = ["DataConfig", "DataConfigError", "AUGMENT_RECIPES"]
@@ -143,8 +144,6 @@ class DataConfig:
 
     def problems(self) -> list[str]:
         """Every problem with the fields' values (empty when valid)."""
-        from spikevision.data.build import DATASETS  # late import: build imports this module
-
         e: list[str] = []
         for f in dataclasses.fields(self):  # NaN/inf slip through every range check below
             v = getattr(self, f.name)

@@ -28,14 +28,13 @@ from __future__ import annotations
 from typing import Callable
 
 from spikevision.data.config import AUGMENT_RECIPES, DataConfig
+from spikevision.data.info import get_dataset_info
 
 __all__ = ["build_transform", "resolve_mean_std", "AUGMENT_RECIPES"]
 
 
 def resolve_mean_std(cfg: DataConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The normalisation of ``cfg``: its override, else the data set's constants."""
-    from spikevision.data.build import get_dataset_info
-
     if cfg.mean is not None and cfg.std is not None:
         return tuple(cfg.mean), tuple(cfg.std)
     info = get_dataset_info(cfg.name)
@@ -64,8 +63,6 @@ def build_transform(cfg: DataConfig, train: bool) -> Callable | None:
         ValueError: an unknown recipe name.
     """
     from torchvision import transforms as T  # imported here: torchvision takes ~1 s to import
-
-    from spikevision.data.build import get_dataset_info
 
     if cfg.augment not in AUGMENT_RECIPES:
         raise ValueError(f"unknown augment recipe {cfg.augment!r}; known: {', '.join(AUGMENT_RECIPES)}")

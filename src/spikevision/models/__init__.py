@@ -5,7 +5,8 @@
 """
 
 from spikevision.models.base import SpikingClassifier
-from spikevision.models.registry import ModelInfo, UnknownModelError, create_model, get_model_info, list_models, register_model
+from spikevision.models.registry import ModelInfo, UnknownModelError, get_model_info, list_models, register_model
+from spikevision.models.factory import create_model
 
 # Family modules register their builders on import (keep this list sorted).
 # (families are added here as they land)

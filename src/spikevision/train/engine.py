@@ -51,7 +51,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -59,7 +59,7 @@ import yaml
 from torch import Tensor, nn
 
 from spikevision.neuron.rates import FiringRateMonitor
-from spikevision.train import checkpoint as ck
+import spikevision.train.checkpoint as ck
 from spikevision.train.checkpoint import BEST, CHECKPOINT_DIR, CONFIG_FILE, LAST, METRICS_FILE  # the run directory
 from spikevision.train.config import Config
 from spikevision.train.distributed import (SIGNAL_GRACE_S, DistInfo, SignalDeadline, all_reduce_sum,
@@ -67,6 +67,7 @@ from spikevision.train.distributed import (SIGNAL_GRACE_S, DistInfo, SignalDeadl
                                            wait_for_all_ranks, wrap_ddp)
 from spikevision.train.losses import build_loss
 from spikevision.train.optim import build_optimizer, build_scheduler, changed_settings, retune
+from spikevision.train.run_log import progress_lines, trim_metrics
 
 __all__ = ["train", "fit", "evaluate", "setup", "Trainer", "TrainState", "NonFiniteLossError",
            "TrainingInterrupted", "SpikeCounter", "build_model", "build_loaders", "progress_lines"]
@@ -199,7 +200,8 @@ class Trainer:
 
 def build_model(cfg: Config, num_classes: int) -> tuple[nn.Module, dict[str, Any]]:
     """The registered model with ``cfg.model.kwargs`` (``num_classes`` filled from the data set if the builder takes it)."""
-    from spikevision.models.registry import create_model, get_model_info
+    from spikevision.models.factory import create_model
+    from spikevision.models.registry import get_model_info
 
     kwargs = dict(cfg.model.kwargs)
     params = inspect.signature(get_model_info(cfg.model.name).builder).parameters
@@ -300,7 +302,7 @@ def _build(cfg: Config, resume: bool, dist: DistInfo, run_dir: Path) -> Trainer:
     if resume:
         _restore(tr, ck.load_checkpoint(tr.ckpt_dir / LAST, map_location=dist.device))
         if dist.is_main:
-            _trim_metrics(run_dir / METRICS_FILE, tr.state.epoch)
+            trim_metrics(run_dir / METRICS_FILE, tr.state.epoch)
     if dist.is_main:
         tr.ckpt_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -418,27 +420,6 @@ def evaluate(model: nn.Module, loader: Any, device: torch.device, dist: DistInfo
             "firing_rate": rates[0].item() / max(1.0, rates[1].item()), "samples": int(sums[3].item())}
 
 
-def _trim_metrics(path: Path, epochs_done: int) -> None:
-    """Keep the records of the epochs the checkpoint has finished: a run stopped after writing an
-    epoch's line but before saving its checkpoint redoes that epoch, which then has one line, not two.
-    A torn last line (a crash mid-write) goes too; every dropped line is named in the log."""
-    if not path.is_file():
-        return
-    kept, dropped = [], []
-    for line in path.read_text().splitlines():
-        try:
-            epoch = json.loads(line).get("epoch")
-        except (ValueError, AttributeError):
-            epoch = None
-        (kept if isinstance(epoch, int) and epoch < epochs_done else dropped).append(line)
-    if dropped:
-        log.info(f"--resume: {len(dropped)} line(s) of {path.name} beyond the checkpoint's {epochs_done} finished "
-                 f"epoch(s) dropped (they are redone): {'; '.join(d[:80] for d in dropped)}")
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(k + "\n" for k in kept))
-        tmp.replace(path)
-
-
 def _log_epoch(tr: Trainer, record: dict[str, Any]) -> None:
     if not tr.dist.is_main:
         return
@@ -452,39 +433,6 @@ def _log_epoch(tr: Trainer, record: dict[str, Any]) -> None:
     test = f", test top-1 {record['test_top1']:.2f}%" if "test_top1" in record else ""
     log.info(f"epoch {record['epoch']}: loss {record['train_loss']:.4f}, train top-1 {record['train_top1']:.2f}%"
              f"{test}, lr {record['lr']:.3g}, {record['throughput']:.0f} img/s, {record['epoch_time_s']:.1f} s")
-
-
-def _duration(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
-
-
-def progress_lines(it: Iterable, total: int, desc: str, every_s: float, clock: Callable[[], float] = time.monotonic,
-                   done: int = 0, status: Callable[[], str] | None = None) -> Iterator:
-    """Yield from ``it``, logging a plain progress line every ``every_s`` seconds: progress for a log file.
-
-    A line reads ``epoch 3: 120/469 batches (26%), 4.10 batches/s, about 1m25s left, loss 0.4321``.
-    It is written after a batch once ``every_s`` seconds of ``clock`` have passed since the last line
-    (or the start), never after the last batch; so which batches get a line depends only on ``clock``.
-
-    Args:
-        it: the batches (``total - done`` of them).
-        total: batches in the whole pass; ``done``: batches already done before ``it`` (a resumed epoch).
-        desc: what runs (``"epoch 3"``).
-        every_s: seconds between lines.
-        clock: seconds, monotonic (``time.monotonic``; tests give a fake one).
-        status: extra text for each line (e.g. the running loss).
-    """
-    start = last = clock()
-    for i, item in enumerate(it, 1):
-        yield item
-        now = clock()
-        if now - last >= every_s and done + i < total:
-            rate = i / max(now - start, 1e-9)
-            extra = f", {status()}" if status is not None else ""
-            log.info(f"{desc}: {done + i}/{total} batches ({100 * (done + i) / total:.0f}%), {rate:.2f} batches/s, "
-                     f"about {_duration((total - done - i) / rate)} left{extra}")
-            last = now
 
 
 def _progress(it: Iterable, tr: Trainer, desc: str, total: int, done: int = 0,

@@ -1,0 +1,130 @@
+"""``create_model``: a registered builder called with checked arguments, optionally with shipped weights.
+
+Above the registry (:mod:`spikevision.models.registry`: names -> builders) and the argument checks
+(:mod:`spikevision.models.arguments`), so that a pretrained card's arguments are checked before anything
+is allocated. ``spikevision.create_model`` and ``spikevision.models.create_model`` are this function.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from torch import nn
+
+from spikevision.models.arguments import check_model_kwargs
+from spikevision.models.registry import ModelInfo, check_shared_kwargs, get_model_info
+
+__all__ = ["create_model", "build_with_weights", "PRETRAINED_FREE_KWARGS"]
+
+
+#: builder arguments that may differ from a pretrained model's card (the weights do not depend on them)
+PRETRAINED_FREE_KWARGS = frozenset({"T"})
+
+
+def create_model(name: str, pretrained: str | bool | None = None, **kwargs) -> nn.Module:
+    """Build a registered model; None-valued keyword arguments are dropped.
+
+    Args:
+        name: registered model name (``spikevision models``).
+        pretrained: tag of shipped trained weights (``"fashion_mnist"``; ``ModelInfo.pretrained``
+            lists them; ``True``: the model's only tag): the model is built with the kwargs of its card
+            and the weights are loaded strictly, offline. Other kwargs must agree with the card, except
+            ``T`` (the weights do not depend on it; the accuracy does). The model then carries
+            ``model.pretrained_cfg`` (:class:`spikevision.pretrained.PretrainedCfg`: preprocessing,
+            class names, card); ``spikevision.create_transform(model)`` builds its eval transform.
+        kwargs: the builder's keyword arguments.
+
+    Example:
+        >>> model = create_model("ms_resnet18", num_classes=1000, T=6)
+        >>> trained = create_model("ms_resnet_mini", pretrained="fashion_mnist").eval()
+        >>> trained.pretrained_cfg.class_names[0]
+        'T-shirt/top'
+
+    Raises:
+        UnknownModelError: ``name`` is not registered (lists the closest names).
+        TypeError: a keyword the builder does not take.
+        spikevision.weights.PretrainedNotFoundError: no such weights (lists the shipped ones).
+        ValueError: a kwarg that contradicts the pretrained card (names both values), or a ``T`` or
+            ``num_classes`` that is not a whole number >= 1 (:func:`check_shared_kwargs`).
+    """
+    info = get_model_info(name)
+    if pretrained is True:
+        pretrained = _only_tag(info)
+    if pretrained is not None and pretrained is not False:
+        from spikevision.weights import load_pretrained_state
+
+        state, card = load_pretrained_state(name, pretrained)
+        return build_with_weights(name, state, card, f"pretrained={pretrained!r}", **kwargs)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    problems = check_shared_kwargs(kwargs)
+    if problems:
+        raise ValueError(f"{name}: {'; '.join(problems)}")
+    try:
+        return info.builder(**kwargs)
+    except TypeError as e:
+        if "unexpected keyword argument" in str(e):
+            raise TypeError(f"{name}: {e}") from None
+        raise
+
+
+def build_with_weights(name: str, state: Mapping[str, Any], card: Mapping[str, Any], source: str,
+                       **kwargs: Any) -> nn.Module:
+    """Build ``name`` with the kwargs of its model ``card``, load ``state`` strictly, attach ``pretrained_cfg``.
+
+    The one path from trained weights plus their card to a model: shipped weights
+    (``create_model(name, pretrained=tag)``) and saved folders or Hub repositories
+    (:func:`spikevision.hub.from_pretrained`) both come through here.
+
+    Args:
+        name: registered model name.
+        state: the state dict.
+        card: the model card (``model_kwargs``; ``dataset`` for the ``pretrained_cfg``, which is
+            left None when the card names no data set).
+        source: where the weights come from, for messages (``"pretrained='fashion_mnist'"``).
+        kwargs: builder arguments; they must agree with the card except ``T`` (None values dropped).
+
+    Raises:
+        ValueError: a kwarg that contradicts the card (names both values), weights that do not fit,
+            weights holding NaN or infinite values (``NonFiniteWeightsError``, naming the tensor), or card
+            kwargs out of bounds (wrong types, sizes that cannot fit in memory).
+        TypeError: a keyword the builder does not take.
+    """
+    from spikevision.weights import check_finite_weights
+
+    check_finite_weights(state, f"{name} {source}")
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    trained = dict(card.get("model_kwargs") or {})
+    problems = check_model_kwargs(name, trained, where="model_kwargs")  # before anything is allocated
+    if problems:
+        raise ValueError(f"{name} {source}: the card's {'; '.join(problems)}")
+    clash = [f"{k}={kwargs[k]!r} (trained with {trained[k]!r})" for k in kwargs
+             if k in trained and kwargs[k] != trained[k] and k not in PRETRAINED_FREE_KWARGS]
+    if clash:
+        raise ValueError(f"{name} {source} cannot take {', '.join(clash)}; drop those "
+                         f"arguments, or build without pretrained and load your own weights")
+    kwargs = {**trained, **kwargs}
+    model = create_model(name, **kwargs)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:  # extra kwargs that change shapes
+        raise ValueError(f"{name} {source}: the weights do not fit the model built with "
+                         f"{kwargs} ({str(e).splitlines()[0]})") from None
+    if card.get("dataset"):
+        from spikevision.pretrained import pretrained_cfg_from_card
+
+        model.pretrained_cfg = pretrained_cfg_from_card(card)
+    return model
+
+
+def _only_tag(info: ModelInfo) -> str:
+    """``pretrained=True``: the one tag shipped for the model (errors list the choices)."""
+    tags = info.pretrained
+    if len(tags) == 1:
+        return tags[0]
+    if not tags:
+        from spikevision.weights import PretrainedNotFoundError, available_weights
+
+        have = ", ".join(available_weights()) or "none"
+        raise PretrainedNotFoundError(f"no pretrained weights for {info.name!r}; models with weights: {have}")
+    raise ValueError(f"{info.name} has weights for several data sets; pick one: pretrained="
+                     + " or ".join(repr(t) for t in tags))
