@@ -9,10 +9,10 @@ writes its own fresh buffer, so any order that runs producers before readers com
 
 :func:`inplace_input` names the input whose memory an elementwise op may write its output into.
 
-:func:`step_plan` says how the program would run one time step at a time, or which op prevents it. The C
-target runs each op over all its steps (a neuron unit by unit, its membrane in a register), which at the
-T = 2 of the models here needs less RAM than a step-at-a-time schedule, where every neuron layer's
-membrane persists at once (bench/mcu.py measures both: docs/performance.md).
+:func:`step_plan` says how the program runs one time step at a time, or which op prevents it: the C target's
+step-at-a-time schedule (``generate_c(..., schedule="steps")``, where every neuron layer's membranes persist
+at once) follows it; at the small ``T`` of the models here the layer-by-layer schedule needs less RAM
+(docs/deploy.md, "Deploy to a microcontroller").
 """
 
 from __future__ import annotations
