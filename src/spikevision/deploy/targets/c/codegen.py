@@ -329,6 +329,17 @@ def _native_entry_points(prog: Program, name: str) -> str:
             f"    }}\n}}\n#endif\n")
 
 
+def _plan_steps(prog: Program, g: CWriter) -> None:
+    """Set up ``g`` for a step-at-a-time build: each op's phase and the storages that hold one step (what the
+    ops of a step write, but the means over time, which outlive the steps)."""
+    plan = step_plan(prog)
+    if plan.blocker:
+        raise ProgramError(f"the program cannot run one time step at a time: {plan.blocker}")
+    g.phase = plan.phase
+    g.one_step = frozenset(op.out.storage for k, op in enumerate(prog.ops) if plan.phase[k] == "step"
+                           and not (isinstance(op, Mean) and op.over == "time"))
+
+
 def generate_c(prog: Program, name: str, weight_bits: int, *, lut: list[list[int]] | None = None,
                notes: dict[str, tuple[bool, str]] | None = None, header_lines: Sequence[str] = (),
                share_buffers: bool = True, memory: MemoryLayout = "small", schedule: Schedule = "layers",
@@ -369,14 +380,12 @@ def generate_c(prog: Program, name: str, weight_bits: int, *, lut: list[list[int
     if lut is not None and prog.input.time:
         raise ValueError("an input table (lut) maps uint8 pixels; this model takes event frames")
     lut_values = [v for ch in lut for v in ch] if lut is not None else []
-    if schedule == "auto":
+    if schedule == "auto":  # both, keeping the smaller state (layer by layer where steps are ruled out)
         kwargs = dict(lut=lut, notes=notes, header_lines=header_lines, share_buffers=share_buffers, memory=memory,
                       native=native)
-        layers = generate_c(prog, name, weight_bits, schedule="layers", **kwargs)
-        if step_plan(prog).blocker:
-            return layers
-        steps = generate_c(prog, name, weight_bits, schedule="steps", **kwargs)
-        return steps if steps.ram_bytes < layers.ram_bytes else layers
+        both = [generate_c(prog, name, weight_bits, schedule=sched, **kwargs)
+                for sched in ("layers", "steps")[:1 if step_plan(prog).blocker else 2]]
+        return min(both, key=lambda src: src.ram_bytes)
     if memory not in ("small", "fast"):
         raise ValueError(f"memory must be 'small' or 'fast', got {memory!r}")
     small = memory == "small"
@@ -384,14 +393,9 @@ def generate_c(prog: Program, name: str, weight_bits: int, *, lut: list[list[int
     types = storage_ctypes(prog, input_range) if small else None
     g = CWriter(prog, name, weight_bits, notes or {}, types, bit_packed(prog) if small else frozenset(), small)
     if schedule == "steps":
-        plan = step_plan(prog)
-        if plan.blocker:
-            raise ProgramError(f"the program cannot run one time step at a time: {plan.blocker}")
-        g.phase = plan.phase
-        g.one_step = frozenset(op.out.storage for k, op in enumerate(prog.ops) if plan.phase[k] == "step"
-                               and not (isinstance(op, Mean) and op.over == "time"))
+        _plan_steps(prog, g)
     elif schedule != "layers":
-        raise ValueError(f"schedule must be 'layers' or 'steps', got {schedule!r}")
+        raise ValueError(f"schedule must be 'layers', 'steps' or 'auto', got {schedule!r}")
     for k, op in enumerate(prog.ops):
         g.k = k
         emit(op, g, k)
