@@ -169,7 +169,9 @@ def _allocate(prog: Program, g: CWriter, share: bool) -> dict[str, tuple[str, in
     lifetime overlaps (all of them without ``share``); an elementwise op's output takes the place of an input
     of its size that dies at it (:func:`~spikevision.deploy.ir.schedule.inplace_input`)."""
     span, pos = _lifetimes(prog, g)
-    into = {op.out.storage: [b.storage for b in inplace_input(op) if span[b.storage][1] == pos[k]]
+    stepping = {k for k in pos if g.phase is not None and g.phase[k] == "step"}
+    into = {op.out.storage: [b.storage for b in inplace_input(op) if span[b.storage][1] == pos[k]
+                             and (k not in stepping or b.storage in g.one_step)]  # not what later steps read
             for k, op in enumerate(prog.ops)} if share else {}
     numel = {op.out.storage: op.out.numel for op in prog.ops}
     sizes = {}
