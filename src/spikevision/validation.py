@@ -1,7 +1,7 @@
 """Checking user-given values against type annotations: the one set of helpers every validator uses.
 
 The recipe's sections (:mod:`spikevision.train.config`), the data section
-(:mod:`spikevision.data.config`), studies (:mod:`spikevision.train.study`) and a
+(:mod:`spikevision.data.config`), studies (:mod:`spikevision.studies`) and a
 model's builder arguments (:mod:`spikevision.models.arguments`) all check a
 mapping of names to values against dataclass fields or a function signature and
 collect every problem at once; these are the pieces they share: one "did you

@@ -18,7 +18,7 @@ from spikevision.cli import main
 from spikevision.train import checkpoint as ck
 from spikevision.train.config import ConfigError
 from spikevision.train.checkpoint import LAST
-from spikevision.train.study import MEASURES_FILE, load_study, plan_runs, run_status, run_study
+from spikevision.studies import MEASURES_FILE, load_study, plan_runs, run_status, run_study
 
 PY = sys.executable
 
@@ -184,8 +184,7 @@ def test_figure_curves_or_bars(tmp_path, epochs):
     matplotlib.use("Agg")
     from types import SimpleNamespace
 
-    from spikevision.analysis import study_report
-    from spikevision.analysis.study_report import ArmResult
+    from spikevision.studies import ArmResult, page
 
     results = []
     for i, arm in enumerate(("a", "b")):
@@ -201,7 +200,7 @@ def test_figure_curves_or_bars(tmp_path, epochs):
 
     matplotlib.pyplot.close = keep
     try:
-        assert study_report._plot(SimpleNamespace(title="t", name="t"), results, tmp_path / "f.png")
+        assert page._plot(SimpleNamespace(title="t", name="t"), results, tmp_path / "f.png")
     finally:
         matplotlib.pyplot.close = real_close
     ax = captured["fig"].axes[0]
@@ -218,7 +217,7 @@ def test_figure_curves_or_bars(tmp_path, epochs):
 def test_shipped_study_pages_match_their_kept_results(path):
     """Each page in docs/studies/ is what ``--report-only`` writes from the kept results and the study's YAML
     (a claim, verdict or result edited on one side only fails here), and a finished study has its verdict."""
-    from spikevision.analysis.study_report import collect_results, render_study
+    from spikevision.studies import collect_results, render_study
 
     spec = load_study(path)
     docs = HERE.parents[1] / "docs" / "studies"

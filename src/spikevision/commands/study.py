@@ -12,7 +12,8 @@ Runs go to ``--out-dir`` (default ``runs/studies``: checkpoints, not
 committed); per-run results (``metrics.jsonl``, ``measures.json``) and the page
 to ``--results-dir`` (default ``docs/studies``). Stopping the command
 (Ctrl-C, SIGTERM, a kill) at any point and starting it again continues where it
-stopped (see :mod:`spikevision.train.study`). Exit statuses (as every command,
+stopped (see :mod:`spikevision.studies`, which does the work; this module only parses the command line and
+reports). Exit statuses (as every command,
 :mod:`spikevision.commands`): 0 done, 1 a study file or recipe not found, a run
 failed (NaN loss, bad data) or (``--status``) a damaged checkpoint, 2 an invalid study file,
 128 + signal when stopped.
@@ -22,12 +23,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from spikevision.studies import StudySpec
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command's options."""
     parser.add_argument("study", metavar="STUDY", help="study file (studies/<name>.yaml) or a name in ./studies/")
     parser.add_argument("--report-only", action="store_true", help="only rewrite the page from the kept results")
     parser.add_argument("--status", action="store_true", help="print each run's state and exit")
@@ -46,12 +53,29 @@ def resolve_study(name: str) -> Path:
     return Path("studies") / f"{name}.yaml"
 
 
+def _print_status(spec: "StudySpec", args: argparse.Namespace) -> int:
+    """``--status``: each run's state; 1 when a checkpoint is damaged (naming the file to delete)."""
+    from spikevision.commands import report_error
+    from spikevision.studies import plan_runs, run_status
+
+    damaged = []
+    for r in plan_runs(spec, args.out_dir, args.results_dir):
+        state = run_status(r)
+        print(f"{r.name:40s} {state}")
+        damaged += [r] if state.startswith("damaged") else []
+    if damaged:
+        return report_error("study", f"{len(damaged)} run(s) have a damaged checkpoint "
+                                     f"({', '.join(r.name for r in damaged)}); delete "
+                                     f"{damaged[0].run_dir / 'checkpoints' / 'last.pt'} to train it again")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
-    from spikevision.analysis.study_report import measure_run, write_study_page
+    """Run the command (see the module docstring); returns the exit status."""
     from spikevision.commands import EXIT_USAGE, report_error
+    from spikevision.studies import load_study, run_study, write_study_page
     from spikevision.train.config import ConfigError
     from spikevision.train.engine import NonFiniteLossError, TrainingInterrupted
-    from spikevision.train.study import load_study, plan_runs, run_status, run_study
 
     try:
         spec = load_study(resolve_study(args.study))
@@ -60,26 +84,12 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as e:
         return report_error("study", str(e))
     if args.status:
-        damaged = []
-        for r in plan_runs(spec, args.out_dir, args.results_dir):
-            state = run_status(r)
-            print(f"{r.name:40s} {state}")
-            damaged += [r] if state.startswith("damaged") else []
-        if damaged:
-            return report_error("study", f"{len(damaged)} run(s) have a damaged checkpoint "
-                                         f"({', '.join(r.name for r in damaged)}); delete "
-                                         f"{damaged[0].run_dir / 'checkpoints' / 'last.pt'} to train it again")
-        return 0
+        return _print_status(spec, args)
     if not args.report_only:
-        def page(_run) -> None:
-            write_study_page(spec, args.results_dir)
-
         try:
-            run_study(spec, out_dir=args.out_dir, results_dir=args.results_dir, measure=measure_run,
-                      arms=args.arms, seeds=args.seeds, on_run_done=page)
+            run_study(spec, out_dir=args.out_dir, results_dir=args.results_dir, arms=args.arms, seeds=args.seeds,
+                      on_run_done=lambda _run: write_study_page(spec, args.results_dir))
         except TrainingInterrupted as e:
-            import signal
-
             report_error("study", f"stopped by {signal.Signals(e.signum).name}; checkpoint saved to {e.path}; "
                                   f"run `spikevision study {args.study}` again to continue")
             return 128 + e.signum

@@ -2,10 +2,9 @@
 
 Reads only the small files the study runner keeps per run
 (``<results_dir>/<study>/<arm>-s<seed>/metrics.jsonl`` and ``measures.json``,
-see :mod:`spikevision.train.study`), so ``spikevision study STUDY --report-only``
+see :mod:`spikevision.studies.runner`), so ``spikevision study STUDY --report-only``
 rewrites ``<results_dir>/<study>.md`` and its figure without a checkpoint or
-any training. :func:`measure_run` is what the runner calls on a freshly
-trained run to make ``measures.json``.
+any training.
 
 Conventions: "final" is the test top-1 of the last epoch (the number a run
 reports), "best" the highest over epochs (optimistic: chosen on the test set);
@@ -22,56 +21,13 @@ import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
+from spikevision.analysis.energy import E_AC_45NM_PJ, E_MAC_45NM_PJ
 from spikevision.analysis.report import read_metrics
+from spikevision.studies.spec import MEASURES_FILE, StudySpec
 
-if TYPE_CHECKING:
-    from spikevision.train.study import StudyRun, StudySpec
-
-__all__ = ["ArmResult", "collect_results", "measure_run", "render_study", "write_study_page"]
-
-
-# ---------------------------------------------------------------------------
-# measuring one trained run
-# ---------------------------------------------------------------------------
-
-def measure_run(run: "StudyRun", options: Mapping[str, Any]) -> dict[str, Any]:
-    """Firing rate, operations and energy per image of the run's final model (and, with
-    ``options["isometry"]``, block-input gradient norms at initialisation and after training).
-
-    Args:
-        run: a trained study run (its ``last.pt`` is the final-epoch model).
-        options: the study's ``measure`` section: ``energy``, ``isometry``,
-            ``batches`` x ``batch_size`` first test images.
-    """
-    import torch
-
-    from spikevision.analysis.load import run_test_batches
-    from spikevision.analysis.report import measure
-    from spikevision.train import checkpoint as ck
-
-    loaded = ck.load_run(run.run_dir, "last")
-    model, state = loaded.model, loaded.state
-    batches, what = run_test_batches(state, batch_size=int(options.get("batch_size", 64)),
-                                     batches=int(options.get("batches", 4)))
-    out: dict[str, Any] = {"model": state[ck.MODEL_NAME_KEY], "model_kwargs": state[ck.MODEL_KWARGS_KEY],
-                           "parameters": sum(p.numel() for p in model.parameters()), "measured_on": what}
-    if options.get("energy", True):
-        prof = measure(model, batches)
-        t = prof.ops.totals
-        out.update(firing_rate=prof.mean_rate, energy_uj=prof.energy_pj() / 1e6, acs=t["acs"], macs=t["macs"],
-                   dense_macs=t["dense_macs"], T=prof.T)
-    if options.get("isometry", False):
-        from spikevision.analysis.isometry import block_grad_norms
-        from spikevision.models import create_model
-
-        x, y = batches[0]
-        torch.manual_seed(run.seed)
-        fresh = create_model(state[ck.MODEL_NAME_KEY], **state[ck.MODEL_KWARGS_KEY])
-        out["grad_norms_init"] = list(block_grad_norms(fresh.train(), x, y).values())
-        out["grad_norms_trained"] = list(block_grad_norms(model.train(), x, y).values())
-    return out
+__all__ = ["ArmResult", "collect_results", "render_study", "write_study_page"]
 
 
 # ---------------------------------------------------------------------------
@@ -117,10 +73,8 @@ class ArmResult:
         return _mean_std([_log_spread(m[f"grad_norms_{key}"]) for m in self.measures if m.get(f"grad_norms_{key}")])
 
 
-def collect_results(spec: "StudySpec", results_dir: str | Path = "docs/studies") -> list[ArmResult]:
+def collect_results(spec: StudySpec, results_dir: str | Path = "docs/studies") -> list[ArmResult]:
     """Every arm of ``spec`` with the seeds whose results exist (``measures.json`` present), in study order."""
-    from spikevision.train.study import MEASURES_FILE
-
     out = []
     for arm in spec.arms:
         res = ArmResult(arm)
@@ -156,7 +110,7 @@ def _settings_line(settings: Mapping[str, Any]) -> str:
     return ", ".join(f"`{k}={json.dumps(v) if not isinstance(v, str) else v}`" for k, v in settings.items()) or "none"
 
 
-def render_study(spec: "StudySpec", results: Sequence[ArmResult], figure: str | None = None) -> str:
+def render_study(spec: StudySpec, results: Sequence[ArmResult], figure: str | None = None) -> str:
     """The study's markdown page (tables from ``results``; ``figure``: the curves' file name beside it)."""
     lines = [f"# Study: {spec.title or spec.name}", ""]
     if spec.claim:
@@ -214,13 +168,13 @@ def render_study(spec: "StudySpec", results: Sequence[ArmResult], figure: str | 
               f"spikevision study {shown}               # train what is missing, then write this page",
               f"spikevision study {shown} --report-only # rewrite this page from the kept results",
               "```", "", "Per-run results (`metrics.jsonl`, `measures.json`) are kept in "
-              f"[`{spec.name}/`]({spec.name}/). Energy: E = 4.6 pJ x MACs + 0.9 pJ x ACs (45 nm, Horowitz "
-              "ISSCC 2014; compute only), on the first test images; the firing rate is the mean over all spiking "
+              f"[`{spec.name}/`]({spec.name}/). Energy: E = {E_MAC_45NM_PJ:g} pJ x MACs + {E_AC_45NM_PJ:g} pJ x ACs "
+              "(45 nm, Horowitz ISSCC 2014; compute only), on the first test images; the firing rate is the mean over all spiking "
               "neurons and time steps on the same images.", ""]
     return "\n".join(lines)
 
 
-def _plot(spec: "StudySpec", results: Sequence[ArmResult], path: Path) -> bool:
+def _plot(spec: StudySpec, results: Sequence[ArmResult], path: Path) -> bool:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -286,7 +240,7 @@ def _plot(spec: "StudySpec", results: Sequence[ArmResult], path: Path) -> bool:
     return True
 
 
-def write_study_page(spec: "StudySpec", results_dir: str | Path = "docs/studies") -> Path:
+def write_study_page(spec: StudySpec, results_dir: str | Path = "docs/studies") -> Path:
     """Write ``<results_dir>/<study>.md`` and ``<study>.png`` (mean curve per arm, min-max band over seeds;
     beside it, when energy was measured, final accuracy against energy per image per arm)."""
     results_dir = Path(results_dir)

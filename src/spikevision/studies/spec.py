@@ -1,58 +1,23 @@
-"""Studies: every arm x seed of a comparison trained under one budget, resumable at any point.
+"""A study file: its format, validation and the arm x seed runs it plans (see :mod:`spikevision.studies`).
 
-A study is one YAML file (``studies/<name>.yaml``)::
-
-    title: "MS-ResNet vs vanilla spiking ResNet over depth (Hu et al., TNNLS 2024)"
-    claim: "MS-ResNet does not lose accuracy as depth grows; the vanilla network does."
-    recipe: configs/quickstart.yaml      # base recipe (optional; omitted = the config defaults)
-    settings:                            # the budget, the same for every arm
-      train.epochs: 3
-      model.T: 2
-    seeds: [0, 1, 2]
-    arms:                                # arm name -> its own settings
-      ms_resnet20: {model.name: ms_resnet20}
-      spiking_resnet20: {model.name: spiking_resnet20}
-    measure: {energy: true, isometry: false}
-    verdict: "free text, written after the results"   # optional
-
-Each arm x seed is an ordinary training run in ``<out_dir>/<study>/<arm>-s<seed>/``
-(seed ``s`` sets ``train.seed`` and ``data.seed``). :func:`run_study` skips
-runs that finished, resumes interrupted ones with the engine's exact resume
-(``last.pt``: model, optimiser, RNG and data position), and starts the rest, so
-a study killed at any point and started again loses only the steps since the
-last checkpoint. After each run it writes the run's small result files
-(``metrics.jsonl`` and ``measures.json``: firing rate, operations and energy
-per image, optionally the gradient-isometry probe) to
-``<results_dir>/<study>/<arm>-s<seed>/``, where
-:mod:`spikevision.analysis.study_report` reads them to write the study's page;
-those files are small enough to commit, so the page can be regenerated
-without retraining.
-
-Use: ``spikevision study studies/depth.yaml`` (``--report-only`` to rewrite the page).
+Every problem of a study file is reported at once (:class:`~spikevision.train.config.ConfigError`), each arm's
+config included, before anything runs.
 """
 
 from __future__ import annotations
 
-import copy
-import json
-import logging
 import re
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping
 
 import yaml
 
-from spikevision.atomic import atomic_output, write_atomic
 from spikevision.train.config import Config, ConfigError, apply_settings, config_from_dict, read_recipe
 from spikevision.train.yaml_loader import yaml_error_text, yaml_load
 from spikevision.validation import did_you_mean
 
-__all__ = ["StudySpec", "StudyRun", "load_study", "plan_runs", "run_study", "run_status", "MEASURES_FILE",
-           "STUDY_KEYS", "PINNED_KEYS"]
-
-log = logging.getLogger(__name__)
+__all__ = ["StudySpec", "StudyRun", "load_study", "plan_runs", "MEASURES_FILE", "STUDY_KEYS", "PINNED_KEYS"]
 
 MEASURES_FILE = "measures.json"  # per run, next to its copied metrics.jsonl
 STUDY_KEYS = ("title", "claim", "recipe", "settings", "seeds", "arms", "measure", "verdict", "notes")
@@ -63,7 +28,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 @dataclass
 class StudySpec:
-    """A parsed study file (see the module docstring for the format).
+    """A parsed study file (the format: :mod:`spikevision.studies`).
 
     Args:
         name: the study's name (the file's stem): folder of its runs and results.
@@ -230,86 +195,3 @@ def plan_runs(spec: StudySpec, out_dir: str | Path = "runs/studies",
     if errors:
         raise ConfigError([f"{spec.path}: {e}" for e in errors])
     return runs
-
-
-def run_status(run: StudyRun) -> str:
-    """``"done"`` (results kept), ``"trained"`` (training finished, results not yet written),
-    ``"partial"`` (a checkpoint to resume), ``"new"``, or ``"damaged (<why>)"`` (a checkpoint that cannot
-    be read: a truncated or foreign ``last.pt``)."""
-    from spikevision.train import checkpoint as ck
-    from spikevision.train.engine import LAST
-
-    if (run.results_dir / MEASURES_FILE).is_file():
-        return "done"
-    last = run.run_dir / "checkpoints" / LAST
-    if not last.is_file():
-        return "new"
-    try:
-        state = ck.load_checkpoint(last)
-        epoch = state[ck.EPOCH_KEY]
-        if isinstance(epoch, bool) or not isinstance(epoch, int):
-            raise ValueError(f"{last}: its epoch is {epoch!r}, not a whole number")
-    except (OSError, ValueError, KeyError) as e:
-        return f"damaged ({' '.join(str(e).split())})"
-    return "trained" if epoch >= run.config.train.epochs else "partial"
-
-
-Measure = Callable[[StudyRun, Mapping[str, Any]], dict[str, Any]]
-
-
-def run_study(spec: StudySpec, *, out_dir: str | Path = "runs/studies", results_dir: str | Path = "docs/studies",
-              measure: Measure | None = None, arms: Sequence[str] = (), seeds: Sequence[int] = (),
-              on_run_done: Callable[[StudyRun], None] | None = None) -> list[StudyRun]:
-    """Train (or resume) every unfinished arm x seed, then measure it and keep its results.
-
-    Args:
-        spec: the study.
-        out_dir: parent of the study's run directories (checkpoints; not committed).
-        results_dir: parent of the study's kept results (``metrics.jsonl`` + ``measures.json`` per run).
-        measure: ``measure(run, spec.measure) -> dict`` on the trained run, saved as its
-            ``measures.json`` (the command passes
-            :func:`spikevision.analysis.study_report.measure_run`); None saves ``{}``.
-        arms, seeds: restrict to these arms / seeds (empty = all).
-        on_run_done: called after each run's results are written (the command rewrites the page).
-
-    Returns:
-        the selected runs that are done afterwards.
-
-    Raises:
-        ValueError: an unknown arm or seed in ``arms``/``seeds``.
-        whatever training raises (``TrainingInterrupted`` on SIGINT/SIGTERM after
-        saving, ``NonFiniteLossError``); finished runs keep their results.
-    """
-    from spikevision.train.engine import METRICS_FILE, train
-
-    unknown = [a for a in arms if a not in spec.arms] + [str(s) for s in seeds if s not in spec.seeds]
-    if unknown:
-        raise ValueError(f"{spec.path}: no arm or seed {', '.join(map(repr, unknown))}; arms: "
-                         f"{', '.join(spec.arms)}; seeds: {', '.join(map(str, spec.seeds))}")
-    runs = [r for r in plan_runs(spec, out_dir, results_dir)
-            if (not arms or r.arm in arms) and (not seeds or r.seed in seeds)]
-    done = []
-    for i, run in enumerate(runs, 1):
-        where = f"[{spec.name} {i}/{len(runs)}] {run.name}"
-        status = run_status(run)
-        if status == "done":
-            log.info(f"{where}: done, skipped")
-            done.append(run)
-            continue
-        if status != "trained":
-            log.info(f"{where}: {'resuming' if status == 'partial' else 'training'} in {run.run_dir}")
-            train(copy.deepcopy(run.config), resume=status == "partial")
-        log.info(f"{where}: measuring")
-        measures = measure(run, spec.measure) if measure is not None else {}
-        run.results_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_copy(run.run_dir / METRICS_FILE, run.results_dir / METRICS_FILE)
-        write_atomic(run.results_dir / MEASURES_FILE, json.dumps(measures, indent=1) + "\n")  # last: marks done
-        done.append(run)
-        if on_run_done is not None:
-            on_run_done(run)
-    return done
-
-
-def _atomic_copy(src: Path, dst: Path) -> None:
-    with atomic_output(dst) as tmp:
-        shutil.copyfile(src, tmp)
