@@ -5,7 +5,6 @@ changed optimiser settings, one process per run directory, progress lines in a l
 import io
 import json
 import logging
-import os
 import re
 import signal
 import subprocess
@@ -16,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from train_support import ENTRY, HERE, tiny_overrides
+from train_support import ENTRY, child_env, run_killed_at, tiny_overrides
 from spikevision.cli import main
 from spikevision.train import checkpoint as ck
 from spikevision.train.checkpoint import LAST
@@ -25,12 +24,6 @@ from spikevision.train.engine import NonFiniteLossError, fit, progress_lines, se
 from spikevision.train.optim import lr_factor
 
 PY = sys.executable
-
-
-def _child_env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
-    return env
 
 
 def test_short_run_writes_run_directory_and_eval_reads_it(fmnist_root, tmp_path, recipe, capsys, caplog):
@@ -82,6 +75,21 @@ def test_tet_and_amp_run(fmnist_root, tmp_path, recipe):
     assert recs[-1]["train_loss"] < recs[0]["train_loss"] and recs[-1]["test_top1"] >= 50, recs
 
 
+@pytest.mark.parametrize("has_bf16", [False, True])
+def test_amp_auto_uses_bf16_only_on_a_cpu_that_has_it(recipe, monkeypatch, caplog, has_bf16):
+    from spikevision.train import engine
+
+    monkeypatch.setattr(engine, "cpu_has_bf16", lambda: has_bf16)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    auto = load_config(recipe, ["train.amp=auto"])
+    assert engine.build_amp(auto, cpu)[0] == (torch.bfloat16 if has_bf16 else None)
+    assert engine.build_amp(auto, cuda)[0] == torch.float16
+    caplog.set_level(logging.WARNING, logger="spikevision.train")
+    assert engine.build_amp(load_config(recipe, ["train.amp=true"]), cpu)[0] == torch.bfloat16  # asked: honoured
+    assert ("no bf16 instructions" in caplog.text) is not has_bf16
+    assert engine.build_amp(load_config(recipe, ["train.amp=false"]), cpu)[0] is None
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(fmnist_root, tmp_path, recipe):
     cfg = load_config(recipe, tiny_overrides(fmnist_root, tmp_path, "nan", **{"train.ckpt_every_steps": 2,
                                                                               "run.tensorboard": False}))
@@ -103,35 +111,16 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(fmnist_root, tmp_path, re
     assert all(torch.equal(v, tr.model.state_dict()[k]) for k, v in state[ck.MODEL_KEY].items())
 
 
-_KILLER = """
-import os, signal, sys, torch
-sys.argv = [sys.argv[0]] + sys.argv[2:]
-import tiny_model
-from spikevision.cli import main
-torch.set_num_threads(1)
-kill_at, step = int(os.environ["KILL_AT_STEP"]), torch.optim.SGD.step
-def killing_step(self, *a, **k):
-    killing_step.calls += 1
-    if killing_step.calls == kill_at:
-        os.kill(os.getpid(), signal.SIGKILL)  # no handler can run: as if the machine died
-    return step(self, *a, **k)
-killing_step.calls = 0
-torch.optim.SGD.step = killing_step
-sys.exit(main(sys.argv[1:]))
-"""
-
-
 def test_sigkill_mid_epoch_then_resume_is_bit_identical(fmnist_root, tmp_path, recipe):
     # 8 steps per epoch, checkpoint every 3 steps; killed before step 14 -> resumes from step 12 = epoch 1, batch 4
     extra = {"train.ckpt_every_steps": 3, "run.tensorboard": False}
     args = ["train", str(recipe), *tiny_overrides(fmnist_root, tmp_path, "killed", **extra)]
-    env = _child_env() | {"KILL_AT_STEP": "14"}
-    p = subprocess.run([PY, "-c", _KILLER, "x", *args], env=env, capture_output=True, text=True, timeout=600)
+    p = run_killed_at(14, args)
     assert p.returncode == -signal.SIGKILL, p.stderr
     ckpt = tmp_path / "killed" / "checkpoints" / LAST
     state = ck.load_checkpoint(ckpt)
     assert (state[ck.EPOCH_KEY], state[ck.EPOCH_STEP_KEY], state[ck.STEP_KEY]) == (1, 4, 12)
-    p = subprocess.run([PY, str(ENTRY), *args, "--resume"], env=_child_env(), capture_output=True, text=True,
+    p = subprocess.run([PY, str(ENTRY), *args, "--resume"], env=child_env(), capture_output=True, text=True,
                        timeout=600)
     assert p.returncode == 0, p.stderr
 
@@ -152,7 +141,7 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(fmnist_root, tmp_path, r
 def test_sigterm_saves_checkpoint_and_exits(fmnist_root, tmp_path, recipe):
     args = ["train", str(recipe), *tiny_overrides(fmnist_root, tmp_path, "term", **{"train.epochs": 400,
                                                                                   "run.tensorboard": False})]
-    proc = subprocess.Popen([PY, str(ENTRY), *args], env=_child_env(), stdout=subprocess.PIPE,
+    proc = subprocess.Popen([PY, str(ENTRY), *args], env=child_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     metrics = tmp_path / "term" / "metrics.jsonl"
     deadline = time.time() + 600  # bounds against a hang only: a loaded machine is slow, not wrong
@@ -282,7 +271,7 @@ def _snapshot(folder):
 def _refused(args, run, holder):
     """A second process on ``run``: exit status 1, one line naming the directory and the holder, nothing written."""
     before = _snapshot(run)
-    p = subprocess.run([PY, str(ENTRY), *args], env=_child_env(), capture_output=True, text=True, timeout=600)
+    p = subprocess.run([PY, str(ENTRY), *args], env=child_env(), capture_output=True, text=True, timeout=600)
     assert p.returncode == 1, p.stderr
     busy = [x for x in p.stderr.splitlines() if "in use" in x]
     assert len(busy) == 1 and "Traceback" not in p.stderr, p.stderr
@@ -296,7 +285,7 @@ def test_one_process_per_run_directory(fmnist_root, tmp_path, recipe):
     extra = {"train.epochs": 1, "train.ckpt_every_steps": 1, "run.tensorboard": False}
     args = ["train", str(recipe), *tiny_overrides(fmnist_root, tmp_path, "busy", **extra)]
     run = tmp_path / "busy"
-    holder = subprocess.Popen([PY, "-c", _HOLDER, "x", *args], env=_child_env(), stdin=subprocess.PIPE,
+    holder = subprocess.Popen([PY, "-c", _HOLDER, "x", *args], env=child_env(), stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _expect_line(holder, "paused before step 1\n")  # set up, no checkpoint yet

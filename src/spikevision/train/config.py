@@ -36,6 +36,7 @@ from spikevision.validation import check_values, did_you_mean
 __all__ = [
     "Config", "ConfigError", "ModelConfig", "OptimConfig", "SchedConfig", "TrainConfig", "RunConfig",
     "load_config", "parse_overrides", "apply_overrides", "apply_settings", "config_from_dict", "read_recipe",
+    "read_yaml_file",
 ]
 
 
@@ -123,7 +124,9 @@ class TrainConfig:
             Mixup/CutMix the smoothing is ``data.label_smoothing``).
         tet_lambda: weight of TET's MSE regulariser pulling logits towards ``tet_phi`` (0 = off).
         tet_phi: target of that regulariser.
-        amp: mixed precision (bf16 autocast on CPU; fp16 with a gradient scaler on CUDA).
+        amp: mixed precision: ``True`` (bf16 autocast on CPU; fp16 with a gradient scaler on CUDA),
+            ``False``, or ``"auto"``: on CUDA fp16, on a CPU bf16 only where it has bf16 instructions
+            (AVX512-BF16 or AMX; elsewhere bf16 is emulated and several times slower than float32).
         clip_grad: clip the global gradient norm to this value (None = off).
         seed: seed of Python, NumPy and torch.
         deterministic: deterministic algorithms only (exact resume, slower).
@@ -151,7 +154,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     tet_lambda: float = 0.0
     tet_phi: float = 1.0
-    amp: bool = False
+    amp: bool | Literal["auto"] = False
     clip_grad: float | None = None
     seed: int = 0
     deterministic: bool = False
@@ -429,12 +432,7 @@ def read_recipe(path: str | Path | None) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} not found; pass a YAML recipe, e.g. configs/quickstart.yaml")
-    try:
-        raw = yaml_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError([f"{path}{yaml_error_text(e)}"]) from None
-    except UnicodeDecodeError as e:
-        raise ConfigError([f"{path}: not a text file ({e.reason} at byte {e.start})"]) from None
+    raw = read_yaml_file(path)
     if raw is None:
         raise ConfigError([f"{path} is empty: a recipe needs at least one section (model, data, optim, sched, "
                            "train, run); write {} to train on all defaults"])
@@ -442,3 +440,17 @@ def read_recipe(path: str | Path | None) -> dict[str, Any]:
         raise ConfigError([f"{path}: a recipe must be a mapping of sections (model:, data:, ...), got "
                            f"{type(raw).__name__}"])
     return raw
+
+
+def read_yaml_file(path: Path) -> Any:
+    """The parsed YAML of a file (recipes, studies), under the loader's size and depth limits.
+
+    Raises:
+        ConfigError: malformed YAML or a file that is not text, naming the file (and the line).
+    """
+    try:
+        return yaml_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError([f"{path}{yaml_error_text(e)}"]) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"{path}: not a text file ({e.reason} at byte {e.start})"]) from None
