@@ -234,7 +234,8 @@ def build_amp(cfg: Config, device: torch.device) -> tuple[torch.dtype | None, to
     """Autocast dtype (None = off) and a gradient scaler (enabled only for fp16 on CUDA).
 
     ``train.amp: auto`` keeps float32 on a CPU without bf16 instructions; ``true`` there warns (measured
-    on an AVX2-only CPU: a bf16 MS-ResNet training step took about 15x the float32 step's time)."""
+    on an AVX2-only CPU by ``bench/amp_cpu.py``: a bf16 MS-ResNet training step took about 12x the float32
+    step's CPU time)."""
     amp, dtype = cfg.train.amp, None
     if amp == "auto":
         amp = device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
