@@ -130,7 +130,7 @@ def test_model_kwargs_that_do_not_fit_the_weights_are_one_line(tmp_path, idx_set
                            model_name="mlp_spe_mini", model_kwargs=TINY)
     for command in ("deploy", "export"):
         base = _argv(command, "mlp_spe_mini", tmp_path) + ["--weights", str(weights)]
-        for kwargs, expected in (({**TINY, "dim": 12}, "cannot build mlp_spe_mini"),
+        for kwargs, expected in (({**TINY, "dim": 12}, "cannot rebuild mlp_spe_mini"),
                                  ({"no_such_arg": 1}, "unknown key --model-kwargs.no_such_arg for mlp_spe_mini")):
             with pytest.raises(SystemExit) as info:
                 main(base + ["--model-kwargs", json.dumps(kwargs)])

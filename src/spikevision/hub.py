@@ -226,9 +226,8 @@ def from_pretrained(source: str | Path, *, revision: str | None = None, cache_di
         ValueError: a folder that is not a spikevision model (missing or foreign ``config.json``),
             damaged weights, or kwargs that contradict the saved ones.
     """
-    from safetensors.torch import load_file
-
     from spikevision.models.factory import build_with_weights
+    from spikevision.weights import read_state_dict
 
     folder = _resolve(source, revision, cache_dir)
     missing = [f for f in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / f).is_file()]
@@ -246,8 +245,5 @@ def from_pretrained(source: str | Path, *, revision: str | None = None, cache_di
     card = dict(config.get("card") or {})
     card.setdefault("model", config["model_name"])
     card["model_kwargs"] = dict(config.get("model_kwargs") or {})
-    try:
-        state = load_file(str(folder / WEIGHTS_FILE))
-    except Exception as e:  # safetensors raises its own error types for truncated or foreign files
-        raise ValueError(f"{folder / WEIGHTS_FILE} is damaged ({type(e).__name__}: {e})") from None
+    state = read_state_dict(folder / WEIGHTS_FILE, fix=f"download or save {source} again")
     return build_with_weights(config["model_name"], state, card, f"from {source}", **kwargs)

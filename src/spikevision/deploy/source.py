@@ -1,4 +1,4 @@
-"""Where a model to deploy comes from: a run directory, a checkpoint, a weights file or a model name.
+"""Where a model to deploy comes from: a run directory, a checkpoint, a weights file, a saved folder or a model name.
 
 Used by ``spikevision deploy`` and ``spikevision export``:
 
@@ -6,13 +6,17 @@ Used by ``spikevision deploy`` and ``spikevision export``:
   :func:`spikevision.train.checkpoint.load_run` (the one run loader: the run's
   ``checkpoints/best.pt``, else ``last.pt``), with the run's data set;
 * a weights file ``*.safetensors`` written by :func:`spikevision.deploy.weights.save_weights`;
+* a folder written by :func:`spikevision.hub.save_pretrained` (``config.json`` + ``model.safetensors``),
+  with its card's data set;
 * a registered model name: random weights, the weights in ``weights``, or the weights shipped with
   spikevision (``pretrained=<tag>``, e.g. ``fashion_mnist``), which bring their card's data set and
   preprocessing.
 
-Every failure to read or rebuild the model (a missing, damaged or foreign file, an
-unknown name, arguments that do not fit the weights) is a ``FileNotFoundError`` or
-``ValueError`` that says what to do, so the commands report it in one line.
+Whatever the source, the weights become a model in one place,
+:func:`spikevision.models.factory.build_with_weights`. Every failure to read or
+rebuild the model (a missing, damaged or foreign file, an unknown name, arguments
+that do not fit the weights) is a ``FileNotFoundError`` or ``ValueError`` that says
+what to do, so the commands report it in one line.
 
 What the model takes (image or event frames, and their size) is the
 registry's :meth:`~spikevision.models.ModelInfo.input_shape`.
@@ -58,7 +62,8 @@ def _from_run(path: Path) -> Source:
 
 
 def _model_with_weights(name: str, kwargs: dict[str, Any], weights: Path | None) -> nn.Module:
-    """``create_model(name, **kwargs)`` with ``weights`` (safetensors or a state-dict ``.pt``) loaded strictly.
+    """``create_model(name, **kwargs)``, with ``weights`` (safetensors or a state-dict ``.pt``) loaded strictly
+    through :func:`~spikevision.models.factory.build_with_weights`.
 
     Raises:
         FileNotFoundError: no weights file.
@@ -67,63 +72,69 @@ def _model_with_weights(name: str, kwargs: dict[str, Any], weights: Path | None)
     """
     from spikevision.models import create_model
     from spikevision.models.arguments import check_model_kwargs
-    from spikevision.weights import check_finite_weights
+    from spikevision.models.factory import WeightsOrigin, build_with_weights
+    from spikevision.weights import read_state_dict
 
-    state = None
     if weights is not None:
-        if not weights.is_file():
-            raise FileNotFoundError(f"weights file {weights} not found")
-        try:
-            if weights.suffix == ".safetensors":
-                from safetensors.torch import load_file
-
-                state = load_file(str(weights))
-            else:
-                state = torch.load(weights, map_location="cpu", weights_only=True)
-        except Exception as e:  # truncated, random or pickled-code files
-            from spikevision.train.checkpoint import load_error_reason
-
-            raise ValueError(f"{weights} cannot be read as weights ({load_error_reason(e)}); it may be damaged, "
-                             "or not a .safetensors or state-dict .pt file") from None
-        if not isinstance(state, dict):
-            raise ValueError(f"{weights} holds a {type(state).__name__}, not a state dict of tensors")
-        check_finite_weights(state, str(weights), fix="use the original weights file")
+        state = read_state_dict(weights, fix="use the original weights file")
+        origin = WeightsOrigin(str(weights), kwargs_of="", kwargs_where="--model-kwargs",
+                               fix="give the model arguments the weights were made with (--model-kwargs)")
+        return build_with_weights(name, state, {"model_kwargs": kwargs}, origin)
     problems = check_model_kwargs(name, kwargs, where="--model-kwargs")
     if problems:
         raise ValueError("; ".join(problems))
     try:
-        model = create_model(name, **kwargs)
-        if state is not None:
-            model.load_state_dict(state)
+        return create_model(name, **kwargs)
     except (TypeError, RuntimeError) as e:
         args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-        raise ValueError(f"cannot build {name}({args})" + (f" with the weights in {weights}" if state else "")
-                         + f" ({str(e).splitlines()[0]}); give the model arguments the weights were made "
-                         "with (--model-kwargs)") from None
-    return model
+        raise ValueError(f"cannot build {name}({args}) ({str(e).splitlines()[0]}); check --model-kwargs") from None
 
 
-def _pretrained(name: str, tag: str, kwargs: dict[str, Any]) -> Source:
-    """A model built with its shipped weights, with the data set (and normalisation) of its card."""
-    from spikevision.models import create_model
+def _with_card(model: nn.Module, name: str, card: dict[str, Any], kwargs: dict[str, Any], origin: str) -> Source:
+    """A model built from weights with a card, with the card's data set (and normalisation) when it recorded one."""
     from spikevision.train.checkpoint import CONFIG_KEY, MODEL_KWARGS_KEY, MODEL_NAME_KEY, run_data_config
-    from spikevision.weights import read_card
 
-    from spikevision.models.arguments import check_model_kwargs
-
-    card = read_card(name, tag)
-    problems = check_model_kwargs(name, kwargs, where="--model-kwargs")
-    if problems:
-        raise ValueError("; ".join(problems))
-    model = create_model(name, pretrained=tag, **kwargs)
     data = None
     if isinstance(card.get("config"), dict):
         try:
             data = run_data_config({CONFIG_KEY: card["config"], MODEL_KWARGS_KEY: card["model_kwargs"],
                                     MODEL_NAME_KEY: name})
         except ValueError as e:
-            log.warning("%s (%s): the card's data set is unusable (%s); pass --dataset", name, tag, e)
-    return Source(model.eval(), name, {**card["model_kwargs"], **kwargs}, data, f"{name} (pretrained={tag})")
+            log.warning("%s: the card's data set is unusable (%s); pass --dataset", origin, e)
+    return Source(model.eval(), name, {**card["model_kwargs"], **kwargs}, data, origin)
+
+
+def _pretrained(name: str, tag: str, kwargs: dict[str, Any]) -> Source:
+    """A model built with its shipped weights (``create_model(name, pretrained=tag)``)."""
+    from spikevision.models import create_model
+    from spikevision.models.arguments import check_model_kwargs
+    from spikevision.weights import read_card
+
+    card = read_card(name, tag)
+    problems = check_model_kwargs(name, kwargs, where="--model-kwargs")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return _with_card(create_model(name, pretrained=tag, **kwargs), name, card, kwargs,
+                      f"{name} (pretrained={tag})")
+
+
+def _is_hub_folder(path: Path) -> bool:
+    """A folder written by :func:`spikevision.hub.save_pretrained` (``config.json`` + ``model.safetensors``)."""
+    from spikevision.hub import CONFIG_FILE, WEIGHTS_FILE
+
+    return path.is_dir() and (path / CONFIG_FILE).is_file() and (path / WEIGHTS_FILE).is_file()
+
+
+def _from_hub_folder(path: Path) -> Source:
+    """A saved folder (:func:`spikevision.hub.from_pretrained`), with its card's data set."""
+    import json
+
+    from spikevision.hub import CONFIG_FILE, from_pretrained
+
+    model = from_pretrained(path)
+    config = json.loads((path / CONFIG_FILE).read_text())  # checked by from_pretrained
+    card = {**(config.get("card") or {}), "model_kwargs": dict(config.get("model_kwargs") or {})}
+    return _with_card(model, config["model_name"], card, {}, str(path))
 
 
 def load_source(source: str | Path, weights: str | Path | None = None,
@@ -131,7 +142,8 @@ def load_source(source: str | Path, weights: str | Path | None = None,
     """Load the model named by ``source`` (see the module docstring).
 
     Args:
-        source: a run directory, a checkpoint ``.pt``, a weights ``.safetensors`` or a registered model name.
+        source: a run directory, a checkpoint ``.pt``, a weights ``.safetensors``, a folder written by
+            :func:`spikevision.hub.save_pretrained`, or a registered model name.
         weights: weights for a model name (``.safetensors`` or a state-dict ``.pt``).
         model_kwargs: builder arguments for a model name.
         pretrained: the tag of weights shipped with spikevision, for a model name (e.g. ``fashion_mnist``).
@@ -150,18 +162,15 @@ def load_source(source: str | Path, weights: str | Path | None = None,
             raise ValueError(f"--pretrained takes a model name, got {source}; a run directory or weights file "
                              "carries its own weights")
         return _pretrained(str(source), pretrained, dict(model_kwargs or {}))
+    if _is_hub_folder(path):
+        return _from_hub_folder(path)
     if path.is_dir() or path.suffix == ".pt":
         return _from_run(path)
     if path.suffix == ".safetensors":
         from spikevision.deploy.weights import load_model, read_metadata
 
         meta = read_metadata(path)
-        try:
-            model = load_model(path)
-        except (TypeError, RuntimeError) as e:  # metadata kwargs that do not fit the tensors
-            raise ValueError(f"{path}: cannot rebuild {meta['model_name']}({meta['model_kwargs']}) with its "
-                             f"tensors ({str(e).splitlines()[0]}); the file may be damaged") from None
-        return Source(model, meta["model_name"], meta["model_kwargs"], None, str(path))
+        return Source(load_model(path), meta["model_name"], meta["model_kwargs"], None, str(path))
     if path.suffix or "/" in str(source):
         raise FileNotFoundError(f"{source} is not a run directory, a .pt checkpoint or a .safetensors file")
     kwargs = dict(model_kwargs or {})

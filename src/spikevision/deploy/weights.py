@@ -11,8 +11,8 @@ metadata (string to string) carries what rebuilds the model:
 | ``model_kwargs`` | JSON of the builder's keyword arguments |
 | ``extra`` | JSON of anything else (engine config, audit summary) |
 
-:func:`load_model` rebuilds a ``"float"`` file with ``create_model`` and loads
-it strictly.
+:func:`load_model` rebuilds a ``"float"`` file through the one weights-to-model path,
+:func:`spikevision.models.factory.build_with_weights`.
 """
 
 from __future__ import annotations
@@ -132,32 +132,23 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
 
 
 def load_model(path: str | Path) -> nn.Module:
-    """Rebuild the model of a ``"float"`` weights file: ``create_model(name, **kwargs)`` then a strict load.
+    """Rebuild the model of a ``"float"`` weights file (:func:`~spikevision.models.factory.build_with_weights`).
+
+    Returns:
+        the model, in eval mode.
 
     Raises:
-        ValueError: the file is not a float spikevision file or names no model.
+        ValueError: the file is not a float spikevision file or names no model, its metadata's kwargs are
+            invalid or do not fit its tensors, or the tensors hold NaN or infinite values.
     """
-    from safetensors.torch import load_file
-
-    from spikevision.models import create_model
+    from spikevision.models.factory import WeightsOrigin, build_with_weights
+    from spikevision.weights import read_state_dict
 
     meta = read_metadata(path)
     if meta["kind"] != "float" or not meta["model_name"]:
         raise ValueError(f"{path} holds {meta['kind']!r} weights of model {meta['model_name']!r}; "
                          "only float weights of a registered model rebuild (export with kind='float')")
-    from spikevision.models.arguments import check_model_kwargs
-    from spikevision.weights import check_finite_weights
-
-    problems = check_model_kwargs(meta["model_name"], meta["model_kwargs"], where=f"{path}: model_kwargs")
-    if problems:
-        raise ValueError("; ".join(problems))
-    state = load_file(str(path))
-    check_finite_weights(state, str(path), fix="use the original weights file")
-    model = create_model(meta["model_name"], **meta["model_kwargs"])
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    # entries dropped as aliases of another entry are the only allowed gaps
-    own = model.state_dict()
-    missing = [k for k in missing if not any(own[k].data_ptr() == own[j].data_ptr() for j in state if j in own)]
-    if missing or unexpected:
-        raise ValueError(f"{path} does not match {meta['model_name']}: missing {missing}, unexpected {unexpected}")
-    return model.eval()
+    origin = WeightsOrigin(str(path), kwargs_of="its metadata's",
+                           fix="the file may be damaged; use the original weights file")
+    state = read_state_dict(path, fix="use the original weights file")
+    return build_with_weights(meta["model_name"], state, {"model_kwargs": meta["model_kwargs"]}, origin).eval()

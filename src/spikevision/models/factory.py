@@ -7,6 +7,7 @@ is allocated. ``spikevision.create_model`` and ``spikevision.models.create_model
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from torch import nn
@@ -14,7 +15,7 @@ from torch import nn
 from spikevision.models.arguments import check_model_kwargs
 from spikevision.models.registry import ModelInfo, check_shared_kwargs, get_model_info
 
-__all__ = ["create_model", "build_with_weights", "PRETRAINED_FREE_KWARGS"]
+__all__ = ["create_model", "build_with_weights", "WeightsOrigin", "PRETRAINED_FREE_KWARGS"]
 
 
 #: builder arguments that may differ from a pretrained model's card (the weights do not depend on them)
@@ -67,20 +68,47 @@ def create_model(name: str, pretrained: str | bool | None = None, **kwargs) -> n
         raise
 
 
-def build_with_weights(name: str, state: Mapping[str, Any], card: Mapping[str, Any], source: str,
-                       **kwargs: Any) -> nn.Module:
-    """Build ``name`` with the kwargs of its model ``card``, load ``state`` strictly, attach ``pretrained_cfg``.
+@dataclass(frozen=True)
+class WeightsOrigin:
+    """Where weights come from, as :func:`build_with_weights` words its errors.
 
-    The one path from trained weights plus their card to a model: shipped weights
-    (``create_model(name, pretrained=tag)``) and saved folders or Hub repositories
-    (:func:`spikevision.hub.from_pretrained`) both come through here.
+    Attributes:
+        where: the start of every message (``"runs/x/checkpoints/best.pt"``,
+            ``"ms_resnet_mini pretrained='fashion_mnist'"``).
+        kwargs_of: whose builder arguments are checked (``"the card's"``, ``"the checkpoint's"``; empty when
+            ``kwargs_where`` says it).
+        kwargs_where: the prefix of each argument in messages (``model_kwargs.T``, ``--model-kwargs.T``).
+        fix: what the user should do, ending the message when the weights do not fit the arguments.
+    """
+
+    where: str
+    kwargs_of: str = "the card's"
+    kwargs_where: str = "model_kwargs"
+    fix: str = "drop the arguments that change shapes, or build without pretrained and load your own weights"
+
+
+def build_with_weights(name: str, state: Mapping[str, Any], card: Mapping[str, Any], source: "str | WeightsOrigin",
+                       **kwargs: Any) -> nn.Module:
+    """The one path from trained weights to a model: build ``name`` with the kwargs of ``card``, load ``state``.
+
+    Every weights source comes through here: shipped weights (``create_model(name, pretrained=tag)``),
+    saved folders and Hub repositories (:func:`spikevision.hub.from_pretrained`), run directories and
+    checkpoints (:func:`spikevision.train.checkpoint.load_run`), exported ``.safetensors`` files
+    (:func:`spikevision.deploy.weights.load_model`) and a model name with a weights file
+    (:func:`spikevision.deploy.source.load_source`). In order: the tensors are checked finite, the
+    card's kwargs are checked before anything is allocated, ``kwargs`` must agree with them (except
+    ``T``), the model is built and the weights loaded strictly (an entry a safetensors file stored once
+    because it aliases another is not a gap), and ``pretrained_cfg`` is attached when the card names a
+    data set.
 
     Args:
         name: registered model name.
         state: the state dict.
         card: the model card (``model_kwargs``; ``dataset`` for the ``pretrained_cfg``, which is
-            left None when the card names no data set).
-        source: where the weights come from, for messages (``"pretrained='fashion_mnist'"``).
+            left None when the card names no data set). A checkpoint or a weights file passes
+            ``{"model_kwargs": ...}``.
+        source: where the weights come from, for messages: a :class:`WeightsOrigin`, or a string
+            naming the source after the model's name (``"pretrained='fashion_mnist'"``).
         kwargs: builder arguments; they must agree with the card except ``T`` (None values dropped).
 
     Raises:
@@ -91,29 +119,51 @@ def build_with_weights(name: str, state: Mapping[str, Any], card: Mapping[str, A
     """
     from spikevision.weights import check_finite_weights
 
-    check_finite_weights(state, f"{name} {source}")
+    origin = source if isinstance(source, WeightsOrigin) else WeightsOrigin(f"{name} {source}")
+    check_finite_weights(state, origin.where)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     trained = dict(card.get("model_kwargs") or {})
-    problems = check_model_kwargs(name, trained, where="model_kwargs")  # before anything is allocated
+    problems = check_model_kwargs(name, trained, where=origin.kwargs_where)  # before anything is allocated
     if problems:
-        raise ValueError(f"{name} {source}: the card's {'; '.join(problems)}")
+        raise ValueError(f"{origin.where}: {origin.kwargs_of + ' ' if origin.kwargs_of else ''}"
+                         f"{'; '.join(problems)}" + ("" if isinstance(source, str) else f"; {origin.fix}"))
     clash = [f"{k}={kwargs[k]!r} (trained with {trained[k]!r})" for k in kwargs
              if k in trained and kwargs[k] != trained[k] and k not in PRETRAINED_FREE_KWARGS]
     if clash:
-        raise ValueError(f"{name} {source} cannot take {', '.join(clash)}; drop those "
+        raise ValueError(f"{origin.where} cannot take {', '.join(clash)}; drop those "
                          f"arguments, or build without pretrained and load your own weights")
     kwargs = {**trained, **kwargs}
-    model = create_model(name, **kwargs)
     try:
-        model.load_state_dict(state)
-    except RuntimeError as e:  # extra kwargs that change shapes
-        raise ValueError(f"{name} {source}: the weights do not fit the model built with "
-                         f"{kwargs} ({str(e).splitlines()[0]})") from None
+        model = create_model(name, **kwargs)
+        why = _load_weights(model, state)
+    except (TypeError, RuntimeError) as e:  # kwargs that change shapes, or that the builder refuses
+        if isinstance(e, TypeError) and "unexpected keyword argument" in str(e):
+            raise
+        why = str(e).splitlines()[0]
+    if why:
+        args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        raise ValueError(f"{origin.where}: cannot rebuild {name}({args}) with these weights: they do not fit "
+                         f"({why}); {origin.fix}")
     if card.get("dataset"):
         from spikevision.pretrained import pretrained_cfg_from_card
 
         model.pretrained_cfg = pretrained_cfg_from_card(card)
     return model
+
+
+def _load_weights(model: nn.Module, state: Mapping[str, Any]) -> str:
+    """Load ``state`` into ``model`` strictly; the reason it does not fit, or ``""``.
+
+    An entry missing from ``state`` is allowed only when it shares its storage with an entry that was
+    loaded (safetensors stores tensors shared between entries once, under the first name).
+    """
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    own = model.state_dict()
+    loaded = {own[k].data_ptr() for k in state if k in own and own[k].numel()}
+    missing = [k for k in missing if not (own[k].numel() and own[k].data_ptr() in loaded)]
+    if missing or unexpected:
+        return f"missing {missing}, unexpected {unexpected}"
+    return ""
 
 
 def _only_tag(info: ModelInfo) -> str:

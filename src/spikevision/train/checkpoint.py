@@ -28,13 +28,10 @@ run directory.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
-import pickle
 import random
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -43,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from spikevision.weights import non_finite_tensors
+from spikevision.weights import load_error_reason, non_finite_tensors
 
 try:
     import fcntl
@@ -177,32 +174,6 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
-
-
-# torch's advice when it refuses a pickled file: load it unsafely, or allow-list its classes
-_UNSAFE_ADVICE = re.compile(r"weights_only|safe_globals|trust|file an issue|Check the documentation", re.I)
-
-
-def load_error_reason(e: BaseException) -> str:
-    """One line saying why ``torch.load`` failed, without torch's advice to load the file unsafely.
-
-    torch answers a file holding pickled objects with "Re-running ``torch.load`` with ``weights_only``
-    set to ``False`` will likely succeed" and a way to allow-list the class: for a file from elsewhere
-    either would run its code, so neither is passed on.
-    """
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
-    if not (isinstance(e, pickle.UnpicklingError) or "weights_only" in text):
-        first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-        return f"{type(e).__name__}: {first}"
-    found = re.search(r"GLOBAL (\S+) was not an allowed global", text)
-    if found:
-        return (f"it holds pickled Python objects, among them {found.group(1)}, which are never loaded "
-                "(spikevision files hold only tensors and plain values): it was not written by spikevision, "
-                "or was altered")
-    detail = text.split("WeightsUnpickler error:", 1)[-1].replace("Weights only load failed.", "")
-    lines = [line.strip() for line in detail.splitlines() if line.strip() and not _UNSAFE_ADVICE.search(line)]
-    return (f"not a file that a safe load can read ({lines[0] if lines else type(e).__name__}): it was not "
-            "written by spikevision, or was altered")
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -389,26 +360,17 @@ def load_run(target: str | Path, which: Which = "best") -> LoadedRun:
         ValueError: not a (readable) spikevision checkpoint, or its model cannot be rebuilt (unknown name,
             arguments or weights that no longer fit: a checkpoint of another spikevision version).
     """
-    from spikevision.models import create_model
-    from spikevision.models.arguments import check_model_kwargs
+    from spikevision.models.factory import WeightsOrigin, build_with_weights
 
     target = Path(target)
     is_file = target.is_file() or (not target.exists() and target.suffix == ".pt")
     run_dir = None if is_file else target
     path = target if is_file else find_checkpoint(target, which)
     state = load_checkpoint(path)
-    name, kwargs = state[MODEL_NAME_KEY], dict(state[MODEL_KWARGS_KEY])
-    problems = check_model_kwargs(str(name), kwargs, where="model_kwargs")  # before anything is allocated
-    if problems:
-        raise ValueError(f"{path}: the checkpoint's {'; '.join(problems)}; it was altered, or written by "
-                         "another spikevision version")
-    try:
-        model = create_model(name, **kwargs)
-        model.load_state_dict(state[MODEL_KEY])
-    except (TypeError, RuntimeError) as e:
-        raise ValueError(f"{path}: cannot rebuild {name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) "
-                         f"with its weights ({str(e).splitlines()[0]}); was it trained with another spikevision "
-                         "version?") from None
+    origin = WeightsOrigin(str(path), kwargs_of="the checkpoint's",
+                           fix="it was altered, or written by another spikevision version")
+    model = build_with_weights(str(state[MODEL_NAME_KEY]), state[MODEL_KEY],
+                               {"model_kwargs": dict(state[MODEL_KWARGS_KEY])}, origin)
     return LoadedRun(model, state, path, run_dir)
 
 

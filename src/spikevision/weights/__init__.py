@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import difflib
 import json
+import pickle
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
 __all__ = ["WEIGHTS_DIR", "PretrainedNotFoundError", "NonFiniteWeightsError", "available_weights", "read_card",
            "weights_file", "load_pretrained_state", "non_finite_tensors", "check_finite_weights", "CARD_KEYS",
-           "MAX_CARD_BYTES"]
+           "MAX_CARD_BYTES", "read_state_dict", "load_error_reason"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent
 
@@ -74,6 +76,68 @@ def check_finite_weights(weights: Mapping[str, Any], source: str, fix: str = "us
         more = f" (and {len(bad) - 1} more: {', '.join(bad[1:4])}{', ...' if len(bad) > 4 else ''})" if len(bad) > 1 else ""
         raise NonFiniteWeightsError(f"{source}: tensor {bad[0]!r} holds NaN or infinite values{more}; the file was "
                                     f"altered or its training diverged; {fix}")
+
+
+# torch's advice when it refuses a pickled file: load it unsafely, or allow-list its classes
+_UNSAFE_ADVICE = re.compile(r"weights_only|safe_globals|trust|file an issue|Check the documentation", re.I)
+
+
+def load_error_reason(e: BaseException) -> str:
+    """One line saying why ``torch.load`` failed, without torch's advice to load the file unsafely.
+
+    torch answers a file holding pickled objects with "Re-running ``torch.load`` with ``weights_only``
+    set to ``False`` will likely succeed" and a way to allow-list the class: for a file from elsewhere
+    either would run its code, so neither is passed on.
+    """
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    if not (isinstance(e, pickle.UnpicklingError) or "weights_only" in text):
+        first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+        return f"{type(e).__name__}: {first}"
+    found = re.search(r"GLOBAL (\S+) was not an allowed global", text)
+    if found:
+        return (f"it holds pickled Python objects, among them {found.group(1)}, which are never loaded "
+                "(spikevision files hold only tensors and plain values): it was not written by spikevision, "
+                "or was altered")
+    detail = text.split("WeightsUnpickler error:", 1)[-1].replace("Weights only load failed.", "")
+    lines = [line.strip() for line in detail.splitlines() if line.strip() and not _UNSAFE_ADVICE.search(line)]
+    return (f"not a file that a safe load can read ({lines[0] if lines else type(e).__name__}): it was not "
+            "written by spikevision, or was altered")
+
+
+def read_state_dict(path: str | Path, fix: str = "use the original file") -> dict[str, Any]:
+    """The tensors of a weights file: ``.safetensors``, else a state-dict ``.pt`` read with ``weights_only=True``.
+
+    Every weights file spikevision reads (shipped weights, Hub folders, ``--weights``, exported
+    ``.safetensors``) is read here; nothing is unpickled. The tensors are not checked: the one path from
+    weights to a model (:func:`spikevision.models.factory.build_with_weights`) checks them.
+
+    Args:
+        path: the file.
+        fix: what the user should do, ending the message of a file that cannot be read.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: ``<path> cannot be read as weights (<why>): it is damaged, or not a .safetensors or
+            state-dict .pt file; <fix>``, or a file holding something else than a dict of tensors.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} not found")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, random or pickled-code files; safetensors raises its own error types
+        raise ValueError(f"{path} cannot be read as weights ({load_error_reason(e)}): it is damaged, or not a "
+                         f".safetensors or state-dict .pt file; {fix}") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict of tensors; {fix}")
+    return state
 
 
 def available_weights() -> dict[str, list[str]]:
@@ -138,15 +202,11 @@ def load_pretrained_state(name: str, tag: str) -> tuple[dict[str, Any], dict[str
     """``(state_dict, card)`` of shipped weights (tensors on the CPU).
 
     Raises:
-        PretrainedNotFoundError: no such weights. ValueError: a damaged file.
+        PretrainedNotFoundError: no such weights. ValueError: a damaged file, or tensors holding NaN or
+            infinite values (:class:`NonFiniteWeightsError`).
     """
-    from safetensors.torch import load_file
-
     card = read_card(name, tag)
     path = weights_file(name, tag)
-    try:
-        state = load_file(str(path))
-    except Exception as e:  # safetensors raises its own error types for truncated or foreign files
-        raise ValueError(f"weights file {path} is damaged ({type(e).__name__}: {e}); reinstall spikevision") from None
+    state = read_state_dict(path, fix="reinstall spikevision")
     check_finite_weights(state, f"weights file {path}", "reinstall spikevision")
     return state, card
