@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import pickle
 import re
 import shlex
 from pathlib import Path
@@ -107,26 +106,6 @@ def test_recipe_run_name_and_docs(path):
 # tiny data sets in the real on-disk formats
 # ---------------------------------------------------------------------------
 
-def _write_cifar(root: Path, hundred: bool, n_train: int, n_test: int, rng: np.random.Generator) -> None:
-    if hundred:
-        folder, train_files, test_files, meta = root / "cifar-100-python", ["train"], ["test"], "meta"
-        key, names_key, classes = b"fine_labels", b"fine_label_names", 100
-    else:
-        folder, train_files = root / "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)]
-        test_files, meta, key, names_key, classes = ["test_batch"], "batches.meta", b"labels", b"label_names", 10
-    folder.mkdir(parents=True)
-    for files, total in ((train_files, n_train), (test_files, n_test)):
-        per_file = math.ceil(total / len(files))
-        for name in files:
-            data = rng.integers(0, 256, (per_file, 3072), dtype=np.uint8)
-            labels = rng.integers(0, classes, per_file).tolist()
-            with open(folder / name, "wb") as f:
-                pickle.dump({b"batch_label": name.encode(), key: labels, b"data": data,
-                             b"filenames": [b"x.png"] * per_file}, f, protocol=2)
-    with open(folder / meta, "wb") as f:
-        pickle.dump({names_key: [f"c{i}".encode() for i in range(classes)]}, f, protocol=2)
-
-
 def _write_image_folder(root: Path, n_train: int, rng: np.random.Generator) -> None:
     from PIL import Image
 
@@ -150,7 +129,7 @@ def _write_dvs(root: Path, per_class: int, rng: np.random.Generator) -> None:
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory, idx_set):
+def data_root(tmp_path_factory, idx_set, cifar_set):
     """``data_root(name)``: a folder holding a tiny copy of data set ``name`` (written once per module).
 
     Training splits hold 256+ samples where a recipe uses repeated augmentation (timm's sampler
@@ -163,7 +142,7 @@ def data_root(tmp_path_factory, idx_set):
             root = tmp_path_factory.mktemp(name)
             rng = np.random.default_rng(0)
             if name in ("cifar10", "cifar100"):
-                _write_cifar(root, name == "cifar100", REPEAT_AUG_ROUND + 4, 4, rng)
+                cifar_set(root, name == "cifar100", n_train=REPEAT_AUG_ROUND + 4, n_test=4)
             elif name == "imagenet":
                 _write_image_folder(root, REPEAT_AUG_ROUND, rng)
             elif name in ("mnist", "fashion_mnist"):
@@ -198,15 +177,6 @@ class _FirstBatches:
         for x, y in itertools.islice(iter(self.loader), self.n):
             self.seen.append((tuple(x.shape), x.dtype))
             yield x, y
-
-
-@pytest.fixture(autouse=True)
-def _restore_torch_globals():
-    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(det)
-    torch.set_flush_denormal(False)
 
 
 def _small_overrides(raw: dict, root: Path, out_dir: Path) -> list[str]:

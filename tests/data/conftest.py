@@ -1,8 +1,8 @@
-"""Writers of tiny data sets in the real on-disk formats (IDX, CIFAR pickles, ImageFolder, AEDAT 2.0)."""
+"""Writers of tiny data sets in the real on-disk formats (ImageFolder, AEDAT 2.0; IDX and CIFAR pickles are in
+the suite-wide ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -11,30 +11,6 @@ from PIL import Image
 
 from spikevision.data.constants import CIFAR10_DVS_CLASSES
 from spikevision.data.events import encode_dvs128_address, write_aedat2
-
-
-def make_cifar(root: Path, hundred: bool = False, per_batch: int = 4, seed: int = 0) -> dict[str, np.ndarray]:
-    """Official python-pickle layout with ``per_batch`` images per batch file."""
-    rng = np.random.default_rng(seed)
-    if hundred:
-        folder, train_files, test_files = root / "cifar-100-python", ["train"], ["test"]
-        meta_name, key, names_key, n_cls = "meta", b"fine_labels", b"fine_label_names", 100
-    else:
-        folder, train_files = root / "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)]
-        test_files, meta_name, key, names_key, n_cls = ["test_batch"], "batches.meta", b"labels", b"label_names", 10
-    folder.mkdir(parents=True, exist_ok=True)
-    written: dict[str, list] = {"train": [], "test": []}
-    for split, files in (("train", train_files), ("test", test_files)):
-        for name in files:
-            data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
-            labels = rng.integers(0, n_cls, per_batch).tolist()
-            with open(folder / name, "wb") as f:
-                pickle.dump({b"batch_label": name.encode(), key: labels, b"data": data,
-                             b"filenames": [b"x.png"] * per_batch}, f, protocol=2)
-            written[split].append((data, labels))
-    with open(folder / meta_name, "wb") as f:
-        pickle.dump({names_key: [f"class{i}".encode() for i in range(n_cls)]}, f, protocol=2)
-    return {s: (np.concatenate([d for d, _ in v]), np.concatenate([lab for _, lab in v])) for s, v in written.items()}
 
 
 def make_image_folder(root: Path, split: str, classes=("cat", "dog"), per_class: int = 2, size: int = 40) -> dict:
@@ -69,11 +45,6 @@ def make_dvs_root(root: Path, per_class: int = 12, n_events: int = 50, seed: int
             write_aedat2(path, t, encode_dvs128_address(x, y, p))
             out[path] = (t, x, y, p)
     return out
-
-
-@pytest.fixture
-def cifar_set():
-    return make_cifar
 
 
 @pytest.fixture

@@ -33,18 +33,6 @@ def fmnist_root(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(autouse=True)
-def _restore_torch_globals():
-    """The engine sets process-wide torch switches (threads, determinism, denormals); put them back."""
-    import torch
-
-    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(det)
-    torch.set_flush_denormal(False)
-
-
 @pytest.fixture
 def recipe(tmp_path) -> Path:
     """An empty recipe file: the tests pass everything as overrides."""

@@ -2,25 +2,20 @@
 weights as an uninterrupted one, and the page regenerates from the kept results alone."""
 
 import json
-import os
 import shutil
 import signal
 import statistics
-import subprocess
-import sys
 
 import pytest
 import torch
 import yaml
 
-from train_support import HERE
+from train_support import HERE, run_killed_at
 from spikevision.cli import main
 from spikevision.train import checkpoint as ck
 from spikevision.train.config import ConfigError
 from spikevision.train.checkpoint import LAST
 from spikevision.studies import MEASURES_FILE, load_study, plan_runs, run_status, run_study
-
-PY = sys.executable
 
 
 def _study(tmp_path, root, name="tiny", **extra):
@@ -39,12 +34,6 @@ def _study(tmp_path, root, name="tiny", **extra):
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
-
-
-def _child_env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
-    return env
 
 
 def test_load_study_reports_every_problem_at_once(tmp_path, fmnist_root):
@@ -77,37 +66,17 @@ def test_plan_pins_seed_and_folders(tmp_path, fmnist_root):
         run_study(spec, out_dir=tmp_path / "runs", results_dir=tmp_path / "res", arms=["h4"])
 
 
-_KILLER = """
-import os, signal, sys, torch
-sys.argv = [sys.argv[0]] + sys.argv[2:]
-import tiny_model
-from spikevision.cli import main
-torch.set_num_threads(1)
-kill_at, step = int(os.environ["KILL_AT_STEP"]), torch.optim.SGD.step
-def killing_step(self, *a, **k):
-    killing_step.calls += 1
-    if killing_step.calls == kill_at:
-        os.kill(os.getpid(), signal.SIGKILL)  # no handler can run: as if the machine died
-    return step(self, *a, **k)
-killing_step.calls = 0
-torch.optim.SGD.step = killing_step
-sys.exit(main(sys.argv[1:]))
-"""
-
-
 def test_killed_study_resumes_to_the_same_weights(tmp_path, fmnist_root):
     path = _study(tmp_path, fmnist_root)
     dirs = ["--out-dir", str(tmp_path / "killed"), "--results-dir", str(tmp_path / "killed_res")]
     # 16 steps per run: step 22 is the second run's (h16-s1) epoch 0, batch 6; its checkpoint is at step 3 of run 2
-    p = subprocess.run([PY, "-c", _KILLER, "x", "study", str(path), *dirs], env=_child_env() | {"KILL_AT_STEP": "22"},
-                       capture_output=True, text=True, timeout=300)
+    p = run_killed_at(22, ["study", str(path), *dirs], timeout=300)
     assert p.returncode == -signal.SIGKILL, p.stderr
     spec = load_study(path)
     runs = plan_runs(spec, tmp_path / "killed", tmp_path / "killed_res")
     assert [run_status(r) for r in runs] == ["done", "partial", "new", "new"]
     assert ck.load_checkpoint(runs[1].run_dir / "checkpoints" / LAST)[ck.STEP_KEY] == 3
-    p = subprocess.run([PY, "-c", _KILLER, "x", "study", str(path), *dirs], env=_child_env() | {"KILL_AT_STEP": "0"},
-                       capture_output=True, text=True, timeout=300)
+    p = run_killed_at(0, ["study", str(path), *dirs], timeout=300)
     assert p.returncode == 0, p.stderr
     assert "h16-s0: done, skipped" in p.stderr and "h16-s1: resuming" in p.stderr
 

@@ -1,12 +1,30 @@
 """Shared by the engine tests (imported by name; ``conftest`` is not importable reliably, as every
-test folder has one): the folder, the child-process entry point, the tiny model's run overrides."""
+test folder has one): the folder, the child-process entry points and environment, the tiny model's run
+overrides."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
 ENTRY = HERE / "_entry.py"
+KILLER_ENTRY = HERE / "_killer_entry.py"
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a child process that imports ``tiny_model`` (this folder on ``PYTHONPATH``)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
+    return env
+
+
+def run_killed_at(step: int, args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """``spikevision ARGS`` in a child process SIGKILLed at its ``step``-th optimiser step (0: never killed)."""
+    return subprocess.run([sys.executable, str(KILLER_ENTRY), *args], env=child_env() | {"KILL_AT_STEP": str(step)},
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def tiny_overrides(root: Path, out_dir: Path, name: str = "tiny", **extra) -> list[str]:

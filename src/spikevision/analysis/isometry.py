@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from spikevision.analysis.synops import forward_hooked
+
 __all__ = [
     "residual_blocks", "train_steps", "block_grad_norms", "block_phi", "blockwise_phi",
     "depth_comparison",
@@ -149,15 +151,9 @@ def blockwise_phi(model: nn.Module, x: Tensor, *, n_vectors: int = 8, seed: int 
     """:func:`block_phi` for every residual block, at the inputs a forward pass of ``x`` gives them."""
     blocks = residual_blocks(model) if blocks is None else blocks
     captured: dict[str, tuple] = {}
-    handles = [b.register_forward_pre_hook(
+    forward_hooked(model, x, [b.register_forward_pre_hook(
         lambda m, inp, n=name: captured.setdefault(n, tuple(a.detach() if isinstance(a, Tensor) else a for a in inp)))
-        for name, b in blocks.items()]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+        for name, b in blocks.items()])
     gen = torch.Generator(device=x.device).manual_seed(seed)
     out = {}
     for name, inputs in captured.items():

@@ -67,12 +67,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
+from torch.utils.hooks import RemovableHandle
 
 from spikevision.neuron.modules import SpikingNeuron
 
 __all__ = [
     "SYNAPTIC_TYPES", "InputKind", "IntegerMode", "LayerOps", "OpsResult", "SynOpsCounter", "input_kind",
-    "conv_connections", "linear_connections", "footprint", "connection_sparsity", "dense_macs",
+    "conv_connections", "linear_connections", "footprint", "connection_sparsity", "dense_macs", "forward_hooked",
 ]
 
 SYNAPTIC_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -407,11 +408,16 @@ def dense_macs(model: nn.Module, x: Tensor) -> dict[str, float]:
 
         return hook
 
-    handles = [m.register_forward_hook(hook_for(n)) for n, m in model.named_modules() if isinstance(m, SYNAPTIC_TYPES)]
+    forward_hooked(model, x, [m.register_forward_hook(hook_for(n)) for n, m in model.named_modules()
+                              if isinstance(m, SYNAPTIC_TYPES)])
+    return counts
+
+
+def forward_hooked(model: nn.Module, x: Tensor, handles: list[RemovableHandle]) -> None:
+    """``model(x)`` without gradients for the hooks behind ``handles``, which are removed after (also on error)."""
     try:
         with torch.no_grad():
             model(x)
     finally:
         for h in handles:
             h.remove()
-    return counts

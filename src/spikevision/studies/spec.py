@@ -11,10 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
-from spikevision.train.config import Config, ConfigError, apply_settings, config_from_dict, read_recipe
-from spikevision.train.yaml_loader import yaml_error_text, yaml_load
+from spikevision.train.config import (Config, ConfigError, apply_settings, config_from_dict, read_recipe,
+                                      read_yaml_file)
 from spikevision.validation import did_you_mean
 
 __all__ = ["StudySpec", "StudyRun", "load_study", "plan_runs", "MEASURES_FILE", "STUDY_KEYS", "PINNED_KEYS"]
@@ -113,12 +111,7 @@ def load_study(path: str | Path) -> StudySpec:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"study file {path} not found; pass studies/<name>.yaml")
-    try:
-        raw = yaml_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError([f"{path}{yaml_error_text(e)}"]) from None
-    except UnicodeDecodeError as e:
-        raise ConfigError([f"{path}: not a text file ({e.reason} at byte {e.start})"]) from None
+    raw = read_yaml_file(path)
     if not isinstance(raw, Mapping):
         raise ConfigError([f"{path}: a study must be a mapping with {', '.join(STUDY_KEYS)}"])
     errors: list[str] = []
