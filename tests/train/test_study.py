@@ -195,3 +195,19 @@ def test_shipped_study_pages_match_their_kept_results(path):
     page = (docs / f"{spec.name}.md").read_text()
     assert render_study(spec, results, figure) == page
     assert "**Incomplete**" in page or spec.verdict, f"{path.name}: every run is done but the study has no verdict"
+
+
+def test_the_old_study_paths_still_work_with_a_warning(tmp_path):
+    import spikevision.analysis.study_report as old_page
+    import spikevision.studies as studies
+    import spikevision.train.study as old_runner
+
+    with pytest.warns(DeprecationWarning, match="moved to spikevision.studies.load_study"):
+        assert old_runner.load_study is load_study
+    with pytest.warns(DeprecationWarning, match="moved to spikevision.studies.render_study"):
+        assert old_page.render_study is studies.render_study
+    with pytest.raises(AttributeError):
+        old_runner.no_such_name
+    with pytest.warns(DeprecationWarning, match="measure=.* is ignored"), pytest.raises(ValueError, match="'h4'"):
+        old_runner.run_study(studies.StudySpec("s", tmp_path / "s.yaml", arms={"h8": {}}), measure=print,
+                             arms=["h4"])
