@@ -36,12 +36,12 @@ from spikevision.deploy.ir import Program, lower
 
 __all__ = ["NativeModel", "compile_native"]
 
-_FLAGS = ["-O3", "-std=c99", "-shared", "-fPIC", "-DSV_NATIVE_RUNTIME"]
+_FLAGS = ["-O3", "-std=c99", "-shared", "-fPIC", "-DSV_NATIVE_RUNTIME", "-ffp-contract=fast"]
 # GCC's unroll-and-jam fuses two events' weight columns into one scalar loop (measured 4x slower on the
 # event-driven conv); off where the compiler knows the flag
 _VARIANTS = (["-march=native", "-fno-loop-unroll-and-jam"], ["-march=native"], [])
 _NAME = "sv_model"
-_ARENA_DTYPES = {"a64": torch.int64, "a32": torch.int32, "a16": torch.uint16, "a8": torch.uint8}
+_ARENA_DTYPES = {"a64": torch.int64, "ad": torch.float64, "a32": torch.int32, "a16": torch.uint16, "a8": torch.uint8}
 
 
 def _build(source: CSource) -> ctypes.CDLL:

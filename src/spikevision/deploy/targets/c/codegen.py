@@ -103,7 +103,7 @@ static inline int64_t sv_round_div(int64_t x, int64_t n)
 
 
 #: C element type -> the arena (a member of the state struct) that holds every buffer of that type
-ARENAS = {"int64_t": "a64", "int32_t": "a32", "uint16_t": "a16", "uint8_t": "a8"}
+ARENAS = {"int64_t": "a64", "double": "ad", "int32_t": "a32", "uint16_t": "a16", "uint8_t": "a8"}
 
 
 def _execution_order(prog: Program, phase: tuple[str, ...] | None) -> list[int]:
@@ -393,7 +393,8 @@ def generate_c(prog: Program, name: str, weight_bits: int, *, lut: list[list[int
     small = memory == "small"
     input_range = (min(lut_values), max(lut_values)) if lut_values and small else None
     types = storage_ctypes(prog, input_range) if small else None
-    g = CWriter(prog, name, weight_bits, notes or {}, types, bit_packed(prog) if small else frozenset(), small)
+    g = CWriter(prog, name, weight_bits, notes or {}, types, bit_packed(prog) if small else frozenset(), small,
+                exact_double=not small)
     if schedule == "steps":
         _plan_steps(prog, g)
     elif schedule != "layers":

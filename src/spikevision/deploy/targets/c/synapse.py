@@ -9,6 +9,8 @@ the conv's only reader is fused in (the conv's full-size output is never stored)
 from __future__ import annotations
 
 from spikevision.deploy.ir.ops import ProgramError, Synapse
+from spikevision.deploy.targets.c.dense import (conv_dense_by_position, conv_dense_rows, conv_geometry, geom_text,
+                                                per_step_inc, tap_tables)
 from spikevision.deploy.targets.c.writer import CWriter, emit, indent as _indent
 
 __all__: list[str] = []
@@ -34,14 +36,9 @@ def _synapse(op: Synapse, w: CWriter, k: int) -> None:
     elif op.event:
         _conv_event(op, w, k)
     elif op.out.shape[2] < 16 and op.pool is None:  # rows too short to vectorise over: by output position
-        _conv_dense_by_position(op, w, k)
+        conv_dense_by_position(op, w, k)
     else:
-        _conv_dense_rows(op, w, k)
-
-
-def _per_step_inc(op: Synapse, weights_per_step: int, channels: int) -> list[tuple[str, int]]:
-    """Advance the weight (``ws``) and channel (``cs``) offsets each step when the weights differ per step."""
-    return [("ws", weights_per_step), ("cs", channels)] if op.syn.weight_int.shape[0] > 1 else []
+        conv_dense_rows(op, w, k)
 
 
 def _linear(op: Synapse, w: CWriter, k: int) -> None:
@@ -77,40 +74,8 @@ def _linear(op: Synapse, w: CWriter, k: int) -> None:
         what = f"linear {nin}->{nout} on analog input: integer multiply-accumulate (int64)"
     body = ["int32_t xr = i0, yr = o0;", f"for (int32_t r = 0; r < {rows}; r++) {{", *_indent(inner),
             f"    xr += {nin}; yr += {nout};", "}"]
-    lines = ["int32_t ws = 0, cs = 0;"] + w.steps_loop(y, [x], body, _per_step_inc(op, nin * nout, nout))
+    lines = ["int32_t ws = 0, cs = 0;"] + w.steps_loop(y, [x], body, per_step_inc(op, nin * nout, nout))
     w.func(k, op, what, lines)
-
-
-def _conv_geometry(op: Synapse) -> tuple[int, ...]:
-    """``cout, cin, kh, kw, H, W, Ho, Wo`` (the conv's own output size, before a fused pooling)."""
-    cout, cin, kh, kw = op.syn.weight_int.shape[1:]
-    _, H, W_ = op.x.shape
-    _, Ho, Wo = op.pool.conv_shape if op.pool else op.out.shape
-    return cout, cin, kh, kw, H, W_, Ho, Wo
-
-
-def _geom_text(op: Synapse) -> str:
-    cout, cin, kh, kw, H, W_, Ho, Wo = _conv_geometry(op)
-    return f"{cin}->{cout} {kh}x{kw}/{op.syn.stride[0]}, {H}x{W_} -> {Ho}x{Wo}"
-
-
-def _tap_tables(op: Synapse, w: CWriter, k: int) -> tuple[str, str, str]:
-    """Per output position ``q``, the taps inside the map: input pixel (``QP``) and weight offset (``QT``) of
-    entries ``QS[q] .. QS[q+1]`` (tables computed here: no index products in C)."""
-    cout, cin, kh, kw, H, W_, Ho, Wo = _conv_geometry(op)
-    (sh, sw), (dh, dw) = op.syn.stride, op.syn.dilation
-    pl, _pr, pt, _pb = op.syn.pad
-    start, pix, tap_off = [0], [], []
-    for oy in range(Ho):
-        for ox in range(Wo):
-            for i in range(kh):
-                for j in range(kw):
-                    iy, ix = oy * sh + i * dh - pt, ox * sw + j * dw - pl
-                    if 0 <= iy < H and 0 <= ix < W_:
-                        pix.append(iy * W_ + ix)
-                        tap_off.append((i * kw + j) * cin * cout)
-            start.append(len(pix))
-    return w.table(f"sv_qs{k}", start), w.table(f"sv_qp{k}", pix), w.table(f"sv_qt{k}", tap_off)
 
 
 def _conv_event(op: Synapse, w: CWriter, k: int) -> None:
@@ -120,9 +85,9 @@ def _conv_event(op: Synapse, w: CWriter, k: int) -> None:
     columns of the events its taps see into a local accumulator and writes ``(acc << align) + bias`` once (or
     pools the accumulators first)."""
     m, x, y = op.syn, op.x, op.out
-    cout, cin, kh, kw, H, W_, Ho, Wo = _conv_geometry(op)
+    cout, cin, kh, kw, H, W_, Ho, Wo = conv_geometry(op)
     Wt = w.table(f"sv_w{k}", m.weight_int.permute(0, 3, 4, 2, 1).reshape(-1).tolist(), w.wtype, weights=True)
-    QS, QP, QT = _tap_tables(op, w, k)
+    QS, QP, QT = tap_tables(op, w, k)
     HW = H * W_
     PO = w.table(f"sv_po{k}", [p * cin for p in range(HW)])
     CW = w.table(f"sv_cw{k}", [c * cout for c in range(cin)])  # weight offset of input channel c
@@ -162,8 +127,8 @@ def _conv_event(op: Synapse, w: CWriter, k: int) -> None:
                  "}"]
     else:
         body += _event_pooled(op, w, k, accumulate, AL, B)
-    lines = ["int32_t ws = 0, cs = 0;"] + w.steps_loop(y, [x], body, _per_step_inc(op, cin * kh * kw * cout, cout))
-    what = (f"conv {_geom_text(op)} on spikes, event-driven: per step an event list of the active inputs, then "
+    lines = ["int32_t ws = 0, cs = 0;"] + w.steps_loop(y, [x], body, per_step_inc(op, cin * kh * kw * cout, cout))
+    what = (f"conv {geom_text(op)} on spikes, event-driven: per step an event list of the active inputs, then "
             f"int32 accumulation of their {w.wtype} weight columns")
     w.func(k, op, what + (f", fused with the {op.pool.what} that follows it" if op.pool else ""), lines)
 
@@ -172,7 +137,7 @@ def _event_pooled(op: Synapse, w: CWriter, k: int, accumulate: list[str], AL: st
     """Pooled position ``r`` combines the conv outputs of its window: the max of the accumulators (the shift
     and bias per channel are monotonic, so they commute with max) or their sum."""
     pool, y = op.pool, op.out
-    cout, _cin, _kh, _kw, _H, _W, _Ho, Wo = _conv_geometry(op)
+    cout, _cin, _kh, _kw, _H, _W, _Ho, Wo = conv_geometry(op)
     _, Hp, Wp = y.shape
     (ph_, pw_), (psh, psw) = pool.k, pool.s
     order = [(py * psh + i) * Wo + (px * psw + j) for py in range(Hp) for px in range(Wp)
@@ -205,104 +170,3 @@ def _event_pooled(op: Synapse, w: CWriter, k: int, accumulate: list[str], AL: st
             "    }",
             "    yq += 1;",
             "}"]
-
-
-def _conv_dense_rows(op: Synapse, w: CWriter, k: int) -> None:
-    """Dense conv on analog input, plane by plane: each weight times a row segment (valid columns from tables)."""
-    m, x, y = op.syn, op.x, op.out
-    cout, cin, kh, kw, H, W_, Ho, Wo = _conv_geometry(op)
-    (sh, sw), (dh, dw) = m.stride, m.dilation
-    pl, _pr, pt, _pb = m.pad
-    FR = w.table(f"sv_fr{k}", m.weight_frac.reshape(-1).tolist(), "uint8_t")
-    B = w.table(f"sv_b{k}", m.bias_q.reshape(-1).tolist(), "int64_t")
-    Wd = w.table(f"sv_w{k}", m.weight_int.reshape(-1).tolist(), w.wtype, weights=True)  # [S][cout][cin][kh][kw]
-    lo = [max(0, -(-(pl - j * dw) // sw)) for j in range(kw)]
-    hi = [min(Wo, (W_ - 1 + pl - j * dw) // sw + 1) for j in range(kw)]
-    LO, HI = w.table(f"sv_lo{k}", lo), w.table(f"sv_hi{k}", hi)
-    P = w.scratch(k, "p", "int64_t", Ho * Wo)  # one output plane's accumulators
-    body = [f"for (int32_t o = 0; o < {cout}; o++) {{",
-            f"    for (int32_t p = 0; p < {Ho * Wo}; p++) st->{P}[p] = 0;",
-            f"    for (int32_t c = 0; c < {cin}; c++) {{",
-            f"        for (int32_t i = 0; i < {kh}; i++) {{",
-            f"            for (int32_t j = 0; j < {kw}; j++) {{",
-            f"                const int64_t wv = {Wd}[ws + ((o * {cin} + c) * {kh} + i) * {kw} + j];",
-            f"                for (int32_t oy = 0; oy < {Ho}; oy++) {{",
-            f"                    const int32_t iy = oy * {sh} + i * {dh} - {pt};",
-            f"                    if (iy < 0 || iy >= {H}) continue;",
-            f"                    const int32_t row = i0 + (c * {H} + iy) * {W_} + j * {dw} - {pl};",
-            f"                    for (int32_t ox = {LO}[j]; ox < {HI}[j]; ox++) "
-            f"st->{P}[oy * {Wo} + ox] += wv * {w.load(x, f'row + ox * {sw}')};",
-            "                }",
-            "            }",
-            "        }",
-            "    }",
-            *_dense_epilogue(op, FR, B, P),
-            "}"]
-    lines = ["int32_t ws = 0, cs = 0;"] + w.steps_loop(y, [x], body, _per_step_inc(op, cin * kh * kw * cout, cout))
-    what = f"conv {_geom_text(op)} on analog input: integer multiply-accumulate (int64)"
-    w.func(k, op, what + (f", fused with the {op.pool.what} that follows it" if op.pool else ""), lines)
-
-
-def _conv_dense_by_position(op: Synapse, w: CWriter, k: int) -> None:
-    """Dense conv, output position by output position: for each tap and input channel, the input value times
-    the weight column (vectorised over output channels), skipping zero inputs."""
-    m, x, y = op.syn, op.x, op.out
-    cout, cin, kh, kw, H, W_, Ho, Wo = _conv_geometry(op)
-    FR = w.table(f"sv_fr{k}", m.weight_frac.reshape(-1).tolist(), "uint8_t")
-    B = w.table(f"sv_b{k}", m.bias_q.reshape(-1).tolist(), "int64_t")
-    Wt = w.table(f"sv_w{k}", m.weight_int.permute(0, 3, 4, 2, 1).reshape(-1).tolist(), w.wtype, weights=True)
-    QS, QP, QT = _tap_tables(op, w, k)
-    body = ["int32_t yq = o0;",
-            f"for (int32_t q = 0; q < {Ho * Wo}; q++) {{",
-            f"    int64_t acc[{cout}];",
-            f"    for (int32_t o = 0; o < {cout}; o++) acc[o] = 0;",
-            f"    for (int32_t e = {QS}[q]; e < {QS}[q + 1]; e++) {{",
-            f"        int32_t xi = i0 + {QP}[e], wo = ws + {QT}[e];",
-            f"        for (int32_t c = 0; c < {cin}; c++) {{",
-            f"            const int64_t xv = {w.load(x, 'xi')};",
-            "            if (xv != 0) {",
-            f"                for (int32_t o = 0; o < {cout}; o++) acc[o] += (int64_t){Wt}[wo + o] * xv;",
-            "            }",
-            f"            xi += {H * W_}; wo += {cout};",
-            "        }",
-            "    }",
-            "    int32_t yo = yq;",
-            f"    for (int32_t o = 0; o < {cout}; o++) {{",
-            f"        st->{y.storage}[yo] = sv_asr(acc[o], {FR}[cs + o]) + {B}[cs + o];",
-            f"        yo += {Ho * Wo};",
-            "    }",
-            "    yq += 1;",
-            "}"]
-    lines = ["int32_t ws = 0, cs = 0;"] + w.steps_loop(y, [x], body, _per_step_inc(op, cin * kh * kw * cout, cout))
-    w.func(k, op, f"conv {_geom_text(op)} on analog input: integer multiply-accumulate (int64), by output position",
-           lines)
-
-
-def _dense_epilogue(op: Synapse, FR: str, B: str, P: str) -> list[str]:
-    """Write channel ``o`` of a dense conv from its accumulator plane: straight, or pooled (fused)."""
-    y, pool = op.out, op.pool
-    *_, Ho, Wo = _conv_geometry(op)
-    if pool is None:
-        return [f"    for (int32_t p = 0; p < {Ho * Wo}; p++) "
-                f"st->{y.storage}[o0 + o * {Ho * Wo} + p] = sv_asr(st->{P}[p], {FR}[cs + o]) + {B}[cs + o];"]
-    _, Hp, Wp = y.shape
-    (kh, kw), (sh, sw) = pool.k, pool.s
-    taps = [i * Wo + j for i in range(kh) for j in range(kw)]
-    if pool.is_max:
-        first, upd, fin, rest = f"st->{P}[b + {taps[0]}]", "if (v > m) m = v;", "m", taps[1:]
-    else:
-        first, upd, rest = "0", "m += v;", taps
-        fin = f"sv_asr(m, {pool.shift})" if pool.shift is not None else f"sv_floordiv(m, {pool.n})"
-    return [f"    for (int32_t p = 0; p < {Ho * Wo}; p++) "
-            f"st->{P}[p] = sv_asr(st->{P}[p], {FR}[cs + o]) + {B}[cs + o];",
-            f"    int32_t rb = 0, yp = o0 + o * {Hp * Wp};",
-            f"    for (int32_t py = 0; py < {Hp}; py++) {{",
-            "        int32_t b = rb;",
-            f"        for (int32_t px = 0; px < {Wp}; px++) {{",
-            f"            int64_t m = {first};",
-            *[f"            {{ const int64_t v = st->{P}[b + {t}]; {upd} }}" for t in rest],
-            f"            st->{y.storage}[yp] = {fin};",
-            f"            yp += 1; b += {sw};",
-            "        }",
-            f"        rb += {sh * Wo};",
-            "    }"]

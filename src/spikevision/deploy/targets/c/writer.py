@@ -17,7 +17,8 @@ from spikevision.deploy.ir.ops import Buf, Op, Program, ProgramError, Synapse
 __all__ = ["CWriter", "emit", "weight_ctype", "indent", "SIZES"]
 
 _INDENT = "    "
-SIZES = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4, "uint32_t": 4, "int64_t": 8}
+SIZES = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4, "uint32_t": 4, "int64_t": 8,
+         "double": 8}
 
 
 def weight_ctype(bits: int) -> str:
@@ -64,7 +65,7 @@ class CWriter:
 
     def __init__(self, prog: Program, name: str, weight_bits: int, notes: dict[str, tuple[bool, str]],
                  types: dict[str, str] | None = None, packed: frozenset[str] = frozenset(),
-                 byte_events: bool = True) -> None:
+                 byte_events: bool = True, exact_double: bool = False) -> None:
         self.p, self.name, self.notes = prog, name, notes
         self.wtype = weight_ctype(weight_bits)
         self.types = types if types is not None else {
@@ -75,6 +76,7 @@ class CWriter:
         self.scratch_bufs: dict[str, tuple[str, int, int]] = {}
         self.packed = packed
         self.byte_events = byte_events
+        self.exact_double = exact_double
         self.phase: tuple[str, ...] | None = None  # a step-at-a-time build: per op, "pre", "step" or "post"
         self.one_step: frozenset[str] = frozenset()  # storages that hold one step there
         self.persistent: set[str] = set()  # arrays that live through all the steps (membranes)
