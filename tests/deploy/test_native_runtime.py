@@ -9,6 +9,7 @@ from torch import nn
 
 from deploy_nets import MixedNet, MSNet, randomize_bn, small_cnn
 from spikevision.deploy.engine import EngineConfig, IntNeuron, compile_integer
+from spikevision.deploy.targets.c.dense import exact_double_limit
 from spikevision.deploy.targets.native import compile_native
 from spikevision.deploy.engine.trace import batch_head
 from spikevision.deploy.ir import Concat, Neuron, Permute, ProgramError, Synapse, lower
@@ -71,12 +72,15 @@ def _check_logits(name: str, cfg: EngineConfig) -> None:
         ref = im.forward_q(x)
         assert torch.equal(native.logits_q(x), ref)
         assert torch.equal(native(x), im(x))
-    # a silent input and a saturated one
-    for value in (0.0, 4.0):
+    # a silent input, a saturated one and one too large for the dense convs' exact float64 loop (the int64 one)
+    ops = native.program.ops
+    for value in (0.0, 4.0, 2.0**14):
         edge = torch.full_like(batch_head(x, 2), value)
         with torch.no_grad():
             assert torch.equal(native.logits_q(edge), im.forward_q(edge))
-    ops = native.program.ops
+    first = [op for op in ops if isinstance(op, Synapse) and op.x.storage == native.program.input.storage]
+    if not first[0].event and first[0].syn.kind == "conv2d" and cfg.weight_bits == 16:  # int8: a wider limit
+        assert int(im.quantize(torch.full_like(x, 2.0**14)).max()) > exact_double_limit(first[0])
     plan = step_plan(native.program)  # only GAC's gate (its TA mixes the steps) rules out step by step
     assert ("GAC's gate" in plan.blocker) == name.startswith("gac"), plan.blocker
     assert plan.blocker or len(plan.phase) == len(ops) and "step" in plan.phase
