@@ -71,20 +71,6 @@ def exact_double_limit(op: Synapse) -> int:
     return _EXACT // max(1, worst)
 
 
-def _to_double(op: Synapse, w: CWriter, k: int) -> tuple[str, list[str]]:
-    """A float64 copy ``XD`` of the step's input and the flag ``ok``: every value within
-    :func:`exact_double_limit` (then the float64 loop is exact)."""
-    cin, H, W_ = op.x.shape
-    lim = exact_double_limit(op)
-    XD = w.scratch(k, "xd", "double", cin * H * W_)
-    return XD, ["int32_t ok = 1;",
-                f"for (int32_t p = 0; p < {cin * H * W_}; p++) {{",
-                f"    const int64_t v = {w.load(op.x, 'i0 + p')};",
-                f"    ok &= (v <= {lim}LL) & (v >= -{lim}LL);",
-                f"    st->{XD}[p] = (double)v;",
-                "}"]
-
-
 def _rows_loop(op: Synapse, w: CWriter, Wd: str, LO: str, HI: str, P: str, x_ref) -> list[str]:
     """The plane-by-plane int64 accumulation of output channel ``o`` into ``P``."""
     cout, cin, kh, kw, H, W_, Ho, Wo = conv_geometry(op)
@@ -107,47 +93,59 @@ def _rows_loop(op: Synapse, w: CWriter, Wd: str, LO: str, HI: str, P: str, x_ref
             "}"]
 
 
-def _padded_double(op: Synapse, w: CWriter, k: int, width: int) -> tuple[str, int, int, list[str]]:
-    """A zero-padded float64 copy ``XP`` of the step's input, ``Hp x Wp`` per channel (every tap of an output
-    row block of ``width`` columns lies inside it), and the flag ``ok`` (:func:`exact_double_limit`)."""
+def _row_width(op: Synapse) -> int:
+    """Columns of the output row block whose float64 accumulators stay in registers: whole vectors of 4
+    doubles (a row block of more than one row measured slower: GCC no longer keeps the sums in registers)."""
+    Wo = conv_geometry(op)[-1]
+    return -(-Wo // 4) * 4 if Wo <= _ROW_BLOCK else _ROW_BLOCK // 2
+
+
+def _padded_double(op: Synapse, w: CWriter, k: int) -> tuple[str, int, int, list[str]]:
+    """A zero-padded float64 copy ``XP`` of the step's input, ``Hp`` rows of ``Wr`` per channel (every tap of
+    every output block lies inside it), and the flag ``ok`` (:func:`exact_double_limit`). With a column stride
+    ``s`` > 1 each row is stored by phase (the padded columns ``s*m + f`` at ``f*(Wr/s) + m``), so that a tap
+    reads consecutive doubles."""
     cout, cin, kh, kw, H, W_, Ho, Wo = conv_geometry(op)
     (sh, sw), (dh, dw) = op.syn.stride, op.syn.dilation
     pl, _pr, pt, _pb = op.syn.pad
-    blocks = -(-Wo // width)
+    width = _row_width(op)
     Hp = max(H + pt, (Ho - 1) * sh + (kh - 1) * dh + 1)
-    Wp = max(W_ + pl, (blocks * width - 1) * sw + (kw - 1) * dw + 1)
+    Wq = -(-max(W_ + pl, (-(-Wo // width) * width - 1) * sw + (kw - 1) * dw + 1) // sw)  # per phase
     lim = exact_double_limit(op)
-    XP = w.scratch(k, "xd", "double", cin * Hp * Wp)
-    return XP, Hp, Wp, [f"for (int32_t p = 0; p < {cin * Hp * Wp}; p++) st->{XP}[p] = 0;",
+    XP = w.scratch(k, "xd", "double", cin * Hp * Wq * sw)
+    CX = w.table(f"sv_cx{k}", [((ix + pl) % sw) * Wq + (ix + pl) // sw for ix in range(W_)])
+    return XP, Hp, Wq, [f"for (int32_t p = 0; p < {cin * Hp * Wq * sw}; p++) st->{XP}[p] = 0;",
                         "int32_t ok = 1;",
                         f"for (int32_t c = 0; c < {cin}; c++) {{",
                         f"    for (int32_t iy = 0; iy < {H}; iy++) {{",
+                        f"        const int32_t xr = (c * {Hp} + iy + {pt}) * {Wq * sw};",
                         f"        for (int32_t ix = 0; ix < {W_}; ix++) {{",
                         f"            const int64_t v = {w.load(op.x, f'i0 + (c * {H} + iy) * {W_} + ix')};",
                         f"            ok &= (v <= {lim}LL) & (v >= -{lim}LL);",
-                        f"            st->{XP}[(c * {Hp} + iy + {pt}) * {Wp} + ix + {pl}] = (double)v;",
+                        f"            st->{XP}[xr + {CX}[ix]] = (double)v;",
                         "        }",
                         "    }",
                         "}"]
 
 
-def _rows_exact(op: Synapse, Wd: str, XP: str, Hp: int, Wp: int, P: str, width: int) -> list[str]:
-    """Output channel ``o`` in float64, a block of ``width`` columns of one output row at a time: the block's
-    accumulators stay in registers over all ``cin * kh * kw`` taps (no bounds checks: ``XP`` is padded)."""
+def _rows_exact(op: Synapse, Wd: str, XP: str, Hp: int, Wq: int, P: str) -> list[str]:
+    """Output channel ``o`` in float64, ``width`` columns of one output row at a time (:func:`_row_width`):
+    the block's accumulators stay in registers over all ``cin * kh * kw`` taps (no bounds checks: ``XP`` is
+    padded; columns past the map are computed on the padding and dropped)."""
     cout, cin, kh, kw, H, W_, Ho, Wo = conv_geometry(op)
     (sh, sw), (dh, dw) = op.syn.stride, op.syn.dilation
+    width = _row_width(op)
+    taps = [f"                {{ const double wv = (double){Wd}[wr + {j}]; for (int32_t u = 0; u < {width}; u++) "
+            f"acc[u] += wv * xr[{((j * dw) % sw) * Wq + (j * dw) // sw} + u]; }}" for j in range(kw)]
     return [f"for (int32_t oy = 0; oy < {Ho}; oy++) {{",
             f"    for (int32_t ox0 = 0; ox0 < {Wo}; ox0 += {width}) {{",
             f"        double acc[{width}];",
             f"        for (int32_t u = 0; u < {width}; u++) acc[u] = 0;",
             f"        for (int32_t c = 0; c < {cin}; c++) {{",
             f"            for (int32_t i = 0; i < {kh}; i++) {{",
-            f"                const double *xr = &st->{XP}[(c * {Hp} + oy * {sh} + i * {dh}) * {Wp} + ox0 * {sw}];",
+            f"                const double *xr = &st->{XP}[(c * {Hp} + oy * {sh} + i * {dh}) * {Wq * sw} + ox0];",
             f"                const int32_t wr = ws + ((o * {cin} + c) * {kh} + i) * {kw};",
-            f"                for (int32_t j = 0; j < {kw}; j++) {{",
-            f"                    const double wv = (double){Wd}[wr + j];",
-            f"                    for (int32_t u = 0; u < {width}; u++) acc[u] += wv * xr[u * {sw} + j * {dw}];",
-            "                }",
+            *taps,
             "            }",
             "        }",
             f"        for (int32_t u = 0; u < {width} && ox0 + u < {Wo}; u++) "
@@ -172,9 +170,8 @@ def conv_dense_rows(op: Synapse, w: CWriter, k: int) -> None:
     wide = _rows_loop(op, w, Wd, LO, HI, P, lambda i: w.load(x, f"i0 + {i}"))
     what = f"conv {geom_text(op)} on analog input: integer multiply-accumulate (int64"
     if w.exact_double:
-        width = Wo if Wo <= _ROW_BLOCK else _ROW_BLOCK // 2
-        XP, Hp, Wp, prologue = _padded_double(op, w, k, width)
-        exact = _rows_exact(op, Wd, XP, Hp, Wp, P, width)
+        XP, Hp, Wq, prologue = _padded_double(op, w, k)
+        exact = _rows_exact(op, Wd, XP, Hp, Wq, P)
         per_o = ["if (ok) {", *indent(exact), "} else {", *indent(wide), "}"]
         what += "; exact in float64 where the input's magnitude allows"
     else:
@@ -185,53 +182,41 @@ def conv_dense_rows(op: Synapse, w: CWriter, k: int) -> None:
     w.func(k, op, what + ")" + (f", fused with the {op.pool.what} that follows it" if op.pool else ""), lines)
 
 
-def _position_acc(op: Synapse, Wt: str, QS: str, QP: str, QT: str, acc_t: str, x_ref) -> list[str]:
-    """Output position ``q``'s accumulators ``acc`` (``acc_t``) over its taps and input channels, zeros skipped."""
-    cout, cin, _kh, _kw, H, W_, _Ho, _Wo = conv_geometry(op)
-    return [f"for (int32_t o = 0; o < {cout}; o++) acc[o] = 0;",
-            f"for (int32_t e = {QS}[q]; e < {QS}[q + 1]; e++) {{",
-            f"    int32_t xi = {QP}[e], wo = ws + {QT}[e];",
-            f"    for (int32_t c = 0; c < {cin}; c++) {{",
-            f"        const {acc_t} xv = {x_ref('xi')};",
-            "        if (xv != 0) {",
-            f"            for (int32_t o = 0; o < {cout}; o++) acc[o] += ({acc_t}){Wt}[wo + o] * xv;",
-            "        }",
-            f"        xi += {H * W_}; wo += {cout};",
-            "    }",
-            "}"]
-
-
 def conv_dense_by_position(op: Synapse, w: CWriter, k: int) -> None:
-    """Dense conv, output position by output position: for each tap and input channel, the input value times
-    the weight column (vectorised over output channels), skipping zero inputs."""
+    """Dense conv in int64, output position by output position: for each tap and input channel, the input value
+    times the weight column (over output channels), skipping zero inputs (the standalone export's narrow maps)."""
     m, x, y = op.syn, op.x, op.out
     cout, cin, kh, kw, H, W_, Ho, Wo = conv_geometry(op)
     FR = w.table(f"sv_fr{k}", m.weight_frac.reshape(-1).tolist(), "uint8_t")
     B = w.table(f"sv_b{k}", m.bias_q.reshape(-1).tolist(), "int64_t")
     Wt = w.table(f"sv_w{k}", m.weight_int.permute(0, 3, 4, 2, 1).reshape(-1).tolist(), w.wtype, weights=True)
     QS, QP, QT = tap_tables(op, w, k)
-    wide = [f"int64_t acc[{cout}];", *_position_acc(op, Wt, QS, QP, QT, "int64_t", lambda i: w.load(x, f"i0 + {i}"))]
-    what = f"conv {geom_text(op)} on analog input: integer multiply-accumulate (int64"
-    if w.exact_double:
-        XD, prologue = _to_double(op, w, k)
-        exact = [f"double acc[{cout}];", *_position_acc(op, Wt, QS, QP, QT, "double", lambda i: f"st->{XD}[{i}]"),
-                 f"for (int32_t o = 0; o < {cout}; o++) out[o] = (int64_t)acc[o];"]
-        wide.append(f"for (int32_t o = 0; o < {cout}; o++) out[o] = acc[o];")
-        per_q = [f"int64_t out[{cout}];", "if (ok) {", *indent(exact), "} else {", *indent(wide), "}"]
-        res, what = "out", what + "; exact in float64 where the input's magnitude allows"
-    else:
-        prologue, per_q, res = [], wide, "acc"
-    body = [*prologue, "int32_t yq = o0;",
-            f"for (int32_t q = 0; q < {Ho * Wo}; q++) {{", *indent(per_q),
+    body = ["int32_t yq = o0;",
+            f"for (int32_t q = 0; q < {Ho * Wo}; q++) {{",
+            f"    int64_t acc[{cout}];",
+            f"    for (int32_t o = 0; o < {cout}; o++) acc[o] = 0;",
+            f"    for (int32_t e = {QS}[q]; e < {QS}[q + 1]; e++) {{",
+            f"        int32_t xi = i0 + {QP}[e], wo = ws + {QT}[e];",
+            f"        for (int32_t c = 0; c < {cin}; c++) {{",
+            f"            const int64_t xv = {w.load(x, 'xi')};",
+            "            if (xv != 0) {",
+            f"                for (int32_t o = 0; o < {cout}; o++) acc[o] += (int64_t){Wt}[wo + o] * xv;",
+            "            }",
+            f"            xi += {H * W_}; wo += {cout};",
+            "        }",
+            "    }",
             "    int32_t yo = yq;",
             f"    for (int32_t o = 0; o < {cout}; o++) {{",
-            f"        st->{y.storage}[yo] = sv_asr({res}[o], {FR}[cs + o]) + {B}[cs + o];",
+            f"        st->{y.storage}[yo] = sv_asr(acc[o], {FR}[cs + o]) + {B}[cs + o];",
             f"        yo += {Ho * Wo};",
             "    }",
             "    yq += 1;",
             "}"]
     lines = ["int32_t ws = 0, cs = 0;"] + w.steps_loop(y, [x], body, per_step_inc(op, cin * kh * kw * cout, cout))
-    w.func(k, op, what + "), by output position", lines)
+    w.func(k, op, f"conv {geom_text(op)} on analog input: integer multiply-accumulate (int64), by output position",
+           lines)
+
+
 def _dense_epilogue(op: Synapse, FR: str, B: str, P: str) -> list[str]:
     """Write channel ``o`` of a dense conv from its accumulator plane: straight, or pooled (fused)."""
     y, pool = op.out, op.pool

@@ -35,8 +35,8 @@ def _synapse(op: Synapse, w: CWriter, k: int) -> None:
         _linear(op, w, k)
     elif op.event:
         _conv_event(op, w, k)
-    elif op.out.shape[2] < 16 and op.pool is None:  # rows too short to vectorise over: by output position
-        conv_dense_by_position(op, w, k)
+    elif op.out.shape[2] < 16 and op.pool is None and not w.exact_double:  # rows too short to vectorise: by
+        conv_dense_by_position(op, w, k)                                    # output position (int64 only)
     else:
         conv_dense_rows(op, w, k)
 
