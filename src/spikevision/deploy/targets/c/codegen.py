@@ -10,7 +10,9 @@ One generator serves both targets, so they cannot drift apart:
 
 Rules the generated code keeps (checked by tests):
 
-* integers only: no ``float``/``double`` anywhere; weights are ``const`` arrays;
+* integers only: no ``float``/``double`` anywhere, except in the native runtime's ``"fast"`` layout, whose
+  dense convs on analog input also get a float64 loop, taken only where it is exact
+  (:mod:`spikevision.deploy.targets.c.dense`); weights are ``const`` arrays;
   every buffer is a member of one state struct sized here (no heap);
 * right shifts floor (``sv_asr``, defined without relying on the compiler's
   signed shift); left shifts go through ``uint64_t`` (no undefined behaviour);
@@ -26,7 +28,7 @@ placed first-fit among those whose lifetimes overlap (an elementwise op writes o
 it); analog buffers are int32 where interval analysis proves it (:mod:`spikevision.deploy.ir.ranges`), else
 int64; a neuron keeps its membranes on the stack, 64 units at a time over all steps; spike trains that only
 event-driven synapses read are packed 8 to a byte (:func:`bit_packed`). The native runtime asks for the
-``"fast"`` layout instead (int64 buffers, bytes per spike, int32 event lists).
+``"fast"`` layout instead (int64 buffers, bytes per spike, int32 event lists, exact float64 dense convs).
 
 Event-driven synapse (spike input), per time step: an event list per input pixel
 (its active input channels as bytes, built branch-free; a table gives each one's

@@ -2,8 +2,8 @@
 
 On spikes, event-driven: each step lists the active inputs, then accumulates their int16/int8 weight
 columns in int32 (work proportional to the spikes); on analog input, an integer multiply-accumulate
-in int64, by output plane (wide maps) or by output position (narrow ones). A tiling pooling that is
-the conv's only reader is fused in (the conv's full-size output is never stored).
+(:mod:`spikevision.deploy.targets.c.dense`). A tiling pooling that is the conv's only reader is fused in
+(the conv's full-size output is never stored).
 """
 
 from __future__ import annotations
