@@ -20,7 +20,7 @@ if ! "$VENV/bin/python" -c "import setuptools, sys; sys.exit(int(setuptools.__ve
     echo "[setup] installing setuptools>=77"
     "${PIP[@]}" install "setuptools>=77"
 fi
-if ! "$VENV/bin/python" -c "import torch, torchvision, spikevision, pytest, nir, neurobench, snntorch, \
+if ! "$VENV/bin/python" -c "import torch, torchvision, spikevision, pytest, xdist, nir, neurobench, snntorch, \
         spikingjelly.activation_based.nir_exchange, onnx, onnxscript, onnxruntime, mkdocstrings_handlers.python" \
         >/dev/null 2>&1; then
     echo "[setup] installing packages (torch from requirements/torch.txt)"
