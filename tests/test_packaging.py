@@ -101,4 +101,5 @@ def test_wheel_ships_the_recipes_license_and_dependencies(tmp_path):
     assert f"Version: {spikevision.__version__}" in metadata and "License-Expression: BSD-3-Clause" in metadata
     assert re.search(r"^Requires-Dist: pillow", metadata, re.M | re.I)
     assert any(n.startswith("spikevision/neuron/") and n.endswith(".c") for n in names)  # the CPU kernel source
+    assert "spikevision/layers/_spike_conv.c" in names  # the event-driven spike convolution's source
     assert "spikevision/py.typed" in names  # PEP 561: type checkers read the annotations

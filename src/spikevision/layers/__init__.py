@@ -1,4 +1,4 @@
-"""Layers for spiking sequences: time folding, normalisation, input encoders."""
+"""Layers for spiking sequences: time folding, normalisation, input encoders, spike-input convolutions."""
 
 from spikevision.layers.encoders import DirectEncoder, PoissonEncoder, check_image
 from spikevision.layers.gac import GatedAttentionCoding
@@ -11,6 +11,7 @@ from spikevision.layers.norm import (
     TokenBatchNorm1d,
     convert_sync_batchnorm,
 )
+from spikevision.layers.spike_conv import SpikeConv2d, spike_conv2d, use_spike_conv
 from spikevision.layers.temporal import TimeFolded, check_T, fold, unfold
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
     "TDBatchNorm2d", "TDBatchNorm1d", "BNTT2d", "TokenBatchNorm1d",
     "SyncBatchNorm", "TimeFoldedSyncBatchNorm", "convert_sync_batchnorm",
     "DirectEncoder", "PoissonEncoder", "check_image", "GatedAttentionCoding",
+    "SpikeConv2d", "spike_conv2d", "use_spike_conv",
 ]

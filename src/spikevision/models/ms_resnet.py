@@ -45,6 +45,7 @@ from torch import Tensor, nn
 from spikevision.layers.encoders import DirectEncoder
 from spikevision.layers.gac import GatedAttentionCoding
 from spikevision.layers.norm import NormLayerLike, build_norm2d
+from spikevision.layers.spike_conv import SpikeConv2d
 from spikevision.layers.temporal import TimeFolded
 from spikevision.models.base import NeuronKind, SpikingClassifier
 from spikevision.models.registry import Modality
@@ -92,8 +93,10 @@ CIFAR_INPUT = (3, 32, 32)
 DVS_INPUT = (2, 128, 128)
 
 
-def _conv3x3(cin: int, cout: int, stride: int = 1) -> TimeFolded:
-    return TimeFolded(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False))
+def _conv3x3(cin: int, cout: int, stride: int = 1, *, spike_input: bool = False) -> TimeFolded:
+    """A time-folded 3x3 conv; :class:`SpikeConv2d` (event-driven in CPU training) where it reads spikes."""
+    conv = SpikeConv2d if spike_input else nn.Conv2d
+    return TimeFolded(conv(cin, cout, 3, stride=stride, padding=1, bias=False))
 
 
 class MSBlock(nn.Module):
@@ -121,10 +124,10 @@ class MSBlock(nn.Module):
                  norm_layer: NormLayerLike = "tdbn") -> None:
         super().__init__()
         self.lif1 = build_neuron(neuron, params)
-        self.conv1 = _conv3x3(cin, cout, stride)
+        self.conv1 = _conv3x3(cin, cout, stride, spike_input=True)
         self.bn1 = build_norm2d(norm_layer, cout, bn_weight_init)
         self.lif2 = build_neuron(neuron, params)
-        self.conv2 = _conv3x3(cout, cout)
+        self.conv2 = _conv3x3(cout, cout, spike_input=True)
         self.bn2 = build_norm2d(norm_layer, cout, last_bn_weight_init)
         self.shortcut = shortcut
 
@@ -149,7 +152,7 @@ class SpikingBasicBlock(nn.Module):
         self.conv1 = _conv3x3(cin, cout, stride)
         self.bn1 = build_norm2d(norm_layer, cout, bn_weight_init)
         self.lif1 = build_neuron(neuron, params)
-        self.conv2 = _conv3x3(cout, cout)
+        self.conv2 = _conv3x3(cout, cout, spike_input=True)
         self.bn2 = build_norm2d(norm_layer, cout, last_bn_weight_init)
         self.shortcut = shortcut
         self.lif_out = build_neuron(neuron, params)

@@ -1,0 +1,170 @@
+"""Event-driven spike convolution (``spikevision.layers.spike_conv``) vs the dense one, per layer.
+
+For every convolution of ``ms_resnet_mini`` (28x28, batch 128, T = 2, so N = 256)
+and ``ms_resnet20`` (32x32, batch 64, T = 4, N = 256) that reads spikes, on a
+random binary input at firing rates 0.05, 0.15 and 0.3, three jobs are timed,
+each for two contenders run interleaved round by round in one process:
+
+* ``fwd``: the forward pass: ``F.conv2d`` (oneDNN) vs :func:`spike_conv2d`
+  (packing the spikes into bits included);
+* ``wgrad``: the weight gradient alone: ``aten.convolution_backward`` with
+  output mask ``(False, True, False)`` vs the event-driven kernel on the bits;
+* ``fwd+bwd``: forward and backward of the layer with both gradients, as
+  autograd runs it in training: ``F.conv2d`` vs :func:`spike_conv2d` (whose input
+  gradient is the dense ``F.conv_transpose2d``).
+
+Reported: median ms of each, and ``speed-up`` = dense / event-driven (> 1: the
+event-driven path is faster), for 1 and 2 torch threads.
+
+``--step`` adds the whole training step of the headline recipe's model
+(``ms_resnet_mini``, 28x28, batch 128, T = 2, cross-entropy, AdamW, float32):
+the model as built (its block convs are ``SpikeConv2d``) with the switch on vs
+off (``use_spike_conv(False)``: today's dense convolutions), interleaved.
+
+Run::
+
+    python bench/spike_conv.py                          # full table -> stdout
+    python bench/spike_conv.py --reps 3 --rates 0.15    # quick
+    python bench/spike_conv.py --step-only --reps 10    # the training step only
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from common import fmt_ratio, interleaved_times, machine_lines, markdown_table, median
+
+from spikevision.layers import spike_conv
+from spikevision.models import create_model
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One convolution: its model, channels in/out, input size and stride (3x3, padding 1)."""
+
+    model: str
+    cin: int
+    cout: int
+    size: int
+    stride: int
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.cin}->{self.cout} @{self.size} s{self.stride}"
+
+
+N = 256  # batch x T: 128 x 2 (mini) and 64 x 4 (ms_resnet20)
+LAYERS = (
+    Layer("mini", 32, 32, 28, 2), Layer("mini", 32, 32, 14, 1), Layer("mini", 32, 64, 14, 2),
+    Layer("mini", 64, 64, 7, 1), Layer("mini", 64, 128, 7, 2), Layer("mini", 128, 128, 4, 1),
+    Layer("r20", 16, 16, 32, 1), Layer("r20", 16, 32, 32, 2), Layer("r20", 32, 32, 16, 1),
+    Layer("r20", 32, 64, 16, 2), Layer("r20", 64, 64, 8, 1),
+)
+
+
+def _contenders(layer: Layer, rate: float) -> dict[str, dict[str, callable]]:
+    """Job name -> {"dense": fn, "spike": fn}, on one random input of this rate."""
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(N, layer.cin, layer.size, layer.size, generator=g) < rate).float()
+    w = torch.randn(layer.cout, layer.cin, 3, 3, generator=g) * 0.1
+    s, p = (layer.stride, layer.stride), (1, 1)
+    gy = torch.randn_like(F.conv2d(x, w, None, s, p))
+    bits = spike_conv.pack_spikes(x)
+    xg, wg = x.clone().requires_grad_(), w.clone().requires_grad_()
+
+    def dense_step() -> None:
+        F.conv2d(xg, wg, None, s, p).backward(gy)
+        xg.grad = wg.grad = None
+
+    def spike_step() -> None:
+        spike_conv.spike_conv2d(xg, wg, s, p).backward(gy)
+        xg.grad = wg.grad = None
+
+    return {
+        "fwd": {"dense": lambda: F.conv2d(x, w, None, s, p), "spike": lambda: spike_conv.spike_conv2d(x, w, s, p)},
+        "wgrad": {"dense": lambda: torch.ops.aten.convolution_backward(gy, x, w, None, s, p, (1, 1), False, (0, 0),
+                                                                        1, (False, True, False)),
+                  "spike": lambda: spike_conv._sparse_weight_grad(bits, gy, w.shape, layer.size, layer.size, s, p)},
+        "fwd+bwd": {"dense": dense_step, "spike": spike_step},
+    }
+
+
+def _check(layer: Layer) -> None:
+    """The two paths agree before anything is timed."""
+    x = (torch.rand(8, layer.cin, layer.size, layer.size) < 0.2).float()
+    w = torch.randn(layer.cout, layer.cin, 3, 3)
+    ref = F.conv2d(x, w, None, layer.stride, 1)
+    got = spike_conv.spike_conv2d(x, w, (layer.stride,) * 2, (1, 1))
+    if not torch.allclose(ref, got, rtol=1e-5, atol=1e-4):
+        raise SystemExit(f"{layer}: event-driven and dense outputs differ by {(ref - got).abs().max():.3g}")
+
+
+def _step_rows(reps: int, warmup: int, threads: list[int]) -> list[list[str]]:
+    """The headline training step with the event-driven convolutions on vs off, per thread count."""
+    torch.manual_seed(0)
+    model = create_model("ms_resnet_mini", T=2).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x, y = torch.rand(128, 1, 28, 28), torch.randint(0, 10, (128,))
+
+    def step(enabled: bool) -> None:
+        with spike_conv.use_spike_conv(enabled):
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    rows = []
+    for n in threads:
+        torch.set_num_threads(n)
+        times = interleaved_times({"dense": lambda: step(False), "spike": lambda: step(True)}, reps=reps,
+                                  warmup=warmup)
+        d, sp = median(times["dense"]) * 1e3, median(times["spike"]) * 1e3
+        rows.append([str(n), f"{d:.0f}", f"{sp:.0f}", fmt_ratio(d / sp)])
+        print(" | ".join(rows[-1]), flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rates", type=float, nargs="+", default=[0.05, 0.15, 0.3])
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--step", action="store_true", help="also time the ms_resnet_mini training step")
+    ap.add_argument("--step-only", action="store_true", help="time the training step only")
+    args = ap.parse_args()
+    if not spike_conv.spike_conv_available():
+        raise SystemExit(spike_conv.spike_conv_status())
+    if args.step or args.step_only:
+        step = _step_rows(args.reps, args.warmup, args.threads)
+        print()
+        print(markdown_table(["threads", "step ms dense", "step ms spike", "speed-up"], step))
+        print()
+    if args.step_only:
+        print("\n".join(machine_lines("cpu")))
+        return
+    rows = []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for layer in LAYERS:
+            _check(layer)
+            for rate in args.rates:
+                row = [str(threads), str(layer), f"{rate:.2f}"]
+                for job, pair in _contenders(layer, rate).items():
+                    times = interleaved_times(pair, reps=args.reps, warmup=args.warmup)
+                    d, sp = median(times["dense"]) * 1e3, median(times["spike"]) * 1e3
+                    row += [f"{d:.2f} / {sp:.2f}", fmt_ratio(d / sp)]
+                rows.append(row)
+                print(" | ".join(row), flush=True)
+    headers = ["threads", "layer (N = 256)", "rate", "fwd ms dense / spike", "fwd speed-up",
+               "wgrad ms dense / spike", "wgrad speed-up", "fwd+bwd ms dense / spike", "fwd+bwd speed-up"]
+    print()
+    print(markdown_table(headers, rows))
+    print()
+    print("\n".join(machine_lines("cpu")))
+
+
+if __name__ == "__main__":
+    main()

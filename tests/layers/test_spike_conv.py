@@ -1,0 +1,197 @@
+"""The event-driven spike convolution against autograd of the naive convolution, its fallbacks and switch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spikevision.layers import spike_conv
+from spikevision.layers.spike_conv import SpikeConv2d, pack_spikes, spike_conv2d, use_spike_conv
+from spikevision.models import create_model
+
+pytestmark = pytest.mark.skipif(not spike_conv.spike_conv_available(), reason="no C compiler for the spike conv")
+
+
+def _naive(x: torch.Tensor, w: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
+    """The convolution as unfold + matmul, in float64: the reference, differentiated by autograd."""
+    N, _, H, W = x.shape
+    Cout, _, kh, kw = w.shape
+    cols = F.unfold(x.double(), (kh, kw), padding=padding, stride=stride)  # [N, Cin*kh*kw, Lo]
+    Ho, Wo = (H + 2 * padding - kh) // stride + 1, (W + 2 * padding - kw) // stride + 1
+    return (w.double().reshape(Cout, -1) @ cols).reshape(N, Cout, Ho, Wo)
+
+
+def _grads(fn, x: torch.Tensor, w: torch.Tensor, gy: torch.Tensor | None = None):
+    x, w = x.detach().clone().requires_grad_(), w.detach().clone().requires_grad_()
+    y = fn(x, w)
+    gy = torch.randn_like(y, generator=torch.Generator().manual_seed(1)) if gy is None else gy
+    y.backward(gy.to(y.dtype))
+    return y, x.grad, w.grad, gy
+
+
+def _is_event_driven(y: torch.Tensor) -> bool:
+    return type(y.grad_fn).__name__.startswith("_SpikeConvFunction")
+
+
+def _check(x: torch.Tensor, w: torch.Tensor, stride: int, padding: int) -> None:
+    y, gx, gw, gy = _grads(lambda a, b: spike_conv2d(a, b, (stride, stride), (padding, padding)), x, w)
+    assert _is_event_driven(y)
+    ry, rgx, rgw, _ = _grads(lambda a, b: _naive(a, b, stride, padding), x, w, gy.double())
+    for got, ref in ((y, ry), (gx, rgx), (gw, rgw), (y, F.conv2d(x, w, None, stride, padding))):
+        _assert_round_off(got, ref)
+
+
+def _assert_round_off(got: torch.Tensor, ref: torch.Tensor) -> None:
+    """Equal to float32 round-off of sums: the largest error within 2e-5 of the largest magnitude."""
+    assert got.dtype == torch.float32 and got.shape == ref.shape
+    err, scale = (got.double() - ref.double()).abs().max().item(), ref.double().abs().max().item()
+    assert err <= 2e-5 * max(scale, 1e-3), (err, scale)
+
+
+@pytest.mark.parametrize("k,stride,padding", [(3, 1, 1), (3, 2, 1), (3, 1, 0), (3, 2, 0), (1, 1, 0), (1, 2, 0)])
+@pytest.mark.parametrize("N,Cin,H,W,Cout", [(2, 3, 7, 9, 5), (3, 20, 11, 10, 16), (2, 40, 9, 13, 72),
+                                             (1, 16, 8, 71, 8)])
+def test_forward_and_gradients_match_the_naive_convolution(N, Cin, H, W, Cout, k, stride, padding):
+    g = torch.Generator().manual_seed(N * 1000 + Cin + H + W + Cout + k + stride + padding)
+    x = (torch.rand(N, Cin, H, W, generator=g) < 0.25).float()
+    w = torch.randn(Cout, Cin, k, k, generator=g)
+    _check(x, w, stride, padding)
+
+
+@pytest.mark.parametrize("fill", [0.0, 1.0])
+def test_all_zeros_and_all_ones(fill):
+    x = torch.full((2, 5, 9, 9), fill)
+    w = torch.randn(12, 5, 3, 3, generator=torch.Generator().manual_seed(0))
+    for stride in (1, 2):
+        _check(x, w, stride, 1)
+
+
+def test_two_threads_give_the_one_thread_result():
+    g = torch.Generator().manual_seed(3)
+    x = (torch.rand(32, 16, 16, 16, generator=g) < 0.2).float()  # above the size that splits over threads
+    w = torch.randn(24, 16, 3, 3, generator=g)
+    one = _grads(lambda a, b: spike_conv2d(a, b, (2, 2), (1, 1)), x, w)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        two = _grads(lambda a, b: spike_conv2d(a, b, (2, 2), (1, 1)), x, w, one[3])
+    finally:
+        torch.set_num_threads(previous)
+    for a, b in zip(one[:3], two[:3]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_pack_spikes_bits_and_non_binary_values():
+    x = (torch.rand(3, 4, 9, 11, generator=torch.Generator().manual_seed(0)) < 0.3).float()  # 99 per plane: ragged
+    bits = pack_spikes(x)
+    flat = x.reshape(12, 99)
+    for plane in range(12):
+        word = [int(bits.reshape(12, -1)[plane, j]) & (2**64 - 1) for j in range(2)]
+        got = [(word[p // 64] >> (p % 64)) & 1 for p in range(99)]
+        assert got == flat[plane].int().tolist()
+    for bad in (0.5, -1.0, 2.0, float("nan")):
+        y = x.clone()
+        y[2, 3, 8, 10] = bad  # the very last element
+        assert pack_spikes(y) is None
+
+
+def test_non_binary_input_falls_back_to_the_dense_convolution():
+    x = (torch.rand(2, 3, 8, 8) < 0.3).float()
+    x[1, 2, 4, 4] = 0.5
+    w = torch.randn(4, 3, 3, 3)
+    y, gx, gw, gy = _grads(lambda a, b: spike_conv2d(a, b, (1, 1), (1, 1)), x, w)
+    assert not _is_event_driven(y)
+    ry, rgx, rgw, _ = _grads(lambda a, b: F.conv2d(a, b, None, 1, 1), x, w, gy)
+    assert torch.equal(y, ry) and torch.equal(gx, rgx) and torch.equal(gw, rgw)
+
+
+def test_input_or_weight_without_grad():
+    x = (torch.rand(2, 6, 9, 9) < 0.3).float()
+    conv = SpikeConv2d(6, 8, 3, stride=2, padding=1, bias=False)
+    y = conv(x)  # the input needs no gradient: only the weight's
+    assert _is_event_driven(y)
+    y.sum().backward()
+    ref = nn.Conv2d(6, 8, 3, stride=2, padding=1, bias=False)
+    ref.load_state_dict(conv.state_dict())
+    ref(x).sum().backward()
+    torch.testing.assert_close(conv.weight.grad, ref.weight.grad, rtol=1e-5, atol=1e-5)
+    conv.weight.requires_grad_(False)
+    xg = x.clone().requires_grad_()
+    conv(xg).sum().backward()
+    xr = x.clone().requires_grad_()
+    ref(xr).sum().backward()
+    torch.testing.assert_close(xg.grad, xr.grad)
+
+
+def test_switch_and_environment_variable(monkeypatch):
+    x = (torch.rand(2, 3, 8, 8) < 0.3).float().requires_grad_()
+    w = torch.randn(4, 3, 3, 3, requires_grad=True)
+    assert spike_conv.spike_conv_enabled()
+    with use_spike_conv(False):
+        assert not spike_conv.spike_conv_enabled()
+        assert not _is_event_driven(spike_conv2d(x, w, (1, 1), (1, 1)))
+        with use_spike_conv(True):
+            assert _is_event_driven(spike_conv2d(x, w, (1, 1), (1, 1)))
+    assert _is_event_driven(spike_conv2d(x, w, (1, 1), (1, 1)))
+    monkeypatch.setenv(spike_conv.ENV_VAR, "0")
+    assert not _is_event_driven(spike_conv2d(x, w, (1, 1), (1, 1)))
+    assert "SPIKEVISION_SPIKE_CONV=0" in spike_conv.spike_conv_status()
+
+
+@pytest.mark.parametrize("kwargs,dtype", [({"bias": True}, torch.float32), ({"groups": 3}, torch.float32),
+                                          ({"dilation": 2}, torch.float32), ({"padding": "same"}, torch.float32),
+                                          ({"padding_mode": "reflect", "padding": 1}, torch.float32),
+                                          ({}, torch.float64)])
+def test_module_falls_back_where_the_kernel_does_not_apply(kwargs, dtype):
+    conv = SpikeConv2d(3, 6, 3, **{"bias": False, **kwargs}).to(dtype)
+    ref = nn.Conv2d(3, 6, 3, **{"bias": False, **kwargs}).to(dtype)
+    ref.load_state_dict(conv.state_dict())
+    x = (torch.rand(2, 3, 8, 8) < 0.3).to(dtype).requires_grad_()
+    y = conv(x)
+    assert not _is_event_driven(y)
+    assert torch.equal(y, ref(x))
+
+
+def test_module_is_a_conv2d_and_exact_in_eval_mode():
+    conv = SpikeConv2d(4, 8, 3, stride=2, padding=1, bias=False)
+    ref = nn.Conv2d(4, 8, 3, stride=2, padding=1, bias=False)
+    ref.load_state_dict(conv.state_dict())  # same keys and shapes
+    assert isinstance(conv, nn.Conv2d) and conv.state_dict().keys() == ref.state_dict().keys()
+    x = (torch.rand(3, 4, 10, 10) < 0.3).float().requires_grad_()
+    assert _is_event_driven(conv(x))
+    conv.eval()
+    y = conv(x)
+    assert not _is_event_driven(y) and torch.equal(y, ref(x))
+
+
+def _step(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> tuple[float, dict[str, torch.Tensor]]:
+    model.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(model(x), labels)
+    loss.backward()
+    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def test_ms_resnet_mini_training_step_equals_the_dense_path():
+    torch.manual_seed(0)
+    model = create_model("ms_resnet_mini", T=2)
+    convs = [m for m in model.modules() if isinstance(m, SpikeConv2d)]
+    assert len(convs) == 12  # both convs of the 6 blocks; not the stem, not the projections
+    g = torch.Generator().manual_seed(0)
+    x, labels = torch.rand(6, 1, 28, 28, generator=g), torch.randint(0, 10, (6,), generator=g)
+    model.train()
+    loss, grads = _step(model, x, labels)
+    with use_spike_conv(False):
+        ref_loss, ref_grads = _step(model, x, labels)
+    assert loss == pytest.approx(ref_loss, rel=1e-6)
+    assert grads.keys() == ref_grads.keys()
+    for name, grad in grads.items():
+        scale = ref_grads[name].abs().max().clamp_min(1e-12)
+        assert ((grad - ref_grads[name]).abs().max() / scale).item() < 1e-5, name
+    model.eval()
+    with torch.no_grad():
+        on = model(x)
+        with use_spike_conv(False):
+            off = model(x)
+    assert torch.equal(on, off)
