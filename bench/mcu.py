@@ -24,11 +24,14 @@ Columns:
 Run (about 7 minutes on 2 busy cores, after the quickstart training: about 4 minutes on an idle machine)::
 
     spikevision train configs/quickstart.yaml run.name=mcu_quickstart run.out_dir=/tmp/mcu_runs
-    python bench/mcu.py --quickstart /tmp/mcu_runs/mcu_quickstart --images 100 --out bench/mcu.md
+    spikevision train configs/ms_resnet_mini_fashion_mnist.yaml      # the narrow paper model, runs/...
+    python bench/mcu.py --quickstart /tmp/mcu_runs/mcu_quickstart --narrow runs/ms_resnet_mini_fashion_mnist \
+        --images 100 --out bench/mcu.md
 
-The paper model is the shipped ``ms_resnet_mini`` Fashion-MNIST weights (its wide 64/128/256
-variant, 94.45%); the narrow default (32/64/128), the issue's memory goal, has no trained weights,
-so it is built with random weights for its memory only (two images run, for the stack's depth).
+The paper models are the shipped ``ms_resnet_mini`` Fashion-MNIST weights (its wide 64/128/256
+variant, 94.45%) and the narrow default (32/64/128), the issue's memory goal: trained by
+``configs/ms_resnet_mini_fashion_mnist.yaml`` (``--narrow RUN``); without a run it is built with
+random weights for its memory only (two images run, for the stack's depth).
 """
 
 from __future__ import annotations
@@ -85,25 +88,33 @@ def test_images(root: Path, n: int) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
 
 
-def quickstart_case(run_dir: str) -> Case:
+def trained_case(run_dir: str, label: str, goal: tuple[int, int]) -> Case:
+    """A trained run's model with its data normalisation; ``{name}`` in ``label`` is the model's name."""
     from spikevision.data.transforms import resolve_mean_std
     from spikevision.deploy.source import load_source
 
     src = load_source(run_dir)
     mean, std = resolve_mean_std(src.data)
-    return Case(f"quickstart `{src.name}` ({Path(run_dir).name})", src.model.eval(), tuple(mean), tuple(std),
-                GOAL_QUICKSTART)
+    return Case(label.format(name=src.name), src.model.eval(), tuple(mean), tuple(std), goal)
 
 
-def ms_resnet_mini_cases() -> list[Case]:
+def quickstart_case(run_dir: str) -> Case:
+    return trained_case(run_dir, f"quickstart `{{name}}` ({Path(run_dir).name})", GOAL_QUICKSTART)
+
+
+def ms_resnet_mini_cases(narrow_run: str | None) -> list[Case]:
+    """The shipped wide model, and the narrow one: trained (``narrow_run``) or random weights for memory only."""
     wide = create_model("ms_resnet_mini", pretrained="fashion_mnist").eval()
     pre = wide.pretrained_cfg.preprocessing
-    torch.manual_seed(0)
-    narrow = create_model("ms_resnet_mini", T=2).eval()
-    return [Case("`ms_resnet_mini` 64/128/256, pretrained fashion_mnist", wide, pre.mean, pre.std,
-                 GOAL_MS_RESNET_MINI),
-            Case("`ms_resnet_mini` 32/64/128 (narrow default, random weights: memory only)", narrow, pre.mean,
-                 pre.std, GOAL_MS_RESNET_MINI, run_images=False)]
+    cases = [Case("`ms_resnet_mini` 64/128/256, pretrained fashion_mnist", wide, pre.mean, pre.std,
+                  GOAL_MS_RESNET_MINI)]
+    if narrow_run is None:
+        torch.manual_seed(0)
+        narrow = create_model("ms_resnet_mini", T=2).eval()
+        return cases + [Case("`ms_resnet_mini` 32/64/128 (narrow default, random weights: memory only)", narrow,
+                             pre.mean, pre.std, GOAL_MS_RESNET_MINI, run_images=False)]
+    label = f"`ms_resnet_mini` 32/64/128 (narrow default, trained: {Path(narrow_run).name})"
+    return cases + [trained_case(narrow_run, label, GOAL_MS_RESNET_MINI)]
 
 
 def _version(tool: str) -> str:
@@ -204,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=int, default=100, help="test images run through each board (default 100)")
     ap.add_argument("--data-root", type=Path, default=FASHION_MNIST, help="folder of the Fashion-MNIST IDX files")
     ap.add_argument("--boards", nargs="+", choices=sorted(BOARDS), default=sorted(BOARDS))
+    ap.add_argument("--narrow", default=None,
+                    help="run directory of a trained configs/ms_resnet_mini_fashion_mnist.yaml (the narrow paper "
+                         "model); without it the narrow model has random weights and is measured for memory only")
     ap.add_argument("--skip-ms-resnet", action="store_true", help="the quickstart model only")
     ap.add_argument("--out", type=Path, default=None, help="also write the markdown here (e.g. bench/mcu.md)")
     args = ap.parse_args(argv)
@@ -211,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     u8, labels = test_images(args.data_root, args.images)
     cases = [(quickstart_case(args.quickstart), (16, 8))]
     if not args.skip_ms_resnet:
-        wide, narrow = ms_resnet_mini_cases()
+        wide, narrow = ms_resnet_mini_cases(args.narrow)
         cases += [(wide, (16, 8)), (narrow, (16, 8))]
     memory_rows, cost_rows = [], []
     start = time.perf_counter()

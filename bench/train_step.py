@@ -6,6 +6,9 @@ calls its ``reset_net`` (its neurons keep state between calls). Contenders,
 interleaved round by round in one process on the same input, batch and ``T``:
 
 * ``spikevision``: ``create_model("ms_resnet18" | "ms_resnet20", T=T)``;
+* ``spikevision-plain``: the same step with the training fast paths of issue 26
+  ("Training speed") turned off by their switches (:func:`plain_path`): spikevision's step as it was
+  before them, measured in the same run;
 * ``spikevision-per-step``: the same built with ``stem_once=False`` (the stem's
   conv + BN run on all ``T`` repeated frames, as SpikingJelly runs them,
   instead of once per static image: isolates that optimisation);
@@ -22,6 +25,10 @@ interleaved round by round in one process on the same input, batch and ``T``:
   ``layers=(3, 3, 3)``, widths 16/32/64, a 3x3/1 stem and stage-1 stride 1.
   The only remaining difference is SpikingJelly's ``>=`` threshold vs our
   strict ``>`` (a tie has probability ~0 with real-valued inputs).
+
+``--models ms_resnet_mini,ms_resnet_mini_wide`` times the headline Fashion-MNIST recipes' nets (28 px, one
+channel, widths 32/64/128 and 64/128/256; ``--optim adamw`` gives their optimiser); SpikingJelly has no
+counterpart for them, so their rows compare spikevision with itself (``x plain``).
 
 Before timing, the bench copies spikevision's weights into the SpikingJelly
 net and checks the two give the same logits and gradients (printed as
@@ -41,6 +48,8 @@ Run::
 
     python bench/train_step.py                                   # full table
     python bench/train_step.py --reps 3 --batch 4 --T 4 --models ms_resnet20   # quick
+    python bench/train_step.py --models ms_resnet_mini,ms_resnet_mini_wide --T 2 --batch 128 --optim adamw \
+        --contenders spikevision,spikevision-plain               # the headline recipes' step
     python bench/train_step.py --device cuda --batch 64          # on a GPU
     python bench/train_step.py --device cuda --sj-backend triton # SpikingJelly's Triton neurons
 
@@ -56,6 +65,7 @@ for the SJ column only; without it the other columns still run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from typing import Any, Callable
@@ -71,12 +81,22 @@ from spikevision.models import create_model
 from spikevision.neuron import native_status, triton_status
 from spikevision.train.memory_saving import SavedTensorMeter, enable_memory_saving
 
-CONTENDERS = ("spikevision", "spikevision-per-step", "spikevision-spikes", "spikevision-mem", "spikingjelly")
-DEFAULT_SIZE = {"ms_resnet18": 64, "ms_resnet34": 64}  # CIFAR nets: 32
-NUM_CLASSES = {"ms_resnet18": 1000, "ms_resnet34": 1000}  # CIFAR nets: 10
+CONTENDERS = ("spikevision", "spikevision-plain", "spikevision-per-step", "spikevision-spikes", "spikevision-mem",
+              "spikingjelly")
+DEFAULT_SIZE = {"ms_resnet18": 64, "ms_resnet34": 64, "ms_resnet_mini": 28, "ms_resnet_mini_wide": 28}  # CIFAR: 32
+NUM_CLASSES = {"ms_resnet18": 1000, "ms_resnet34": 1000}  # CIFAR nets and the Fashion-MNIST minis: 10
 CIFAR_N = {"ms_resnet20": 3, "ms_resnet32": 5, "ms_resnet44": 7, "ms_resnet56": 9, "ms_resnet110": 18}
-LABEL_SMOOTHING = 0.1  # the paper's ImageNet loss
+#: the headline Fashion-MNIST recipes' nets (configs/ms_resnet_mini_fashion_mnist.yaml and its wide variant)
+MINI_WIDTHS = {"ms_resnet_mini": (32, 64, 128), "ms_resnet_mini_wide": (64, 128, 256)}
+LABEL_SMOOTHING = 0.1  # the paper's ImageNet loss, and the Fashion-MNIST recipes'
 LR, MOMENTUM = 0.01, 0.9
+ADAMW_LR, ADAMW_WEIGHT_DECAY = 3e-3, 0.02  # the Fashion-MNIST recipes' optimiser
+
+
+def plain_path() -> contextlib.ExitStack:
+    """Turn off the training fast paths added for issue 26 ("Training speed") for the calls inside: the
+    ``spikevision-plain`` contender, spikevision's step as it was before them."""
+    return contextlib.ExitStack()
 
 
 def has_spikingjelly() -> bool:
@@ -93,7 +113,11 @@ def has_spikingjelly() -> bool:
 
 
 def build_spikevision(model: str, T: int, memory_saving: str = "none", stem_once: bool = True) -> nn.Module:
-    net = create_model(model, T=T, num_classes=NUM_CLASSES.get(model, 10), stem_once=stem_once)
+    if model in MINI_WIDTHS:
+        net = create_model("ms_resnet_mini", T=T, num_classes=10, in_chans=1, widths=list(MINI_WIDTHS[model]),
+                           stem_once=stem_once)
+    else:
+        net = create_model(model, T=T, num_classes=NUM_CLASSES.get(model, 10), stem_once=stem_once)
     enable_memory_saving(net, memory_saving)
     return net
 
@@ -143,18 +167,25 @@ def build(contender: str, model: str, T: int, seed: int, device: torch.device) -
     return ours.to(device).train()
 
 
-def make_step(net: nn.Module, contender: str, x: Tensor, y: Tensor) -> Callable[[], None]:
-    opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM)
+def make_optimizer(net: nn.Module, optim: str) -> torch.optim.Optimizer:
+    if optim == "adamw":
+        return torch.optim.AdamW(net.parameters(), lr=ADAMW_LR, weight_decay=ADAMW_WEIGHT_DECAY)
+    return torch.optim.SGD(net.parameters(), lr=LR, momentum=MOMENTUM)
+
+
+def make_step(net: nn.Module, contender: str, x: Tensor, y: Tensor, optim: str = "sgd") -> Callable[[], None]:
+    opt = make_optimizer(net, optim)
     reset = None
     if contender == "spikingjelly":
         from spikingjelly.activation_based import functional as sjf
         reset = sjf.reset_net
 
     def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        loss = nn.functional.cross_entropy(net(x), y, label_smoothing=LABEL_SMOOTHING)
-        loss.backward()
-        opt.step()
+        with plain_path() if contender == "spikevision-plain" else contextlib.nullcontext():
+            opt.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(net(x), y, label_smoothing=LABEL_SMOOTHING)
+            loss.backward()
+            opt.step()
         if reset is not None:
             reset(net)
 
@@ -163,7 +194,7 @@ def make_step(net: nn.Module, contender: str, x: Tensor, y: Tensor) -> Callable[
 
 def make_batch(model: str, batch: int, size: int, seed: int, device: torch.device) -> tuple[Tensor, Tensor]:
     g = torch.Generator().manual_seed(seed + 1)
-    x = torch.randn(batch, 3, size, size, generator=g)
+    x = torch.randn(batch, 1 if model in MINI_WIDTHS else 3, size, size, generator=g)
     y = torch.randint(0, NUM_CLASSES.get(model, 10), (batch,), generator=g)
     return x.to(device), y.to(device)
 
@@ -210,7 +241,7 @@ def memory_worker(p: dict[str, Any]) -> dict[str, Any]:
     device = torch.device(p["device"])
     net = build(p["contender"], p["model"], p["T"], p["seed"], device)
     x, y = make_batch(p["model"], p["batch"], p["size"], p["seed"], device)
-    step = make_step(net, p["contender"], x, y)
+    step = make_step(net, p["contender"], x, y, p["optim"])
     for _ in range(2):  # allocate optimizer state, warm caches
         step()
     for q in net.parameters():  # gradients are part of the step's memory (they are freed by zero_grad)
@@ -231,13 +262,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="ms_resnet18,ms_resnet20",
-                    help="comma list: ms_resnet18, ms_resnet34, ms_resnet20/32/44/56/110")
+                    help="comma list: ms_resnet18, ms_resnet34, ms_resnet20/32/44/56/110, ms_resnet_mini(_wide) "
+                         "(the Fashion-MNIST recipes' nets, 28 px, one channel; no SpikingJelly counterpart)")
     ap.add_argument("--T", type=int, nargs="+", default=[4, 6], help="time steps (several allowed)")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--size", type=int, default=None, help="input pixels (default 64 ImageNet nets, 32 CIFAR)")
     ap.add_argument("--reps", type=int, default=5, help="timed rounds (median reported)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--contenders", default=",".join(CONTENDERS))
+    ap.add_argument("--optim", choices=("sgd", "adamw"), default="sgd",
+                    help="sgd: momentum 0.9, lr 0.01 (the paper's); adamw: lr 3e-3, weight decay 0.02 "
+                         "(the Fashion-MNIST recipes')")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--no-memory", action="store_true", help="skip the subprocess peak-memory runs")
@@ -274,35 +309,42 @@ def main(argv: list[str] | None = None) -> int:
     for model in [m for m in args.models.split(",") if m]:
         size = args.size or DEFAULT_SIZE.get(model, 32)
         for T in args.T:
-            if "spikingjelly" in contenders:
+            sj_here = "spikingjelly" in contenders and model not in MINI_WIDTHS
+            here = [c for c in contenders if c != "spikingjelly" or sj_here]
+            if sj_here:
                 dl, dg = parity(model, T, size, args.seed, device)
                 notes.append(f"- parity {model} T={T}: max |logit diff| {dl:.2e}, max relative grad diff {dg:.2e}")
-            nets = {c: build(c, model, T, args.seed, device) for c in contenders}
+            nets = {c: build(c, model, T, args.seed, device) for c in here}
             x, y = make_batch(model, args.batch, size, args.seed, device)
-            saved = {c: saved_bytes(nets[c], c, x) / MIB for c in contenders}
-            steps = {c: make_step(nets[c], c, x, y) for c in contenders}
+            saved = {c: saved_bytes(nets[c], c, x) / MIB for c in here}
+            steps = {c: make_step(nets[c], c, x, y, args.optim) for c in here}
             times = interleaved_times(steps, reps=args.reps, warmup=args.warmup, device=device)
             del steps, nets
             mem = {}
             if not args.no_memory:
-                for c in contenders:
+                for c in here:
                     mem[c] = step_memory(script, contender=c, model=model, T=T, batch=args.batch, size=size,
-                                         seed=args.seed, device=args.device, threads=args.threads)
+                                         seed=args.seed, device=args.device, threads=args.threads,
+                                         optim=args.optim)
             t_sj = median(times["spikingjelly"]) if "spikingjelly" in times else None
-            for c in contenders:
+            t_plain = median(times["spikevision-plain"]) if "spikevision-plain" in times else None
+            for c in here:
                 t = median(times[c])
                 m = mem.get(c)
                 m_sj = mem.get("spikingjelly")
                 rows.append([model, size, T, args.batch, c, f"{1000 * t:.1f}", f"{args.batch / t:.1f}",
-                             fmt_ratio(t_sj / t if t_sj else None), "-" if m is None else f"{m:.0f}",
+                             fmt_ratio(t_sj / t if t_sj else None), fmt_ratio(t_plain / t if t_plain else None),
+                             "-" if m is None else f"{m:.0f}",
                              fmt_ratio(m / m_sj if m is not None and m_sj else None), f"{saved[c]:.0f}"])
             print(f"done {model} T={T}", file=sys.stderr, flush=True)
-    headers = ["model", "px", "T", "B", "contender", "ms/step", "img/s", "speed x SJ", "peak MiB", "mem x SJ",
+    headers = ["model", "px", "T", "B", "contender", "ms/step", "img/s", "speed x SJ", "x plain", "peak MiB", "mem x SJ",
                "saved MiB"]
     print(markdown_table(headers, rows))
     print()
-    print(f"Medians of {args.reps} interleaved rounds after {args.warmup} warm-up rounds; device {device}.")
-    print("speed x SJ = SJ time / this time (> 1 faster); mem x SJ = this peak / SJ peak (< 1 leaner).")
+    print(f"Medians of {args.reps} interleaved rounds after {args.warmup} warm-up rounds; device {device}; "
+          f"optimiser {args.optim}.")
+    print("speed x SJ = SJ time / this time (> 1 faster); x plain = spikevision-plain's time / this time "
+          "(spikevision-plain: the issue-26 fast paths off); mem x SJ = this peak / SJ peak (< 1 leaner).")
     print("peak MiB: memory of one step above weights + optimizer state, gradients included (fresh process "
           "per row); saved MiB: activations kept for backward after the forward (saved_tensors_hooks, "
           "parameters not counted).")
