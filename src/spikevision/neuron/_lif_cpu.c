@@ -19,6 +19,11 @@
  * 2 * spike with a hard reset, else the window bit alone), stored minus 128,
  * exactly as the PyTorch kernel stores it.
  *
+ * A time-broadcast input (params.broadcast: the same current at every step, as
+ * u.expand(T, ...) gives): x is one [N] row read at every step, so no [T, N]
+ * copy is made; backward then writes into a [N] grad_x the input gradient
+ * summed over the steps (the gradient of the row), again without a [T, N] buffer.
+ *
  * Float contraction is off (-ffp-contract=off): every product and sum rounds
  * once, as in a per-step PyTorch loop.
  */
@@ -46,6 +51,7 @@ typedef struct {
     int reset, strict, detach_reset;
     int surrogate;      /* SG_* */
     double sg_a, sg_b;  /* rectangular: width; sigmoid, atan: alpha; triangle: width, peak */
+    int broadcast;      /* x (forward) and grad_x (backward) are one [N] row for all T steps */
 } lif_params;
 
 /* Dispatch: each case calls an always-inlined body with constant choices,
@@ -96,9 +102,10 @@ ALWAYS_INLINE void forward_body_##SUFFIX(const REAL *restrict x, REAL *restrict 
     const REAL v_reset = (REAL)p->v_reset, v_rest = (REAL)p->v_rest;                               \
     const REAL half = (REAL)p->sg_a * (REAL)0.5;                                                   \
     const int nonstrict = !p->strict;                                                              \
+    const int64_t x_step = p->broadcast ? 0 : N; /* a time-broadcast x: the same row every step */ \
     for (int64_t i = 0; i < n; ++i) v[i] = v_rest;                                                 \
     for (int64_t t = 0; t < T; ++t) {                                                              \
-        const REAL *restrict xt = x + t * N + lo;                                                  \
+        const REAL *restrict xt = x + t * x_step + lo;                                             \
         REAL *restrict st = s + t * N + lo;                                                        \
         REAL *restrict ht = keep == KEEP_H ? h[t] + lo : 0;                                        \
         const int shift = 2 * (int)(t % 4);                                                        \
@@ -132,13 +139,14 @@ ALWAYS_INLINE void backward_body_##SUFFIX(const REAL *restrict grad_s, const REA
                                           REAL *restrict grad_x, int64_t T, int64_t N, int64_t lo, \
                                           int64_t n, const lif_params *p, const int reset,         \
                                           const int detach, const int kind, const int compact) {                                      \
-    REAL g_next[BLOCK];                                                                            \
+    REAL g_next[BLOCK], g_step[BLOCK], g_sum[BLOCK];                                               \
     int acc[BLOCK];                                                                                \
+    const int broadcast = p->broadcast; /* grad_x: one row, the sum over steps */                  \
     const REAL decay = (REAL)p->decay, gain = (REAL)p->gain, v_th = (REAL)p->v_th;                 \
     const REAL v_reset = (REAL)p->v_reset, a = (REAL)p->sg_a, b = (REAL)p->sg_b;                   \
     const REAL height = (REAL)1 / a;                                                               \
     const int nonstrict = !p->strict;                                                              \
-    for (int64_t i = 0; i < n; ++i) g_next[i] = (REAL)0;                                           \
+    for (int64_t i = 0; i < n; ++i) g_next[i] = g_sum[i] = (REAL)0;                                \
     for (int64_t t = T - 1; t >= 0; --t) {                                                         \
         const int shift = 2 * (int)(t % 4);                                                        \
         if (compact && (shift == 6 || t == T - 1)) {                                               \
@@ -147,7 +155,7 @@ ALWAYS_INLINE void backward_body_##SUFFIX(const REAL *restrict grad_s, const REA
         }                                                                                          \
         const REAL *restrict gst = grad_s + t * N + lo;                                            \
         const REAL *restrict ht = compact ? 0 : h[t] + lo;                                         \
-        REAL *restrict gxt = grad_x + t * N + lo;                                                  \
+        REAL *restrict gxt = broadcast ? g_step : grad_x + t * N + lo;                             \
         for (int64_t i = 0; i < n; ++i) {                                                          \
             REAL sg, dv;                                                                           \
             if (compact) {                                                                         \
@@ -171,7 +179,11 @@ ALWAYS_INLINE void backward_body_##SUFFIX(const REAL *restrict grad_s, const REA
             g_next[i] = g;                                                                         \
             gxt[i] = gain * g;                                                                     \
         }                                                                                          \
+        if (broadcast)                                                                             \
+            for (int64_t i = 0; i < n; ++i) g_sum[i] += g_step[i];                                 \
     }                                                                                              \
+    if (broadcast)                                                                                 \
+        for (int64_t i = 0; i < n; ++i) grad_x[lo + i] = g_sum[i];                                 \
 }                                                                                                  \
                                                                                                    \
 static void forward_block_##SUFFIX(const REAL *x, REAL *s, REAL *const *h, int8_t *code, int64_t T, \
@@ -221,4 +233,4 @@ void lif_backward_##SUFFIX(const REAL *grad_s, const REAL *const *h,            
 DEFINE_KERNELS(float, f32, expf, fabsf)
 DEFINE_KERNELS(double, f64, exp, fabs)
 
-int lif_abi_version(void) { return 1; }
+int lif_abi_version(void) { return 2; }

@@ -15,6 +15,15 @@ surrogate the C code implements, outside ``torch.compile`` tracing. Everything
 else runs another kernel (:mod:`spikevision.neuron.dispatch`); so does every
 call when there is no compiler, the build fails, or ``SPIKEVISION_NATIVE=0``.
 :func:`native_status` says which path runs and why.
+
+A time-broadcast input, the same current at every step (stride 0 along ``T``,
+as ``u.unsqueeze(0).expand(T, ...)`` gives: MS-ResNet's stem output under
+``stem_once``), is read as its one step, never copied to ``[T, ...]``. When it
+is exactly an expanded view of a tensor ``u`` (:func:`time_broadcast_base`),
+the autograd Function runs on ``u`` itself, so backward too writes only
+``dL/du``, the gradient summed over the steps, instead of a ``[T, ...]``
+gradient that autograd would then sum. ``use_kernels(broadcast=False)``
+restores the copy (:mod:`spikevision.neuron.dispatch`).
 """
 
 from __future__ import annotations
@@ -33,12 +42,13 @@ from spikevision.native_build import load_library, run_parallel, split_ranges
 from spikevision.neuron.kernel import RESET_CODES, Constant, KernelChoice, is_compact, surrogate_code
 from spikevision.neuron.params import NeuronParams
 
-__all__ = ["NativeKernel", "KERNEL", "native_status", "native_available", "forward", "backward"]
+__all__ = ["NativeKernel", "KERNEL", "native_status", "native_available", "forward", "backward",
+           "time_broadcast_base"]
 
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("_lif_cpu.c")
-ABI_VERSION = 1
+ABI_VERSION = 2
 BLOCK = 256  # elements per block in the C code; thread chunks are multiples of it
 _FLAGS = ["-O2", "-ftree-vectorize", "-ffp-contract=off", "-fno-math-errno", "-shared", "-fPIC"]
 # tried in order: native vector width with glibc's vector exp, then without it, then plain
@@ -50,7 +60,7 @@ class _Params(ctypes.Structure):
     _fields_ = [("decay", ctypes.c_double), ("gain", ctypes.c_double), ("v_th", ctypes.c_double),
                 ("v_reset", ctypes.c_double), ("v_rest", ctypes.c_double), ("reset", ctypes.c_int),
                 ("strict", ctypes.c_int), ("detach_reset", ctypes.c_int), ("surrogate", ctypes.c_int),
-                ("sg_a", ctypes.c_double), ("sg_b", ctypes.c_double)]
+                ("sg_a", ctypes.c_double), ("sg_b", ctypes.c_double), ("broadcast", ctypes.c_int)]
 
 
 _lock = threading.Lock()
@@ -94,10 +104,10 @@ def native_available() -> bool:
     return _load() is not None
 
 
-def _params(p: NeuronParams, decay: float, gain: float) -> _Params:
+def _params(p: NeuronParams, decay: float, gain: float, broadcast: bool = False) -> _Params:
     kind, sg_a, sg_b = surrogate_code(p.surrogate)
     return _Params(decay, gain, p.v_th, p.v_reset, p.v_rest, RESET_CODES[p.reset], int(p.strict),
-                   int(p.detach_reset), kind, sg_a, sg_b)
+                   int(p.detach_reset), kind, sg_a, sg_b, int(broadcast))
 
 
 def _ptr(t: Tensor | None) -> int | None:
@@ -116,42 +126,76 @@ def _run(fn, pointers: list, T: int, N: int, params: _Params) -> None:
     run_parallel([functools.partial(fn, *pointers, T, N, lo, hi, ref) for lo, hi in split_ranges(N, workers, BLOCK)])
 
 
+def is_time_broadcast(x: Tensor) -> bool:
+    """Whether ``x`` ``[T, ...]`` repeats one contiguous step (stride 0 along ``T``, ``T > 1``)."""
+    return x.dim() >= 2 and x.shape[0] > 1 and x.stride(0) == 0 and x[0].is_contiguous()
+
+
+def time_broadcast_base(x: Tensor) -> Tensor | None:
+    """The contiguous ``u`` of which ``x`` is exactly the view ``u.expand(T, *u.shape)``, else None.
+
+    Found through the view's ``_base`` and checked to cover exactly ``u``'s elements, with the same
+    ``requires_grad`` and, if that is set, a graph through ``u`` (a view made under ``no_grad`` is a
+    leaf of its own), so autograd of ``u`` is autograd of ``x`` summed over ``T``.
+    """
+    base = x._base
+    if base is None or not is_time_broadcast(x) or not base.is_contiguous() or (x.requires_grad and x.is_leaf):
+        return None
+    if (base.shape != x.shape[1:] or base.stride() != x.stride()[1:] or base.dtype != x.dtype
+            or base.storage_offset() != x.storage_offset() or base.requires_grad != x.requires_grad):
+        return None
+    return base
+
+
 def forward(x: Tensor, p: NeuronParams, decay: float, gain: float, keep_h: bool,
             keep_code: bool) -> tuple[Tensor, list[Tensor] | None, Tensor | None]:
-    """Spikes, and (if asked) ``H`` as T step tensors and the 2-bit code ``[ceil(T/4), ...]`` int8."""
+    """Spikes, and (if asked) ``H`` as T step tensors and the 2-bit code ``[ceil(T/4), ...]`` int8.
+
+    A time-broadcast ``x`` (:func:`is_time_broadcast`) is read as its one step, without a copy.
+    """
     lib = _load()
-    x = x.contiguous()
+    broadcast = is_time_broadcast(x)
+    x = x if broadcast else x.contiguous()
     T, N = x.shape[0], x[0].numel()
-    s = torch.empty_like(x)
+    s = torch.empty(x.shape, dtype=x.dtype)
     h = [torch.empty_like(x[0]) for _ in range(T)] if keep_h else None
     code = torch.empty((-(-T // 4), *x.shape[1:]), dtype=torch.int8) if keep_code else None
     fn = lib.lif_forward_f32 if x.dtype == torch.float32 else lib.lif_forward_f64
-    _run(fn, [_ptr(x), _ptr(s), _steps(h), _ptr(code)], T, N, _params(p, decay, gain))
+    _run(fn, [_ptr(x), _ptr(s), _steps(h), _ptr(code)], T, N, _params(p, decay, gain, broadcast))
     return s, h, code
 
 
 def backward(grad_s: Tensor, h: list[Tensor] | None, code: Tensor | None, p: NeuronParams, decay: float,
-             gain: float) -> Tensor:
-    """``dL/dX`` from the spikes' gradient and what :func:`forward` kept (``h`` or ``code``)."""
+             gain: float, summed: bool = False) -> Tensor:
+    """``dL/dX`` from the spikes' gradient and what :func:`forward` kept (``h`` or ``code``).
+
+    With ``summed``: the gradient of a time-broadcast input's one step, ``dL/dX`` summed over ``T``
+    (shape ``grad_s.shape[1:]``), written without a ``[T, ...]`` buffer.
+    """
     lib = _load()
     grad_s = grad_s.contiguous()
-    grad_x = torch.empty_like(grad_s)
-    T, N = grad_x.shape[0], grad_x[0].numel()
+    T, N = grad_s.shape[0], grad_s[0].numel()
+    grad_x = torch.empty(grad_s.shape[1:] if summed else grad_s.shape, dtype=grad_s.dtype)
     fn = lib.lif_backward_f32 if grad_x.dtype == torch.float32 else lib.lif_backward_f64
-    _run(fn, [_ptr(grad_s), _steps(h), _ptr(code), _ptr(grad_x)], T, N, _params(p, decay, gain))
+    _run(fn, [_ptr(grad_s), _steps(h), _ptr(code), _ptr(grad_x)], T, N, _params(p, decay, gain, summed))
     return grad_x
 
 
 class _NativeMultiStep(torch.autograd.Function):
-    """The C kernel under autograd: keeps ``H`` as step tensors, or the 2-bit code, for backward."""
+    """The C kernel under autograd: keeps ``H`` as step tensors, or the 2-bit code, for backward.
+
+    With ``steps`` set, ``x`` is one step ``[B, ...]`` repeated ``steps`` times (a time-broadcast
+    input, never copied), and backward returns its gradient summed over the steps.
+    """
 
     @staticmethod
-    def forward(ctx, x: Tensor, decay: float, gain: float, p: NeuronParams) -> Tensor:
+    def forward(ctx, x: Tensor, decay: float, gain: float, p: NeuronParams, steps: int | None) -> Tensor:
         needs_grad = ctx.needs_input_grad[0]
         compact = is_compact(p, decay)
-        s_seq, h_seq, code = forward(x, p, decay, gain, keep_h=needs_grad and not compact,
+        seq = x if steps is None else x.expand(steps, *x.shape)
+        s_seq, h_seq, code = forward(seq, p, decay, gain, keep_h=needs_grad and not compact,
                                      keep_code=needs_grad and compact)
-        ctx.p, ctx.decay, ctx.gain = p, decay, gain
+        ctx.p, ctx.decay, ctx.gain, ctx.summed = p, decay, gain, steps is not None
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(code, *(h_seq or ()))
         return s_seq
@@ -159,9 +203,10 @@ class _NativeMultiStep(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_s: Tensor | None):
         if grad_s is None:
-            return None, None, None, None
+            return None, None, None, None, None
         code, *h_steps = ctx.saved_tensors
-        return backward(grad_s, h_steps or None, code, ctx.p, ctx.decay, ctx.gain), None, None, None
+        grad_x = backward(grad_s, h_steps or None, code, ctx.p, ctx.decay, ctx.gain, summed=ctx.summed)
+        return grad_x, None, None, None, None
 
 
 class NativeKernel:
@@ -183,8 +228,15 @@ class NativeKernel:
 
     def apply(self, x: Tensor, decay: Constant, gain: Constant, p: NeuronParams,
               return_membrane: bool) -> Tensor:
-        """Spikes under :class:`_NativeMultiStep` (``return_membrane`` is never set: :meth:`supports` refuses it)."""
-        return _NativeMultiStep.apply(x, decay, gain, p)
+        """Spikes under :class:`_NativeMultiStep` (``return_membrane`` is never set: :meth:`supports` refuses it).
+
+        A view ``u.expand(T, ...)`` runs on ``u`` (:func:`time_broadcast_base`): no ``[T, ...]`` copy of the
+        input in forward, nor of its gradient in backward.
+        """
+        base = time_broadcast_base(x)
+        if base is not None:
+            return _NativeMultiStep.apply(base, decay, gain, p, x.shape[0])
+        return _NativeMultiStep.apply(x, decay, gain, p, None)
 
 
 KERNEL = NativeKernel()

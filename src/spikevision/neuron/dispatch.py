@@ -63,6 +63,8 @@ def run(x: Tensor, decay: Constant, gain: Constant, p: NeuronParams,
     if torch.compiler.is_compiling():  # as in select(), without touching the context variable
         return _torch.KERNEL.apply(x, decay, gain, p, return_membrane)
     choice = current_choice()
+    if not choice.broadcast and _native.is_time_broadcast(x):  # the copy the C kernel otherwise avoids
+        x = x.contiguous()
     for kernel in KERNELS:  # asked one by one: the first that supports the call runs it
         if kernel.supports(x, decay, gain, p, return_membrane, choice):
             try:
@@ -73,8 +75,8 @@ def run(x: Tensor, decay: Constant, gain: Constant, p: NeuronParams,
 
 
 @contextmanager
-def use_kernels(*, c: bool | None = None, triton: bool | None = None,
-                triton_on_cpu: bool | None = None) -> Iterator[KernelChoice]:
+def use_kernels(*, c: bool | None = None, triton: bool | None = None, triton_on_cpu: bool | None = None,
+                broadcast: bool | None = None) -> Iterator[KernelChoice]:
     """Within the block, use (True) or skip (False) the C kernel and the Triton kernels; None leaves one as it is.
 
     Args:
@@ -83,6 +85,9 @@ def use_kernels(*, c: bool | None = None, triton: bool | None = None,
         triton_on_cpu: also run CPU tensors through the Triton kernels in Triton's interpreter (for
             tests: the source a GPU compiles, checked without one); the C kernel still takes the
             calls it supports unless ``c=False``.
+        broadcast: let the C kernel take a time-broadcast input (``u.expand(T, ...)``, stride 0 along
+            ``T``) as it is, and give ``u`` its gradient summed over ``T`` directly; False: copy it to
+            ``[T, ...]`` first, as before (for comparisons).
 
     Yields:
         The choice in force inside the block (before the environment narrows it).
@@ -94,7 +99,8 @@ def use_kernels(*, c: bool | None = None, triton: bool | None = None,
         >>> with use_kernels(c=False, triton=False):  # the PyTorch kernel only
         ...     spikes = lif_multistep(x, p)
     """
-    changes = {k: bool(v) for k, v in dict(c=c, triton=triton, triton_on_cpu=triton_on_cpu).items() if v is not None}
+    changes = {k: bool(v) for k, v in dict(c=c, triton=triton, triton_on_cpu=triton_on_cpu,
+                                           broadcast=broadcast).items() if v is not None}
     token = _CHOICE.set(dataclasses.replace(_CHOICE.get(), **changes))
     try:
         yield _CHOICE.get()

@@ -53,7 +53,10 @@ float32). Everything else (``torch.compile`` tracing, CPU calls the C kernel
 does not take, no C compiler, no Triton, a surrogate the fused kernels do not
 implement) runs the fused loop of standard PyTorch ops of
 :mod:`spikevision.neuron._torch`, which ``torch.compile`` traces without graph
-breaks. Speed and memory against SpikingJelly and a naive loop:
+breaks. An input that is the same at every step, ``u.unsqueeze(0).expand(T, ...)``
+(a static image's stem output under ``stem_once``), reaches the C kernel as it
+is: it reads the one step and gives ``u`` its gradient summed over ``T``, with
+no ``[T, ...]`` copy either way (``use_kernels(broadcast=False)`` copies first). Speed and memory against SpikingJelly and a naive loop:
 ``python bench/neuron.py``, results in ``bench/neuron.md``. The same equations
 as a plain per-step loop: :func:`spikevision.neuron.reference.lif_reference`.
 """

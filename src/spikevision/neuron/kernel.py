@@ -91,11 +91,15 @@ class KernelChoice:
         triton_on_cpu: also send CPU tensors to the Triton kernels, run by Triton's
             interpreter (for tests: the very source a GPU compiles, checked without one).
             The C kernel still takes the CPU calls it supports unless ``c`` is False.
+        broadcast: the C kernel reads a time-broadcast input (stride 0 along ``T``) as its one step
+            and returns the gradient of the broadcast tensor directly (no ``[T, ...]`` copies);
+            False: the input is made contiguous first, as before.
     """
 
     c: bool = True
     triton: bool = True
     triton_on_cpu: bool = False
+    broadcast: bool = True
 
     @staticmethod
     def environment() -> "KernelChoice":
@@ -109,8 +113,8 @@ class KernelChoice:
             c=env.get("SPIKEVISION_NATIVE", "1") != "0", triton=env.get("SPIKEVISION_TRITON", "1") != "0")
 
     def narrowed(self, allowed: "KernelChoice") -> "KernelChoice":
-        """This choice with the kernels ``allowed`` turns off turned off too (``triton_on_cpu`` is kept)."""
-        return KernelChoice(self.c and allowed.c, self.triton and allowed.triton, self.triton_on_cpu)
+        """This choice with the kernels ``allowed`` turns off turned off too (``triton_on_cpu``, ``broadcast`` kept)."""
+        return KernelChoice(self.c and allowed.c, self.triton and allowed.triton, self.triton_on_cpu, self.broadcast)
 
 
 _ALLOW_ALL = KernelChoice()
