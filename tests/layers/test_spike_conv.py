@@ -173,22 +173,32 @@ def _step(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> tuple[floa
     return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def test_ms_resnet_mini_training_step_equals_the_dense_path():
+@pytest.mark.parametrize("name,image,n_spike_convs", [
+    ("ms_resnet_mini", (6, 1, 28, 28), 12),  # both convs of the 6 blocks; not the stem, not the projections
+    ("spiking_resnet_mini", (6, 1, 28, 28), 6),  # conv2 of each vanilla block (conv1 reads the block input)
+    ("sresnet20", (4, 3, 32, 32), 9),  # unit_b of each block (unit_a reads counts in the released mode)
+    ("spiking_cnn_mini", (6, 1, 28, 28), None),  # every stage after the first
+])
+def test_training_step_equals_the_dense_path(name, image, n_spike_convs):
     torch.manual_seed(0)
-    model = create_model("ms_resnet_mini", T=2)
+    model = create_model(name, T=2)
     convs = [m for m in model.modules() if isinstance(m, SpikeConv2d)]
-    assert len(convs) == 12  # both convs of the 6 blocks; not the stem, not the projections
+    assert len(convs) == (n_spike_convs or len(model.stages) - 1)
     g = torch.Generator().manual_seed(0)
-    x, labels = torch.rand(6, 1, 28, 28, generator=g), torch.randint(0, 10, (6,), generator=g)
+    x, labels = torch.rand(*image, generator=g), torch.randint(0, 10, (image[0],), generator=g)
     model.train()
     loss, grads = _step(model, x, labels)
     with use_spike_conv(False):
         ref_loss, ref_grads = _step(model, x, labels)
     assert loss == pytest.approx(ref_loss, rel=1e-6)
     assert grads.keys() == ref_grads.keys()
-    for name, grad in grads.items():
-        scale = ref_grads[name].abs().max().clamp_min(1e-12)
-        assert ((grad - ref_grads[name]).abs().max() / scale).item() < 1e-5, name
+    # all gradients together to 1e-5 relative; each tensor to 1e-4 of its largest entry (a norm's bias gradient
+    # is a sum that cancels to ~1e-4 of its terms: the dense path differs from float64 by 5e-5 there)
+    flat, ref_flat = (torch.cat([g[k].flatten() for k in sorted(g)]) for g in (grads, ref_grads))
+    assert ((flat - ref_flat).norm() / ref_flat.norm()).item() < 1e-5
+    for key, grad in grads.items():
+        scale = ref_grads[key].abs().max().clamp_min(1e-12)
+        assert ((grad - ref_grads[key]).abs().max() / scale).item() < 1e-4, key
     model.eval()
     with torch.no_grad():
         on = model(x)

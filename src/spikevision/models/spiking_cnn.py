@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from spikevision.layers.encoders import DirectEncoder
 from spikevision.layers.norm import NormLayerLike, build_norm2d
+from spikevision.layers.spike_conv import SpikeConv2d
 from spikevision.layers.temporal import TimeFolded
 from spikevision.models.base import NeuronKind, SpikingClassifier
 from spikevision.models.zoo import config_or_kwargs, register_config
@@ -59,15 +60,18 @@ class ConvStage(nn.Module):
     """``conv3x3 -> tdBN -> pool 2x2 -> LIF``, per time step except the neuron.
 
     Pooling the BN output (the input current) before the neuron keeps the
-    neuron count, and its cost, four times lower than pooling spikes.
+    neuron count, and its cost, four times lower than pooling spikes. With
+    ``spike_input`` (every stage after the first reads spikes) the conv is a
+    :class:`~spikevision.layers.spike_conv.SpikeConv2d`.
 
     Shape: ``[T, B, cin, H, W]`` to spikes ``[T, B, cout, H/2, W/2]``.
     """
 
     def __init__(self, cin: int, cout: int, *, pool: PoolKind, neuron: NeuronKind, params: NeuronParams,
-                 norm_layer: NormLayerLike = "tdbn") -> None:
+                 norm_layer: NormLayerLike = "tdbn", spike_input: bool = False) -> None:
         super().__init__()
-        self.conv = TimeFolded(nn.Conv2d(cin, cout, 3, padding=1, bias=False))
+        conv = SpikeConv2d if spike_input else nn.Conv2d  # event-driven in CPU training where it reads spikes
+        self.conv = TimeFolded(conv(cin, cout, 3, padding=1, bias=False))
         self.bn = build_norm2d(norm_layer, cout)
         self.pool = TimeFolded(POOLS[pool](2))
         self.lif = build_neuron(neuron, params)
@@ -155,8 +159,8 @@ class SpikingCNN(SpikingClassifier):
         self.encoder = DirectEncoder(cfg.T)
         chans = (cfg.in_chans, *cfg.widths)
         self.stages = nn.Sequential(*(ConvStage(a, b, pool=cfg.pool, neuron=cfg.neuron, params=cfg.neuron_params,
-                                                norm_layer=cfg.norm_layer)
-                                      for a, b in zip(chans[:-1], chans[1:])))
+                                                norm_layer=cfg.norm_layer, spike_input=i > 0)  # after a stage: spikes
+                                      for i, (a, b) in enumerate(zip(chans[:-1], chans[1:]))))
         side = cfg.img_size // 2 ** len(cfg.widths)
         self.num_features = cfg.widths[-1] * side * side
         self.dropout = nn.Dropout(cfg.dropout)

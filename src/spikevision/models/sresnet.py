@@ -50,6 +50,7 @@ from torch import Tensor, nn
 from spikevision.layers.encoders import DirectEncoder, PoissonEncoder
 from spikevision.layers.gac import GatedAttentionCoding
 from spikevision.layers.norm import BNTT2d, TDBatchNorm2d
+from spikevision.layers.spike_conv import SpikeConv2d
 from spikevision.layers.temporal import TimeFolded, fold, unfold
 from spikevision.models.base import NeuronKind, SpikingClassifier
 from spikevision.models.zoo import config_or_kwargs, register_config
@@ -148,14 +149,17 @@ class ConvBNTTLIF(nn.Module):
         stride: conv stride (2 at the first conv of stages 2 and 3, and the DVS stem).
         norm_layer: ``channels -> norm`` (:func:`make_norm`; released: BNTT with biases).
         neuron, params: neuron kind and constants.
+        spike_input: the input is a spike map (a neuron's output): the conv is a
+            :class:`~spikevision.layers.spike_conv.SpikeConv2d`.
 
     Shape: ``[T, B, cin, H, W]`` to spikes ``[T, B, cout, H/stride, W/stride]``.
     """
 
     def __init__(self, cin: int, cout: int, stride: int, *, norm_layer: NormLayer, neuron: NeuronKind,
-                 params: NeuronParams) -> None:
+                 params: NeuronParams, spike_input: bool = False) -> None:
         super().__init__()
-        self.conv = TimeFolded(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False))
+        conv = SpikeConv2d if spike_input else nn.Conv2d  # event-driven in CPU training where it reads spikes
+        self.conv = TimeFolded(conv(cin, cout, 3, stride=stride, padding=1, bias=False))
         self.bn = norm_layer(cout)
         self.lif = build_neuron(neuron, params)
 
@@ -221,7 +225,7 @@ class SResBlock(nn.Module):
         self.residual = resolve_residual(residual)
         unit = dict(norm_layer=norm_layer, neuron=neuron, params=params)
         self.unit_a = ConvBNTTLIF(cin, cout, stride, **unit)
-        self.unit_b = ConvBNTTLIF(cout, cout, 1, **unit)
+        self.unit_b = ConvBNTTLIF(cout, cout, 1, spike_input=True, **unit)  # reads unit_a's spikes
         if stride == 1 and cin == cout:
             self.shortcut: nn.Module = nn.Identity()
         else:
