@@ -185,3 +185,45 @@ def test_dataloader_shards_over_ranks_by_epoch(tmp_path, cifar_set):
         assert len(a) == len(b) == 10 and set(a).isdisjoint(b) and set(a) | set(b) == set(range(20))
     assert indices(0, 0) != indices(0, 1)
     assert indices(1, 1) == indices(1, 1)
+
+
+def test_holdout_indices_are_a_fixed_disjoint_cover():
+    from spikevision.data.build import holdout_indices
+
+    train, held = holdout_indices(50, 0.2)
+    assert len(held) == 10 and len(train) == 40
+    assert sorted(train.tolist() + held.tolist()) == list(range(50))  # disjoint, covers every sample
+    again = holdout_indices(50, 0.2)
+    assert torch.equal(again[0], train) and torch.equal(again[1], held)  # the same draw every time
+    assert len(holdout_indices(50, 0.0)[1]) == 0
+    with pytest.raises(ValueError, match="leaves 0 held out"):
+        holdout_indices(3, 0.1)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        holdout_indices(10, 1.0)
+
+
+@pytest.mark.parametrize("fast_path", ["auto", "off"])
+def test_holdout_split_is_carved_from_training_data_and_served_like_the_test_split(tmp_path, idx_set, fast_path):
+    from spikevision.data.build import holdout_indices
+    from spikevision.data.mnist import FashionMNIST
+
+    idx_set(tmp_path, n_train=20, n_test=6)
+    base = dict(name="fashion_mnist", root=str(tmp_path), batch_size=4, eval_batch_size=3, num_workers=0,
+                fast_path=fast_path, augment="crop_flip", mean=(0.0,), std=(1.0,))
+    cfg = DataConfig(**base, holdout=0.25)
+    train_loader, held_loader = build_loader(cfg, "train"), build_loader(cfg, "holdout")
+    assert len(train_loader) == 3  # 15 images left to train on, batches of 4, drop_last
+    held = [b for b in held_loader]
+    assert [len(y) for _, y in held] == [3, 2]  # 5 images, the eval batch size, in order, none dropped
+    keep_train, keep_held = holdout_indices(20, 0.25)
+    images, labels = FashionMNIST(tmp_path, "train").tensors()
+    x = torch.cat([b[0] for b in held])  # not augmented: exactly the held-out images (mean 0, std 1)
+    assert torch.allclose(x, images[keep_held].float().div(255).reshape(5, 1, 28, 28))
+    assert torch.equal(torch.cat([b[1] for b in held]), labels[keep_held])
+    every = build_loader(DataConfig(**base, holdout=0.25, drop_last=False), "train")
+    seen = torch.cat([y for _, y in every])
+    assert sorted(seen.tolist()) == sorted(labels[keep_train].tolist())  # training never sees the holdout
+    with pytest.raises(ValueError, match="needs data.holdout > 0"):
+        build_loader(DataConfig(**base), "holdout")
+    with pytest.raises(DataConfigError, match="holdout must be in"):
+        DataConfig(name="fashion_mnist", holdout=1.5).validate()

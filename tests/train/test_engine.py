@@ -26,6 +26,20 @@ from spikevision.train.optim import lr_factor
 PY = sys.executable
 
 
+def test_holdout_trains_on_the_rest_and_chooses_best_pt_on_it_never_on_the_test_set(fmnist_root, tmp_path, recipe):
+    out = tmp_path / "runs"
+    assert main(["train", str(recipe), *tiny_overrides(fmnist_root, out, **{"data.holdout": 0.25})]) == 0
+    run = out / "tiny"
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [6, 12, 18]  # 64 training images, 16 held out: 6 batches of 8
+    for r in lines:
+        assert {"holdout_loss", "holdout_top1", "holdout_top5", "test_top1"} <= set(r)
+        assert r["holdout_top1"] * 16 / 100 == pytest.approx(round(r["holdout_top1"] * 16 / 100))  # 16 images
+    chosen = max(range(len(lines)), key=lambda i: (lines[i]["holdout_top1"], -i))  # the first best epoch
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    assert best[ck.BEST_KEY] == lines[chosen]["holdout_top1"] and best[ck.EPOCH_KEY] == chosen + 1
+
+
 def test_short_run_writes_run_directory_and_eval_reads_it(fmnist_root, tmp_path, recipe, capsys, caplog):
     out = tmp_path / "runs"
     assert main(["train", str(recipe), *tiny_overrides(fmnist_root, out)]) == 0
@@ -45,8 +59,7 @@ def test_short_run_writes_run_directory_and_eval_reads_it(fmnist_root, tmp_path,
     assert state[ck.MODEL_NAME_KEY] == "tiny_snn_test" and state[ck.MODEL_KWARGS_KEY] == {"num_classes": 10}
     assert state[ck.EPOCH_KEY] == 3 and state[ck.STEP_KEY] == 24 and state[ck.EPOCH_STEP_KEY] == 0
     assert state[ck.CONFIG_KEY] == saved
-    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
-    assert best[ck.BEST_KEY] == max(r["test_top1"] for r in lines)
+    assert not (run / "checkpoints" / "best.pt").exists()  # no holdout: no checkpoint is chosen on the test set
 
     capsys.readouterr()
     assert main(["eval", str(run), "--checkpoint", "last"]) == 0
@@ -347,7 +360,8 @@ def test_training_into_a_log_file_prints_progress_lines(fmnist_root, tmp_path, r
 
 def test_full_disk_during_training_keeps_the_last_good_checkpoint(fmnist_root, tmp_path, recipe, monkeypatch):
     cfg = load_config(recipe, tiny_overrides(fmnist_root, tmp_path, "full", **{"train.epochs": 2,
-                                                                              "run.tensorboard": False}))
+                                                                              "run.tensorboard": False,
+                                                                              "data.holdout": 0.25}))
     real_save, calls = torch.save, []
 
     def save(obj, f, *a, **k):  # epoch 0's last.pt and best.pt are written; then the disk is full

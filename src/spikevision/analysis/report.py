@@ -299,7 +299,7 @@ def render_markdown(rep: RunReport) -> str:
         ("training", f"{_n(m.epochs, 'epoch')} logged (last epoch {m.last_epoch}, {m.step} steps)"
          + (f", {m.train_time_s:.1f} s" if m.train_time_s is not None else "")),
         ("final test top-1", _pct(m.final_top1, m.final_epoch)),
-        ("best test top-1", _pct(m.best_top1, m.best_epoch)),
+        ("max test top-1 over epochs (chosen on the test set: optimistic)", _pct(m.best_top1, m.best_epoch)),
         ("final train loss", "" if m.final_train_loss is None else f"{m.final_train_loss:.4f}"),
         ("checkpoint measured", f"`{ckpt}` (saved after {_n(rep.ckpt_epoch, 'epoch')}"
          + (f" + {_n(rep.ckpt_epoch_step, 'batch', 'batches')}" if rep.ckpt_epoch_step else "")

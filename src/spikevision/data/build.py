@@ -18,7 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from spikevision.data.config import DataConfig
 from spikevision.data.info import DATASETS, DatasetInfo, get_dataset_info, list_datasets
@@ -108,6 +110,34 @@ def _event_options(cfg: DataConfig) -> dict:
                 train_ratio=cfg.train_ratio, split_seed=cfg.split_seed, cache_dir=cfg.cache_dir)
 
 
+HOLDOUT_SEED = 0  # the holdout draw is fixed: every run (and seed) of a recipe validates on the same images
+
+
+def holdout_indices(n: int, fraction: float) -> tuple[Tensor, Tensor]:
+    """Sorted indices ``(train, holdout)`` splitting ``n`` training samples, ``round(fraction * n)`` held out.
+
+    A fixed draw (seed ``HOLDOUT_SEED``), so every run of a recipe trains and validates on the same images.
+
+    Raises:
+        ValueError: ``fraction`` outside [0, 1), or a split that leaves either side empty.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"holdout must be in [0, 1), got {fraction!r}")
+    k = round(fraction * n)
+    if fraction > 0 and not 0 < k < n:
+        raise ValueError(f"holdout={fraction} of {n} training samples leaves {k} held out and {n - k} to train on")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(HOLDOUT_SEED))
+    return order[k:].sort().values, order[:k].sort().values
+
+
+def _restrict(ds: Dataset, cfg: DataConfig, split: str) -> Tensor | None:
+    """The indices of ``ds`` (the training split's data set) this split keeps, or None for all of it."""
+    if split not in ("train", "holdout") or cfg.holdout == 0:
+        return None
+    train, held = holdout_indices(len(ds), cfg.holdout)  # type: ignore[arg-type]
+    return held if split == "holdout" else train
+
+
 def build_loader(cfg: DataConfig, split: str, *, rank: int = 0, world_size: int = 1):
     """Loader of one split for ``cfg`` (a ``DataLoader`` or a ``TensorBatchLoader``).
 
@@ -120,23 +150,30 @@ def build_loader(cfg: DataConfig, split: str, *, rank: int = 0, world_size: int 
 
     Args:
         cfg: the data config.
-        split: ``"train"`` or ``"test"`` (``"val"`` = ``"test"``).
+        split: ``"train"`` or ``"test"`` (``"val"`` = ``"test"``), or ``"holdout"``: the part of the
+            training split that ``cfg.holdout`` keeps out of ``"train"``, served like the test split.
         rank, world_size: this process's place in a distributed run.
 
     Returns:
         an iterable of ``(x, y)`` with ``len()`` = batches per epoch.
     """
     cfg.validate()
-    if split not in ("train", "test", "val"):
-        raise ValueError(f"split must be 'train' or 'test' ('val' = 'test'), got {split!r}")
+    if split not in ("train", "test", "val", "holdout"):
+        raise ValueError(f"split must be 'train', 'test' ('val' = 'test') or 'holdout', got {split!r}")
+    if split == "holdout" and cfg.holdout == 0:
+        raise ValueError("split 'holdout' needs data.holdout > 0 (the fraction of the training split held out)")
     info = get_dataset_info(cfg.name)
     train = split == "train"
+    source = "train" if split == "holdout" else split
     batch_size = cfg.batch_size if train else (cfg.eval_batch_size or cfg.batch_size)
     options = _event_options(cfg) if info.is_event else {}
 
     if uses_fast_path(cfg, split):
-        ds = build_dataset(cfg.name, split, cfg.root)
+        ds = build_dataset(cfg.name, source, cfg.root)
         images, targets = ds.tensors()  # type: ignore[attr-defined]
+        keep = _restrict(ds, cfg, split)
+        if keep is not None:
+            images, targets, ds = images[keep], targets[keep], Subset(ds, keep.tolist())
         mean, std = resolve_mean_std(cfg)
         crop = train and cfg.augment in ("crop", "crop_flip")
         return TensorBatchLoader(images, targets, batch_size, mean, std, shuffle=train,
@@ -146,7 +183,10 @@ def build_loader(cfg: DataConfig, split: str, *, rank: int = 0, world_size: int 
                                  hflip=train and cfg.augment == "crop_flip",
                                  random_erasing=cfg.random_erasing if crop else 0.0)
 
-    ds = build_dataset(cfg.name, split, cfg.root, build_transform(cfg, train), **options)
+    ds = build_dataset(cfg.name, source, cfg.root, build_transform(cfg, train), **options)
+    keep = _restrict(ds, cfg, split)
+    if keep is not None:
+        ds = Subset(ds, keep.tolist())
     sampler = None
     if train and cfg.repeated_aug > 0:
         from timm.data.distributed_sampler import RepeatAugSampler

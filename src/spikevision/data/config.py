@@ -74,6 +74,11 @@ class DataConfig:
         repeated_aug: repeated-augmentation repeats (0 = off; spiking MLP 3), timm's RepeatAugSampler.
         drop_last: drop the last incomplete training batch.
         seed: base seed of shuffling and of the tensor path.
+        holdout: fraction of the training split held out as a validation split (never trained on; the
+            loader's split ``"holdout"``, read like the test split: no augmentation, fixed order). The same
+            images for every run (a fixed draw, independent of ``seed``). 0 (default): no holdout; the engine
+            then keeps no ``best.pt`` (checkpoints are never chosen on the test set) and runs report their
+            final epoch. With a holdout the engine writes ``best.pt`` at the best holdout top-1.
         frames: (event data) frames per sample = T; None = the engine fills in the model's T.
         split_by: (event data) ``"number"`` (released) or ``"time"``.
         orientation: (event data) ``"spikingjelly"`` (released) or ``"raw"``.
@@ -110,6 +115,7 @@ class DataConfig:
     repeated_aug: int = 0
     drop_last: bool = True
     seed: int = 0
+    holdout: float = 0.0
     frames: int | None = None
     split_by: Literal["number", "time"] = "number"
     orientation: Literal["spikingjelly", "raw"] = "spikingjelly"
@@ -196,6 +202,8 @@ class DataConfig:
             e.append(f"orientation must be 'spikingjelly' or 'raw', got {self.orientation!r}")
         if self.split_rule not in ("sorted", "random"):
             e.append(f"split_rule must be 'sorted' or 'random', got {self.split_rule!r}")
+        if not isinstance(self.holdout, (int, float)) or not 0.0 <= self.holdout < 1.0:
+            e.append(f"holdout must be in [0, 1) (a fraction of the training split), got {self.holdout!r}")
         if not 0.0 < self.train_ratio < 1.0:
             e.append(f"train_ratio must be in (0, 1), got {self.train_ratio!r}")
         return e

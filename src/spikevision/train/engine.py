@@ -65,6 +65,7 @@ from spikevision.train.config import Config
 from spikevision.train.distributed import (SIGNAL_GRACE_S, DistInfo, SignalDeadline, all_reduce_sum,
                                            cleanup_distributed, collective_timeout_error, init_distributed,
                                            wait_for_all_ranks, wrap_ddp)
+from spikevision.train.evaluation import evaluate, topk_correct
 from spikevision.train.losses import build_loss
 from spikevision.train.optim import build_optimizer, build_scheduler, changed_settings, retune
 from spikevision.train.run_log import progress_lines, trim_metrics
@@ -91,13 +92,6 @@ class TrainingInterrupted(Exception):
 # ---------------------------------------------------------------------------
 # small helpers: metrics, firing rates, the logits module, stop flag
 # ---------------------------------------------------------------------------
-
-def _topk_correct(logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    k = min(5, logits.shape[-1])
-    top = logits.topk(k, dim=-1).indices  # [B, k]
-    hit = top == y.unsqueeze(-1)
-    return hit[:, 0].sum(), hit.any(-1).sum()
-
 
 class SpikeCounter(FiringRateMonitor):
     """Deprecated: :class:`~spikevision.neuron.FiringRateMonitor` (``allow_empty=True``) is the one spike counter.
@@ -187,6 +181,7 @@ class Trainer:
     writer: Any = None
     lock: ck.RunLock | None = None  # held by rank 0 while it trains the run directory
     clock: Callable[[], float] = time.monotonic  # paces the plain progress lines (tests pass a fake one)
+    holdout_loader: Any = None  # data.holdout > 0: the held-out part of the training split, chooses best.pt
     session_start: float = field(default_factory=time.perf_counter)
 
     @property
@@ -215,14 +210,16 @@ def build_model(cfg: Config, num_classes: int) -> tuple[nn.Module, dict[str, Any
     return model, kwargs
 
 
-def build_loaders(cfg: Config, dist: DistInfo, T: int | None) -> tuple[Any, Any]:
-    """Training and test loaders, sharded over ranks (event data get ``frames = T``)."""
+def build_loaders(cfg: Config, dist: DistInfo, T: int | None) -> tuple[Any, Any, Any]:
+    """Training, test and holdout loaders (None without ``data.holdout``), sharded over ranks (event data get
+    ``frames = T``)."""
     from spikevision.data import build_loader, get_dataset_info
 
     if get_dataset_info(cfg.data.name).is_event and cfg.data.frames is None:
         cfg.data.frames = T
-    return (build_loader(cfg.data, "train", rank=dist.rank, world_size=dist.world_size),
-            build_loader(cfg.data, "test", rank=dist.rank, world_size=dist.world_size))
+    splits = ("train", "test", "holdout") if cfg.data.holdout > 0 else ("train", "test")
+    loaders = [build_loader(cfg.data, s, rank=dist.rank, world_size=dist.world_size) for s in splits]
+    return loaders[0], loaders[1], loaders[2] if len(loaders) == 3 else None
 
 
 def cpu_has_bf16() -> bool:
@@ -305,7 +302,7 @@ def _build(cfg: Config, resume: bool, dist: DistInfo, run_dir: Path) -> Trainer:
                          "forward_head(features, per_step=True); use train.loss=ce")
     model.to(dist.device)
     net = wrap_ddp(LogitsModule(model, loss_fn.per_step), dist, cfg.train.sync_bn)
-    train_loader, eval_loader = build_loaders(cfg, dist, getattr(model, "T", None))
+    train_loader, eval_loader, holdout_loader = build_loaders(cfg, dist, getattr(model, "T", None))
     if len(train_loader) == 0:
         raise ValueError(f"the training split gives no full batch of data.batch_size={cfg.data.batch_size} "
                          f"per process ({dist.world_size} processes); lower data.batch_size")
@@ -313,7 +310,8 @@ def _build(cfg: Config, resume: bool, dist: DistInfo, run_dir: Path) -> Trainer:
     scheduler = build_scheduler(optimizer, cfg.sched, cfg.optim.lr, len(train_loader), cfg.train.epochs)
     amp_dtype, scaler = build_amp(cfg, dist.device)
     tr = Trainer(cfg, dist, model, net, kwargs, optimizer, scheduler, scaler, amp_dtype, loss_fn,
-                 build_mixup(cfg.data, num_classes), train_loader, eval_loader, run_dir, TrainState(), StopFlag())
+                 build_mixup(cfg.data, num_classes), train_loader, eval_loader, run_dir, TrainState(), StopFlag(),
+                 holdout_loader=holdout_loader)
     if resume:
         _restore(tr, ck.load_checkpoint(tr.ckpt_dir / LAST, map_location=dist.device))
         if dist.is_main:
@@ -407,32 +405,21 @@ def _restore(tr: Trainer, state: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------
-# evaluation and logging
+# logging
 # ---------------------------------------------------------------------------
 
-@torch.no_grad()
-def evaluate(model: nn.Module, loader: Any, device: torch.device, dist: DistInfo | None = None,
-             amp_dtype: torch.dtype | None = None) -> dict[str, float]:
-    """Loss, top-1/top-5 (%) and mean firing rate over ``loader``, summed over ranks."""
-    dist = dist or DistInfo(device=device)
-    was_training = model.training
-    model.eval()
-    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss sum, top1, top5, n
-    with FiringRateMonitor(model, allow_empty=True) as spikes:  # sums on the device: no sync per batch
-        for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
-                logits = model(x).float()
-            top1, top5 = _topk_correct(logits, y)
-            loss = nn.functional.cross_entropy(logits, y, reduction="sum")
-            sums += torch.stack([loss.double(), top1.double(), top5.double(), torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
-    rates = spikes.spike_totals(device)
-    all_reduce_sum(sums, dist)
-    all_reduce_sum(rates, dist)
-    model.train(was_training)
-    n = max(1.0, sums[3].item())
-    return {"loss": sums[0].item() / n, "top1": 100 * sums[1].item() / n, "top5": 100 * sums[2].item() / n,
-            "firing_rate": rates[0].item() / max(1.0, rates[1].item()), "samples": int(sums[3].item())}
+def _evaluate_epoch(tr: Trainer, epoch: int) -> dict[str, float]:
+    """The test split's metrics (``test_*``, ``firing_rate``), and the holdout's (``holdout_*``) if any."""
+    dev, out = tr.dist.device, {}
+    if tr.holdout_loader is not None:
+        held = _progress(tr.holdout_loader, tr, f"epoch {epoch} holdout", len(tr.holdout_loader))
+        ev = evaluate(tr.model, held, dev, tr.dist, tr.amp_dtype)
+        out.update({"holdout_loss": ev["loss"], "holdout_top1": ev["top1"], "holdout_top5": ev["top5"]})
+    tests = _progress(tr.eval_loader, tr, f"epoch {epoch} test", len(tr.eval_loader))
+    ev = evaluate(tr.model, tests, dev, tr.dist, tr.amp_dtype)
+    out.update({"test_loss": ev["loss"], "test_top1": ev["top1"], "test_top5": ev["top5"],
+                "firing_rate": ev["firing_rate"]})
+    return out
 
 
 def _log_epoch(tr: Trainer, record: dict[str, Any]) -> None:
@@ -445,7 +432,8 @@ def _log_epoch(tr: Trainer, record: dict[str, Any]) -> None:
             if k != "epoch" and isinstance(v, (int, float)):
                 tr.writer.add_scalar(f"epoch/{k}", v, record["epoch"])
         tr.writer.flush()
-    test = f", test top-1 {record['test_top1']:.2f}%" if "test_top1" in record else ""
+    test = f", holdout top-1 {record['holdout_top1']:.2f}%" if "holdout_top1" in record else ""
+    test += f", test top-1 {record['test_top1']:.2f}%" if "test_top1" in record else ""
     log.info(f"epoch {record['epoch']}: loss {record['train_loss']:.4f}, train top-1 {record['train_top1']:.2f}%"
              f"{test}, lr {record['lr']:.3g}, {record['throughput']:.0f} img/s, {record['epoch_time_s']:.1f} s")
 
@@ -521,7 +509,7 @@ def fit(tr: Trainer) -> dict[str, Any]:
             tr.scaler.step(tr.optimizer)
             tr.scaler.update()
             tr.scheduler.step()
-            top1, top5 = _topk_correct(logits.detach().mean(0) if logits.dim() == 3 else logits.detach(), y)
+            top1, top5 = topk_correct(logits.detach().mean(0) if logits.dim() == 3 else logits.detach(), y)
             st.meter += torch.tensor([loss_value * len(y), top1.item(), top5.item(), len(y)], dtype=torch.float64)
             st.step, st.epoch_step, seen = st.step + 1, st.epoch_step + 1, seen + len(y)
             if tr.writer is not None and st.step % cfg.log_every_steps == 0:
@@ -539,15 +527,12 @@ def fit(tr: Trainer) -> dict[str, Any]:
                   "train_top5": 100 * meter[2].item() / n, "epoch_time_s": elapsed,
                   "throughput": seen * tr.dist.world_size / elapsed}
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-            tests = _progress(tr.eval_loader, tr, f"epoch {epoch} test", len(tr.eval_loader))
-            ev = evaluate(tr.model, tests, dev, tr.dist, tr.amp_dtype)
-            record.update({"test_loss": ev["loss"], "test_top1": ev["top1"], "test_top5": ev["top5"],
-                           "firing_rate": ev["firing_rate"]})
+            record.update(_evaluate_epoch(tr, epoch))
         st.epoch, st.epoch_step, st.meter = epoch + 1, 0, torch.zeros(4, dtype=torch.float64)
         record["train_time_s"] = st.train_time_s + time.perf_counter() - tr.session_start
         _log_epoch(tr, record)
-        is_best = record.get("test_top1", -1.0) > st.best_top1
-        st.best_top1 = max(st.best_top1, record.get("test_top1", -1.0))
+        is_best = record.get("holdout_top1", -1.0) > st.best_top1  # never chosen on the test set
+        st.best_top1 = max(st.best_top1, record.get("holdout_top1", -1.0))
         _save(tr, LAST)
         if is_best:
             _save(tr, BEST)
