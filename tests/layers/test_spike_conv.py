@@ -135,6 +135,9 @@ def test_switch_and_environment_variable(monkeypatch):
         with use_spike_conv(True):
             assert _is_event_driven(spike_conv2d(x, w, (1, 1), (1, 1)))
     assert _is_event_driven(spike_conv2d(x, w, (1, 1), (1, 1)))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast's bf16 convolution is kept as it is
+        y = spike_conv2d(x, w, (1, 1), (1, 1))
+        assert not _is_event_driven(y) and y.dtype == torch.bfloat16
     monkeypatch.setenv(spike_conv.ENV_VAR, "0")
     assert not _is_event_driven(spike_conv2d(x, w, (1, 1), (1, 1)))
     assert "SPIKEVISION_SPIKE_CONV=0" in spike_conv.spike_conv_status()
@@ -205,3 +208,18 @@ def test_training_step_equals_the_dense_path(name, image, n_spike_convs):
         with use_spike_conv(False):
             off = model(x)
     assert torch.equal(on, off)
+
+
+def test_int_arguments_empty_batch_and_limits_of_the_kernel():
+    x = (torch.rand(2, 3, 8, 8) < 0.3).float().requires_grad_()
+    w = torch.randn(4, 3, 3, 3, requires_grad=True)
+    y = spike_conv2d(x, w, 2, 1)
+    assert _is_event_driven(y)
+    _assert_round_off(y, F.conv2d(x, w, None, 2, 1))
+    empty = spike_conv2d(torch.zeros(0, 3, 8, 8), w.detach(), 1, 1)
+    assert empty.shape == (0, 4, 8, 8)
+    wide = torch.randn(2, 8000, 3, 3, requires_grad=True)  # 8000 * 9 weight rows: beyond the 16-bit row index
+    xw = (torch.rand(1, 8000, 2, 2) < 0.3).float()
+    y = spike_conv2d(xw, wide, 1, 1)
+    assert not _is_event_driven(y)
+    torch.testing.assert_close(y, F.conv2d(xw, wide, None, 1, 1))

@@ -20,8 +20,8 @@ the dense path to float32 round-off. For backward the spikes are kept as bits
 :class:`SpikeConv2d` is an :class:`torch.nn.Conv2d` (same parameters,
 ``state_dict``, ``isinstance``) that takes this path in training mode, for
 contiguous float32 CPU inputs, ``groups=1``, ``dilation=1``, no bias and zero
-padding given as numbers, outside ``torch.compile`` tracing, when the C library
-builds; anything else, and an input that holds a value other than 0 or 1
+padding given as numbers, outside ``torch.compile`` tracing and CPU autocast
+(which runs convolutions in bf16), when the C library builds; anything else, and an input that holds a value other than 0 or 1
 (found while the bits are packed), runs :func:`torch.nn.functional.conv2d`.
 Eval mode always runs the dense convolution, so inference outputs are unchanged.
 
@@ -46,6 +46,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from spikevision.native_build import load_library, run_parallel, split_ranges
 
@@ -258,6 +259,7 @@ class _SpikeConvFunction(torch.autograd.Function):
         return _sparse_forward(bits, weight, x.shape[2], x.shape[3], stride, padding)
 
     @staticmethod
+    @once_differentiable  # no double backward: a create_graph=True call raises instead of dropping terms
     def backward(ctx, grad_y: Tensor):
         bits, weight = ctx.saved_tensors
         grad_x = grad_w = None
@@ -269,30 +271,45 @@ class _SpikeConvFunction(torch.autograd.Function):
         return grad_x, grad_w, None, None, None
 
 
-def _applies(x: Tensor, weight: Tensor) -> bool:
-    """Whether the event-driven path can take this call (checked before the input is read)."""
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
-            and x.dim() == 4 and x.is_contiguous() and not torch.compiler.is_compiling()
-            and spike_conv_enabled() and _load() is not None)
+def _applies(x: Tensor, weight: Tensor, stride: tuple[int, int], padding: tuple[int, int]) -> bool:
+    """Whether the event-driven path can take this call (checked before the input is read).
+
+    Beyond device, dtype and layout: the kernels index weight rows with 16 bits (``Cin * kh * kw``),
+    bucket spikes into at most 64 stride phases, and need a non-empty output.
+    """
+    if not (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
+            and x.dim() == 4 and weight.dim() == 4 and weight.shape[1] == x.shape[1] and x.is_contiguous()):
+        return False
+    _, cin, kh, kw = weight.shape
+    out = [(size + 2 * p - k) // s + 1 for size, p, k, s in zip(x.shape[2:], padding, (kh, kw), stride)]
+    return (cin * kh * kw < 1 << 16 and stride[0] * stride[1] <= 64 and min(out) > 0 and min(padding) >= 0
+            and (out[0] * out[1] + 1) * _padded(weight.shape[0]) < 1 << 31
+            and not torch.is_autocast_enabled("cpu")  # autocast runs the conv in bf16: keep its numbers
+            and not torch.compiler.is_compiling() and spike_conv_enabled() and _load() is not None)
 
 
-def spike_conv2d(x: Tensor, weight: Tensor, stride: tuple[int, int] = (1, 1),
-                 padding: tuple[int, int] = (0, 0)) -> Tensor:
+def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def spike_conv2d(x: Tensor, weight: Tensor, stride: int | tuple[int, int] = 1,
+                 padding: int | tuple[int, int] = 0) -> Tensor:
     """``F.conv2d(x, weight, stride=stride, padding=padding)`` (no bias, groups 1), event-driven where it applies.
 
     Args:
         x: ``[N, Cin, H, W]``; the event-driven path runs when it is a contiguous float32 CPU tensor of
             zeros and ones (and the switch is on), else :func:`torch.nn.functional.conv2d` does.
         weight: ``[Cout, Cin, kh, kw]``.
-        stride, padding: as for :func:`torch.nn.functional.conv2d`, as pairs of ints.
+        stride, padding: as for :func:`torch.nn.functional.conv2d` (an int or a pair of ints).
 
     Returns:
         ``[N, Cout, Ho, Wo]``, equal to the dense result to float32 round-off.
     """
-    if _applies(x, weight) and weight.dim() == 4 and weight.shape[1] == x.shape[1]:
+    stride, padding = _pair(stride), _pair(padding)
+    if _applies(x, weight, stride, padding):
         bits = pack_spikes(x)
         if bits is not None:
-            return _SpikeConvFunction.apply(x, weight, bits, tuple(stride), tuple(padding))
+            return _SpikeConvFunction.apply(x, weight, bits, stride, padding)
     return F.conv2d(x, weight, None, stride, padding)
 
 
@@ -314,6 +331,6 @@ class SpikeConv2d(nn.Conv2d):
 
     def forward(self, x: Tensor) -> Tensor:
         """The convolution; see the class docstring for which path runs."""
-        if self._event_driven() and _applies(x, self.weight):
+        if self._event_driven():
             return spike_conv2d(x, self.weight, self.stride, self.padding)
         return super().forward(x)
