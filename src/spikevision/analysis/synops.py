@@ -259,7 +259,9 @@ class SynOpsCounter:
         self.T = T
         self.synaptic = {n: m for n, m in model.named_modules() if isinstance(m, SYNAPTIC_TYPES)}
         self.neurons = {n: m for n, m in model.named_modules() if isinstance(m, SpikingNeuron)}
-        self._ops = {n: LayerOps(n, type(m).__name__) for n, m in self.synaptic.items()}
+        # the operation's type: a subclass (SpikeConv2d, a faster Conv2d for training) counts as its base
+        self._ops = {n: LayerOps(n, next(t.__name__ for t in SYNAPTIC_TYPES if isinstance(m, t)))
+                     for n, m in self.synaptic.items()}
         self._updates = {n: 0.0 for n in self.neurons}
         self._adds: dict[str, float] = {}
         self._stack: list[tuple[str, bool]] = []
