@@ -190,9 +190,15 @@ def test_training_step_equals_the_dense_path(name, image, n_spike_convs):
     g = torch.Generator().manual_seed(0)
     x, labels = torch.rand(*image, generator=g), torch.randint(0, 10, (image[0],), generator=g)
     model.train()
+    paths = []
+    hooks = [c.register_forward_hook(lambda m, i, out: paths.append(_is_event_driven(out))) for c in convs]
     loss, grads = _step(model, x, labels)
+    assert paths == [True] * len(convs)  # every spike conv took the event-driven path: its input was spikes
     with use_spike_conv(False):
         ref_loss, ref_grads = _step(model, x, labels)
+    assert paths[len(convs):] == [False] * len(convs)
+    for h in hooks:
+        h.remove()
     assert loss == pytest.approx(ref_loss, rel=1e-6)
     assert grads.keys() == ref_grads.keys()
     # all gradients together to 1e-5 relative; each tensor to 1e-4 of its largest entry (a norm's bias gradient
@@ -223,3 +229,20 @@ def test_int_arguments_empty_batch_and_limits_of_the_kernel():
     y = spike_conv2d(xw, wide, 1, 1)
     assert not _is_event_driven(y)
     torch.testing.assert_close(y, F.conv2d(xw, wide, None, 1, 1))
+
+
+@pytest.mark.parametrize("mode", ["spikes", "blocks"])
+def test_memory_saving_modes_keep_the_event_driven_gradients(mode):
+    from spikevision.train.memory_saving import enable_memory_saving
+
+    torch.manual_seed(0)
+    model = create_model("ms_resnet_mini", T=2).train()
+    enable_memory_saving(model, mode)  # int8 spikes saved by hooks / blocks recomputed in backward
+    g = torch.Generator().manual_seed(0)
+    x, labels = torch.rand(4, 1, 28, 28, generator=g), torch.randint(0, 10, (4,), generator=g)
+    loss, grads = _step(model, x, labels)
+    with use_spike_conv(False):
+        ref_loss, ref_grads = _step(model, x, labels)
+    assert loss == pytest.approx(ref_loss, rel=1e-6)
+    flat, ref_flat = (torch.cat([g[k].flatten() for k in sorted(g)]) for g in (grads, ref_grads))
+    assert ((flat - ref_flat).norm() / ref_flat.norm()).item() < 1e-5
