@@ -246,3 +246,10 @@ def test_memory_saving_modes_keep_the_event_driven_gradients(mode):
     assert loss == pytest.approx(ref_loss, rel=1e-6)
     flat, ref_flat = (torch.cat([g[k].flatten() for k in sorted(g)]) for g in (grads, ref_grads))
     assert ((flat - ref_flat).norm() / ref_flat.norm()).item() < 1e-5
+
+
+def test_version_command_says_which_convolution_runs(capsys):
+    from spikevision.cli import main
+
+    assert main(["version"]) == 0
+    assert f"CPU spike convolutions (training): {spike_conv.spike_conv_status()}" in capsys.readouterr().out

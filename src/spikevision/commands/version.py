@@ -12,6 +12,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     import spikevision
+    from spikevision.layers.spike_conv import spike_conv_status
     from spikevision.neuron import native_status, triton_status
 
     print(f"spikevision {spikevision.__version__}")
@@ -19,4 +20,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"Python {platform.python_version()}")
     print(f"CPU neurons: {native_status()}")
     print(f"CUDA neurons: {triton_status()}")
+    print(f"CPU spike convolutions (training): {spike_conv_status()}")
     return 0
