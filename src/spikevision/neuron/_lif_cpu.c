@@ -45,6 +45,7 @@ extern double exp(double);
 enum { RESET_HARD = 0, RESET_SOFT = 1, RESET_NONE = 2 };
 enum { SG_RECTANGULAR = 0, SG_SIGMOID = 1, SG_ATAN = 2, SG_TRIANGLE = 3 };
 enum { KEEP_NOTHING = 0, KEEP_H = 1, KEEP_CODE = 2 };
+enum { OUT_STORE = 0, OUT_ADD = 1, OUT_FINISH = 2 };
 
 typedef struct {
     double decay, gain, v_th, v_reset, v_rest;
@@ -64,15 +65,19 @@ typedef struct {
         break;
 #define BWD_CODE_CASE(SUFFIX, R, D)                                                                \
     case (R) * 2 + (D):                                                                            \
-        backward_body_##SUFFIX(gs, h, code, gx, T, N, lo, n, p, R, D, SG_RECTANGULAR, 1);           \
+        backward_body_##SUFFIX(gs, h, code, gx, T, N, lo, n, p, R, D, SG_RECTANGULAR, 1, bcast);    \
         break;
 #define BWD_H_CASE(SUFFIX, R, D, K)                                                                \
     case (R) * 8 + (D) * 4 + (K):                            \
-        backward_body_##SUFFIX(gs, h, code, gx, T, N, lo, n, p, R, D, K, 0);                       \
+        backward_body_##SUFFIX(gs, h, code, gx, T, N, lo, n, p, R, D, K, 0, bcast);                \
         break;
 #define BWD_H_CASES(SUFFIX, R, D)                                                                  \
     BWD_H_CASE(SUFFIX, R, D, SG_RECTANGULAR) BWD_H_CASE(SUFFIX, R, D, SG_SIGMOID)                  \
     BWD_H_CASE(SUFFIX, R, D, SG_ATAN) BWD_H_CASE(SUFFIX, R, D, SG_TRIANGLE)
+
+/* one step of backward_body: the block's reverse-recurrence step writing OUT in MODE */
+#define SV_STEP(SUFFIX, OUT, SUM, MODE)                                                            \
+    backward_step_##SUFFIX(gst, ht, acc, shift, g_next, OUT, SUM, n, p, reset, detach, kind, compact, MODE)
 
 #define DEFINE_KERNELS(REAL, SUFFIX, EXP, ABS)                                                     \
                                                                                                    \
@@ -132,21 +137,59 @@ ALWAYS_INLINE void forward_body_##SUFFIX(const REAL *restrict x, REAL *restrict 
     }                                                                                              \
 }                                                                                                  \
                                                                                                    \
-/* G_t = dL/dH_t by the reverse recurrence, grad_x_t = gain G_t. From code                       \
- * (compact: rectangular surrogate, detached or no hard reset) or from h. */                      \
-ALWAYS_INLINE void backward_body_##SUFFIX(const REAL *restrict grad_s, const REAL *const *h,        \
-                                          const int8_t *restrict code,     \
-                                          REAL *restrict grad_x, int64_t T, int64_t N, int64_t lo, \
-                                          int64_t n, const lif_params *p, const int reset,         \
-                                          const int detach, const int kind, const int compact) {                                      \
-    REAL g_next[BLOCK], g_step[BLOCK], g_sum[BLOCK];                                               \
-    int acc[BLOCK];                                                                                \
-    const int broadcast = p->broadcast; /* grad_x: one row, the sum over steps */                  \
+/* One step of the reverse recurrence over a block: G_t = dL/dH_t from G_{t+1} (g_next, updated in \
+ * place), and what it writes (mode, a constant at each call): OUT_STORE out = gain G_t (a step of \
+ * grad_x, or the first term of a broadcast input's sum), OUT_ADD out += gain G_t (the sum's middle\
+ * terms), OUT_FINISH out = sum + gain G_t (its last term, straight into grad_x). From code (compact:\
+ * rectangular surrogate, detached or no hard reset) or from ht. */                                \
+ALWAYS_INLINE void backward_step_##SUFFIX(const REAL *restrict gst, const REAL *restrict ht,       \
+                                          const int *restrict acc, const int shift,                \
+                                          REAL *restrict g_next, REAL *restrict out,               \
+                                          const REAL *restrict sum, int64_t n, const lif_params *p,\
+                                          const int reset, const int detach, const int kind,       \
+                                          const int compact, const int mode) {                     \
     const REAL decay = (REAL)p->decay, gain = (REAL)p->gain, v_th = (REAL)p->v_th;                 \
     const REAL v_reset = (REAL)p->v_reset, a = (REAL)p->sg_a, b = (REAL)p->sg_b;                   \
     const REAL height = (REAL)1 / a;                                                               \
     const int nonstrict = !p->strict;                                                              \
-    for (int64_t i = 0; i < n; ++i) g_next[i] = g_sum[i] = (REAL)0;                                \
+    for (int64_t i = 0; i < n; ++i) {                                                              \
+        REAL sg, dv;                                                                               \
+        if (compact) {                                                                             \
+            const int digit = (acc[i] >> shift) & 3;                                               \
+            sg = (digit & 1) ? height : (REAL)0;                                                   \
+            if (reset == RESET_HARD) dv = (REAL)((digit >> 1) ^ 1); /* detached: 1 - S */          \
+            else if (reset == RESET_SOFT && !detach) dv = (REAL)1 - v_th * sg;                     \
+            else dv = (REAL)1;                                                                     \
+        } else {                                                                                   \
+            const REAL hv = ht[i];                                                                 \
+            sg = surrogate_##SUFFIX(hv - v_th, kind, a, b);                                        \
+            const int fired = (hv > v_th) | (nonstrict & (hv == v_th));                            \
+            if (reset == RESET_HARD)                                                               \
+                dv = detach ? (REAL)(fired ^ 1) : (REAL)(fired ^ 1) + (v_reset - hv) * sg;         \
+            else if (reset == RESET_SOFT)                                                          \
+                dv = detach ? (REAL)1 : (REAL)1 - v_th * sg;                                       \
+            else                                                                                   \
+                dv = (REAL)1;                                                                      \
+        }                                                                                          \
+        REAL g = gst[i] * sg + decay * g_next[i] * dv;                                             \
+        g_next[i] = g;                                                                             \
+        if (mode == OUT_STORE) out[i] = gain * g;                                                  \
+        else if (mode == OUT_ADD) out[i] += gain * g;                                              \
+        else out[i] = sum[i] + gain * g;                                                           \
+    }                                                                                              \
+}                                                                                                  \
+                                                                                                   \
+/* The reverse scan over the steps of a block; with bcast, grad_x is one row: the sum over the     \
+ * steps of gain G_t (a time-broadcast input), added up in g_sum from t = T-1 down to 0. */        \
+ALWAYS_INLINE void backward_body_##SUFFIX(const REAL *restrict grad_s, const REAL *const *h,       \
+                                          const int8_t *restrict code,                             \
+                                          REAL *restrict grad_x, int64_t T, int64_t N, int64_t lo, \
+                                          int64_t n, const lif_params *p, const int reset,         \
+                                          const int detach, const int kind, const int compact,     \
+                                          const int bcast) {                                       \
+    REAL g_next[BLOCK], g_sum[BLOCK];                                                              \
+    int acc[BLOCK];                                                                                \
+    for (int64_t i = 0; i < n; ++i) g_next[i] = (REAL)0;                                           \
     for (int64_t t = T - 1; t >= 0; --t) {                                                         \
         const int shift = 2 * (int)(t % 4);                                                        \
         if (compact && (shift == 6 || t == T - 1)) {                                               \
@@ -155,35 +198,13 @@ ALWAYS_INLINE void backward_body_##SUFFIX(const REAL *restrict grad_s, const REA
         }                                                                                          \
         const REAL *restrict gst = grad_s + t * N + lo;                                            \
         const REAL *restrict ht = compact ? 0 : h[t] + lo;                                         \
-        REAL *restrict gxt = broadcast ? g_step : grad_x + t * N + lo;                             \
-        for (int64_t i = 0; i < n; ++i) {                                                          \
-            REAL sg, dv;                                                                           \
-            if (compact) {                                                                         \
-                const int digit = (acc[i] >> shift) & 3;                                           \
-                sg = (digit & 1) ? height : (REAL)0;                                               \
-                if (reset == RESET_HARD) dv = (REAL)((digit >> 1) ^ 1); /* detached: 1 - S */     \
-                else if (reset == RESET_SOFT && !detach) dv = (REAL)1 - v_th * sg;                 \
-                else dv = (REAL)1;                                                                 \
-            } else {                                                                               \
-                const REAL hv = ht[i];                                                             \
-                sg = surrogate_##SUFFIX(hv - v_th, kind, a, b);                                    \
-                const int fired = (hv > v_th) | (nonstrict & (hv == v_th));                        \
-                if (reset == RESET_HARD)                                                           \
-                    dv = detach ? (REAL)(fired ^ 1) : (REAL)(fired ^ 1) + (v_reset - hv) * sg;     \
-                else if (reset == RESET_SOFT)                                                      \
-                    dv = detach ? (REAL)1 : (REAL)1 - v_th * sg;                                   \
-                else                                                                               \
-                    dv = (REAL)1;                                                                  \
-            }                                                                                      \
-            REAL g = gst[i] * sg + decay * g_next[i] * dv;                                         \
-            g_next[i] = g;                                                                         \
-            gxt[i] = gain * g;                                                                     \
-        }                                                                                          \
-        if (broadcast)                                                                             \
-            for (int64_t i = 0; i < n; ++i) g_sum[i] += g_step[i];                                 \
+        if (!bcast) SV_STEP(SUFFIX, grad_x + t * N + lo, 0, OUT_STORE);                            \
+        else if (t == 0) {                                                                         \
+            if (T == 1) SV_STEP(SUFFIX, grad_x + lo, 0, OUT_STORE);                                \
+            else SV_STEP(SUFFIX, grad_x + lo, g_sum, OUT_FINISH);                                  \
+        } else if (t == T - 1) SV_STEP(SUFFIX, g_sum, 0, OUT_STORE);                               \
+        else SV_STEP(SUFFIX, g_sum, 0, OUT_ADD);                                                   \
     }                                                                                              \
-    if (broadcast)                                                                                 \
-        for (int64_t i = 0; i < n; ++i) grad_x[lo + i] = g_sum[i];                                 \
 }                                                                                                  \
                                                                                                    \
 static void forward_block_##SUFFIX(const REAL *x, REAL *s, REAL *const *h, int8_t *code, int64_t T, \
@@ -194,10 +215,10 @@ static void forward_block_##SUFFIX(const REAL *x, REAL *s, REAL *const *h, int8_
     }                                                                                              \
 }                                                                                                  \
                                                                                                    \
-static void backward_block_##SUFFIX(const REAL *gs, const REAL *const *h,                          \
-                                                    \
-                                    const int8_t *code, REAL *gx, int64_t T, int64_t N,            \
-                                    int64_t lo, int64_t n, const lif_params *p) {                  \
+ALWAYS_INLINE void backward_switch_##SUFFIX(const REAL *gs, const REAL *const *h,                  \
+                                            const int8_t *code, REAL *gx, int64_t T, int64_t N,    \
+                                            int64_t lo, int64_t n, const lif_params *p,            \
+                                            const int bcast) {                                     \
     if (code) {                                                                                    \
         /* the code is kept only with a detached hard reset (see _is_compact) */                \
         switch (p->reset * 2 + (p->reset == RESET_SOFT ? p->detach_reset : 1)) {                   \
@@ -212,6 +233,14 @@ static void backward_block_##SUFFIX(const REAL *gs, const REAL *const *h,       
     BWD_H_CASES(SUFFIX, RESET_SOFT, 0) BWD_H_CASES(SUFFIX, RESET_SOFT, 1)                          \
     BWD_H_CASES(SUFFIX, RESET_NONE, 0)                                                             \
     }                                                                                              \
+}                                                                                                  \
+                                                                                                   \
+static void backward_block_##SUFFIX(const REAL *gs, const REAL *const *h, const int8_t *code,      \
+                                    REAL *gx, int64_t T, int64_t N, int64_t lo, int64_t n,         \
+                                    const lif_params *p) {                                         \
+    /* the broadcast choice as a constant too: a loop of its own, no per-element branch */         \
+    if (p->broadcast) backward_switch_##SUFFIX(gs, h, code, gx, T, N, lo, n, p, 1);               \
+    else backward_switch_##SUFFIX(gs, h, code, gx, T, N, lo, n, p, 0);                            \
 }                                                                                                  \
                                                                                                    \
 /* Exported entry points: elements [lo, hi) of every step (the caller splits                     \
