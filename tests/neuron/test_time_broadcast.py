@@ -133,3 +133,26 @@ def test_without_grad_and_float32_threads():
     with torch.no_grad():
         s = lif_multistep(u.expand(2, *u.shape), MS)
     assert torch.equal(s, lif_reference(u.expand(2, *u.shape).contiguous(), MS)[0])
+
+
+@pytest.mark.parametrize("name", ["ms_resnet_mini", "spiking_cnn_mini"])
+def test_stem_once_training_step_is_the_same_with_and_without_the_broadcast_path(name):
+    # the models' stem-once path hands the first neuron u.expand(T, ...): loss and every gradient agree
+    from spikevision.models import create_model
+
+    torch.manual_seed(0)
+    net = create_model(name, T=3, num_classes=10, in_chans=1).train()
+    x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    assert net.runs_stem_once(x)
+    results = []
+    for flag in (True, False):
+        net.zero_grad(set_to_none=True)
+        with use_kernels(broadcast=flag):
+            loss = net(x).logsumexp(-1).sum()
+            loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}))
+    (loss_on, grads_on), (loss_off, grads_off) = results
+    torch.testing.assert_close(loss_on, loss_off, rtol=1e-6, atol=1e-6)
+    assert grads_on.keys() == grads_off.keys() and grads_on
+    for n in grads_on:
+        torch.testing.assert_close(grads_on[n], grads_off[n], rtol=1e-4, atol=1e-5, msg=n)
