@@ -17,9 +17,11 @@ Reported: median ms of each, and ``speed-up`` = dense / event-driven (> 1: the
 event-driven path is faster), for 1 and 2 torch threads.
 
 ``--step`` adds the whole training step of the headline recipe's model
-(``ms_resnet_mini``, 28x28, batch 128, T = 2, cross-entropy, AdamW, float32):
+(``ms_resnet_mini``, 28x28, batch 128, T = 2, cross-entropy, AdamW, float32;
+widths 32/64/128 and the wide recipe's 64/128/256):
 the model as built (its block convs are ``SpikeConv2d``) with the switch on vs
-off (``use_spike_conv(False)``: today's dense convolutions), interleaved.
+off (``use_spike_conv(False)``: today's dense convolutions), interleaved; median
+CPU time of the process (all threads) and wall time per step.
 
 Run::
 
@@ -31,7 +33,10 @@ Run::
 from __future__ import annotations
 
 import argparse
+import random
+import time
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -64,7 +69,7 @@ LAYERS = (
 )
 
 
-def _contenders(layer: Layer, rate: float) -> dict[str, dict[str, callable]]:
+def _contenders(layer: Layer, rate: float) -> dict[str, dict[str, Callable[[], object]]]:
     """Job name -> {"dense": fn, "spike": fn}, on one random input of this rate."""
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(N, layer.cin, layer.size, layer.size, generator=g) < rate).float()
@@ -101,10 +106,29 @@ def _check(layer: Layer) -> None:
         raise SystemExit(f"{layer}: event-driven and dense outputs differ by {(ref - got).abs().max():.3g}")
 
 
-def _step_rows(reps: int, warmup: int, threads: list[int]) -> list[list[str]]:
+def _cpu_and_wall(contenders: dict[str, Callable[[], object]], reps: int, warmup: int) -> dict[str, list[tuple]]:
+    """(process CPU seconds, wall seconds) of each call, interleaved round by round in a shuffled order.
+
+    The CPU time (all threads of this process) is what a loaded machine inflates least: a thread
+    waiting for a core adds wall time, not CPU time.
+    """
+    rng = random.Random(0)
+    for _ in range(warmup):
+        for fn in contenders.values():
+            fn()
+    out: dict[str, list[tuple]] = {name: [] for name in contenders}
+    for _ in range(reps):
+        for name in rng.sample(list(contenders), len(contenders)):
+            c0, t0 = time.process_time(), time.perf_counter()
+            contenders[name]()
+            out[name].append((time.process_time() - c0, time.perf_counter() - t0))
+    return out
+
+
+def _step_rows(reps: int, warmup: int, threads: list[int], widths: tuple[int, ...]) -> list[list[str]]:
     """The headline training step with the event-driven convolutions on vs off, per thread count."""
     torch.manual_seed(0)
-    model = create_model("ms_resnet_mini", T=2).train()
+    model = create_model("ms_resnet_mini", T=2, widths=widths).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x, y = torch.rand(128, 1, 28, 28), torch.randint(0, 10, (128,))
 
@@ -118,10 +142,10 @@ def _step_rows(reps: int, warmup: int, threads: list[int]) -> list[list[str]]:
     rows = []
     for n in threads:
         torch.set_num_threads(n)
-        times = interleaved_times({"dense": lambda: step(False), "spike": lambda: step(True)}, reps=reps,
-                                  warmup=warmup)
-        d, sp = median(times["dense"]) * 1e3, median(times["spike"]) * 1e3
-        rows.append([str(n), f"{d:.0f}", f"{sp:.0f}", fmt_ratio(d / sp)])
+        times = _cpu_and_wall({"dense": lambda: step(False), "spike": lambda: step(True)}, reps, warmup)
+        (dc, dw), (sc, sw) = ([median([t[k] for t in times[c]]) * 1e3 for k in (0, 1)] for c in ("dense", "spike"))
+        rows.append(["/".join(map(str, widths)), str(n), f"{dc:.0f} / {sc:.0f}", fmt_ratio(dc / sc),
+                     f"{dw:.0f} / {sw:.0f}", fmt_ratio(dw / sw)])
         print(" | ".join(rows[-1]), flush=True)
     return rows
 
@@ -134,13 +158,17 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--step", action="store_true", help="also time the ms_resnet_mini training step")
     ap.add_argument("--step-only", action="store_true", help="time the training step only")
+    ap.add_argument("--step-widths", nargs="+", default=["32,64,128", "64,128,256"],
+                    help="ms_resnet_mini widths to time the step for (default: the recipe's and the wide recipe's)")
     args = ap.parse_args()
     if not spike_conv.spike_conv_available():
         raise SystemExit(spike_conv.spike_conv_status())
     if args.step or args.step_only:
-        step = _step_rows(args.reps, args.warmup, args.threads)
+        step = [row for w in args.step_widths
+                for row in _step_rows(args.reps, args.warmup, args.threads, tuple(int(c) for c in w.split(",")))]
         print()
-        print(markdown_table(["threads", "step ms dense", "step ms spike", "speed-up"], step))
+        print(markdown_table(["widths", "threads", "CPU ms dense / spike", "CPU speed-up", "wall ms dense / spike",
+                              "wall speed-up"], step))
         print()
     if args.step_only:
         print("\n".join(machine_lines("cpu")))
