@@ -163,7 +163,7 @@ def test_an_unknown_model_name_is_one_line(command, tmp_path):
     (["deploy", "mlp_spe_mini", "--limit", "0"], "argument --limit: must be >= 1, got 0"),
     (["profile", "mlp_spe_mini", "--batch-size", "0"], "argument --batch-size: must be >= 1"),
     (["eval", "runs/x", "--batch-size", "two"], "argument --batch-size: expected an integer"),
-    (["export", "mlp_spe_mini", "--format", "c", "-o", "c", "--weight-bits", "4"], "argument --weight-bits"),
+    (["export", "mlp_spe_mini", "--format", "c", "-o", "c", "--weight-bits", "four"], "argument --weight-bits"),
 ])
 def test_usage_errors_exit_2_before_any_work(argv, message, capsys):
     with pytest.raises(SystemExit) as info:

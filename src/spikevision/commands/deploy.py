@@ -66,7 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=positive_int, default=None, help="evaluate at most N test images (default: all)")
     parser.add_argument("--batch-size", type=positive_int, default=250, help="evaluation batch size (default 250)")
     parser.add_argument("--audit-batch", type=positive_int, default=16, help="images used for the audit's op counts")
-    parser.add_argument("--weight-bits", type=int, default=16, help="signed bits per weight (default 16)")
+    parser.add_argument("--weight-bits", type=int, default=None,
+                        help="signed bits per weight, 2-24 (default: the shipped model card's verified "
+                             "deploy.weight_bits, else 16)")
     parser.add_argument("--frac-bits", type=int, default=24, help="fixed-point fraction bits (default 24)")
     parser.add_argument("--leak", choices=("mul", "shift_add"), default="mul",
                         help="non-power-of-two leaks: exact multiply (default) or shift-add approximation")
@@ -256,14 +258,16 @@ def run(args: argparse.Namespace) -> int:
     from spikevision.deploy.audit import audit_model
     from spikevision.deploy.engine import EngineConfig, compile_integer
     from spikevision.deploy.engine.trace import batch_head, batch_size
-    from spikevision.deploy.source import load_source
+    from spikevision.deploy.source import load_source, resolve_weight_bits
 
-    try:
-        cfg = EngineConfig(weight_bits=args.weight_bits, frac_bits=args.frac_bits, leak=args.leak)
+    try:  # checked before loading anything; the card's bits (if any) replace the default below
+        EngineConfig(weight_bits=16 if args.weight_bits is None else args.weight_bits, frac_bits=args.frac_bits, leak=args.leak)
     except ValueError as e:  # --weight-bits / --frac-bits out of range
         return report_error("deploy", str(e), EXIT_USAGE)
     with user_errors("deploy"):
         src = load_source(args.source, args.weights, args.model_kwargs, pretrained=args.pretrained)
+    cfg = EngineConfig(weight_bits=resolve_weight_bits(args.weight_bits, src), frac_bits=args.frac_bits,
+                       leak=args.leak)
     loader, data_name, example = _inputs(src, args)
     out = Path(args.out) if args.out else (src.run_dir / "deploy" if src.run_dir else Path("deploy") / str(src.name))
     check_writable("deploy", out / "audit.json")

@@ -69,8 +69,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "halves the file; a pretrained card measures the stored weights)")
     parser.add_argument("--fold", action="store_true", help="safetensors: write BN-folded weights")
     parser.add_argument("--name", default=None, help="c: C identifier prefix (default: the model name)")
-    parser.add_argument("--weight-bits", type=int, choices=(8, 16), default=16,
-                        help="c: signed bits per weight, 16 or 8 (default 16)")
+    parser.add_argument("--weight-bits", type=int, default=None,
+                        help="c: signed bits per weight, 2-24, stored as int8/int16/int32 (default: the shipped "
+                             "model card's verified deploy.weight_bits, else 16)")
     parser.add_argument("--frac-bits", type=int, default=24, help="c: fixed-point fraction bits (default 24)")
     parser.add_argument("--leak", choices=("mul", "shift_add"), default="mul",
                         help="c: non-power-of-two leaks: integer multiply (default) or shift-add")
@@ -109,8 +110,7 @@ def _export_pretrained(args: argparse.Namespace) -> int:
 def _export_c(args: argparse.Namespace, src) -> int:
     from spikevision.deploy.targets.c.export import CExportError, export_c
     from spikevision.deploy.engine import EngineConfig
-    from spikevision.deploy.source import example_input
-
+    from spikevision.deploy.source import example_input, resolve_weight_bits
     from spikevision.deploy.targets.c.export import check_c_name
 
     name = args.name or (src.name or "snn")
@@ -133,9 +133,10 @@ def _export_c(args: argparse.Namespace, src) -> int:
             example = next(iter(build_loader(data, "test")))[0]
         except (FileNotFoundError, ValueError) as e:
             log.warning("no test images for the audit (%s); auditing a zero image", e)
+    bits = resolve_weight_bits(args.weight_bits, src)
     try:
-        cfg = EngineConfig(weight_bits=args.weight_bits, frac_bits=args.frac_bits, leak=args.leak)
-    except ValueError as e:  # --frac-bits out of range
+        cfg = EngineConfig(weight_bits=bits, frac_bits=args.frac_bits, leak=args.leak)
+    except ValueError as e:  # --weight-bits / --frac-bits out of range
         return report_error("export", str(e), EXIT_USAGE)
     try:
         exp = export_c(src.model, example, args.output, name=name, cfg=cfg, mean=mean, std=std,
@@ -146,7 +147,7 @@ def _export_c(args: argparse.Namespace, src) -> int:
         return report_error("export", f"cannot write into {args.output}: {e}")
     mfi = sum(ok for _, _, ok in exp.layers)
     print(f"wrote {', '.join(str(f) for f in exp.files)}")
-    print(f"flash {exp.flash_bytes:,} bytes (weights {exp.weight_bytes:,}, int{args.weight_bits}), "
+    print(f"flash {exp.flash_bytes:,} bytes (weights {exp.weight_bytes:,}, int{bits}), "
           f"RAM {exp.ram_bytes:,} bytes (static state); {mfi} of {len(exp.layers)} layers "
           "multiplication-free")
     print(f"build: cc -std=c99 -O2 -o {name} {args.output}/main.c {args.output}/{name}.c")

@@ -47,6 +47,9 @@ class Source:
     data: Any | None  # a DataConfig when the run recorded one
     origin: str
     run_dir: Path | None = None
+    #: signed bits per weight of the integer model that the card verified (agreement with the float model over
+    #: the test set); None: no card, or the card verified none (the commands then default to 16)
+    weight_bits: int | None = None
 
 
 def _from_run(path: Path) -> Source:
@@ -101,7 +104,33 @@ def _with_card(model: nn.Module, name: str, card: dict[str, Any], kwargs: dict[s
                                     MODEL_NAME_KEY: name})
         except ValueError as e:
             log.warning("%s: the card's data set is unusable (%s); pass --dataset", origin, e)
-    return Source(model.eval(), name, {**card["model_kwargs"], **kwargs}, data, origin)
+    return Source(model.eval(), name, {**card["model_kwargs"], **kwargs}, data, origin,
+                  weight_bits=card_weight_bits(card, origin))
+
+
+DEFAULT_WEIGHT_BITS = 16
+
+
+def resolve_weight_bits(requested: int | None, src: Source) -> int:
+    """Bits per weight for ``src``: ``requested`` if given, else the card's verified setting, else 16."""
+    if requested is not None:
+        return requested
+    if src.weight_bits is not None:
+        log.info("weights int%d: the model card's verified deploy setting (--weight-bits overrides)", src.weight_bits)
+        return src.weight_bits
+    return DEFAULT_WEIGHT_BITS
+
+
+def card_weight_bits(card: dict[str, Any], origin: str) -> int | None:
+    """The ``deploy.weight_bits`` a model card verified (see docs/deploy.md), or None; a bad value warns."""
+    deploy = card.get("deploy")
+    if deploy is None:
+        return None
+    bits = deploy.get("weight_bits") if isinstance(deploy, dict) else None
+    if isinstance(bits, int) and not isinstance(bits, bool) and 2 <= bits <= 24:
+        return bits
+    log.warning("%s: the card's deploy.weight_bits is unusable (%r); using the default", origin, deploy)
+    return None
 
 
 def _pretrained(name: str, tag: str, kwargs: dict[str, Any]) -> Source:
