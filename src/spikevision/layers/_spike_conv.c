@@ -177,7 +177,7 @@ static void pixel_lists(const uint64_t *bits, int64_t Cin, int64_t CL, int64_t t
 /* The weight rows (i * taps + t) of every active input of output o's (tap, input) pairs, as one list in
  * comb; returns its length. Copies whole vectors of 16 (pixel lists are CL long), so the loops are short. */
 ALWAYS_INLINE int64_t output_list(const int32_t *pairs, int32_t npairs, const int32_t *cnt, const uint16_t *lists,
-                                  int64_t CL, int64_t taps, uint16_t *comb)
+                                  int64_t CL, uint16_t *comb)
 {
     int64_t k = 0;
     for (int32_t j = 0; j < npairs; j++) {
@@ -190,7 +190,6 @@ ALWAYS_INLINE int64_t output_list(const int32_t *pairs, int32_t npairs, const in
         } while ((q += 16) < cnt[p]);
         k += cnt[p];
     }
-    (void)taps;
     return k;
 }
 
@@ -224,7 +223,7 @@ ALWAYS_INLINE void forward_sample(const float *wt, const int32_t *ocnt, const in
                                   uint16_t *comb, float *s, const int NV)
 {
     for (int64_t o = 0; o < Lo; o++) {
-        int64_t k = output_list(otab + o * taps * 2, ocnt[o], cnt, lists, CL, taps, comb);
+        int64_t k = output_list(otab + o * taps * 2, ocnt[o], cnt, lists, CL, comb);
         gather_row(wt, comb, k, C8, s + o * C8, NV);
     }
 }

@@ -128,6 +128,7 @@ def use_spike_conv(enabled: bool) -> Iterator[None]:
 
 
 def _workers(work: int) -> int:
+    """Threads for a call of ``work`` elements: torch's intra-op count, one below 32k (not worth a hand-off)."""
     return torch.get_num_threads() if work >= 1 << 15 else 1
 
 
@@ -207,8 +208,8 @@ def _sparse_forward(bits: Tensor, weight: Tensor, H: int, W: int, stride: tuple[
     comb = torch.empty((len(ranges), kh * kw * CL + 16), dtype=torch.int16)
     run_parallel([functools.partial(lib.sc_forward_f32, bits.data_ptr(), wt.data_ptr(), y.data_ptr(),
                                     s[k].data_ptr(), cnt[k].data_ptr(), lists[k].data_ptr(), comb[k].data_ptr(),
-                                    ocnt.data_ptr(),
-                                    otab.data_ptr(), Cin, Cout, C8, kh * kw, H * W, Ho * Wo, lo, hi)
+                                    ocnt.data_ptr(), otab.data_ptr(), Cin, Cout, C8, kh * kw, H * W, Ho * Wo,
+                                    lo, hi)
                   for k, (lo, hi) in enumerate(ranges)])
     return y
 
@@ -289,6 +290,7 @@ def _applies(x: Tensor, weight: Tensor, stride: tuple[int, int], padding: tuple[
 
 
 def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
+    """An int or a pair, as a pair of ints (as ``nn.Conv2d`` stores stride and padding)."""
     return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
