@@ -253,3 +253,19 @@ def test_version_command_says_which_convolution_runs(capsys):
 
     assert main(["version"]) == 0
     assert f"CPU spike convolutions (training): {spike_conv.spike_conv_status()}" in capsys.readouterr().out
+
+
+def test_asymmetric_kernel_stride_and_padding():
+    g = torch.Generator().manual_seed(5)
+    conv = SpikeConv2d(6, 10, (3, 1), stride=(1, 2), padding=(0, 1), bias=False)
+    x = (torch.rand(3, 6, 9, 11, generator=g) < 0.3).float().requires_grad_()
+    y = conv(x)
+    assert _is_event_driven(y)
+    gy = torch.randn(y.shape, generator=g)
+    y.backward(gy)
+    xr = x.detach().clone().requires_grad_()
+    wr = conv.weight.detach().clone().requires_grad_()
+    ref = F.conv2d(xr.double(), wr.double(), None, (1, 2), (0, 1))
+    ref.backward(gy.double())
+    for got, want in ((y, ref), (x.grad, xr.grad), (conv.weight.grad, wr.grad)):
+        _assert_round_off(got, want)
