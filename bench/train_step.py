@@ -78,7 +78,8 @@ from common import (
     spawn_worker, worker_entry,
 )
 from spikevision.models import create_model
-from spikevision.neuron import native_status, triton_status
+from spikevision.layers.spike_conv import spike_conv_status, use_spike_conv
+from spikevision.neuron import native_status, triton_status, use_kernels
 from spikevision.train.memory_saving import SavedTensorMeter, enable_memory_saving
 
 CONTENDERS = ("spikevision", "spikevision-plain", "spikevision-per-step", "spikevision-spikes", "spikevision-mem",
@@ -95,8 +96,12 @@ ADAMW_LR, ADAMW_WEIGHT_DECAY = 3e-3, 0.02  # the Fashion-MNIST recipes' optimise
 
 def plain_path() -> contextlib.ExitStack:
     """Turn off the training fast paths added for issue 26 ("Training speed") for the calls inside: the
-    ``spikevision-plain`` contender, spikevision's step as it was before them."""
-    return contextlib.ExitStack()
+    ``spikevision-plain`` contender, spikevision's step as it was before them (event-driven spike convolutions,
+    the neuron's time-broadcast input)."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(use_spike_conv(False))
+    stack.enter_context(use_kernels(broadcast=False))
+    return stack
 
 
 def has_spikingjelly() -> bool:
@@ -350,6 +355,7 @@ def main(argv: list[str] | None = None) -> int:
           "parameters not counted).")
     print("\n".join(notes))
     print(f"- spikevision neurons: CPU {native_status()}; CUDA {triton_status()}")
+    print(f"- spikevision spike convolutions (training, CPU): {spike_conv_status()}")
     if "spikingjelly" in contenders:
         print(f"- SpikingJelly CUDA implementation: {args.sj_backend or 'its default'}")
     print("\n".join(machine_lines(device, ("torch", "spikevision", "spikingjelly"))))
