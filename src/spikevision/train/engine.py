@@ -60,6 +60,7 @@ from torch import Tensor, nn
 
 from spikevision.neuron.rates import FiringRateMonitor
 import spikevision.train.checkpoint as ck
+from spikevision.train.allocator import keep_freed_memory
 from spikevision.train.checkpoint import BEST, CHECKPOINT_DIR, CONFIG_FILE, LAST, METRICS_FILE  # the run directory
 from spikevision.train.config import Config
 from spikevision.train.distributed import (SIGNAL_GRACE_S, DistInfo, SignalDeadline, all_reduce_sum,
@@ -276,6 +277,8 @@ def setup(cfg: Config, resume: bool = False) -> Trainer:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     torch.set_flush_denormal(cfg.train.flush_denormal)
+    if cfg.train.keep_freed_memory:
+        keep_freed_memory()
     dist = init_distributed(cfg.train.device, timeout_s=cfg.train.dist_timeout_s)
     lock = ck.RunLock(run_dir) if dist.is_main else None
     try:
