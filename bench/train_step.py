@@ -207,7 +207,7 @@ def make_batch(model: str, batch: int, size: int, seed: int, device: torch.devic
 def saved_bytes(net: nn.Module, contender: str, x: Tensor) -> int:
     """Activation bytes autograd holds for backward after one forward (parameters not counted;
     block inputs counted in memory-saving mode)."""
-    with SavedTensorMeter(net) as meter:
+    with SavedTensorMeter(net) as meter, plain_path() if contender == "spikevision-plain" else contextlib.nullcontext():
         out = net(x)
     del out
     if contender == "spikingjelly":
