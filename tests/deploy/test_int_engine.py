@@ -257,3 +257,26 @@ def test_plif_uses_its_learned_time_constant():
         s = neuron(xq) / FQ
         ref = plif_multistep(x, plif.w.detach(), plif.p)
         assert (s.float() != ref).float().mean() <= (0.0 if shifts else 0.02)
+
+
+def test_gac_gate_product_and_interpolated_sigmoid_against_float():
+    """The gate of GAC's integer encoder: z = TA x SCA with the full product where it fits, sigmoid(z) from a
+    linearly interpolated table; both against float64 (the bound of spikevision.deploy.engine.gac)."""
+    from spikevision.deploy.engine.gac import (OPERAND_LIMIT, SIGMOID_RANGE, gate_product, sigmoid_lookup,
+                                               sigmoid_table)
+
+    F = 24
+    g = torch.Generator().manual_seed(0)
+    ta = torch.round(torch.randn(4000, generator=g, dtype=torch.float64) * 4 * 2**F).to(torch.int64)
+    sca = torch.round(torch.randn(4000, generator=g, dtype=torch.float64) * 2 * 2**F).to(torch.int64)
+    z = gate_product(ta, sca, F)
+    exact = torch.floor(ta.double() * sca.double() / 2.0**F)
+    assert torch.equal(z.double(), exact)  # every factor here is below 2^31: the full product, floored
+    big = torch.tensor([2**40, -(2**40)], dtype=torch.int64)  # 65,536 in real units: the split product
+    zb = gate_product(big, torch.tensor([2**10, 2**10]), F)
+    assert torch.equal(zb, (big >> 12).clamp(-OPERAND_LIMIT, OPERAND_LIMIT) * (2**10 >> 12))
+    zs = torch.linspace(-20, 20, 100_001, dtype=torch.float64)
+    q = sigmoid_lookup(torch.round(zs * 2**F).to(torch.int64), sigmoid_table(F), F)
+    err = (q.double() / 2**F - torch.sigmoid(zs.clamp(-SIGMOID_RANGE, SIGMOID_RANGE))).abs().max().item()
+    assert err < 1e-6  # curvature bound 7.3e-7 plus rounding; the plain 2^-7 table was off by up to 1e-3
+    assert (q[1:] >= q[:-1]).all()  # monotone

@@ -177,8 +177,8 @@ def _describe(module: nn.Module, name: str, folded: set[str], producers: dict[st
     if isinstance(module, IntNeuron):
         return f"neuron (decay {module.decay:.4g})", "; ".join(module.multiplies)
     if isinstance(module, IntGAC):
-        return ("GAC encoder: TA, gate, select", "TA's mean and max of U, the gate's product TA x SCA (integer "
-                "multiplies); the sigmoid is a table lookup, the spikes select the gate (no product)")
+        return ("GAC encoder: TA, gate, select", "TA's mean and max of U, the gate's product TA x SCA and the "
+                "sigmoid table's linear interpolation (integer multiplies); the spikes select the gate (no product)")
     if isinstance(module, FloatFallback):
         return f"float fallback ({type(module.module).__name__})", module.reason
     return type(module).__name__, ""

@@ -11,15 +11,20 @@ The encoder computes ``O = sigmoid(TA(U) * SCA(U)) * LIF(U)`` from the stem's ou
   even: one per step) and its maximum (comparisons), each through the two-layer MLP (integer
   multiply-accumulate, ``T x T/2`` weights), summed;
 * the gate: ``z = TA * SCA`` in ``F`` fraction bits (an integer product per element: what GAC multiplies;
-  each operand keeps half of the fraction bits first, ``(TA >> F/2) * (SCA >> F - F/2)``, so that the
-  product fits int64 on every target: 2^-12 resolution at the default ``F = 24``, far below the table's step),
-  ``G = sigmoid(z)`` from a table (:func:`sigmoid_table`: ``z`` clamped to
-  ``[-SIGMOID_RANGE, SIGMOID_RANGE)``, looked up at ``2^-SIGMOID_BITS`` resolution), and
+  :func:`gate_product`: the full product ``(TA * SCA) >> F`` where both factors are below 2^31, which fits
+  int64 on every target; else each factor keeps half of the fraction bits first,
+  ``(TA >> F/2) * (SCA >> F - F/2)``, whose error vanishes next to such a large ``z``, where the sigmoid
+  saturates), ``G = sigmoid(z)`` from a table (:func:`sigmoid_table`: ``sigmoid`` at ``2^-SIGMOID_BITS``
+  steps of ``z`` over ``[-SIGMOID_RANGE, SIGMOID_RANGE]``, ``z`` clamped to it), linearly interpolated
+  between its two nearest entries (one integer multiply per element), and
   ``O = G`` where ``S`` spiked, else 0 (a select: the spikes gate without a product).
 
 The MFI audit reports the multiplications this keeps (the stem and SCA convolutions on analog
-values, TA's MLP, the gate's product) as what they are; the table replaces the only transcendental
-function. Its error is at most half a table step times the sigmoid's slope (1/4): ``2^-(SIGMOID_BITS+3)``.
+values, TA's MLP, the gate's product and its interpolation) as what they are; the table replaces the only
+transcendental function. Its error is at most ``step^2 / 8`` times the sigmoid's largest curvature (0.0962),
+7.3e-7 at ``2^-7`` steps, plus the saturation ``sigmoid(-16)`` = 1.1e-7 and one unit of ``2^-F``: far below
+what the shifted factors or a table without interpolation left (about 1e-3, enough to flip about 1% of
+the shipped model's predictions).
 The float model's agreement is measured per model (``spikevision deploy``).
 """
 
@@ -31,25 +36,41 @@ from torch import Tensor, nn
 from spikevision.deploy.engine.layers import EngineConfig, IntNeuron, IntPool, IntSynapse, round_div
 from spikevision.layers.gac import GatedAttentionCoding
 
-__all__ = ["IntGAC", "sigmoid_table", "gate_operands", "SIGMOID_RANGE", "SIGMOID_BITS", "OPERAND_LIMIT"]
+__all__ = ["IntGAC", "sigmoid_table", "gate_product", "sigmoid_lookup", "SIGMOID_RANGE", "SIGMOID_BITS",
+           "OPERAND_LIMIT"]
 
-SIGMOID_RANGE = 8  # |z| beyond this saturates: sigmoid(8) = 0.99966
-SIGMOID_BITS = 7  # table resolution 2^-7 in z: 2 * 8 * 128 = 2048 entries
-OPERAND_LIMIT = 2**31 - 1  # each factor of the gate's product, after its shift: the product fits int64
+SIGMOID_RANGE = 16  # |z| beyond this saturates: sigmoid(-16) = 1.1e-7
+SIGMOID_BITS = 7  # table step 2^-7 in z: 2 * 16 * 128 + 1 = 4097 entries, interpolated linearly
+OPERAND_LIMIT = 2**31 - 1  # factors of the gate's product at most this: the product fits int64
 
 
 def sigmoid_table(frac_bits: int, bits: int = SIGMOID_BITS, z_range: int = SIGMOID_RANGE) -> Tensor:
-    """``round(sigmoid(z_i) * 2^F)`` at the centres ``z_i = -range + (i + 1/2) 2^-bits`` (int64)."""
+    """``round(sigmoid(z_i) * 2^F)`` at ``z_i = -range + i 2^-bits``, ``i = 0 .. 2 range 2^bits`` (int64)."""
     n = 2 * z_range << bits
-    z = -z_range + (torch.arange(n, dtype=torch.float64) + 0.5) / 2.0**bits
+    z = -z_range + torch.arange(n + 1, dtype=torch.float64) / 2.0**bits
     return torch.round(torch.sigmoid(z) * 2.0**frac_bits).to(torch.int64)
 
 
-def gate_operands(ta: Tensor, sca: Tensor, frac_bits: int) -> tuple[Tensor, Tensor]:
-    """The two factors of ``z = TA * SCA`` (int64 fixed point): ``TA >> F/2`` and ``SCA >> (F - F/2)``, each
-    clamped to :data:`OPERAND_LIMIT`, so their product has ``F`` fraction bits and fits int64."""
+def gate_product(ta: Tensor, sca: Tensor, frac_bits: int) -> Tensor:
+    """``z = (TA * SCA) >> F`` (int64 fixed point, floor) where both factors are at most
+    :data:`OPERAND_LIMIT` in magnitude; else ``(TA >> F/2) * (SCA >> (F - F/2))`` with each factor clamped to
+    it (a ``z`` far beyond the table's range, up to rounding)."""
     h = frac_bits // 2
-    return (ta >> h).clamp(-OPERAND_LIMIT, OPERAND_LIMIT), (sca >> (frac_bits - h)).clamp(-OPERAND_LIMIT, OPERAND_LIMIT)
+    exact = (ta * sca) >> frac_bits  # wraps where a factor is too large: those lanes take the split product
+    split = (ta >> h).clamp(-OPERAND_LIMIT, OPERAND_LIMIT) * (sca >> (frac_bits - h)).clamp(-OPERAND_LIMIT,
+                                                                                          OPERAND_LIMIT)
+    small = (ta.abs() <= OPERAND_LIMIT) & (sca.abs() <= OPERAND_LIMIT)
+    return torch.where(small, exact, split)
+
+
+def sigmoid_lookup(z: Tensor, table: Tensor, frac_bits: int) -> Tensor:
+    """``sigmoid(z)`` for int64 fixed-point ``z``: the table's two nearest entries, interpolated linearly
+    (``lo + ((hi - lo) * r) >> s`` with ``r`` the position between them in ``s = F - SIGMOID_BITS`` bits)."""
+    shift = frac_bits - SIGMOID_BITS
+    zc = z.clamp(-SIGMOID_RANGE << frac_bits, (SIGMOID_RANGE << frac_bits) - 1) + (SIGMOID_RANGE << frac_bits)
+    idx, r = zc >> shift, zc & ((1 << shift) - 1)
+    lo = table[idx]
+    return lo + (((table[idx + 1] - lo) * r) >> shift)
 
 
 def _stem_layers(stem: nn.Module, cfg: EngineConfig) -> nn.ModuleList:
@@ -84,13 +105,19 @@ class IntGAC(nn.Module):
 
     Args:
         gac: the float encoder, BN already folded into its stem.
-        cfg: number formats.
+        cfg: number formats (``frac_bits >= SIGMOID_BITS``: the table's step is a whole number of units).
 
     Shape: image ``[B, C, H, W]`` (or frames ``[T, B, C, H, W]``) in fixed point to ``[T, B, C', H', W']``.
+
+    Raises:
+        ValueError: ``cfg.frac_bits`` below :data:`SIGMOID_BITS`.
     """
 
     def __init__(self, gac: GatedAttentionCoding, cfg: EngineConfig) -> None:
         super().__init__()
+        if cfg.frac_bits < SIGMOID_BITS:
+            raise ValueError(f"GAC's gate needs frac_bits >= {SIGMOID_BITS} (its sigmoid table's step is "
+                             f"2^-{SIGMOID_BITS}), got {cfg.frac_bits}")
         self.T, self.F = gac.T, cfg.frac_bits
         self.stem = _stem_layers(gac.stem, cfg)
         self.neuron = IntNeuron(gac.neuron, cfg)
@@ -115,10 +142,8 @@ class IntGAC(nn.Module):
         return (mlp(avg) + mlp(peak)).t()  # [T, B]
 
     def gate(self, z: Tensor) -> Tensor:
-        """``sigmoid(z)`` by table lookup: ``z`` (int64, fixed point) to int64 fixed point."""
-        lo, hi = -SIGMOID_RANGE << self.F, (SIGMOID_RANGE << self.F) - 1
-        idx = (z.clamp(lo, hi) - lo) >> (self.F - SIGMOID_BITS)
-        return self.sigmoid_q[idx]
+        """``sigmoid(z)`` from the interpolated table: ``z`` (int64, fixed point) to int64 fixed point."""
+        return sigmoid_lookup(z, self.sigmoid_q, self.F)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() == 4:
@@ -131,11 +156,10 @@ class IntGAC(nn.Module):
             sca = self.sca2(self.sca1(u.flatten(0, 1)).clamp_min(0)).unflatten(0, (T, -1))
         s = self.neuron(u)
         ta = torch.round(self.temporal_attention(u)).to(torch.int64)
-        a, b = gate_operands(ta[:, :, None, None, None], torch.round(sca).to(torch.int64), self.F)
-        z = a * b
+        z = gate_product(ta[:, :, None, None, None], torch.round(sca).to(torch.int64), self.F)
         return torch.where(s != 0, self.gate(z), 0).to(torch.float64)
 
     def extra_repr(self) -> str:
         return (f"T={self.T}, sigmoid table of {self.sigmoid_q.numel()} entries "
-                f"(|z| < {SIGMOID_RANGE}, step 2^-{SIGMOID_BITS})")
+                f"(|z| <= {SIGMOID_RANGE}, step 2^-{SIGMOID_BITS}, interpolated)")
 

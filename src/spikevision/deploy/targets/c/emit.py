@@ -362,24 +362,35 @@ def _gate_ta(op: Gate, w: CWriter, k: int) -> list[str]:
 
 @emit.register
 def _gate(op: Gate, w: CWriter, k: int) -> None:
+    """GAC's gate, as :class:`~spikevision.deploy.engine.gac.IntGAC` computes it: ``z`` by
+    :func:`~spikevision.deploy.engine.gac.gate_product`, ``sigmoid(z)`` by
+    :func:`~spikevision.deploy.engine.gac.sigmoid_lookup`."""
     s, sca, _u = op.inputs
     y, F_ = op.out, w.p.frac_bits
-    half = F_ // 2
+    half, shift = F_ // 2, F_ - SIGMOID_BITS
     lut = w.table(f"sv_sig{k}", op.gac.sigmoid_q.tolist(), "int32_t" if F_ <= 30 else "int64_t")
     lo, hi = -SIGMOID_RANGE << F_, (SIGMOID_RANGE << F_) - 1
     lim = OPERAND_LIMIT
-    body = ["const int64_t a0 = sv_asr(ta[t], %d);" % half,
-            f"const int64_t a = a0 > {lim} ? {lim} : (a0 < -{lim} ? -{lim} : a0);",
+    body = ["const int64_t a = ta[t];",
+            f"const int64_t a0 = sv_asr(a, {half});",
+            f"const int64_t as = a0 > {lim} ? {lim} : (a0 < -{lim} ? -{lim} : a0);",
+            f"const int a_small = a <= {lim} && a >= -{lim};",
             f"for (int32_t i = 0; i < {y.numel}; i++) {{",
             f"    if (!st->{s.storage}[i0 + i]) {{ st->{y.storage}[o0 + i] = 0; continue; }}",
-            f"    const int64_t b0 = sv_asr(st->{sca.storage}[i1 + i], {F_ - half});",
-            f"    const int64_t b = b0 > {lim} ? {lim} : (b0 < -{lim} ? -{lim} : b0);",
-            "    int64_t z = a * b;",
-            f"    z = z < {lo}LL ? {lo}LL : (z > {hi}LL ? {hi}LL : z);",
-            f"    st->{y.storage}[o0 + i] = {lut}[(z - ({lo}LL)) >> {F_ - SIGMOID_BITS}];",
+            f"    const int64_t b = st->{sca.storage}[i1 + i];",
+            "    int64_t z;",
+            f"    if (a_small && b <= {lim} && b >= -{lim}) z = sv_asr(a * b, {F_});",
+            "    else {",
+            f"        const int64_t b0 = sv_asr(b, {F_ - half});",
+            f"        z = as * (b0 > {lim} ? {lim} : (b0 < -{lim} ? -{lim} : b0));",
+            "    }",
+            f"    z = (z < {lo}LL ? {lo}LL : (z > {hi}LL ? {hi}LL : z)) - ({lo}LL);",
+            f"    const int64_t j = z >> {shift}, r = z & {(1 << shift) - 1}LL;",
+            f"    const int64_t g = {lut}[j];",
+            f"    st->{y.storage}[o0 + i] = g + ((({lut}[j + 1] - g) * r) >> {shift});",
             "}"]
     lines = _gate_ta(op, w, k) + w.steps_loop(y, [s, sca], body)  # the step index t also picks ta[t]
     what = (f"GAC gate, {y.numel} units x {w.p.T} steps: TA (mean and max of U through a {w.p.T}-step MLP: integer "
             f"multiplies), z = TA x SCA (integer multiply), sigmoid(z) from a {op.gac.sigmoid_q.numel()}-entry "
-            "table, selected by the spikes")
+            "table interpolated linearly (an integer multiply), selected by the spikes")
     w.func(k, op, what, lines)
