@@ -33,6 +33,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import hashlib
+import logging
 import os
 import platform
 import shlex
@@ -47,8 +48,10 @@ from typing import Callable, Sequence
 
 from spikevision.atomic import write_atomic
 
-__all__ = ["CompilerError", "cache_dir", "compiled_library", "load_library", "file_digest", "split_ranges",
-           "run_parallel", "DEFAULT_FLAGS", "DEFAULT_VARIANTS"]
+__all__ = ["CompilerError", "LazyLibrary", "cache_dir", "compiled_library", "load_library", "file_digest",
+           "split_ranges", "run_parallel", "DEFAULT_FLAGS", "DEFAULT_VARIANTS"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_FLAGS = ("-O2", "-shared", "-fPIC")
 DEFAULT_VARIANTS: tuple[tuple[str, ...], ...] = (("-march=native",), ())
@@ -221,6 +224,50 @@ def load_library(source: Path, stem: str, flags: tuple[str, ...] | list[str] = D
     if not _verified(path):
         raise OSError(f"{path} changed on disk after it was built; it was not loaded (run again to rebuild)")
     return ctypes.CDLL(str(path))
+
+
+class LazyLibrary:
+    """A C library built and loaded on first use, once per process (thread-safe), or the reason it is not.
+
+    Args:
+        source, stem, flags, variants: as :func:`load_library`.
+        abi: ``(symbol, version)``: the library's ``int symbol(void)`` must return ``version``.
+        configure: sets the loaded library's ``argtypes``/``restype``.
+        loaded, fallback: the status texts, ``loaded.format(path=...)`` and ``fallback.format(error=...)``
+            (the latter also logged as a warning).
+    """
+
+    def __init__(self, source: Path, stem: str, flags: Sequence[str], variants: Sequence[Sequence[str]],
+                 abi: tuple[str, int], configure: Callable[[ctypes.CDLL], None], loaded: str,
+                 fallback: str) -> None:
+        self.source, self.stem, self.flags, self.variants = source, stem, list(flags), tuple(variants)
+        self.abi, self.configure, self.loaded, self.fallback = abi, configure, loaded, fallback
+        self._lock = threading.Lock()
+        self._lib: ctypes.CDLL | None = None
+        self._status: str | None = None  # None: not tried yet
+
+    def load(self) -> ctypes.CDLL | None:
+        """The library (built or found in the cache on the first call), or None if that failed."""
+        with self._lock:
+            if self._status is not None:
+                return self._lib
+            symbol, version = self.abi
+            try:
+                lib = load_library(self.source, self.stem, self.flags, self.variants)
+                if getattr(lib, symbol)() != version:
+                    raise RuntimeError(f"{lib._name} has ABI {getattr(lib, symbol)()}, expected {version}")
+            except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+                self._status = self.fallback.format(error=e)
+                log.warning("spikevision: %s", self._status)
+                return None
+            self.configure(lib)
+            self._lib, self._status = lib, self.loaded.format(path=lib._name)
+            return lib
+
+    def status(self) -> str:
+        """Which path runs and why (loads the library if not yet tried)."""
+        self.load()
+        return self._status or ""
 
 
 def split_ranges(n: int, workers: int, align: int = 1) -> list[tuple[int, int]]:

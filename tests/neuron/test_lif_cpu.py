@@ -109,8 +109,8 @@ def test_inference_keeps_nothing_and_matches(calls):
 def test_falls_back_to_torch_when_the_build_fails(monkeypatch, tmp_path, calls):
     monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
     monkeypatch.setenv("SPIKEVISION_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(_native, "_status", None)
-    monkeypatch.setattr(_native, "_lib", None)
+    monkeypatch.setattr(_native._LIBRARY, "_status", None)
+    monkeypatch.setattr(_native._LIBRARY, "_lib", None)
     assert not _native.native_available()
     assert "could not be built" in native_status()
     check_against_reference(NeuronParams(surrogate=Sigmoid(4.0)), inputs())
@@ -120,8 +120,8 @@ def test_falls_back_to_torch_when_the_build_fails(monkeypatch, tmp_path, calls):
 
 def test_disabled_by_environment(monkeypatch, calls):
     monkeypatch.setenv("SPIKEVISION_NATIVE", "0")
-    monkeypatch.setattr(_native, "_status", None)
-    monkeypatch.setattr(_native, "_lib", None)
+    monkeypatch.setattr(_native._LIBRARY, "_status", None)
+    monkeypatch.setattr(_native._LIBRARY, "_lib", None)
     assert native_status() == "PyTorch kernel (SPIKEVISION_NATIVE=0)"
     lif_multistep(inputs(), NeuronParams())
     assert calls["forward"] == 0
@@ -144,8 +144,8 @@ def test_builds_in_a_private_folder_when_the_cache_is_not_writable(monkeypatch, 
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr(native_build.tempfile, "tempdir", str(tmp_path / "tmp"))
     monkeypatch.setattr(native_build, "_private", None)  # this process's own folder (mkdtemp), never a shared one
-    monkeypatch.setattr(_native, "_status", None)
-    monkeypatch.setattr(_native, "_lib", None)
+    monkeypatch.setattr(_native._LIBRARY, "_status", None)
+    monkeypatch.setattr(_native._LIBRARY, "_lib", None)
     assert _native.native_available(), native_status()
     assert str(tmp_path / "tmp" / "spikevision-build-") in native_status()
 

@@ -34,10 +34,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import logging
 import os
-import subprocess
-import threading
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -48,12 +45,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from spikevision.native_build import load_library, run_parallel, split_ranges
+from spikevision.native_build import LazyLibrary, run_parallel, split_ranges
 
 __all__ = ["SpikeConv2d", "spike_conv2d", "use_spike_conv", "spike_conv_enabled", "spike_conv_available",
            "spike_conv_status", "pack_spikes"]
-
-log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("_spike_conv.c")
 ABI_VERSION = 1
@@ -63,40 +58,25 @@ _VARIANTS = (["-march=native"], [])
 _WORD_BITS = 64  # bits per word of a packed plane
 
 _ENABLED: ContextVar[bool] = ContextVar("spikevision_spike_conv", default=True)
-_lock = threading.Lock()
-_lib: ctypes.CDLL | None = None
-_status: str | None = None  # why the library is (not) loaded; None: not tried yet
+def _configure(lib: ctypes.CDLL) -> None:
+    lib.sc_pack_f32.restype = ctypes.c_int
+    lib.sc_pack_f32.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 4
+    lib.sc_forward_f32.restype = lib.sc_wgrad_f32.restype = None
+    lib.sc_forward_f32.argtypes = [ctypes.c_void_p] * 9 + [ctypes.c_int64] * 8
+    lib.sc_wgrad_f32.argtypes = [ctypes.c_void_p] * 8 + [ctypes.c_int64] * 9
 
 
-def _load() -> ctypes.CDLL | None:
-    """Build (or find in the cache) and load the library once per process; None if that failed."""
-    global _lib, _status
-    with _lock:
-        if _status is not None:
-            return _lib
-        try:
-            lib = load_library(SOURCE, "spike_conv", _FLAGS, _VARIANTS)
-            if lib.sc_abi_version() != ABI_VERSION:
-                raise RuntimeError(f"{lib._name} has ABI {lib.sc_abi_version()}, expected {ABI_VERSION}")
-        except (OSError, RuntimeError, subprocess.SubprocessError) as e:
-            _status = f"dense convolution (the spike-conv C library could not be built or loaded: {e})"
-            log.warning("spikevision: %s", _status)
-            return None
-        lib.sc_pack_f32.restype = ctypes.c_int
-        lib.sc_pack_f32.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 4
-        lib.sc_forward_f32.restype = lib.sc_wgrad_f32.restype = None
-        lib.sc_forward_f32.argtypes = [ctypes.c_void_p] * 9 + [ctypes.c_int64] * 8
-        lib.sc_wgrad_f32.argtypes = [ctypes.c_void_p] * 8 + [ctypes.c_int64] * 9
-        _lib, _status = lib, f"event-driven C kernel ({lib._name})"
-        return lib
+_LIBRARY = LazyLibrary(SOURCE, "spike_conv", _FLAGS, _VARIANTS, ("sc_abi_version", ABI_VERSION), _configure,
+                       loaded="event-driven C kernel ({path})",
+                       fallback="dense convolution (the spike-conv C library could not be built or loaded: {error})")
+_load = _LIBRARY.load
 
 
 def spike_conv_status() -> str:
     """Which path :class:`SpikeConv2d` takes in training on CPU, and why (builds the library if not yet done)."""
     if os.environ.get(ENV_VAR, "1") == "0":
         return f"dense convolution ({ENV_VAR}=0)"
-    _load()
-    return _status or ""
+    return _LIBRARY.status()
 
 
 def spike_conv_available() -> bool:

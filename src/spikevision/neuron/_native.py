@@ -30,22 +30,17 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import logging
-import subprocess
-import threading
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from spikevision.native_build import load_library, run_parallel, split_ranges
+from spikevision.native_build import LazyLibrary, run_parallel, split_ranges
 from spikevision.neuron.kernel import RESET_CODES, Constant, KernelChoice, is_compact, surrogate_code
 from spikevision.neuron.params import NeuronParams
 
 __all__ = ["NativeKernel", "KERNEL", "native_status", "native_available", "forward", "backward",
            "time_broadcast_base"]
-
-log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("_lif_cpu.c")
 ABI_VERSION = 2
@@ -63,40 +58,25 @@ class _Params(ctypes.Structure):
                 ("sg_a", ctypes.c_double), ("sg_b", ctypes.c_double), ("broadcast", ctypes.c_int)]
 
 
-_lock = threading.Lock()
-_lib: ctypes.CDLL | None = None
-_status: str | None = None  # why the library is (not) loaded; None: not tried yet
+def _configure(lib: ctypes.CDLL) -> None:
+    for fn_name in ("lif_forward_f32", "lif_forward_f64", "lif_backward_f32", "lif_backward_f64"):
+        fn = getattr(lib, fn_name)  # (4 pointers, T, N, lo, hi, params)
+        fn.restype = None
+        fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 4 + [ctypes.POINTER(_Params)]
 
 
-def _load() -> ctypes.CDLL | None:
-    """Build (or find in the cache) and load the library once per process; None if that failed."""
-    global _lib, _status
-    with _lock:
-        if _status is not None:
-            return _lib
-        try:
-            lib = load_library(SOURCE, "lif_cpu", _FLAGS, _VARIANTS)
-            path = lib._name
-            if lib.lif_abi_version() != ABI_VERSION:
-                raise RuntimeError(f"{path} has ABI {lib.lif_abi_version()}, expected {ABI_VERSION}")
-        except (OSError, RuntimeError, subprocess.SubprocessError) as e:
-            _status = f"PyTorch kernel (the C kernel could not be built or loaded: {e})"
-            log.warning("spikevision: %s; CPU neurons run the slower PyTorch implementation", _status)
-            return None
-        for fn_name in ("lif_forward_f32", "lif_forward_f64", "lif_backward_f32", "lif_backward_f64"):
-            fn = getattr(lib, fn_name)  # (4 pointers, T, N, lo, hi, params)
-            fn.restype = None
-            fn.argtypes = [ctypes.c_void_p] * 4 + [ctypes.c_int64] * 4 + [ctypes.POINTER(_Params)]
-        _lib, _status = lib, f"C kernel ({path})"
-        return lib
+_LIBRARY = LazyLibrary(SOURCE, "lif_cpu", _FLAGS, _VARIANTS, ("lif_abi_version", ABI_VERSION), _configure,
+                       loaded="C kernel ({path})",
+                       fallback="PyTorch kernel (the C kernel could not be built or loaded: {error}); CPU "
+                                "neurons run the slower PyTorch implementation")
+_load = _LIBRARY.load
 
 
 def native_status() -> str:
     """Which implementation CPU neurons use, and why (builds the C kernel if not yet done)."""
     if not KernelChoice.environment().c:
         return "PyTorch kernel (SPIKEVISION_NATIVE=0)"
-    _load()
-    return _status or ""
+    return _LIBRARY.status()
 
 
 def native_available() -> bool:
