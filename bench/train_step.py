@@ -9,6 +9,10 @@ interleaved round by round in one process on the same input, batch and ``T``:
 * ``spikevision-plain``: the same step with the training fast paths of issue 26
   ("Training speed") turned off by their switches (:func:`plain_path`): spikevision's step as it was
   before them, measured in the same run;
+* ``spikevision-compile``: the same net wrapped in :func:`torch.compile` (default inductor backend; the
+  compile happens in the warm-up rounds, its time is not in the table). Under tracing the spike
+  convolutions take their dense fallback and the neuron's C kernel breaks the graph, so this measures
+  whether inductor's fused elementwise code beats the hand-made path;
 * ``spikevision-per-step``: the same built with ``stem_once=False`` (the stem's
   conv + BN run on all ``T`` repeated frames, as SpikingJelly runs them,
   instead of once per static image: isolates that optimisation);
@@ -82,8 +86,8 @@ from spikevision.layers.spike_conv import spike_conv_status, use_spike_conv
 from spikevision.neuron import native_status, triton_status, use_kernels
 from spikevision.train.memory_saving import SavedTensorMeter, enable_memory_saving
 
-CONTENDERS = ("spikevision", "spikevision-plain", "spikevision-per-step", "spikevision-spikes", "spikevision-mem",
-              "spikingjelly")
+CONTENDERS = ("spikevision", "spikevision-plain", "spikevision-compile", "spikevision-per-step", "spikevision-spikes",
+              "spikevision-mem", "spikingjelly")
 DEFAULT_SIZE = {"ms_resnet18": 64, "ms_resnet34": 64, "ms_resnet_mini": 28, "ms_resnet_mini_wide": 28}  # CIFAR: 32
 NUM_CLASSES = {"ms_resnet18": 1000, "ms_resnet34": 1000}  # CIFAR nets and the Fashion-MNIST minis: 10
 CIFAR_N = {"ms_resnet20": 3, "ms_resnet32": 5, "ms_resnet44": 7, "ms_resnet56": 9, "ms_resnet110": 18}
@@ -169,7 +173,8 @@ def build(contender: str, model: str, T: int, seed: int, device: torch.device) -
         sj = build_spikingjelly(model, T)
         copy_weights(ours, sj)
         ours = sj
-    return ours.to(device).train()
+    ours = ours.to(device).train()
+    return torch.compile(ours) if contender == "spikevision-compile" else ours
 
 
 def make_optimizer(net: nn.Module, optim: str) -> torch.optim.Optimizer:
@@ -236,6 +241,16 @@ def parity(model: str, T: int, size: int, seed: int, device: torch.device) -> tu
     return dlogit, rel
 
 
+def profile_table(step: Callable[[], None], rows: int = 15) -> str:
+    """torch.profiler's ops by self CPU time over two (already warm) steps."""
+    from torch.profiler import profile
+
+    with profile() as prof:
+        step()
+        step()
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+
+
 # ---------------------------------------------------------------------------
 # memory worker (fresh process per configuration)
 # ---------------------------------------------------------------------------
@@ -281,6 +296,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--no-memory", action="store_true", help="skip the subprocess peak-memory runs")
+    ap.add_argument("--profile", action="store_true",
+                    help="also print torch.profiler's table (self CPU time by op) of two steps of each contender")
     ap.add_argument("--keep-denormals", action="store_true",
                     help="do not flush denormal floats (CPU); by default they are flushed for every contender, "
                          "as spikevision's engine does (train.flush_denormal)")
@@ -324,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
             saved = {c: saved_bytes(nets[c], c, x) / MIB for c in here}
             steps = {c: make_step(nets[c], c, x, y, args.optim) for c in here}
             times = interleaved_times(steps, reps=args.reps, warmup=args.warmup, device=device)
+            if args.profile:
+                for c in here:
+                    print(f"profile {model} T={T} {c}:\n{profile_table(steps[c])}", flush=True)
             del steps, nets
             mem = {}
             if not args.no_memory:
