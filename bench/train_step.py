@@ -13,6 +13,9 @@ interleaved round by round in one process on the same input, batch and ``T``:
   compile happens in the warm-up rounds, its time is not in the table). Under tracing the spike
   convolutions take their dense fallback and the neuron's C kernel breaks the graph, so this measures
   whether inductor's fused elementwise code beats the hand-made path;
+* ``spikevision-channels-last``: the same net and input in ``torch.channels_last`` memory format
+  (weights and the image; oneDNN then keeps its convolutions and batch norms in NHWC, while the neuron
+  kernels, the spike convolutions and the time folding work in NCHW and convert);
 * ``spikevision-per-step``: the same built with ``stem_once=False`` (the stem's
   conv + BN run on all ``T`` repeated frames, as SpikingJelly runs them,
   instead of once per static image: isolates that optimisation);
@@ -86,8 +89,8 @@ from spikevision.layers.spike_conv import spike_conv_status, use_spike_conv
 from spikevision.neuron import native_status, triton_status, use_kernels
 from spikevision.train.memory_saving import SavedTensorMeter, enable_memory_saving
 
-CONTENDERS = ("spikevision", "spikevision-plain", "spikevision-compile", "spikevision-per-step", "spikevision-spikes",
-              "spikevision-mem", "spikingjelly")
+CONTENDERS = ("spikevision", "spikevision-plain", "spikevision-compile", "spikevision-channels-last",
+              "spikevision-per-step", "spikevision-spikes", "spikevision-mem", "spikingjelly")
 DEFAULT_SIZE = {"ms_resnet18": 64, "ms_resnet34": 64, "ms_resnet_mini": 28, "ms_resnet_mini_wide": 28}  # CIFAR: 32
 NUM_CLASSES = {"ms_resnet18": 1000, "ms_resnet34": 1000}  # CIFAR nets and the Fashion-MNIST minis: 10
 CIFAR_N = {"ms_resnet20": 3, "ms_resnet32": 5, "ms_resnet44": 7, "ms_resnet56": 9, "ms_resnet110": 18}
@@ -174,6 +177,8 @@ def build(contender: str, model: str, T: int, seed: int, device: torch.device) -
         copy_weights(ours, sj)
         ours = sj
     ours = ours.to(device).train()
+    if contender == "spikevision-channels-last":
+        ours = ours.to(memory_format=torch.channels_last)
     return torch.compile(ours) if contender == "spikevision-compile" else ours
 
 
@@ -185,6 +190,8 @@ def make_optimizer(net: nn.Module, optim: str) -> torch.optim.Optimizer:
 
 def make_step(net: nn.Module, contender: str, x: Tensor, y: Tensor, optim: str = "sgd") -> Callable[[], None]:
     opt = make_optimizer(net, optim)
+    if contender == "spikevision-channels-last":
+        x = x.contiguous(memory_format=torch.channels_last)
     reset = None
     if contender == "spikingjelly":
         from spikingjelly.activation_based import functional as sjf
