@@ -14,8 +14,7 @@ interleaved round by round in one process on the same input, batch and ``T``:
   convolutions take their dense fallback and the neuron's C kernel breaks the graph, so this measures
   whether inductor's fused elementwise code beats the hand-made path;
 * ``spikevision-channels-last``: the same net and input in ``torch.channels_last`` memory format
-  (weights and the image; oneDNN then keeps its convolutions and batch norms in NHWC, while the neuron
-  kernels, the spike convolutions and the time folding work in NCHW and convert);
+  (:func:`spikevision.layers.memory_format.to_channels_last`: every map NHWC, no conversion between layers);
 * ``spikevision-per-step``: the same built with ``stem_once=False`` (the stem's
   conv + BN run on all ``T`` repeated frames, as SpikingJelly runs them,
   instead of once per static image: isolates that optimisation);
@@ -85,6 +84,7 @@ from common import (
     spawn_worker, worker_entry,
 )
 from spikevision.models import create_model
+from spikevision.layers.memory_format import to_channels_last
 from spikevision.layers.spike_conv import spike_conv_status, use_spike_conv
 from spikevision.neuron import native_status, triton_status, use_kernels
 from spikevision.train.memory_saving import SavedTensorMeter, enable_memory_saving
@@ -178,7 +178,7 @@ def build(contender: str, model: str, T: int, seed: int, device: torch.device) -
         ours = sj
     ours = ours.to(device).train()
     if contender == "spikevision-channels-last":
-        ours = ours.to(memory_format=torch.channels_last)
+        to_channels_last(ours)
     return torch.compile(ours) if contender == "spikevision-compile" else ours
 
 

@@ -269,3 +269,42 @@ def test_asymmetric_kernel_stride_and_padding():
     ref.backward(gy.double())
     for got, want in ((y, ref), (x.grad, xr.grad), (conv.weight.grad, wr.grad)):
         _assert_round_off(got, want)
+
+
+@pytest.mark.parametrize("k,stride,padding", [(3, 1, 1), (3, 2, 1), (1, 2, 0)])
+@pytest.mark.parametrize("N,Cin,H,W,Cout", [(2, 3, 7, 9, 5), (2, 70, 9, 6, 16), (3, 16, 8, 71, 12)])
+def test_channels_last_input_matches_the_naive_convolution_and_keeps_its_format(N, Cin, H, W, Cout, k, stride,
+                                                                                padding):
+    g = torch.Generator().manual_seed(7 * N + Cin + H + W + Cout + k + stride + padding)
+    x = (torch.rand(N, Cin, H, W, generator=g) < 0.3).float().contiguous(memory_format=torch.channels_last)
+    w = torch.randn(Cout, Cin, k, k, generator=g)
+    y, gx, gw, gy = _grads(lambda a, b: spike_conv2d(a, b, (stride, stride), (padding, padding)), x, w)
+    assert _is_event_driven(y)
+    assert y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+    assert gx.is_contiguous(memory_format=torch.channels_last)
+    ry, rgx, rgw, _ = _grads(lambda a, b: _naive(a, b, stride, padding), x.contiguous(), w, gy.double())
+    for got, ref in ((y, ry), (gx, rgx), (gw, rgw)):
+        _assert_round_off(got, ref)
+
+
+def test_channels_last_packs_the_same_bits_and_finds_non_binary_values():
+    g = torch.Generator().manual_seed(3)
+    x = (torch.rand(3, 70, 5, 27, generator=g) < 0.2).float()  # 70 channels: a whole word and a ragged one
+    bits = pack_spikes(x)
+    assert torch.equal(pack_spikes(x.contiguous(memory_format=torch.channels_last)), bits)
+    x[2, 69, 4, 26] = 0.5
+    assert pack_spikes(x.contiguous(memory_format=torch.channels_last)) is None
+
+
+def test_channels_last_weight_gets_its_gradient_in_its_format():
+    conv = SpikeConv2d(8, 16, 3, padding=1, bias=False).to(memory_format=torch.channels_last).train()
+    x = (torch.rand(2, 8, 6, 6, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    x = x.contiguous(memory_format=torch.channels_last)
+    y = conv(x)
+    assert _is_event_driven(y)
+    y.square().sum().backward()
+    ref = nn.Conv2d(8, 16, 3, padding=1, bias=False)
+    ref.weight.data.copy_(conv.weight.detach())
+    ref(x.contiguous()).square().sum().backward()
+    assert conv.weight.grad.is_contiguous(memory_format=torch.channels_last)
+    _assert_round_off(conv.weight.grad, ref.weight.grad)

@@ -22,6 +22,10 @@
  *   through a quarter of the taps only), then per tap the output-gradient rows
  *   they reach are summed and added to dW[i, t, :].
  *
+ * Channels-last maps (NHWC) take the same kernels: sc_pack_nhwc_f32 writes the same bit planes, and
+ * with nhwc set the output rows are stored (and the output gradient's rows read) as they are, without
+ * the per-sample transposes.
+ *
  * Stride and padding live only in the tables built once per shape by
  * spike_conv.py. Threads split samples ([lo, hi) of n); the weight gradient of
  * each thread goes to its own accumulator, summed by the caller. The input
@@ -38,7 +42,7 @@
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-int sc_abi_version(void) { return 1; }
+int sc_abi_version(void) { return 2; }
 
 /* 8 floats; v8u is the same at any float alignment (for loads and stores at any row offset) */
 typedef float v8 __attribute__((vector_size(32)));
@@ -108,6 +112,44 @@ int sc_pack_f32(const float *x, uint64_t *bits, int64_t L, int64_t words, int64_
                     bad = 1;
             }
             bp[w] = word;
+        }
+        if (bad)
+            return 1;
+    }
+    return 0;
+}
+
+/* Samples [lo, hi) of a channels-last map x ([N, L, C] floats) to the same bit planes as sc_pack_f32
+ * ([N, C, words]; every word written); returns 1 (and stops) at a value not 0 or 1. Each pixel's C
+ * channels are compared in vectors; only its spikes touch the planes. */
+int sc_pack_nhwc_f32(const float *x, uint64_t *bits, int64_t C, int64_t L, int64_t words, int64_t lo, int64_t hi)
+{
+    int bad = 0;
+    for (int64_t n = lo; n < hi; n++) {
+        uint64_t *bn = bits + n * C * words;
+        memset(bn, 0, sizeof(uint64_t) * C * words);
+        for (int64_t p = 0; p < L; p++) {
+            const float *xp = x + (n * L + p) * C;
+            const uint64_t bit = (uint64_t)1 << (p % 64);
+            uint64_t *bw = bn + p / 64;
+            for (int64_t c0 = 0; c0 < C; c0 += 64) {
+                const int64_t m = C - c0 < 64 ? C - c0 : 64;
+                uint64_t mask;
+                if (m == 64) {
+                    mask = pack64(xp + c0, &bad);
+                } else {
+                    mask = 0;
+                    for (int64_t k = 0; k < m; k++) {
+                        mask |= (uint64_t)(xp[c0 + k] == 1.0f) << k;
+                        if (xp[c0 + k] != 1.0f && xp[c0 + k] != 0.0f)
+                            bad = 1;
+                    }
+                }
+                while (mask) {
+                    bw[(c0 + __builtin_ctzll(mask)) * words] |= bit;
+                    mask &= mask - 1;
+                }
+            }
         }
         if (bad)
             return 1;
@@ -228,13 +270,25 @@ ALWAYS_INLINE void forward_sample(const float *wt, const int32_t *ocnt, const in
     }
 }
 
-/* Forward for samples [lo, hi): y [N, Cout, Lo] from bits [N, Cin, words] and wt [Cin, taps, C8]
- * (C8: Cout rounded up to 8, zero columns). Output o has ocnt[o] (tap, input position) pairs at
+/* Output rows s [Lo, C8] of one sample to y: NCHW [Cout, Lo] (transposed), or channels-last [Lo, Cout]. */
+static void store_rows(const float *s, float *y, int64_t Cout, int64_t C8, int64_t Lo, int64_t nhwc)
+{
+    if (!nhwc)
+        transpose(s, C8, y, Lo, Lo, Cout);
+    else if (C8 == Cout)
+        memcpy(y, s, sizeof(float) * Lo * Cout);
+    else
+        for (int64_t o = 0; o < Lo; o++)
+            memcpy(y + o * Cout, s + o * C8, sizeof(float) * Cout);
+}
+
+/* Forward for samples [lo, hi): y [N, Cout, Lo] (nhwc: [N, Lo, Cout]) from bits [N, Cin, words] and wt
+ * [Cin, taps, C8] (C8: Cout rounded up to 8, zero columns). Output o has ocnt[o] (tap, input position) pairs at
  * otab[o * taps * 2 ...]. Scratch per thread: s [Lo, C8] floats, cnt [L] int32, lists [L, CL] uint16
  * (CL: Cin rounded up to 16), comb [taps * CL + 16] uint16. */
 void sc_forward_f32(const uint64_t *bits, const float *wt, float *y, float *s, int32_t *cnt, uint16_t *lists,
                     uint16_t *comb, const int32_t *ocnt, const int32_t *otab, int64_t Cin, int64_t Cout, int64_t C8,
-                    int64_t taps, int64_t L, int64_t Lo, int64_t lo, int64_t hi)
+                    int64_t taps, int64_t L, int64_t Lo, int64_t nhwc, int64_t lo, int64_t hi)
 {
     const int64_t words = (L + 63) / 64, CL = (Cin + 15) / 16 * 16;
     const int nv = C8 % 64 == 0 ? 8 : C8 % 32 == 0 ? 4 : C8 % 16 == 0 ? 2 : 1;
@@ -246,7 +300,7 @@ void sc_forward_f32(const uint64_t *bits, const float *wt, float *y, float *s, i
         case 2: forward_sample(wt, ocnt, otab, cnt, lists, CL, taps, C8, Lo, comb, s, 2); break;
         default: forward_sample(wt, ocnt, otab, cnt, lists, CL, taps, C8, Lo, comb, s, 1); break;
         }
-        transpose(s, C8, y + n * Cout * Lo, Lo, Lo, Cout);
+        store_rows(s, y + n * Cout * Lo, Cout, C8, Lo, nhwc);
     }
 }
 
@@ -297,20 +351,24 @@ static void plane_events(const uint64_t *bp, int64_t words, const uint8_t *pcls,
 }
 
 /* Weight gradient of samples [lo, hi), added to dw [Cin, taps, C8] (this thread's accumulator):
- * gy is [N, Cout, Lo]; input p reaches, through tap t, the row ptab[p * taps + t] (a row offset into
+ * gy is [N, Cout, Lo] (nhwc: [N, Lo, Cout]); input p reaches, through tap t, the row ptab[p * taps + t] (a row offset into
  * g; the zero row Lo * C8 where it reaches none). Inputs of phase class c (pcls, ncls = stride_y *
  * stride_x classes) can reach outputs only through the taps t with tapok[c * taps + t]. Scratch per
  * thread: g [(Lo + 1), C8] floats, ev [ncls, L] int32. */
 void sc_wgrad_f32(const uint64_t *bits, const float *gy, float *dw, float *g, int32_t *ev, const int32_t *ptab,
                   const uint8_t *pcls, const uint8_t *tapok, int64_t ncls, int64_t Cin, int64_t Cout, int64_t C8,
-                  int64_t taps, int64_t L, int64_t Lo, int64_t lo, int64_t hi)
+                  int64_t taps, int64_t L, int64_t Lo, int64_t nhwc, int64_t lo, int64_t hi)
 {
     const int64_t words = (L + 63) / 64;
     const int nv = C8 % 64 == 0 ? 8 : C8 % 32 == 0 ? 4 : C8 % 16 == 0 ? 2 : 1;
     int64_t k[64];
     memset(g, 0, sizeof(float) * (Lo + 1) * C8);
     for (int64_t n = lo; n < hi; n++) {
-        transpose(gy + n * Cout * Lo, Lo, g, C8, Cout, Lo);
+        if (!nhwc)
+            transpose(gy + n * Cout * Lo, Lo, g, C8, Cout, Lo);
+        else /* rows of Cout; the padding columns stay zero from the memset */
+            for (int64_t o = 0; o < Lo; o++)
+                memcpy(g + o * C8, gy + (n * Lo + o) * Cout, sizeof(float) * Cout);
         for (int64_t i = 0; i < Cin; i++) {
             plane_events(bits + (n * Cin + i) * words, words, pcls, ncls, L, ev, k);
             float *dwi = dw + i * taps * C8;

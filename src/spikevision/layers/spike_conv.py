@@ -19,7 +19,8 @@ the dense path to float32 round-off. For backward the spikes are kept as bits
 
 :class:`SpikeConv2d` is an :class:`torch.nn.Conv2d` (same parameters,
 ``state_dict``, ``isinstance``) that takes this path in training mode, for
-contiguous float32 CPU inputs, ``groups=1``, ``dilation=1``, no bias and zero
+float32 CPU inputs that are contiguous or channels-last (the output and the input
+gradient then come out channels-last too), ``groups=1``, ``dilation=1``, no bias and zero
 padding given as numbers, outside ``torch.compile`` tracing and CPU autocast
 (which runs convolutions in bf16), when the C library builds; anything else, and an input that holds a value other than 0 or 1
 (found while the bits are packed), runs :func:`torch.nn.functional.conv2d`.
@@ -51,7 +52,7 @@ __all__ = ["SpikeConv2d", "spike_conv2d", "use_spike_conv", "spike_conv_enabled"
            "spike_conv_status", "pack_spikes"]
 
 SOURCE = Path(__file__).with_name("_spike_conv.c")
-ABI_VERSION = 1
+ABI_VERSION = 2
 ENV_VAR = "SPIKEVISION_SPIKE_CONV"
 _FLAGS = ["-O3", "-fno-math-errno", "-shared", "-fPIC"]
 _VARIANTS = (["-march=native"], [])
@@ -62,8 +63,10 @@ def _configure(lib: ctypes.CDLL) -> None:
     lib.sc_pack_f32.restype = ctypes.c_int
     lib.sc_pack_f32.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 4
     lib.sc_forward_f32.restype = lib.sc_wgrad_f32.restype = None
-    lib.sc_forward_f32.argtypes = [ctypes.c_void_p] * 9 + [ctypes.c_int64] * 8
-    lib.sc_wgrad_f32.argtypes = [ctypes.c_void_p] * 8 + [ctypes.c_int64] * 9
+    lib.sc_pack_nhwc_f32.restype = ctypes.c_int
+    lib.sc_pack_nhwc_f32.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 5
+    lib.sc_forward_f32.argtypes = [ctypes.c_void_p] * 9 + [ctypes.c_int64] * 9
+    lib.sc_wgrad_f32.argtypes = [ctypes.c_void_p] * 8 + [ctypes.c_int64] * 10
 
 
 _LIBRARY = LazyLibrary(SOURCE, "spike_conv", _FLAGS, _VARIANTS, ("sc_abi_version", ABI_VERSION), _configure,
@@ -112,19 +115,29 @@ def _workers(work: int) -> int:
     return torch.get_num_threads() if work >= 1 << 15 else 1
 
 
+def _channels_last(x: Tensor) -> bool:
+    """Whether the kernels read ``x`` as channels-last (NHWC): it is that and not also plain contiguous."""
+    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
 def pack_spikes(x: Tensor) -> Tensor | None:
-    """``[N, C, H, W]`` float32 (contiguous, CPU) to bits ``[N, C, words]`` int64; None if a value is not 0 or 1."""
+    """``[N, C, H, W]`` float32 (CPU; contiguous or channels-last) to bits ``[N, C, words]`` int64 (one
+    plane of ``H * W`` bits per sample and channel); None if a value is not 0 or 1."""
     lib = _load()
     N, C, H, W = x.shape
     L = H * W
     words = -(-L // _WORD_BITS)
     bits = torch.empty((N, C, words), dtype=torch.int64)
     flags = [0] * max(1, torch.get_num_threads())
+    nhwc = _channels_last(x)
 
     def part(k: int, lo: int, hi: int) -> None:
-        flags[k] = lib.sc_pack_f32(x.data_ptr(), bits.data_ptr(), L, words, lo, hi)
+        if nhwc:
+            flags[k] = lib.sc_pack_nhwc_f32(x.data_ptr(), bits.data_ptr(), C, L, words, lo, hi)
+        else:
+            flags[k] = lib.sc_pack_f32(x.data_ptr(), bits.data_ptr(), L, words, lo, hi)
 
-    ranges = split_ranges(N * C, _workers(x.numel()))
+    ranges = split_ranges(N if nhwc else N * C, _workers(x.numel()))
     run_parallel([functools.partial(part, k, lo, hi) for k, (lo, hi) in enumerate(ranges)])
     return None if any(flags) else bits
 
@@ -170,8 +183,9 @@ def _tables(H: int, W: int, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int
 
 
 def _sparse_forward(bits: Tensor, weight: Tensor, H: int, W: int, stride: tuple[int, int],
-                    padding: tuple[int, int]) -> Tensor:
-    """``[N, Cout, Ho, Wo]`` from the packed spikes and the ``[Cout, Cin, kh, kw]`` weight."""
+                    padding: tuple[int, int], nhwc: bool = False) -> Tensor:
+    """``[N, Cout, Ho, Wo]`` (channels-last with ``nhwc``) from the packed spikes and the ``[Cout, Cin, kh, kw]``
+    weight."""
     lib = _load()
     N, Cin, _ = bits.shape
     Cout, _, kh, kw = weight.shape
@@ -179,7 +193,8 @@ def _sparse_forward(bits: Tensor, weight: Tensor, H: int, W: int, stride: tuple[
     ocnt, otab, _, Ho, Wo = _tables(H, W, kh, kw, *stride, *padding, C8)
     wt = weight.new_zeros((Cin, kh, kw, C8))
     wt[..., :Cout] = weight.detach().permute(1, 2, 3, 0)  # [Cin, kh, kw, C8]: Cout contiguous
-    y = torch.empty((N, Cout, Ho, Wo), dtype=weight.dtype)
+    y = torch.empty((N, Cout, Ho, Wo), dtype=weight.dtype,
+                    memory_format=torch.channels_last if nhwc else torch.contiguous_format)
     ranges = split_ranges(N, _workers(N * Cout * Ho * Wo))
     s = torch.empty((len(ranges), Ho * Wo * C8), dtype=weight.dtype)
     cnt = torch.empty((len(ranges), H * W), dtype=torch.int32)
@@ -189,20 +204,22 @@ def _sparse_forward(bits: Tensor, weight: Tensor, H: int, W: int, stride: tuple[
     run_parallel([functools.partial(lib.sc_forward_f32, bits.data_ptr(), wt.data_ptr(), y.data_ptr(),
                                     s[k].data_ptr(), cnt[k].data_ptr(), lists[k].data_ptr(), comb[k].data_ptr(),
                                     ocnt.data_ptr(), otab.data_ptr(), Cin, Cout, C8, kh * kw, H * W, Ho * Wo,
-                                    lo, hi)
+                                    int(nhwc), lo, hi)
                   for k, (lo, hi) in enumerate(ranges)])
     return y
 
 
 def _sparse_weight_grad(bits: Tensor, grad_y: Tensor, weight_shape: torch.Size, H: int, W: int,
                         stride: tuple[int, int], padding: tuple[int, int]) -> Tensor:
-    """``dL/dW`` ``[Cout, Cin, kh, kw]`` from the packed spikes and ``dL/dY`` ``[N, Cout, Ho, Wo]``."""
+    """``dL/dW`` ``[Cout, Cin, kh, kw]`` from the packed spikes and ``dL/dY`` ``[N, Cout, Ho, Wo]`` (read as it is
+    if channels-last, else made contiguous)."""
     lib = _load()
     N, Cin, _ = bits.shape
     Cout, _, kh, kw = weight_shape
     C8 = _padded(Cout)
     _, _, (ptab, pcls, tapok), Ho, Wo = _tables(H, W, kh, kw, *stride, *padding, C8)
-    grad_y = grad_y.contiguous()
+    nhwc = _channels_last(grad_y)
+    grad_y = grad_y if nhwc else grad_y.contiguous()
     ranges = split_ranges(N, _workers(grad_y.numel()))
     dw = torch.zeros((len(ranges), Cin, kh, kw, C8), dtype=grad_y.dtype)
     g = torch.empty((len(ranges), (Ho * Wo + 1) * C8), dtype=grad_y.dtype)
@@ -211,7 +228,7 @@ def _sparse_weight_grad(bits: Tensor, grad_y: Tensor, weight_shape: torch.Size, 
     run_parallel([functools.partial(lib.sc_wgrad_f32, bits.data_ptr(), grad_y.data_ptr(), dw[k].data_ptr(),
                                     g[k].data_ptr(), ev[k].data_ptr(), ptab.data_ptr(), pcls.data_ptr(),
                                     tapok.data_ptr(), ncls, Cin, Cout, C8, kh * kw,
-                                    H * W, Ho * Wo, lo, hi) for k, (lo, hi) in enumerate(ranges)])
+                                    H * W, Ho * Wo, int(nhwc), lo, hi) for k, (lo, hi) in enumerate(ranges)])
     return dw.sum(0)[..., :Cout].permute(3, 0, 1, 2).contiguous()
 
 
@@ -226,7 +243,7 @@ def _input_grad(in_shape: torch.Size, weight: Tensor, grad_y: Tensor, stride: tu
     kh, kw = weight.shape[2:]
     extra = tuple(size + 2 * p - k - (out - 1) * s for size, p, k, out, s in
                   zip(in_shape[2:], padding, (kh, kw), grad_y.shape[2:], stride))  # rows the stride skipped
-    return F.conv_transpose2d(grad_y, weight, None, stride, padding, extra)
+    return F.conv_transpose2d(grad_y, weight, None, stride, padding, extra)  # grad_y's memory format
 
 
 class _SpikeConvFunction(torch.autograd.Function):
@@ -235,20 +252,25 @@ class _SpikeConvFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bits: Tensor, stride: tuple[int, int],
                 padding: tuple[int, int]) -> Tensor:
-        ctx.in_shape, ctx.stride, ctx.padding = x.shape, stride, padding
+        ctx.in_shape, ctx.stride, ctx.padding, ctx.nhwc = x.shape, stride, padding, _channels_last(x)
         ctx.save_for_backward(bits, weight)
-        return _sparse_forward(bits, weight, x.shape[2], x.shape[3], stride, padding)
+        return _sparse_forward(bits, weight, x.shape[2], x.shape[3], stride, padding, ctx.nhwc)
 
     @staticmethod
     @once_differentiable  # no double backward: a create_graph=True call raises instead of dropping terms
     def backward(ctx, grad_y: Tensor):
         bits, weight = ctx.saved_tensors
+        # the input's memory format for the output gradient too: the input gradient (a transposed convolution)
+        # comes out in it, so it matches the input's
+        grad_y = grad_y.contiguous(memory_format=torch.channels_last if ctx.nhwc else torch.contiguous_format)
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
             grad_x = _input_grad(ctx.in_shape, weight, grad_y, ctx.stride, ctx.padding)
         if ctx.needs_input_grad[1]:
             H, W = ctx.in_shape[2], ctx.in_shape[3]
             grad_w = _sparse_weight_grad(bits, grad_y, weight.shape, H, W, ctx.stride, ctx.padding)
+            if _channels_last(weight):  # in the parameter's own memory format
+                grad_w = grad_w.contiguous(memory_format=torch.channels_last)
         return grad_x, grad_w, None, None, None
 
 
@@ -259,7 +281,8 @@ def _applies(x: Tensor, weight: Tensor, stride: tuple[int, int], padding: tuple[
     bucket spikes into at most 64 stride phases, and need a non-empty output.
     """
     if not (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
-            and x.dim() == 4 and weight.dim() == 4 and weight.shape[1] == x.shape[1] and x.is_contiguous()):
+            and x.dim() == 4 and weight.dim() == 4 and weight.shape[1] == x.shape[1]
+            and (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last))):
         return False
     _, cin, kh, kw = weight.shape
     out = [(size + 2 * p - k) // s + 1 for size, p, k, s in zip(x.shape[2:], padding, (kh, kw), stride)]
@@ -279,13 +302,13 @@ def spike_conv2d(x: Tensor, weight: Tensor, stride: int | tuple[int, int] = 1,
     """``F.conv2d(x, weight, stride=stride, padding=padding)`` (no bias, groups 1), event-driven where it applies.
 
     Args:
-        x: ``[N, Cin, H, W]``; the event-driven path runs when it is a contiguous float32 CPU tensor of
-            zeros and ones (and the switch is on), else :func:`torch.nn.functional.conv2d` does.
+        x: ``[N, Cin, H, W]``; the event-driven path runs when it is a float32 CPU tensor of zeros and ones,
+            contiguous or channels-last (and the switch is on), else :func:`torch.nn.functional.conv2d` does.
         weight: ``[Cout, Cin, kh, kw]``.
         stride, padding: as for :func:`torch.nn.functional.conv2d` (an int or a pair of ints).
 
     Returns:
-        ``[N, Cout, Ho, Wo]``, equal to the dense result to float32 round-off.
+        ``[N, Cout, Ho, Wo]`` in ``x``'s memory format, equal to the dense result to float32 round-off.
     """
     stride, padding = _pair(stride), _pair(padding)
     if _applies(x, weight, stride, padding):

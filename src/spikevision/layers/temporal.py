@@ -8,6 +8,7 @@ is contiguous; :class:`TimeFolded` wraps any module that way.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from spikevision.neuron.params import check_sequence
@@ -16,9 +17,35 @@ __all__ = ["fold", "unfold", "TimeFolded", "check_T"]
 
 
 def fold(x: Tensor) -> Tensor:
-    """``[T, B, ...]`` to ``[T*B, ...]`` (a view when possible)."""
+    """``[T, B, ...]`` to ``[T*B, ...]`` (a view when possible).
+
+    Where it cannot be a view (a time-broadcast ``u.expand(T, ...)``, a slice) it is a copy whose samples keep
+    the steps' memory format: channels-last steps stay channels-last (``flatten`` would give NCHW, which a
+    channels-last network then converts back at the next convolution, forward and backward).
+    """
     check_sequence(x, min_dim=3)
-    return x.flatten(0, 1)
+    if x.dim() != 5 or x.stride(0) == x.shape[1] * x.stride(1):
+        return x.flatten(0, 1)
+    step = x[0]
+    if step.is_contiguous() or not step.is_contiguous(memory_format=torch.channels_last):
+        return x.flatten(0, 1)
+    return _FoldChannelsLast.apply(x)
+
+
+class _FoldChannelsLast(torch.autograd.Function):
+    """``[T, B, C, H, W]`` (any strides) to a channels-last ``[T*B, C, H, W]`` copy; backward is a view."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        ctx.lead = x.shape[:2]
+        out = torch.empty((x.shape[0] * x.shape[1], *x.shape[2:]), dtype=x.dtype, device=x.device,
+                          memory_format=torch.channels_last)
+        out.unflatten(0, x.shape[:2]).copy_(x)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return grad.unflatten(0, ctx.lead)
 
 
 def unfold(y: Tensor, T: int) -> Tensor:

@@ -24,6 +24,12 @@ the autograd Function runs on ``u`` itself, so backward too writes only
 ``dL/du``, the gradient summed over the steps, instead of a ``[T, ...]``
 gradient that autograd would then sum. ``use_kernels(broadcast=False)``
 restores the copy (:mod:`spikevision.neuron.dispatch`).
+
+The kernel works on the memory as it lies, time outermost: steps that are
+channels-last ``[B, C, H, W]`` maps stay channels-last (the spikes, what is kept
+for backward and the input gradient come out in the same format), so a
+channels-last network needs no conversion at its neurons; any other layout is
+copied to contiguous first.
 """
 
 from __future__ import annotations
@@ -106,9 +112,34 @@ def _run(fn, pointers: list, T: int, N: int, params: _Params) -> None:
     run_parallel([functools.partial(fn, *pointers, T, N, lo, hi, ref) for lo, hi in split_ranges(N, workers, BLOCK)])
 
 
+def step_format(step: Tensor) -> torch.memory_format:
+    """The memory format the kernel keeps for steps like ``step``: channels-last for a 4-D step stored
+    so (and not also contiguous), else contiguous."""
+    if step.dim() == 4 and not step.is_contiguous() and step.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def _empty_steps(T: int, step_shape: torch.Size, fmt: torch.memory_format, dtype: torch.dtype) -> Tensor:
+    """``[T, *step_shape]``, time outermost, each step in ``fmt``."""
+    if fmt == torch.channels_last:
+        B, C, H, W = step_shape
+        return torch.empty((T, B, H, W, C), dtype=dtype).permute(0, 1, 4, 2, 3)
+    return torch.empty((T, *step_shape), dtype=dtype)
+
+
+def _time_major(x: Tensor, fmt: torch.memory_format) -> Tensor:
+    """``x`` if its steps lie one after another, each in ``fmt``; else a copy laid out so."""
+    if x.stride(0) == x[0].numel() and x[0].is_contiguous(memory_format=fmt):
+        return x
+    return _empty_steps(x.shape[0], x.shape[1:], fmt, x.dtype).copy_(x)
+
+
 def is_time_broadcast(x: Tensor) -> bool:
-    """Whether ``x`` ``[T, ...]`` repeats one contiguous step (stride 0 along ``T``, ``T > 1``)."""
-    return x.dim() >= 2 and x.shape[0] > 1 and x.stride(0) == 0 and x[0].is_contiguous()
+    """Whether ``x`` ``[T, ...]`` repeats one dense step (stride 0 along ``T``, ``T > 1``; the step contiguous
+    or channels-last)."""
+    return (x.dim() >= 2 and x.shape[0] > 1 and x.stride(0) == 0
+            and x[0].is_contiguous(memory_format=step_format(x[0])))
 
 
 def time_broadcast_base(x: Tensor) -> Tensor | None:
@@ -119,7 +150,8 @@ def time_broadcast_base(x: Tensor) -> Tensor | None:
     leaf of its own), so autograd of ``u`` is autograd of ``x`` summed over ``T``.
     """
     base = x._base
-    if base is None or not is_time_broadcast(x) or not base.is_contiguous() or (x.requires_grad and x.is_leaf):
+    if (base is None or not is_time_broadcast(x) or not base.is_contiguous(memory_format=step_format(base))
+            or (x.requires_grad and x.is_leaf)):
         return None
     if (base.shape != x.shape[1:] or base.stride() != x.stride()[1:] or base.dtype != x.dtype
             or base.storage_offset() != x.storage_offset() or base.requires_grad != x.requires_grad):
@@ -135,11 +167,12 @@ def forward(x: Tensor, p: NeuronParams, decay: float, gain: float, keep_h: bool,
     """
     lib = _load()
     broadcast = is_time_broadcast(x)
-    x = x if broadcast else x.contiguous()
+    fmt = step_format(x[0])
+    x = x if broadcast else _time_major(x, fmt)
     T, N = x.shape[0], x[0].numel()
-    s = torch.empty(x.shape, dtype=x.dtype)
-    h = [torch.empty_like(x[0]) for _ in range(T)] if keep_h else None
-    code = torch.empty((-(-T // 4), *x.shape[1:]), dtype=torch.int8) if keep_code else None
+    s = _empty_steps(T, x.shape[1:], fmt, x.dtype)
+    h = [torch.empty_like(x[0], memory_format=fmt) for _ in range(T)] if keep_h else None
+    code = _empty_steps(-(-T // 4), x.shape[1:], fmt, torch.int8) if keep_code else None
     fn = lib.lif_forward_f32 if x.dtype == torch.float32 else lib.lif_forward_f64
     _run(fn, [_ptr(x), _ptr(s), _steps(h), _ptr(code)], T, N, _params(p, decay, gain, broadcast))
     return s, h, code
@@ -153,9 +186,13 @@ def backward(grad_s: Tensor, h: list[Tensor] | None, code: Tensor | None, p: Neu
     (shape ``grad_s.shape[1:]``), written without a ``[T, ...]`` buffer.
     """
     lib = _load()
-    grad_s = grad_s.contiguous()
+    fmt = step_format(code[0] if code is not None else h[0])  # the forward's layout
+    grad_s = _time_major(grad_s, fmt)
     T, N = grad_s.shape[0], grad_s[0].numel()
-    grad_x = torch.empty(grad_s.shape[1:] if summed else grad_s.shape, dtype=grad_s.dtype)
+    if summed:
+        grad_x = torch.empty(grad_s.shape[1:], dtype=grad_s.dtype, memory_format=fmt)
+    else:
+        grad_x = _empty_steps(T, grad_s.shape[1:], fmt, grad_s.dtype)
     fn = lib.lif_backward_f32 if grad_x.dtype == torch.float32 else lib.lif_backward_f64
     _run(fn, [_ptr(grad_s), _steps(h), _ptr(code), _ptr(grad_x)], T, N, _params(p, decay, gain, summed))
     return grad_x

@@ -150,6 +150,10 @@ class TrainConfig:
             time on one thread, the same peak memory.
         memory_saving: recompute residual blocks in the backward pass
             (:mod:`spikevision.train.memory_saving`; cuts activation memory, costs time).
+        channels_last: train with every feature map in channels-last memory format
+            (:func:`spikevision.layers.memory_format.to_channels_last`): the same values to float32
+            round-off; on CPU 1.2-1.25x faster steps for MS-ResNet and the spiking CNN, slower for the
+            spiking MLP, GAC and S-ResNet (``bench/train_step.md``), so off unless a recipe sets it.
     """
 
     epochs: int = 10
@@ -171,6 +175,7 @@ class TrainConfig:
     flush_denormal: bool = True
     keep_freed_memory: bool = True
     memory_saving: bool = False
+    channels_last: bool = False
 
 
 @dataclass

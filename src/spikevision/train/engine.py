@@ -60,6 +60,7 @@ from torch import Tensor, nn
 
 from spikevision.neuron.rates import FiringRateMonitor
 import spikevision.train.checkpoint as ck
+from spikevision.layers.memory_format import to_channels_last
 from spikevision.train.allocator import keep_freed_memory
 from spikevision.train.checkpoint import BEST, CHECKPOINT_DIR, CONFIG_FILE, LAST, METRICS_FILE  # the run directory
 from spikevision.train.config import Config
@@ -304,6 +305,8 @@ def _build(cfg: Config, resume: bool, dist: DistInfo, run_dir: Path) -> Trainer:
         raise ValueError(f"train.loss=tet needs per-step logits, but {cfg.model.name} has no "
                          "forward_head(features, per_step=True); use train.loss=ce")
     model.to(dist.device)
+    if cfg.train.channels_last:
+        to_channels_last(model)
     net = wrap_ddp(LogitsModule(model, loss_fn.per_step), dist, cfg.train.sync_bn)
     train_loader, eval_loader, holdout_loader = build_loaders(cfg, dist, getattr(model, "T", None))
     if len(train_loader) == 0:
