@@ -4,8 +4,8 @@ oneDNN runs convolutions and batch norms fastest on channels-last (NHWC) maps, a
 and from it inside every call. spikevision's own CPU kernels keep whatever format they are given (the neuron
 kernel works on the memory as it lies; :class:`~spikevision.layers.SpikeConv2d` reads and writes NHWC as well as
 NCHW), so a network whose maps are all channels-last trains without a single conversion between layers.
-Measured in ``bench/train_step.py`` (the ``spikevision-channels-last`` contender); the training engine applies
-it on CPU by default (``train.channels_last``).
+Measured in ``bench/channels_last.py`` per recipe and in ``bench/train_step.py`` (the ``spikevision-channels-last``
+contender); the training engine applies it where a recipe sets ``train.channels_last``.
 
 :func:`to_channels_last` converts the 4-D parameters and buffers (``Module.to(memory_format=...)``), and makes
 every dense :class:`torch.nn.Conv2d` with a single input channel emit a channels-last map: with one channel
