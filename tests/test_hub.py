@@ -16,6 +16,10 @@ import yaml
 
 import spikevision
 from spikevision.hub import CONFIG_FILE, README_FILE, WEIGHTS_FILE
+from spikevision.weights import WEIGHTS_DIR
+
+#: the shipped card, read from its file (what the folder must carry over)
+CARD = json.loads((WEIGHTS_DIR / "mlp_spe_mini.fashion_mnist.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +35,9 @@ def test_round_trip_through_a_folder(saved):
     x = torch.randn(4, 1, 28, 28)
     assert torch.equal(model(x), loaded(x))
     assert loaded.pretrained_cfg.to_dict() == model.pretrained_cfg.to_dict()
-    assert loaded.pretrained_cfg.card["test_top1"] == 87.27
+    assert loaded.pretrained_cfg.card["test_top1"] == CARD["test_top1"]
     assert spikevision.from_pretrained(folder, T=4).T == 4  # T is free, other kwargs must agree
-    with pytest.raises(ValueError, match="dim=8 \\(trained with 24\\)"):
+    with pytest.raises(ValueError, match=f"dim=8 \\(trained with {CARD['model_kwargs']['dim']}\\)"):
         spikevision.from_pretrained(folder, dim=8)
     config = json.loads((folder / CONFIG_FILE).read_text())
     assert config["library_name"] == "spikevision" and config["pretrained_cfg"]["preprocessing"]["std"] == [0.353]
@@ -46,7 +50,7 @@ def test_readme_carries_the_hub_metadata(saved):
     assert meta["pipeline_tag"] == "image-classification" and meta["datasets"] == ["zalando-datasets/fashion_mnist"]
     assert "spiking-neural-network" in meta["tags"]
     result = meta["model-index"][0]["results"][0]
-    assert result["metrics"][0] == {"type": "accuracy", "value": 87.27, "name": "Test top-1 (%)"}
+    assert result["metrics"][0] == {"type": "accuracy", "value": CARD["test_top1"], "name": "Test top-1 (%)"}
     for part in ("## Limitations", "## Intended use", "@article{li2024efficient", "0 T-shirt/top", "mean [0.286]"):
         assert part in text, part
 
