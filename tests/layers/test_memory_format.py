@@ -21,7 +21,12 @@ from spikevision.neuron import LIF
 CASES = {
     "ms_resnet_mini": dict(T=2, num_classes=10, in_chans=1),
     "spiking_cnn_mini": dict(T=2),
+    "gac_ms_resnet_mini": dict(T=2, num_classes=10, in_chans=1),
 }
+# GAC's encoder neuron sees the stem's membrane directly: in float32 the two formats' round-off moves a few
+# membranes across the rectangular surrogate's window edge (1-2% of the stem's gradient); in float64 the steps
+# agree to 1e-15, so it is compared there.
+DTYPES = {"gac_ms_resnet_mini": torch.float64}
 
 
 def _step(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -37,7 +42,8 @@ def _channels_last_steps(t: torch.Tensor) -> bool:
 @pytest.mark.parametrize("name", list(CASES))
 def test_training_step_equals_the_nchw_step_and_every_map_is_channels_last(name):
     torch.manual_seed(0)
-    ref = create_model(name, **CASES[name]).train()
+    dtype = DTYPES.get(name, torch.float32)
+    ref = create_model(name, **CASES[name]).train().to(dtype)
     for m in ref.modules():  # non-zero gammas everywhere, so every layer carries gradient
         if isinstance(m, nn.BatchNorm2d):
             nn.init.constant_(m.weight, 0.7)
@@ -48,7 +54,7 @@ def test_training_step_equals_the_nchw_step_and_every_map_is_channels_last(name)
         if isinstance(m, LIF):
             m.register_forward_hook(lambda mod, args, out: seen.append(_channels_last_steps(args[0])))
     g = torch.Generator().manual_seed(1)
-    x, y = torch.randn(8, 1, 28, 28, generator=g), torch.randint(0, 10, (8,), generator=g)
+    x, y = torch.randn(8, 1, 28, 28, generator=g, dtype=dtype), torch.randint(0, 10, (8,), generator=g)
     loss_ref, loss = _step(ref, x, y), _step(net, x, y)
     assert seen and all(seen), seen
     assert loss == pytest.approx(loss_ref, rel=1e-5)

@@ -100,7 +100,9 @@ class TemporalAttention(nn.Module):
         check_T(u, self.T, "GAC TemporalAttention")
         avg = u.mean(dim=(2, 3, 4)).t()  # [B, T]
         peak = u.amax(dim=(2, 3, 4)).t()  # [B, T]
-        return (self._mlp(avg) + self._mlp(peak)).t()  # [T, B]
+        # contiguous [T, B]: the gate G = sigmoid(TA * SCA) then takes its (T, B) order from TA, so G and O are
+        # laid out step-major like the spikes (a [B, T] order made every later fold copy the map)
+        return (self._mlp(avg) + self._mlp(peak)).t().contiguous()  # [T, B]
 
     def extra_repr(self) -> str:
         return f"T={self.T}, ratio={self.ratio}"
