@@ -5,6 +5,7 @@ maintainers' private design notes; so docs, recipes, docstrings and tests cite t
 (authors, venue, year, arXiv) and the authors' code instead of ``specs/*.md`` or "spec section N".
 """
 
+import itertools
 import re
 from pathlib import Path
 
@@ -266,3 +267,25 @@ def test_quoted_outputs_are_what_the_command_prints(where, command, quoted, caps
     printed = {ln.rstrip() for ln in capsys.readouterr().out.splitlines()}
     stale = [ln for ln in quoted if ln.strip() and "..." not in ln and ln.rstrip() not in printed]
     assert stale == [], f"{where}: `{command}` no longer prints:\n" + "\n".join(stale)
+
+
+def test_the_weights_table_is_the_cards():
+    """docs/evidence.md's shipped-weights table is ``spikevision models --weights`` (regenerate it from the cards)."""
+    from spikevision.analysis.card import weights_table
+
+    text = (ROOT / "docs" / "evidence.md").read_text()
+    marker = "<!-- generated: spikevision models --weights"
+    assert marker in text
+    lines = text.split(marker, 1)[1].splitlines()[1:]
+    table = "\n".join(ln for ln in itertools.takewhile(lambda ln: ln.startswith("|"), lines))
+    assert table == weights_table(), "regenerate the table: spikevision models --weights"
+
+
+def test_the_readme_quotes_each_shipped_accuracy_from_its_card():
+    from spikevision.weights import available_weights, read_card
+
+    readme = (ROOT / "README.md").read_text()
+    line = next(item for item in re.split(r"\n(?=\* )|\n\n", readme) if item.startswith("* **Shipped weights**"))
+    quoted = dict(re.findall(r"`(\w+)` (\d+\.\d+)%", line))
+    cards = {name: f"{read_card(name, 'fashion_mnist')['test_top1']:.2f}" for name in available_weights()}
+    assert quoted == cards

@@ -153,3 +153,30 @@ def test_profile_run_directory_with_its_data(tmp_path, capsys, caplog):
 def test_profile_refuses_a_model_that_cannot_fit_before_building_it():
     with pytest.raises(SystemExit, match=r"^spikevision profile: mlp_spe_mini at T=100000000 needs about .* GiB"):
         main(["profile", "mlp_spe_mini", "--T", "100000000"])
+
+
+def test_models_weights_prints_one_row_per_shipped_card(capsys):
+    from spikevision.weights import available_weights, read_card
+
+    assert main(["models", "--weights"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| model | family | trained on | test top-1 |")
+    shipped = [(n, t) for n, tags in available_weights().items() for t in tags]
+    assert len(lines) == 2 + len(shipped)
+    for (name, tag), row in zip(shipped, lines[2:]):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[0].startswith(f"`{name}`") and cells[2] == tag
+        assert cells[3] == f"{read_card(name, tag)['test_top1']:.2f}%"
+
+
+@pytest.mark.parametrize("card,expected", [
+    ({"checkpoint": "last"}, "final epoch of a fixed schedule"),
+    ({"checkpoint": "best", "config": {"data": {"holdout": 0.1}}},
+     "best epoch on a validation split (10% of the training set held out)"),
+    ({"checkpoint": "best", "config": {"data": {"holdout": 0.0}}}, "best epoch on the test set (test-selected)"),
+    ({"checkpoint": "last", "protocol": "final epoch of the best of 3 seeds"}, "final epoch of the best of 3 seeds"),
+])
+def test_card_protocol_says_how_the_accuracy_was_selected(card, expected):
+    from spikevision.analysis.card import card_protocol
+
+    assert card_protocol(card) == expected

@@ -119,7 +119,8 @@ def render_readme(card: Mapping[str, Any]) -> str:
     if card.get("recipe") or card.get("epochs"):
         lines += ["## Training", "", f"Recipe `{card.get('recipe')}`, {card.get('epochs')} epochs, "
                   f"{card.get('train_time_s')} s on {card.get('machine')}; commit {card.get('commit')}, "
-                  f"{card.get('date')}. Builder arguments: `{json.dumps(card.get('model_kwargs'))}`.", ""]
+                  f"{card.get('date')}. Builder arguments: `{json.dumps(card.get('model_kwargs'))}`."
+                  + (f" Reported accuracy: {card['protocol']}." if card.get("protocol") else ""), ""]
     if ds:
         lines += ["## Data set", "", f"{ds.get('title')} ({ds.get('license')} license): {ds.get('content')}. "
                   f"{ds.get('citation')}.", ""]

@@ -17,6 +17,7 @@ from spikevision.weights import CARD_KEYS
 def test_card_measures_the_final_checkpoint_on_every_test_image(trained_run):
     model, card = build_card(trained_run, "tiny", recipe="configs/x.yaml", batches=1, batch_size=4)
     assert set(CARD_KEYS) <= set(card)
+    assert card["protocol"] == "final epoch of a fixed schedule"  # the last checkpoint: nothing test-selected
     state = ck.load_checkpoint(trained_run / "checkpoints" / "last.pt")
     for k, v in state[ck.MODEL_KEY].items():
         assert torch.equal(v, model.state_dict()[k]), k

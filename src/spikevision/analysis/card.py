@@ -11,6 +11,10 @@ the weights (see :mod:`spikevision.weights`).
 the numbers (license, the paper's BibTeX, the data set, preprocessing, class names,
 intended use, limitations) from the card's own recorded facts, so a re-trained,
 re-exported card gets them without hand editing.
+
+:func:`card_protocol` says how a card's accuracy was selected (final epoch, validation split, or the test
+set), and :func:`weights_table` renders every shipped card as the markdown table of ``spikevision models
+--weights`` (the weights table of the documentation, checked against the cards by the tests).
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["build_card", "card_documentation", "DOC_KEYS", "WEIGHTS_LICENSE", "machine_description", "git_commit"]
+__all__ = ["build_card", "card_documentation", "card_protocol", "weights_table", "DOC_KEYS", "WEIGHTS_LICENSE",
+           "machine_description", "git_commit"]
 
 #: keys :func:`card_documentation` adds to a card
 DOC_KEYS = ("license", "paper", "citation", "dataset_card", "preprocessing", "class_names", "intended_use",
@@ -202,5 +207,76 @@ def build_card(run_dir: str | Path, tag: str, *, which: str = "last", recipe: st
         "machine": machine_description(), "recipe": recipe or "see config", "config": config,
         "commit": git_commit(Path(__file__).parent), "date": datetime.date.today().isoformat(),
     }
+    card["protocol"] = card_protocol(card)
     card.update(card_documentation(card))
     return model, card
+
+
+def card_protocol(card: dict[str, Any]) -> str:
+    """How the card's test accuracy was selected: its ``protocol`` entry, or what its checkpoint implies.
+
+    ``checkpoint: last`` is the final epoch of a fixed schedule (nothing chosen by looking at test
+    accuracy); ``best`` was chosen on the validation split carved from the training set when the run held
+    one out (``data.holdout``), otherwise on the test set, which inflates it (said so).
+    """
+    if card.get("protocol"):
+        return str(card["protocol"])
+    if card.get("checkpoint", "last") == "last":
+        return "final epoch of a fixed schedule"
+    holdout = float(((card.get("config") or {}).get("data") or {}).get("holdout") or 0.0)
+    if holdout > 0:
+        return f"best epoch on a validation split ({holdout:.0%} of the training set held out)"
+    return "best epoch on the test set (test-selected)"
+
+
+def _duration(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+
+
+def _variant(kwargs: dict[str, Any]) -> str:
+    """The builder arguments that set the size (``widths 64/128/256``, ``dim 48``), not T or the classes."""
+    parts = []
+    for key, value in kwargs.items():
+        if key in ("T", "num_classes", "in_chans"):
+            continue
+        shown = "/".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        parts.append(f"{key} {shown}")
+    return ", ".join(parts)
+
+
+def weights_table(tag: str | None = None) -> str:
+    """The shipped weights as a markdown table, one row per model card (``spikevision models --weights``).
+
+    Columns: model (and the builder arguments that size it), family and paper, test top-1 as on the card
+    (float32, the whole test set), T, firing rate, energy per image, recipe, budget (epochs, training time,
+    threads) and :func:`card_protocol`. ``tag`` keeps only the weights trained on it (``"fashion_mnist"``).
+    """
+    from spikevision.commands.models import short_paper
+    from spikevision.models.registry import get_model_info
+    from spikevision.weights import available_weights, read_card
+
+    rows = []
+    for name, tags in available_weights().items():
+        for t in tags:
+            if tag is not None and t != tag:
+                continue
+            card = read_card(name, t)
+            info = get_model_info(name)
+            variant = _variant(card["model_kwargs"])
+            threads = ((card.get("config") or {}).get("train") or {}).get("threads")
+            budget = f"{card.get('epochs')} epochs, {_duration(float(card.get('train_time_s') or 0))}"
+            if threads:
+                budget += f" ({threads} thread{'s' if threads > 1 else ''})"
+            recipe = str(card.get("recipe", "see config"))
+            rows.append([f"`{name}`" + (f" ({variant})" if variant else ""), f"{info.family}: {short_paper(info.paper)}",
+                         t, f"{card['test_top1']:.2f}%", str(card.get("T")), f"{card.get('firing_rate'):.3f}",
+                         f"{card.get('energy_uj'):.3g} uJ",
+                         f"`{recipe}`" if recipe.startswith("configs/") else recipe, budget, card_protocol(card)])
+    header = ["model", "family", "trained on", "test top-1", "T", "firing rate", "energy per image", "recipe",
+              "budget", "protocol"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if h in ("test top-1", "T", "firing rate",
+                                                                             "energy per image") else "---"
+                                                         for h in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)

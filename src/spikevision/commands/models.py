@@ -20,9 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--family", default=None, help="only this family (e.g. ms_resnet, spiking_mlp, gac, sresnet)")
     parser.add_argument("--no-macs", dest="macs", action="store_false",
                         help="skip the dense MACs per time step (faster: no shape-only forward passes)")
+    parser.add_argument("--weights", action="store_true",
+                        help="instead, the shipped weights as a markdown table: accuracy, T, firing rate, energy, "
+                             "recipe, budget and protocol, from their model cards")
 
 
-def _short_paper(paper: str) -> str:
+def short_paper(paper: str) -> str:
     """``"Hu et al., <title>, TNNLS 2024 (...)"`` -> ``"Hu et al., TNNLS 2024"``; marks spikevision's own sizes."""
     venue = re.search(r"\b([A-Z][A-Za-z]+ (?:19|20)\d\d)\b", paper)
     short = paper.split(",")[0] + (f", {venue.group(1)}" if venue else "")
@@ -75,6 +78,12 @@ def run(args: argparse.Namespace) -> int:
     from spikevision.commands import user_errors
     from spikevision.models import list_models
 
+    if args.weights:
+        from spikevision.analysis.card import weights_table
+
+        print(weights_table())
+        return 0
+
     with user_errors("models"):
         infos = list_models(args.family)
     rows = []
@@ -83,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             params = _human(sum(p.numel() for p in _meta_model(info.name).parameters()))
         except Exception as e:  # a builder that cannot run on meta: say so in the table, keep listing
             params = f"error: {type(e).__name__}"
-        row = [info.name, info.family, _short_paper(info.paper), str(info.T), "x".join(map(str, info.input_size)),
+        row = [info.name, info.family, short_paper(info.paper), str(info.T), "x".join(map(str, info.input_size)),
                params, ",".join(info.pretrained) or "-"]
         if args.macs:
             try:
