@@ -152,8 +152,8 @@ class TrainConfig:
             (:mod:`spikevision.train.memory_saving`; cuts activation memory, costs time).
         channels_last: train with every feature map in channels-last memory format
             (:func:`spikevision.layers.memory_format.to_channels_last`): the same values to float32
-            round-off; on CPU 1.1-1.34x faster steps for MS-ResNet, S-ResNet and the spiking CNN, slower for
-            the spiking MLP and GAC (``bench/channels_last.md``), so off unless a recipe sets it.
+            round-off; on CPU 1.07-1.31x faster steps for MS-ResNet, S-ResNet, GAC and the spiking CNN,
+            slower for the spiking MLP (``bench/channels_last.md``), so off unless a recipe sets it.
     """
 
     epochs: int = 10
