@@ -122,7 +122,7 @@ ALWAYS_INLINE void forward_body_##SUFFIX(const REAL *restrict x, REAL *restrict 
             st[i] = (REAL)fired;                                                                   \
             if (keep == KEEP_H) ht[i] = hv;                                                        \
             if (reset == RESET_HARD) v[i] = fired ? v_reset : hv;                                  \
-            else if (reset == RESET_SOFT) v[i] = fired ? hv - v_th : hv;                           \
+            else if (reset == RESET_SOFT) v[i] = hv - v_th * (REAL)fired; /* branch-free: exact */ \
             else v[i] = hv;                                                                        \
             if (keep == KEEP_CODE) {                                                               \
                 int digit = ABS(hv - v_th) < half;                                                 \
