@@ -28,6 +28,11 @@ Two neuron configurations:
   reset). SpikingJelly has no rectangular surrogate in its fused kernel, so its
   column here uses ``tau = 4/3, decay_input=False`` (same charge) with the
   sigmoid surrogate (alpha 4) and its ``>=`` threshold: close, not identical.
+* ``sresnet``: the S-ResNet neuron (decay 0.8744, threshold 1, fire at ``H > v_th``,
+  soft (subtractive) reset, triangle surrogate of width 2 and peak 0.3, detached
+  reset). SpikingJelly's column: ``tau = 1 / (1 - 0.8744)``, ``decay_input=False``,
+  ``v_reset=None`` (soft reset, same charge) with the sigmoid surrogate: close,
+  not identical.
 
 Reported per contender: median wall time of forward + backward over several
 interleaved repetitions after warm-up, throughput in neuron-steps per second,
@@ -63,7 +68,7 @@ from typing import Callable
 import torch
 
 from spikevision.neuron import (
-    NeuronParams, Rectangular, Sigmoid, lif_multistep, native_status, triton_status, use_kernels,
+    NeuronParams, Rectangular, Sigmoid, Triangle, lif_multistep, native_status, triton_status, use_kernels,
 )
 
 SHAPE_REST = (32, 64, 16, 16)  # [B, C, H, W] after T (default; --shape changes it)
@@ -80,6 +85,14 @@ CONFIGS = {
         params=NeuronParams(decay=0.25, gain=1.0, v_th=0.5, v_reset=0.0, reset="hard", strict=True,
                             detach_reset=True, surrogate=Rectangular(1.0)),
         sj=dict(tau=4.0 / 3.0, decay_input=False, v_threshold=0.5, v_reset=0.0, alpha=4.0, detach_reset=True),
+        sj_identical=False,
+        input_mean=0.3,
+    ),
+    "sresnet": dict(
+        params=NeuronParams(decay=0.8744, gain=1.0, v_th=1.0, reset="soft", strict=True, detach_reset=True,
+                            surrogate=Triangle(2.0, 0.3)),
+        sj=dict(tau=1.0 / (1.0 - 0.8744), decay_input=False, v_threshold=1.0, v_reset=None, alpha=4.0,
+                detach_reset=True),
         sj_identical=False,
         input_mean=0.3,
     ),
@@ -112,13 +125,16 @@ def _torch_kernel(x: torch.Tensor, p: NeuronParams) -> torch.Tensor:
 
 
 def naive_lif(x: torch.Tensor, p: NeuronParams) -> torch.Tensor:
-    """Per-step loop: ``H = decay V + gain X``; spike; hard reset with detached spike."""
+    """Per-step loop: ``H = decay V + gain X``; spike; hard reset to 0 or soft reset, with detached spike."""
+    if p.reset == "hard" and p.v_reset != 0.0:
+        raise ValueError("naive_lif resets to 0 only")
     v = torch.zeros_like(x[0])
     spikes = []
     for t in range(x.shape[0]):
         h = v * p.decay + x[t] * p.gain
         s = _SpikeFn.apply(h - p.v_th, p)
-        v = h * (1.0 - s.detach()) if p.detach_reset else h * (1.0 - s)
+        r = s.detach() if p.detach_reset else s
+        v = h - r * p.v_th if p.reset == "soft" else h * (1.0 - r)
         spikes.append(s)
     return torch.stack(spikes)
 
