@@ -206,6 +206,22 @@ def test_unknown_options_raise():
         create_model("sresnet20", norm="bn", **TINY)
 
 
+@pytest.mark.parametrize("encoding", ["direct", "gac"])
+def test_stem_stride_2_halves_every_map_and_keeps_the_weights(encoding):
+    """stem_stride=2 (not in the paper for images): the same parameters, every feature map a quarter the size."""
+    kw = dict(T=2, in_chans=1, width=8, num_classes=10, encoding=encoding)
+    ref, half = create_model("sresnet20", **kw), create_model("sresnet20", stem_stride=2, **kw)
+    assert {k: v.shape for k, v in ref.state_dict().items()} == {k: v.shape for k, v in half.state_dict().items()}
+    sizes = {}
+    for name, model in (("ref", ref), ("half", half)):
+        model.stages[0].register_forward_hook(lambda m, a, o, name=name: sizes.__setitem__(name, o.shape[-2:]))
+        assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    assert tuple(sizes["ref"]) == (28, 28) and tuple(sizes["half"]) == (14, 14)
+    assert create_model("sresnet38_dvs", T=2).config.resolved_stem_stride == 2  # the paper's DVS stem
+    with pytest.raises(ValueError, match="stem_stride must be None"):
+        create_model("sresnet20", stem_stride=4, **TINY)
+
+
 def test_tdbn_norm_option():
     torch.manual_seed(0)
     model = create_model("sresnet20", norm="tdbn", bntt_bias=False, **TINY)

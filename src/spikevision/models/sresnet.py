@@ -274,10 +274,15 @@ class SResNetConfig:
         dvs: event-frame input (the authors' ``SResnetNM``): images are rejected, no encoder,
             stride-2 stem.
         input_resize: resize each step to this square size first (DVS: 64), or None.
+        stem_stride: stride of the stem's conv. None: the paper's, 2 for event frames (the authors'
+            ``SResnetNM``) and 1 for images (its CIFAR models). 2 for images is not in the paper: every
+            feature map is a quarter the size (as in the DVS model), so each layer costs about a quarter;
+            spikevision's option for small budgets (the Fashion-MNIST recipe).
         neuron, neuron_params: neuron kind and constants (default :data:`SRESNET_NEURON`).
 
     Raises:
-        ValueError: sizes that are not positive integers, an unknown ``encoding``, GAC with event input.
+        ValueError: sizes that are not positive integers, an unknown ``encoding``, GAC with event input,
+            a ``stem_stride`` other than None, 1 or 2.
     """
 
     n: int
@@ -293,6 +298,7 @@ class SResNetConfig:
     bntt_bias: bool = True
     dvs: bool = False
     input_resize: int | None = None
+    stem_stride: int | None = None
     neuron: NeuronKind = "lif"
     neuron_params: NeuronParams = SRESNET_NEURON
 
@@ -305,6 +311,15 @@ class SResNetConfig:
             raise ValueError(f"unknown encoding {self.encoding!r}; choose 'direct', 'poisson' or 'gac'")
         if self.encoding == "gac" and self.dvs:
             raise ValueError("an encoder with its own stem (GAC) takes static images; the DVS model has none")
+        if self.stem_stride not in (None, 1, 2) or isinstance(self.stem_stride, bool):
+            raise ValueError(f"stem_stride must be None (the paper's), 1 or 2, got {self.stem_stride!r}")
+
+    @property
+    def resolved_stem_stride(self) -> int:
+        """The stem conv's stride: ``stem_stride``, or the paper's (2 for event frames, 1 for images)."""
+        if self.stem_stride is not None:
+            return self.stem_stride
+        return 2 if self.dvs else 1
 
 
 def _encoder(cfg: SResNetConfig) -> nn.Module:
@@ -314,7 +329,8 @@ def _encoder(cfg: SResNetConfig) -> nn.Module:
     if cfg.encoding == "poisson":
         return PoissonEncoder(cfg.T, signed=True, seed=cfg.poisson_seed)
     if cfg.encoding == "gac":  # GAC owns the stem: conv3x3 + (static) BN, then its gated neuron
-        stem = nn.Sequential(nn.Conv2d(cfg.in_chans, cfg.width, 3, padding=1, bias=False), nn.BatchNorm2d(cfg.width))
+        stem = nn.Sequential(nn.Conv2d(cfg.in_chans, cfg.width, 3, stride=cfg.resolved_stem_stride, padding=1,
+                                       bias=False), nn.BatchNorm2d(cfg.width))
         return GatedAttentionCoding(cfg.T, stem, cfg.width, neuron=cfg.neuron, neuron_params=cfg.neuron_params)
     return DirectEncoder(cfg.T)
 
@@ -356,8 +372,8 @@ class SResNet(SpikingClassifier):
         self.norm = cfg.norm
         unit = dict(norm_layer=make_norm(cfg.norm, cfg.T, cfg.bntt_bias), neuron=cfg.neuron,
                     params=cfg.neuron_params)
-        stem_stride = 2 if cfg.dvs else 1
-        self.stem = nn.Identity() if self.encoder_has_stem else ConvBNTTLIF(cfg.in_chans, cfg.width, stem_stride,
+        self.stem = nn.Identity() if self.encoder_has_stem else ConvBNTTLIF(cfg.in_chans, cfg.width,
+                                                                            cfg.resolved_stem_stride,
                                                                             **unit)
         stages, cin = [], cfg.width
         for i, cout in enumerate((cfg.width, 2 * cfg.width, 4 * cfg.width)):
@@ -558,7 +574,7 @@ def load_sresnet_checkpoint(model: SResNet, checkpoint: Mapping[str, Any], *,
 # ---------------------------------------------------------------------------
 
 _ARGS = ("num_classes", "T", "in_chans", "width", "residual", "boosting", "encoding", "poisson_seed", "norm",
-         "bntt_bias", "neuron", "neuron_params")
+         "bntt_bias", "stem_stride", "neuron", "neuron_params")
 _ARGS_DVS = ("num_classes", "T", "in_chans", "width", "residual", "norm", "bntt_bias", "neuron", "neuron_params",
              "input_resize")
 
@@ -576,7 +592,7 @@ the paper's headline model.
 
 The arguments are the fields of :class:`SResNetConfig` (``num_classes`` 10 or 100,
 ``T`` 50, ``width`` F = 32, ``residual``, ``boosting``, ``encoding``,
-``poisson_seed``, ``norm``, ``bntt_bias``, ``neuron``, ``neuron_params``).
+``poisson_seed``, ``norm``, ``bntt_bias``, ``stem_stride``, ``neuron``, ``neuron_params``).
 """)
 sresnet56 = _sres("sresnet56", SResNetConfig(n=9), "S-ResNet-56 for CIFAR (n = 9). Arguments as :func:`sresnet38`.")
 sresnet38_dvs = _sres(
