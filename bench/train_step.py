@@ -86,6 +86,7 @@ from common import (
 from spikevision.models import create_model
 from spikevision.layers.memory_format import to_channels_last
 from spikevision.layers.spike_conv import spike_conv_status, use_spike_conv
+from spikevision.layers.temporal import use_time_broadcast
 from spikevision.neuron import native_status, triton_status, use_kernels
 from spikevision.train.memory_saving import SavedTensorMeter, enable_memory_saving
 
@@ -104,10 +105,11 @@ ADAMW_LR, ADAMW_WEIGHT_DECAY = 3e-3, 0.02  # the Fashion-MNIST recipes' optimise
 def plain_path() -> contextlib.ExitStack:
     """Turn off the training fast paths added for issue 26 ("Training speed") for the calls inside: the
     ``spikevision-plain`` contender, spikevision's step as it was before them (event-driven spike convolutions,
-    the neuron's time-broadcast input)."""
+    the neuron's time-broadcast input, frame-wise layers and batch norms run once on a time-broadcast input)."""
     stack = contextlib.ExitStack()
     stack.enter_context(use_spike_conv(False))
     stack.enter_context(use_kernels(broadcast=False))
+    stack.enter_context(use_time_broadcast(False))
     return stack
 
 

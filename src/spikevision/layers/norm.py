@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from spikevision.layers.temporal import check_T, fold, unfold
+from spikevision.layers.temporal import broadcast_step, check_T, expand_steps, fold, unfold
 from spikevision.neuron.params import check_sequence
 
 __all__ = ["TDBatchNorm2d", "TDBatchNorm1d", "BNTT2d", "TokenBatchNorm1d", "SyncBatchNorm", "TimeFoldedSyncBatchNorm",
@@ -40,6 +41,12 @@ class TDBatchNorm2d(nn.BatchNorm2d):
             a residual branch; 1 = PyTorch default).
         **kwargs: ``eps``, ``momentum``, ``affine``, ``track_running_stats``.
 
+    In training, a time-broadcast input ``u.expand(T, ...)`` is normalised once, on ``u``
+    (:func:`~spikevision.layers.temporal.use_time_broadcast`): ``T`` copies of a batch have its
+    mean and biased variance, so the output is the same at every step; the running variance is
+    updated with the unbiased factor of the ``T * B * H * W`` values the folded call would have
+    counted, so running statistics match it to float32 round-off too.
+
     Shape: ``[T, B, C, H, W]`` to the same.
     """
 
@@ -51,7 +58,26 @@ class TDBatchNorm2d(nn.BatchNorm2d):
 
     def forward(self, x: Tensor) -> Tensor:
         _check_channels(x, 2, self.num_features, 5, "[T, B, C, H, W]", type(self).__name__)
+        u = broadcast_step(x) if self.training else None
+        if u is not None:
+            return expand_steps(self._forward_once(u, x.shape[0]), x.shape[0])
         return unfold(super().forward(fold(x)), x.shape[0])
+
+    def _forward_once(self, u: Tensor, T: int) -> Tensor:
+        """BatchNorm (training mode) of ``u`` ``[B, C, H, W]`` standing for ``T`` identical steps."""
+        if not (self.track_running_stats and self.running_var is not None):
+            return super().forward(u)  # batch statistics only: those of one copy are those of T copies
+        self.num_batches_tracked.add_(1)
+        factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        # F.batch_norm would update the running variance with u's unbiased factor n / (n - 1): it gets a copy,
+        # and the buffer gets the folded call's T n / (T n - 1) below
+        scratch = self.running_var.clone()
+        out = F.batch_norm(u, self.running_mean, scratch, self.weight, self.bias, True, factor, self.eps)
+        n = u.numel() // u.shape[1] * T
+        with torch.no_grad():
+            var = u.detach().var(dim=(0, 2, 3), unbiased=False)
+            self.running_var.mul_(1.0 - factor).add_(var, alpha=factor * n / (n - 1))
+        return out
 
 
 #: A builder's ``norm_layer``: a name of :data:`NORM_LAYERS` or a class called as ``cls(num_features)``

@@ -4,16 +4,69 @@ A convolution, linear layer or pooling has no memory, so running it on each of
 the ``T`` steps equals running it once on ``[T*B, ...]`` with shared weights,
 which is faster. :func:`fold` and :func:`unfold` are views whenever the input
 is contiguous; :class:`TimeFolded` wraps any module that way.
+
+**Time-broadcast input.** A static image's stem output ``u`` reaches the first block as
+``u.expand(T, ...)`` (the same step every time, no copy). A frame-wise module
+(:data:`FRAMEWISE`: convolutions, linear layers, pooling) then gives the same output at every step, so in
+training :class:`TimeFolded` runs it once on ``u`` and returns its output expanded over ``T`` again: ``T``
+times less work, no ``[T*B, ...]`` copy, and the gradient of ``u`` without a ``[T, ...]`` buffer to sum.
+:class:`~spikevision.layers.norm.TDBatchNorm2d` does the same (batch statistics over ``T`` copies of the
+batch are those of one copy). In eval mode every step is folded as before, so the analysis and deployment
+tools, which count each layer's work from its calls, see ``T`` steps. :func:`use_time_broadcast` turns it
+off for a block of code (comparisons).
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Iterator
+
 import torch
 from torch import Tensor, nn
 
+from spikevision.neuron._native import time_broadcast_base
 from spikevision.neuron.params import check_sequence
 
-__all__ = ["fold", "unfold", "TimeFolded", "check_T"]
+__all__ = ["fold", "unfold", "TimeFolded", "check_T", "FRAMEWISE", "use_time_broadcast", "broadcast_step",
+           "expand_steps"]
+
+#: modules whose output for one frame depends on that frame alone (and on no random draw): on a
+#: time-broadcast input they run once (:class:`TimeFolded`)
+FRAMEWISE: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.Identity, nn.Flatten,
+                                          nn.AvgPool2d, nn.MaxPool2d, nn.AdaptiveAvgPool2d,
+                                          nn.AdaptiveMaxPool2d)
+
+_BROADCAST: ContextVar[bool] = ContextVar("spikevision_time_broadcast", default=True)
+
+
+@contextmanager
+def use_time_broadcast(enabled: bool) -> Iterator[None]:
+    """Within the block, run frame-wise layers and :class:`~spikevision.layers.norm.TDBatchNorm2d` once on a
+    time-broadcast input (True, the default) or on its ``T`` copies (False: the same values, for comparisons).
+
+    Example:
+        >>> with use_time_broadcast(False):  # every step folded into the batch, as before
+        ...     loss = model(x).sum()
+    """
+    token = _BROADCAST.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _BROADCAST.reset(token)
+
+
+def broadcast_step(x: Tensor) -> Tensor | None:
+    """The ``u`` of a time-broadcast ``x = u.expand(T, *u.shape)`` when it may run once (see
+    :func:`use_time_broadcast`), else None."""
+    if not _BROADCAST.get() or x.dim() < 3:
+        return None
+    return time_broadcast_base(x)
+
+
+def expand_steps(y: Tensor, T: int) -> Tensor:
+    """``y`` ``[B, ...]`` as the time-broadcast sequence ``[T, B, ...]`` (a view: every step is ``y``)."""
+    return y.unsqueeze(0).expand(T, *y.shape)
 
 
 def fold(x: Tensor) -> Tensor:
@@ -70,7 +123,8 @@ class TimeFolded(nn.Module):
     Args:
         module: any module that maps ``[N, ...]`` to ``[N, ...]`` with no state
             across samples (Conv2d, Linear, pooling, Flatten, Dropout, BatchNorm
-            with statistics over time and batch, ...).
+            with statistics over time and batch, ...). A :data:`FRAMEWISE` module runs once on a
+            time-broadcast input (see the module docstring).
 
     Shape: ``[T, B, *in]`` to ``[T, B, *out]``.
     """
@@ -80,4 +134,8 @@ class TimeFolded(nn.Module):
         self.module = module
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.training and isinstance(self.module, FRAMEWISE):
+            u = broadcast_step(x)
+            if u is not None:  # the same frame at every step: the same output at every step
+                return expand_steps(self.module(u), x.shape[0])
         return unfold(self.module(fold(x)), x.shape[0])
