@@ -70,9 +70,20 @@ def test_weight_bits_come_from_the_flag_then_the_card_then_16(caplog):
     assert resolve_weight_bits(8, carded) == 8  # the flag wins
 
 
-def test_shipped_sresnet_card_verifies_wider_weights():
-    """int16 weights agree on 98.95% of 2,000 images for this model (spikes that flip at ~1e-5), 20 bits on 99.90%
-    of 10,000: the card says so, and deploy/export default to it."""
-    src = load_source("sresnet20", pretrained="fashion_mnist")
-    assert src.weight_bits == 20
+def test_a_shipped_card_can_name_the_weight_width_its_model_needs(tmp_path, monkeypatch):
+    """A card's ``deploy.weight_bits`` (a model whose spikes flip at tiny perturbations, like an earlier
+    S-ResNet seed that needed 20 bits) is what deploy and export use; without it, 16 bits."""
+    import json
+    import shutil
+
+    import spikevision.weights as weights
+
+    for suffix in (".json", ".safetensors"):
+        shutil.copy(weights.WEIGHTS_DIR / f"ms_resnet_mini.fashion_mnist{suffix}", tmp_path)
+    card_file = tmp_path / "ms_resnet_mini.fashion_mnist.json"
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
     assert load_source("ms_resnet_mini", pretrained="fashion_mnist").weight_bits is None  # 16 bits suffice
+    card = json.loads(card_file.read_text())
+    card["deploy"] = {"weight_bits": 20, "agreement": 0.999, "samples": 10000}
+    card_file.write_text(json.dumps(card))
+    assert load_source("ms_resnet_mini", pretrained="fashion_mnist").weight_bits == 20
