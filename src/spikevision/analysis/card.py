@@ -252,7 +252,6 @@ def weights_table(tag: str | None = None) -> str:
     (float32, the whole test set), T, firing rate, energy per image, recipe, budget (epochs, training time,
     threads) and :func:`card_protocol`. ``tag`` keeps only the weights trained on it (``"fashion_mnist"``).
     """
-    from spikevision.commands.models import short_paper
     from spikevision.models.registry import get_model_info
     from spikevision.weights import available_weights, read_card
 
@@ -269,7 +268,7 @@ def weights_table(tag: str | None = None) -> str:
             if threads:
                 budget += f" ({threads} thread{'s' if threads > 1 else ''})"
             recipe = str(card.get("recipe", "see config"))
-            rows.append([f"`{name}`" + (f" ({variant})" if variant else ""), f"{info.family}: {short_paper(info.paper)}",
+            rows.append([f"`{name}`" + (f" ({variant})" if variant else ""), f"{info.family}: {info.paper_short}",
                          t, f"{card['test_top1']:.2f}%", str(card.get("T")), f"{card.get('firing_rate'):.3f}",
                          f"{card.get('energy_uj'):.3g} uJ",
                          f"`{recipe}`" if recipe.startswith("configs/") else recipe, budget, card_protocol(card)])

@@ -13,7 +13,6 @@ of about 10).
 from __future__ import annotations
 
 import argparse
-import re
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,14 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", action="store_true",
                         help="instead, the shipped weights as a markdown table: accuracy, T, firing rate, energy, "
                              "recipe, budget and protocol, from their model cards")
-
-
-def short_paper(paper: str) -> str:
-    """``"Hu et al., <title>, TNNLS 2024 (...)"`` -> ``"Hu et al., TNNLS 2024"``; marks spikevision's own sizes."""
-    venue = re.search(r"\b([A-Z][A-Za-z]+ (?:19|20)\d\d)\b", paper)
-    short = paper.split(",")[0] + (f", {venue.group(1)}" if venue else "")
-    own = "spikevision" in paper and not paper.startswith("spikevision")
-    return short + (" (spikevision's size)" if own else "")
 
 
 def _meta_model(name: str, **kwargs):
@@ -92,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             params = _human(sum(p.numel() for p in _meta_model(info.name).parameters()))
         except Exception as e:  # a builder that cannot run on meta: say so in the table, keep listing
             params = f"error: {type(e).__name__}"
-        row = [info.name, info.family, short_paper(info.paper), str(info.T), "x".join(map(str, info.input_size)),
+        row = [info.name, info.family, info.paper_short, str(info.T), "x".join(map(str, info.input_size)),
                params, ",".join(info.pretrained) or "-"]
         if args.macs:
             try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import numbers
+import re
 import sys
 import warnings
 from dataclasses import dataclass
@@ -87,6 +88,14 @@ class ModelInfo:
         if self.modality == "image":
             return (batch, c, h, w)
         return (T or kwargs.get("T") or self.T, batch, c, h, w)
+
+    @property
+    def paper_short(self) -> str:
+        """``"Hu et al., <title>, TNNLS 2024 (...)"`` -> ``"Hu et al., TNNLS 2024"``; marks spikevision's own sizes."""
+        venue = re.search(r"\b([A-Z][A-Za-z]+ (?:19|20)\d\d)\b", self.paper)
+        short = self.paper.split(",")[0] + (f", {venue.group(1)}" if venue else "")
+        own = "spikevision" in self.paper and not self.paper.startswith("spikevision")
+        return short + (" (spikevision's size)" if own else "")
 
     @property
     def pretrained(self) -> tuple[str, ...]:

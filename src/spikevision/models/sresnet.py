@@ -274,15 +274,12 @@ class SResNetConfig:
         dvs: event-frame input (the authors' ``SResnetNM``): images are rejected, no encoder,
             stride-2 stem.
         input_resize: resize each step to this square size first (DVS: 64), or None.
-        stem_stride: stride of the stem's conv. None: the paper's, 2 for event frames (the authors'
-            ``SResnetNM``) and 1 for images (its CIFAR models). 2 for images is not in the paper: every
-            feature map is a quarter the size (as in the DVS model), so each layer costs about a quarter;
-            spikevision's option for small budgets (the Fashion-MNIST recipe).
+        stem_stride: the stem conv's stride; None: the paper's (2 for event frames, 1 for images). 2 on
+            images (not in the paper; spikevision's, for small budgets) quarters every map and layer cost.
         neuron, neuron_params: neuron kind and constants (default :data:`SRESNET_NEURON`).
 
     Raises:
-        ValueError: sizes that are not positive integers, an unknown ``encoding``, GAC with event input,
-            a ``stem_stride`` other than None, 1 or 2.
+        ValueError: non-positive sizes, an unknown ``encoding``, GAC with events, a ``stem_stride`` not None/1/2.
     """
 
     n: int
@@ -317,9 +314,7 @@ class SResNetConfig:
     @property
     def resolved_stem_stride(self) -> int:
         """The stem conv's stride: ``stem_stride``, or the paper's (2 for event frames, 1 for images)."""
-        if self.stem_stride is not None:
-            return self.stem_stride
-        return 2 if self.dvs else 1
+        return self.stem_stride if self.stem_stride is not None else 2 if self.dvs else 1
 
 
 def _encoder(cfg: SResNetConfig) -> nn.Module:
@@ -329,8 +324,8 @@ def _encoder(cfg: SResNetConfig) -> nn.Module:
     if cfg.encoding == "poisson":
         return PoissonEncoder(cfg.T, signed=True, seed=cfg.poisson_seed)
     if cfg.encoding == "gac":  # GAC owns the stem: conv3x3 + (static) BN, then its gated neuron
-        stem = nn.Sequential(nn.Conv2d(cfg.in_chans, cfg.width, 3, stride=cfg.resolved_stem_stride, padding=1,
-                                       bias=False), nn.BatchNorm2d(cfg.width))
+        conv = nn.Conv2d(cfg.in_chans, cfg.width, 3, stride=cfg.resolved_stem_stride, padding=1, bias=False)
+        stem = nn.Sequential(conv, nn.BatchNorm2d(cfg.width))
         return GatedAttentionCoding(cfg.T, stem, cfg.width, neuron=cfg.neuron, neuron_params=cfg.neuron_params)
     return DirectEncoder(cfg.T)
 
@@ -372,9 +367,8 @@ class SResNet(SpikingClassifier):
         self.norm = cfg.norm
         unit = dict(norm_layer=make_norm(cfg.norm, cfg.T, cfg.bntt_bias), neuron=cfg.neuron,
                     params=cfg.neuron_params)
-        self.stem = nn.Identity() if self.encoder_has_stem else ConvBNTTLIF(cfg.in_chans, cfg.width,
-                                                                            cfg.resolved_stem_stride,
-                                                                            **unit)
+        stride = cfg.resolved_stem_stride
+        self.stem = nn.Identity() if self.encoder_has_stem else ConvBNTTLIF(cfg.in_chans, cfg.width, stride, **unit)
         stages, cin = [], cfg.width
         for i, cout in enumerate((cfg.width, 2 * cfg.width, 4 * cfg.width)):
             blocks = []
