@@ -78,3 +78,61 @@ def test_float16_export_measures_the_weights_it_ships(trained_run, tmp_path, mon
     assert card["test_top1"] == round(100 * correct / card["test_samples"], 2)
     assert main(["export", str(trained_run), "--format", "nir", "--dtype", "float16",
                  "-o", str(tmp_path / "m.nir")]) == 2
+
+
+def _seed_run(trained_run, folder, seed: int, top1: float, **changes):
+    """A copy of ``trained_run`` as if trained with ``seed`` (and the config ``changes``), ending at ``top1``."""
+    import shutil
+
+    import yaml
+
+    run = folder / f"seed{seed}"
+    shutil.copytree(trained_run, run)
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["train"]["seed"], config["run"]["name"], config["train"]["threads"] = seed, f"seed{seed}", 2
+    for key, value in changes.items():
+        section, name = key.split(".")
+        config[section][name] = value
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    records[-1]["test_top1"] = top1
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return run
+
+
+def test_seed_runs_give_the_card_each_seed_and_their_mean_and_std(trained_run, tmp_path, monkeypatch):
+    import statistics
+
+    from spikevision.analysis.card import weights_table
+
+    s1, s2 = _seed_run(trained_run, tmp_path, 1, 91.25), _seed_run(trained_run, tmp_path, 2, 92.5)
+    out = tmp_path / "weights"
+    out.mkdir()
+    assert main(["export", str(trained_run), "--format", "pretrained", "--tag", "seeds", "-o", str(out),
+                 "--seed-runs", str(s1), str(s2)]) == 0
+    card = json.loads((out / "mlp_spe_mini.seeds.json").read_text())
+    own = card["logged_test_top1"]
+    values = [own, 91.25, 92.5]
+    assert card["seeds"]["test_top1"] == {"0": round(own, 2), "1": 91.25, "2": 92.5} and card["seeds"]["runs"] == 3
+    assert card["seeds"]["mean"] == round(statistics.mean(values), 2)
+    assert card["seeds"]["std"] == round(statistics.stdev(values), 2)
+    monkeypatch.setattr(W, "WEIGHTS_DIR", out)
+    assert f"(3 seeds: {statistics.mean(values):.2f} +- {statistics.stdev(values):.2f})" in weights_table("seeds")
+
+
+def test_seed_runs_that_are_not_the_recipe_or_unfinished_are_refused(trained_run, tmp_path, caplog):
+    out = tmp_path / "weights"
+    out.mkdir()
+    other_lr = _seed_run(trained_run, tmp_path, 1, 90.0, **{"optim.lr": 0.1})
+    same_seed = _seed_run(trained_run, tmp_path, 0, 90.0)
+    unfinished = _seed_run(trained_run, tmp_path, 3, 90.0, **{"train.epochs": 5})
+    base = ["export", str(trained_run), "--format", "pretrained", "--tag", "bad", "-o", str(out), "--seed-runs"]
+    for run, message in ((other_lr, "differs in optim.lr"), (same_seed, "seed 0, already counted"),
+                         (unfinished, "last logged epoch is 2 of 5")):
+        caplog.clear()
+        assert main(base + [str(run)]) == 1
+        assert message in caplog.text
+    assert main(base + [str(tmp_path / "nowhere")]) == 1
+    assert not list(out.iterdir())  # nothing written
+    assert main(["export", str(trained_run), "--format", "nir", "-o", str(tmp_path / "m.nir"),
+                 "--seed-runs", str(other_lr)]) == 2

@@ -15,6 +15,10 @@ re-exported card gets them without hand editing.
 :func:`card_protocol` says how a card's accuracy was selected (final epoch, validation split, or the test
 set), and :func:`weights_table` renders every shipped card as the markdown table of ``spikevision models
 --weights`` (the weights table of the documentation, checked against the cards by the tests).
+
+:func:`add_seed_runs` adds to a card the final-epoch test accuracy of other runs of the same recipe with
+other seeds (``spikevision export RUN --format pretrained --seed-runs RUN2 RUN3``): the card's ``seeds``
+entry (each seed's accuracy, their mean and sample standard deviation), shown by :func:`weights_table`.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["build_card", "card_documentation", "card_protocol", "weights_table", "DOC_KEYS", "WEIGHTS_LICENSE",
-           "machine_description", "git_commit"]
+__all__ = ["build_card", "card_documentation", "card_protocol", "weights_table", "add_seed_runs", "seed_summary",
+           "final_test_top1", "DOC_KEYS", "WEIGHTS_LICENSE", "machine_description", "git_commit"]
 
 #: keys :func:`card_documentation` adds to a card
 DOC_KEYS = ("license", "paper", "citation", "dataset_card", "preprocessing", "class_names", "intended_use",
@@ -229,6 +233,100 @@ def card_protocol(card: dict[str, Any]) -> str:
     return "best epoch on the test set (test-selected)"
 
 
+#: what a card's ``seeds`` entry measures
+SEED_MEASURE = "final-epoch test top-1 logged by each run (the engine's evaluation at the end of its last epoch)"
+# config entries that may differ between seed runs of one recipe: the seeds, and where and how a run ran
+# (threads, devices, data folders, memory formats and modes, bf16 autocast where the CPU has it, logging)
+_SEED_FREE = {("train", "seed"), ("data", "seed"), ("train", "threads"), ("train", "device"), ("train", "amp"),
+              ("train", "channels_last"), ("train", "keep_freed_memory"), ("train", "memory_saving"),
+              ("train", "flush_denormal"), ("train", "ckpt_every_steps"), ("train", "log_every_steps"),
+              ("train", "dist_timeout_s"), ("data", "root"), ("data", "device"), ("data", "num_workers"),
+              ("data", "pin_memory"), ("data", "fast_path"), ("data", "cache_dir")}
+
+
+def final_test_top1(run_dir: str | Path) -> tuple[int, float, dict[str, Any]]:
+    """``(seed, test top-1, config)`` of a finished training run: the accuracy its engine logged after its last
+    scheduled epoch (``metrics.jsonl``), and its ``train.seed``.
+
+    Raises:
+        FileNotFoundError: no run directory, ``config.yaml`` or ``metrics.jsonl``.
+        ValueError: the run has not finished its schedule, or its last epoch has no test evaluation.
+    """
+    import yaml
+
+    from spikevision.analysis.report import read_metrics
+    from spikevision.train import checkpoint as ck
+
+    run_dir = Path(run_dir)
+    config_file = run_dir / "config.yaml"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{config_file} not found: {run_dir} is not a training run directory")
+    config = yaml.safe_load(config_file.read_text()) or {}
+    epochs = int(config["train"]["epochs"])
+    records = read_metrics(run_dir / ck.METRICS_FILE)
+    last = records[-1]
+    if int(last["epoch"]) != epochs - 1:
+        raise ValueError(f"{run_dir} has not finished its schedule: its last logged epoch is {int(last['epoch']) + 1} "
+                         f"of {epochs}; resume it (spikevision train --resume) first")
+    if last.get("test_top1") is None:
+        raise ValueError(f"{run_dir}'s last epoch has no test evaluation in {ck.METRICS_FILE}")
+    return int(config["train"]["seed"]), float(last["test_top1"]), config
+
+
+def _recipe_part(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` as ``{"section.key": value}``, without the entries seed runs of one recipe may differ in."""
+    return {f"{section}.{k}": v for section, values in config.items() if isinstance(values, dict) and section != "run"
+            for k, v in values.items() if (section, k) not in _SEED_FREE}
+
+
+def seed_summary(results: dict[int, float]) -> dict[str, Any]:
+    """A card's ``seeds`` entry from ``{seed: test top-1}``: each value, the mean and the sample standard
+    deviation (``n - 1``; 0 for one run), rounded to 2 decimals.
+
+    Raises:
+        ValueError: no results.
+    """
+    if not results:
+        raise ValueError("seed_summary needs at least one run")
+    values = [float(v) for v in results.values()]
+    n = len(values)
+    mean = sum(values) / n
+    std = (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
+    return {"test_top1": {str(k): round(float(v), 2) for k, v in sorted(results.items())}, "runs": n,
+            "mean": round(mean, 2), "std": round(std, 2), "measure": SEED_MEASURE}
+
+
+def add_seed_runs(card: dict[str, Any], run_dirs: list[str | Path]) -> dict[str, Any]:
+    """``card`` with a ``seeds`` entry (:func:`seed_summary`) over its own run and ``run_dirs``.
+
+    The card's run counts with its ``config``'s ``train.seed`` and its ``logged_test_top1``, the other runs
+    with :func:`final_test_top1`; every run must be the card's recipe (the same configuration apart from the
+    seed, the ``run`` section and where and how it ran: threads, devices, data folder, memory format, bf16
+    autocast) and have a seed of its own.
+
+    Raises:
+        FileNotFoundError, ValueError: a run that is missing, unfinished, of another recipe, or of a seed
+            already counted.
+    """
+    config = card.get("config") or {}
+    if card.get("logged_test_top1") is None or "train" not in config:
+        raise ValueError("the card has no logged final-epoch accuracy or no config: it cannot be summarised with "
+                         "other seeds")
+    results = {int(config["train"]["seed"]): float(card["logged_test_top1"])}
+    recipe = _recipe_part(config)
+    for run_dir in run_dirs:
+        seed, top1, other = final_test_top1(run_dir)
+        theirs = _recipe_part(other)
+        differs = sorted(k for k in set(recipe) | set(theirs) if recipe.get(k) != theirs.get(k))
+        if differs:
+            raise ValueError(f"{run_dir} is not a seed run of the card's recipe: it differs in "
+                             f"{', '.join(differs[:6])}")
+        if seed in results:
+            raise ValueError(f"{run_dir} has seed {seed}, already counted: seed runs need distinct train.seed")
+        results[seed] = top1
+    return {**card, "seeds": seed_summary(results)}
+
+
 def _duration(seconds: float) -> str:
     minutes = seconds / 60
     return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
@@ -249,7 +347,8 @@ def weights_table(tag: str | None = None) -> str:
     """The shipped weights as a markdown table, one row per model card (``spikevision models --weights``).
 
     Columns: model (and the builder arguments that size it), family and paper, test top-1 as on the card
-    (float32, the whole test set), T, firing rate, energy per image, recipe, budget (epochs, training time,
+    (float32, the whole test set; with the mean and standard deviation over seeds where the card has a
+    ``seeds`` entry), T, firing rate, energy per image, recipe, budget (epochs, training time,
     threads) and :func:`card_protocol`. ``tag`` keeps only the weights trained on it (``"fashion_mnist"``).
     """
     from spikevision.models.registry import get_model_info
@@ -268,8 +367,12 @@ def weights_table(tag: str | None = None) -> str:
             if threads:
                 budget += f" ({threads} thread{'s' if threads > 1 else ''})"
             recipe = str(card.get("recipe", "see config"))
+            top1 = f"{card['test_top1']:.2f}%"
+            if card.get("seeds"):
+                seeds = card["seeds"]
+                top1 += f" ({seeds['runs']} seeds: {seeds['mean']:.2f} +- {seeds['std']:.2f})"
             rows.append([f"`{name}`" + (f" ({variant})" if variant else ""), f"{info.family}: {info.paper_short}",
-                         t, f"{card['test_top1']:.2f}%", str(card.get("T")), f"{card.get('firing_rate'):.3f}",
+                         t, top1, str(card.get("T")), f"{card.get('firing_rate'):.3f}",
                          f"{card.get('energy_uj'):.3g} uJ",
                          f"`{recipe}`" if recipe.startswith("configs/") else recipe, budget, card_protocol(card)])
     header = ["model", "family", "trained on", "test top-1", "T", "firing rate", "energy per image", "recipe",

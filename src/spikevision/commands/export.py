@@ -13,6 +13,8 @@
   With ``-o src/spikevision/weights`` the weights ship with the package and
   load with ``create_model(name, pretrained=tag)``. ``--dtype float16`` stores
   them at half the size; the card's accuracy is then that of the rounded weights.
+  ``--seed-runs RUN2 RUN3`` adds the final-epoch accuracy of the same recipe's runs with other seeds
+  (the card's ``seeds``: each seed's, their mean and standard deviation).
 * ``--format c``: a standalone C99 library in the folder ``-o``: ``<name>.h``, ``<name>.c`` (integer
   inference, const weights, static buffers, no heap, no floating point) and an example ``main.c``
   reading raw images from stdin (:mod:`spikevision.deploy.targets.c.export`). Prints flash and RAM in bytes;
@@ -54,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="output file (pretrained, c: output folder)")
     parser.add_argument("--tag", default=None, help="pretrained: what the weights are called by (fashion_mnist)")
     parser.add_argument("--recipe", default=None, help="pretrained: the recipe file the run was trained from")
+    parser.add_argument("--seed-runs", nargs="+", default=[], metavar="RUN",
+                        help="pretrained: finished runs of the same recipe with other seeds; the card gets each "
+                             "seed's final-epoch test top-1, their mean and standard deviation")
     parser.add_argument("--checkpoint", choices=("best", "last"), default="last",
                         help="pretrained: which checkpoint of the run (default last: the final epoch)")
     parser.add_argument("--weights", default=None, help="weights for a model name (.safetensors or state-dict .pt)")
@@ -78,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _export_pretrained(args: argparse.Namespace) -> int:
-    from spikevision.analysis.card import build_card
+    from spikevision.analysis.card import add_seed_runs, build_card
     from spikevision.deploy.weights import STORAGE_DTYPES, save_weights
 
     if not args.tag or not args.tag.replace("_", "").isalnum():
@@ -87,10 +92,15 @@ def _export_pretrained(args: argparse.Namespace) -> int:
     if Path(args.source).is_file():
         return report_error("export", f"--format pretrained needs a run directory, got the file {args.source}",
                             EXIT_USAGE)
+    missing = [run for run in args.seed_runs if not Path(run).is_dir()]
+    if missing:
+        return report_error("export", f"--seed-runs: {missing[0]} is not a run directory")
     out = Path(args.output)
     check_writable("export", out / f"{args.tag}.json")
     try:
         model, card = build_card(args.source, args.tag, which=args.checkpoint, recipe=args.recipe, dtype=args.dtype)
+        if args.seed_runs:
+            card = add_seed_runs(card, args.seed_runs)
     except (OSError, ValueError) as e:
         return report_error("export", str(e))
     weights, card_file = out / f"{card['model']}.{args.tag}.safetensors", out / f"{card['model']}.{args.tag}.json"
@@ -164,6 +174,9 @@ def run(args: argparse.Namespace) -> int:
     if args.dtype != "float32" and args.format in ("nir", "c", "onnx"):
         return report_error("export", f"--dtype {args.dtype} is for --format safetensors or pretrained; "
                                       f"--format {args.format} has its own number format", EXIT_USAGE)
+    if args.seed_runs:
+        return report_error("export", "--seed-runs is for --format pretrained (it adds to the model card)",
+                            EXIT_USAGE)
 
     if not str(args.output).strip():
         return report_error("export", "-o is empty; name the output file or folder", EXIT_USAGE)
