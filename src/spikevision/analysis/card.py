@@ -274,8 +274,12 @@ def final_test_top1(run_dir: str | Path) -> tuple[int, float, dict[str, Any]]:
 
 
 def _recipe_part(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` as ``{"section.key": value}``, without the entries seed runs of one recipe may differ in."""
-    return {f"{section}.{k}": v for section, values in config.items() if isinstance(values, dict) and section != "run"
+    """``config`` with every default filled in (so configurations of older versions compare), as
+    ``{"section.key": value}``, without the entries seed runs of one recipe may differ in."""
+    from spikevision.train.config import config_from_dict
+
+    full = config_from_dict(config).to_dict()
+    return {f"{section}.{k}": v for section, values in full.items() if isinstance(values, dict) and section != "run"
             for k, v in values.items() if (section, k) not in _SEED_FREE}
 
 
