@@ -23,9 +23,15 @@ the model as built (its block convs are ``SpikeConv2d``) with the switch on vs
 off (``use_spike_conv(False)``: today's dense convolutions), interleaved; median
 CPU time of the process (all threads) and wall time per step.
 
+``--wgrad-split`` times the weight gradient of every spike-input conv of ``ms_resnet18`` (64x64) and
+``ms_resnet20`` (32x32) at batch 8, T = 4 (N = 32; firing rate 0.15, channels-last, 2 threads) with the two
+ways threads share it: split by input channel (one shared ``dW``; what the kernel does when ``dL/dY`` is
+smaller than ``dW``) vs split by sample (a ``dW`` per thread, zeroed, then added up; the only way before).
+
 Run::
 
     python bench/spike_conv.py                          # full table -> stdout
+    python bench/spike_conv.py --wgrad-split            # the weight gradient's two thread splits, small batches
     python bench/spike_conv.py --reps 3 --rates 0.15    # quick
     python bench/spike_conv.py --step-only --reps 10    # the training step only
 """
@@ -150,6 +156,52 @@ def _step_rows(reps: int, warmup: int, threads: list[int], widths: tuple[int, ..
     return rows
 
 
+def _wgrad_split_rows(reps: int, warmup: int) -> list[list[str]]:
+    """Per distinct spike-input conv of two models at batch 8, T = 4: weight-gradient ms, split by channel vs
+    by sample, and the per-step totals (each layer times the number of its calls)."""
+    rows = []
+    for name, size in (("ms_resnet18", 64), ("ms_resnet20", 32)):
+        calls: list[tuple] = []
+        model = create_model(name, T=4, num_classes=10).train()
+        hooks = [m.register_forward_pre_hook(lambda m, inp: calls.append((tuple(inp[0].shape), tuple(m.weight.shape),
+                                                                         m.stride, m.padding)))
+                 for m in model.modules() if isinstance(m, spike_conv.SpikeConv2d)]
+        with torch.no_grad():
+            model(torch.randn(8, 3, size, size))
+        for h in hooks:
+            h.remove()
+        totals = {"channel": 0.0, "sample": 0.0}
+        gen = torch.Generator().manual_seed(0)
+        for shape in dict.fromkeys(calls):
+            xs, ws, stride, padding = shape
+            x = (torch.rand(xs, generator=gen) < 0.15).float().contiguous(memory_format=torch.channels_last)
+            bits = spike_conv.pack_spikes(x)
+            out = [(s + 2 * p - k) // st + 1 for s, p, k, st in zip(xs[2:], padding, ws[2:], stride)]
+            gy = torch.randn(xs[0], ws[0], *out, generator=gen).contiguous(memory_format=torch.channels_last)
+
+            def run(by_channel: bool) -> Callable[[], object]:
+                def go() -> object:
+                    spike_conv._SPLIT_WGRAD_BY_CHANNEL = by_channel
+                    try:
+                        return spike_conv._sparse_weight_grad(bits, gy, torch.Size(ws), xs[2], xs[3], stride, padding)
+                    finally:
+                        spike_conv._SPLIT_WGRAD_BY_CHANNEL = True
+                return go
+
+            torch.testing.assert_close(run(True)(), run(False)(), rtol=1e-4, atol=1e-4)
+            times = interleaved_times({"channel": run(True), "sample": run(False)}, reps=reps, warmup=warmup)
+            ch, sa = median(times["channel"]) * 1e3, median(times["sample"]) * 1e3
+            n = calls.count(shape)
+            totals["channel"] += n * ch
+            totals["sample"] += n * sa
+            splits = gy.numel() < ws[1] * ws[2] * ws[3] * -(-ws[0] // 8) * 8
+            rows.append([name, f"{ws[1]}->{ws[0]} @{xs[2]} s{stride[0]}", str(n), "yes" if splits else "no",
+                         f"{ch:.2f} / {sa:.2f}", fmt_ratio(sa / ch)])
+        rows.append([name, "**per step**", str(len(calls)), "", f"{totals['channel']:.1f} / {totals['sample']:.1f}",
+                     fmt_ratio(totals["sample"] / totals["channel"])])
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rates", type=float, nargs="+", default=[0.05, 0.15, 0.3])
@@ -160,9 +212,19 @@ def main() -> None:
     ap.add_argument("--step-only", action="store_true", help="time the training step only")
     ap.add_argument("--step-widths", nargs="+", default=["32,64,128", "64,128,256"],
                     help="ms_resnet_mini widths to time the step for (default: the recipe's and the wide recipe's)")
+    ap.add_argument("--wgrad-split", action="store_true",
+                    help="only the weight gradient's two thread splits at batch 8 (2 threads)")
     args = ap.parse_args()
     if not spike_conv.spike_conv_available():
         raise SystemExit(spike_conv.spike_conv_status())
+    if args.wgrad_split:
+        torch.set_num_threads(2)
+        rows = _wgrad_split_rows(args.reps, args.warmup)
+        print(markdown_table(["model (B 8, T 4)", "layer", "calls", "splits channels", "wgrad ms channel / sample",
+                              "speed-up"], rows))
+        print()
+        print("\n".join(machine_lines("cpu")))
+        return
     if args.step or args.step_only:
         step = [row for w in args.step_widths
                 for row in _step_rows(args.reps, args.warmup, args.threads, tuple(int(c) for c in w.split(",")))]

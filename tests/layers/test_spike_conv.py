@@ -83,6 +83,31 @@ def test_two_threads_give_the_one_thread_result():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("N,Cin,size,Cout,stride", [(4, 129, 16, 64, 1), (10, 96, 16, 60, 2)])
+def test_two_threads_splitting_input_channels_match_the_naive_convolution(N, Cin, size, Cout, stride,
+                                                                           channels_last):
+    """Few samples, many channels (dL/dY smaller than dW): the threads split the input channels of the weight
+    gradient (ragged: 129 = 65 + 64), each writing its rows of one dW."""
+    g = torch.Generator().manual_seed(N + Cin + stride)
+    x = (torch.rand(N, Cin, size, size, generator=g) < 0.2).float()
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(Cout, Cin, 3, 3, generator=g)
+    out = (size + 2 - 3) // stride + 1
+    assert 1 << 15 <= N * Cout * out * out < Cin * 9 * -(-Cout // 8) * 8  # the channel split's condition
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        y, gx, gw, gy = _grads(lambda a, b: spike_conv2d(a, b, (stride, stride), (1, 1)), x, w)
+    finally:
+        torch.set_num_threads(previous)
+    assert _is_event_driven(y)
+    ry, rgx, rgw, _ = _grads(lambda a, b: _naive(a, b, stride, 1), x.contiguous(), w, gy.double())
+    for got, ref in ((y, ry), (gx, rgx), (gw, rgw)):
+        _assert_round_off(got, ref)
+
+
 def test_pack_spikes_bits_and_non_binary_values():
     x = (torch.rand(3, 4, 9, 11, generator=torch.Generator().manual_seed(0)) < 0.3).float()  # 99 per plane: ragged
     bits = pack_spikes(x)

@@ -42,7 +42,7 @@
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-int sc_abi_version(void) { return 2; }
+int sc_abi_version(void) { return 3; }
 
 /* 8 floats; v8u is the same at any float alignment (for loads and stores at any row offset) */
 typedef float v8 __attribute__((vector_size(32)));
@@ -350,18 +350,21 @@ static void plane_events(const uint64_t *bp, int64_t words, const uint8_t *pcls,
         }
 }
 
-/* Weight gradient of samples [lo, hi), added to dw [Cin, taps, C8] (this thread's accumulator):
+/* Weight gradient of samples [lo, hi) and input channels [clo, chi), into the rows [clo, chi) of dw [Cin, taps, C8]
+ * (zeroed first; a thread's own accumulator when threads split samples, a shared one when they split channels):
  * gy is [N, Cout, Lo] (nhwc: [N, Lo, Cout]); input p reaches, through tap t, the row ptab[p * taps + t] (a row offset into
  * g; the zero row Lo * C8 where it reaches none). Inputs of phase class c (pcls, ncls = stride_y *
  * stride_x classes) can reach outputs only through the taps t with tapok[c * taps + t]. Scratch per
  * thread: g [(Lo + 1), C8] floats, ev [ncls, L] int32. */
 void sc_wgrad_f32(const uint64_t *bits, const float *gy, float *dw, float *g, int32_t *ev, const int32_t *ptab,
                   const uint8_t *pcls, const uint8_t *tapok, int64_t ncls, int64_t Cin, int64_t Cout, int64_t C8,
-                  int64_t taps, int64_t L, int64_t Lo, int64_t nhwc, int64_t lo, int64_t hi)
+                  int64_t taps, int64_t L, int64_t Lo, int64_t nhwc, int64_t lo, int64_t hi, int64_t clo, int64_t chi)
 {
+    /* dw rows [clo, chi) (each taps x C8) are this call's alone: zeroed here, then summed over samples [lo, hi) */
     const int64_t words = (L + 63) / 64;
     const int nv = C8 % 64 == 0 ? 8 : C8 % 32 == 0 ? 4 : C8 % 16 == 0 ? 2 : 1;
     int64_t k[64];
+    memset(dw + clo * taps * C8, 0, sizeof(float) * (chi - clo) * taps * C8);
     memset(g, 0, sizeof(float) * (Lo + 1) * C8);
     for (int64_t n = lo; n < hi; n++) {
         if (!nhwc)
@@ -369,7 +372,7 @@ void sc_wgrad_f32(const uint64_t *bits, const float *gy, float *dw, float *g, in
         else /* rows of Cout; the padding columns stay zero from the memset */
             for (int64_t o = 0; o < Lo; o++)
                 memcpy(g + o * C8, gy + (n * Lo + o) * Cout, sizeof(float) * Cout);
-        for (int64_t i = 0; i < Cin; i++) {
+        for (int64_t i = clo; i < chi; i++) {
             plane_events(bits + (n * Cin + i) * words, words, pcls, ncls, L, ev, k);
             float *dwi = dw + i * taps * C8;
             for (int64_t c = 0; c < ncls; c++) {

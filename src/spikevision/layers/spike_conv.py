@@ -52,11 +52,12 @@ __all__ = ["SpikeConv2d", "spike_conv2d", "use_spike_conv", "spike_conv_enabled"
            "spike_conv_status", "pack_spikes"]
 
 SOURCE = Path(__file__).with_name("_spike_conv.c")
-ABI_VERSION = 2
+ABI_VERSION = 3
 ENV_VAR = "SPIKEVISION_SPIKE_CONV"
 _FLAGS = ["-O3", "-fno-math-errno", "-shared", "-fPIC"]
 _VARIANTS = (["-march=native"], [])
 _WORD_BITS = 64  # bits per word of a packed plane
+_SPLIT_WGRAD_BY_CHANNEL = True  # bench/spike_conv.py --wgrad-split turns it off to compare
 
 _ENABLED: ContextVar[bool] = ContextVar("spikevision_spike_conv", default=True)
 def _configure(lib: ctypes.CDLL) -> None:
@@ -66,7 +67,7 @@ def _configure(lib: ctypes.CDLL) -> None:
     lib.sc_pack_nhwc_f32.restype = ctypes.c_int
     lib.sc_pack_nhwc_f32.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 5
     lib.sc_forward_f32.argtypes = [ctypes.c_void_p] * 9 + [ctypes.c_int64] * 9
-    lib.sc_wgrad_f32.argtypes = [ctypes.c_void_p] * 8 + [ctypes.c_int64] * 10
+    lib.sc_wgrad_f32.argtypes = [ctypes.c_void_p] * 8 + [ctypes.c_int64] * 12
 
 
 _LIBRARY = LazyLibrary(SOURCE, "spike_conv", _FLAGS, _VARIANTS, ("sc_abi_version", ABI_VERSION), _configure,
@@ -191,8 +192,11 @@ def _sparse_forward(bits: Tensor, weight: Tensor, H: int, W: int, stride: tuple[
     Cout, _, kh, kw = weight.shape
     C8 = _padded(Cout)
     ocnt, otab, _, Ho, Wo = _tables(H, W, kh, kw, *stride, *padding, C8)
-    wt = weight.new_zeros((Cin, kh, kw, C8))
-    wt[..., :Cout] = weight.detach().permute(1, 2, 3, 0)  # [Cin, kh, kw, C8]: Cout contiguous
+    if C8 == Cout:  # no padding columns to zero
+        wt = weight.detach().permute(1, 2, 3, 0).contiguous()  # [Cin, kh, kw, Cout]: Cout contiguous
+    else:
+        wt = weight.new_zeros((Cin, kh, kw, C8))
+        wt[..., :Cout] = weight.detach().permute(1, 2, 3, 0)  # [Cin, kh, kw, C8]: Cout contiguous
     y = torch.empty((N, Cout, Ho, Wo), dtype=weight.dtype,
                     memory_format=torch.channels_last if nhwc else torch.contiguous_format)
     ranges = split_ranges(N, _workers(N * Cout * Ho * Wo))
@@ -210,9 +214,16 @@ def _sparse_forward(bits: Tensor, weight: Tensor, H: int, W: int, stride: tuple[
 
 
 def _sparse_weight_grad(bits: Tensor, grad_y: Tensor, weight_shape: torch.Size, H: int, W: int,
-                        stride: tuple[int, int], padding: tuple[int, int]) -> Tensor:
-    """``dL/dW`` ``[Cout, Cin, kh, kw]`` from the packed spikes and ``dL/dY`` ``[N, Cout, Ho, Wo]`` (read as it is
-    if channels-last, else made contiguous)."""
+                        stride: tuple[int, int], padding: tuple[int, int],
+                        memory_format: torch.memory_format = torch.contiguous_format) -> Tensor:
+    """``dL/dW`` ``[Cout, Cin, kh, kw]`` in ``memory_format`` from the packed spikes and ``dL/dY``
+    ``[N, Cout, Ho, Wo]`` (read as it is if channels-last, else made contiguous).
+
+    Threads split the samples, each summing into its own ``dW`` (then added up), or, when ``dL/dY`` is
+    smaller than ``dW`` (few samples, many channels: deep layers at small batches), the input channels,
+    each writing its rows of one shared ``dW`` (every thread then lays out each sample's ``dL/dY`` rows,
+    which costs less than zeroing and adding per-thread copies of ``dW``).
+    """
     lib = _load()
     N, Cin, _ = bits.shape
     Cout, _, kh, kw = weight_shape
@@ -220,16 +231,21 @@ def _sparse_weight_grad(bits: Tensor, grad_y: Tensor, weight_shape: torch.Size, 
     _, _, (ptab, pcls, tapok), Ho, Wo = _tables(H, W, kh, kw, *stride, *padding, C8)
     nhwc = _channels_last(grad_y)
     grad_y = grad_y if nhwc else grad_y.contiguous()
-    ranges = split_ranges(N, _workers(grad_y.numel()))
-    dw = torch.zeros((len(ranges), Cin, kh, kw, C8), dtype=grad_y.dtype)
+    workers = _workers(grad_y.numel())
+    by_channel = _SPLIT_WGRAD_BY_CHANNEL and workers > 1 and grad_y.numel() < Cin * kh * kw * C8
+    ranges = split_ranges(Cin if by_channel else N, workers)
+    dw = torch.empty((1 if by_channel else len(ranges), Cin, kh, kw, C8), dtype=grad_y.dtype)
     g = torch.empty((len(ranges), (Ho * Wo + 1) * C8), dtype=grad_y.dtype)
     ncls = stride[0] * stride[1]
     ev = torch.empty((len(ranges), ncls * H * W), dtype=torch.int32)
-    run_parallel([functools.partial(lib.sc_wgrad_f32, bits.data_ptr(), grad_y.data_ptr(), dw[k].data_ptr(),
+    parts = [(0, N, lo, hi, 0) if by_channel else (lo, hi, 0, Cin, k) for k, (lo, hi) in enumerate(ranges)]
+    run_parallel([functools.partial(lib.sc_wgrad_f32, bits.data_ptr(), grad_y.data_ptr(), dw[acc].data_ptr(),
                                     g[k].data_ptr(), ev[k].data_ptr(), ptab.data_ptr(), pcls.data_ptr(),
                                     tapok.data_ptr(), ncls, Cin, Cout, C8, kh * kw,
-                                    H * W, Ho * Wo, int(nhwc), lo, hi) for k, (lo, hi) in enumerate(ranges)])
-    return dw.sum(0)[..., :Cout].permute(3, 0, 1, 2).contiguous()
+                                    H * W, Ho * Wo, int(nhwc), n_lo, n_hi, c_lo, c_hi)
+                  for k, (n_lo, n_hi, c_lo, c_hi, acc) in enumerate(parts)])
+    total = dw[0] if len(dw) == 1 else dw.sum(0)
+    return total[..., :Cout].permute(3, 0, 1, 2).contiguous(memory_format=memory_format)
 
 
 def _input_grad(in_shape: torch.Size, weight: Tensor, grad_y: Tensor, stride: tuple[int, int],
@@ -268,9 +284,8 @@ class _SpikeConvFunction(torch.autograd.Function):
             grad_x = _input_grad(ctx.in_shape, weight, grad_y, ctx.stride, ctx.padding)
         if ctx.needs_input_grad[1]:
             H, W = ctx.in_shape[2], ctx.in_shape[3]
-            grad_w = _sparse_weight_grad(bits, grad_y, weight.shape, H, W, ctx.stride, ctx.padding)
-            if _channels_last(weight):  # in the parameter's own memory format
-                grad_w = grad_w.contiguous(memory_format=torch.channels_last)
+            fmt = torch.channels_last if _channels_last(weight) else torch.contiguous_format  # the parameter's
+            grad_w = _sparse_weight_grad(bits, grad_y, weight.shape, H, W, ctx.stride, ctx.padding, fmt)
         return grad_x, grad_w, None, None, None
 
 
