@@ -321,15 +321,26 @@ def test_channels_last_packs_the_same_bits_and_finds_non_binary_values():
     assert pack_spikes(x.contiguous(memory_format=torch.channels_last)) is None
 
 
-def test_channels_last_weight_gets_its_gradient_in_its_format():
-    conv = SpikeConv2d(8, 16, 3, padding=1, bias=False).to(memory_format=torch.channels_last).train()
-    x = (torch.rand(2, 8, 6, 6, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+@pytest.mark.parametrize("cin,cout,k,threads", [(8, 16, 3, 1), (20, 12, 3, 1), (19, 37, 2, 2), (130, 64, 3, 2),
+                                                 (24, 40, 1, 1)])
+def test_channels_last_weight_gets_its_gradient_in_its_format(cin, cout, k, threads):
+    """The weight's rows for the kernel and its gradient are laid out per tap from and to the channels-last
+    storage ([Cout, kh, kw, Cin]); Cout not a multiple of 8 pads the rows."""
+    conv = SpikeConv2d(cin, cout, k, padding=k // 2, bias=False).to(memory_format=torch.channels_last).train()
+    x = (torch.rand(4, cin, 9, 9, generator=torch.Generator().manual_seed(cin)) < 0.3).float()
     x = x.contiguous(memory_format=torch.channels_last)
-    y = conv(x)
-    assert _is_event_driven(y)
-    y.square().sum().backward()
-    ref = nn.Conv2d(8, 16, 3, padding=1, bias=False)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        y = conv(x)
+        assert _is_event_driven(y)
+        y.square().sum().backward()
+    finally:
+        torch.set_num_threads(previous)
+    ref = nn.Conv2d(cin, cout, k, padding=k // 2, bias=False).double()
     ref.weight.data.copy_(conv.weight.detach())
-    ref(x.contiguous()).square().sum().backward()
+    ry = ref(x.contiguous().double())
+    ry.square().sum().backward()
     assert conv.weight.grad.is_contiguous(memory_format=torch.channels_last)
+    _assert_round_off(y, ry)
     _assert_round_off(conv.weight.grad, ref.weight.grad)

@@ -42,7 +42,7 @@
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-int sc_abi_version(void) { return 3; }
+int sc_abi_version(void) { return 4; }
 
 /* 8 floats; v8u is the same at any float alignment (for loads and stores at any row offset) */
 typedef float v8 __attribute__((vector_size(32)));
@@ -195,6 +195,16 @@ static void transpose(const float *src, int64_t ld_src, float *dst, int64_t ld_d
     for (int64_t r = 0; r < rows; r++)
         for (int64_t c = r < r8 ? c8 : 0; c < cols; c++)
             dst[c * ld_dst + r] = src[r * ld_src + c];
+}
+
+/* blocks transposes: dst[b * dst_step + c * ld_dst + r] = src[b * src_step + r * ld_src + c], r < rows, c < cols
+ * (the weight laid out for the kernels and the weight gradient laid back, one tap per block where the layout
+ * needs it). */
+void sc_transpose_f32(const float *src, float *dst, int64_t rows, int64_t cols, int64_t ld_src, int64_t ld_dst,
+                      int64_t blocks, int64_t src_step, int64_t dst_step)
+{
+    for (int64_t b = 0; b < blocks; b++)
+        transpose(src + b * src_step, ld_src, dst + b * dst_step, ld_dst, rows, cols);
 }
 
 /* Per-pixel lists of sample n: the cnt[p] active channels i of pixel p, stored as i * taps (weight row

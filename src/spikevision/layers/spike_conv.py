@@ -52,7 +52,7 @@ __all__ = ["SpikeConv2d", "spike_conv2d", "use_spike_conv", "spike_conv_enabled"
            "spike_conv_status", "pack_spikes"]
 
 SOURCE = Path(__file__).with_name("_spike_conv.c")
-ABI_VERSION = 3
+ABI_VERSION = 4
 ENV_VAR = "SPIKEVISION_SPIKE_CONV"
 _FLAGS = ["-O3", "-fno-math-errno", "-shared", "-fPIC"]
 _VARIANTS = (["-march=native"], [])
@@ -62,6 +62,8 @@ _SPLIT_WGRAD_BY_CHANNEL = True  # bench/spike_conv.py --wgrad-split turns it off
 _ENABLED: ContextVar[bool] = ContextVar("spikevision_spike_conv", default=True)
 def _configure(lib: ctypes.CDLL) -> None:
     lib.sc_pack_f32.restype = ctypes.c_int
+    lib.sc_transpose_f32.restype = None
+    lib.sc_transpose_f32.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 7
     lib.sc_pack_f32.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 4
     lib.sc_forward_f32.restype = lib.sc_wgrad_f32.restype = None
     lib.sc_pack_nhwc_f32.restype = ctypes.c_int
@@ -183,6 +185,30 @@ def _tables(H: int, W: int, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int
     return valid.sum(1).to(torch.int32), otab, wgrad, Ho, Wo
 
 
+def _transpose(src: Tensor, dst: Tensor, rows: int, cols: int, ld_src: int, ld_dst: int, blocks: int = 1,
+               src_step: int = 0, dst_step: int = 0) -> None:
+    """``dst[b*dst_step + c*ld_dst + r] = src[b*src_step + r*ld_src + c]`` (float32 storage offsets, ``b < blocks``,
+    ``r < rows``, ``c < cols``): AVX 8x8 blocks in C, the rows split over threads."""
+    lib = _load()
+    ranges = split_ranges(rows, _workers(rows * cols * blocks), align=8)
+    run_parallel([functools.partial(lib.sc_transpose_f32, src.data_ptr() + 4 * lo * ld_src, dst.data_ptr() + 4 * lo,
+                                    hi - lo, cols, ld_src, ld_dst, blocks, src_step, dst_step) for lo, hi in ranges])
+
+
+def _weight_rows(weight: Tensor, C8: int) -> Tensor:
+    """``[Cin, kh, kw, C8]``: the weight's ``Cout`` values of each (input channel, tap) as one row, zero-padded
+    to ``C8`` (what the forward kernel gathers), from a contiguous or channels-last ``[Cout, Cin, kh, kw]``."""
+    Cout, Cin, kh, kw = weight.shape
+    taps = kh * kw
+    wt = weight.new_zeros((Cin, kh, kw, C8)) if C8 != Cout else weight.new_empty((Cin, kh, kw, C8))
+    w = weight.detach()
+    if _channels_last(w):  # stored [Cout, taps, Cin]: one [Cout, Cin] transpose per tap
+        _transpose(w, wt, Cout, Cin, taps * Cin, taps * C8, taps, Cin, C8)
+    else:  # [Cout, Cin * taps] to [Cin * taps, C8]
+        _transpose(w.contiguous(), wt, Cout, Cin * taps, Cin * taps, C8)
+    return wt
+
+
 def _sparse_forward(bits: Tensor, weight: Tensor, H: int, W: int, stride: tuple[int, int],
                     padding: tuple[int, int], nhwc: bool = False) -> Tensor:
     """``[N, Cout, Ho, Wo]`` (channels-last with ``nhwc``) from the packed spikes and the ``[Cout, Cin, kh, kw]``
@@ -192,11 +218,7 @@ def _sparse_forward(bits: Tensor, weight: Tensor, H: int, W: int, stride: tuple[
     Cout, _, kh, kw = weight.shape
     C8 = _padded(Cout)
     ocnt, otab, _, Ho, Wo = _tables(H, W, kh, kw, *stride, *padding, C8)
-    if C8 == Cout:  # no padding columns to zero
-        wt = weight.detach().permute(1, 2, 3, 0).contiguous()  # [Cin, kh, kw, Cout]: Cout contiguous
-    else:
-        wt = weight.new_zeros((Cin, kh, kw, C8))
-        wt[..., :Cout] = weight.detach().permute(1, 2, 3, 0)  # [Cin, kh, kw, C8]: Cout contiguous
+    wt = _weight_rows(weight, C8)  # [Cin, kh, kw, C8]: Cout contiguous
     y = torch.empty((N, Cout, Ho, Wo), dtype=weight.dtype,
                     memory_format=torch.channels_last if nhwc else torch.contiguous_format)
     ranges = split_ranges(N, _workers(N * Cout * Ho * Wo))
@@ -244,8 +266,14 @@ def _sparse_weight_grad(bits: Tensor, grad_y: Tensor, weight_shape: torch.Size, 
                                     tapok.data_ptr(), ncls, Cin, Cout, C8, kh * kw,
                                     H * W, Ho * Wo, int(nhwc), n_lo, n_hi, c_lo, c_hi)
                   for k, (n_lo, n_hi, c_lo, c_hi, acc) in enumerate(parts)])
-    total = dw[0] if len(dw) == 1 else dw.sum(0)
-    return total[..., :Cout].permute(3, 0, 1, 2).contiguous(memory_format=memory_format)
+    total = dw[0] if len(dw) == 1 else dw.sum(0)  # [Cin, kh, kw, C8]
+    taps = kh * kw
+    grad = torch.empty((Cout, Cin, kh, kw), dtype=grad_y.dtype, memory_format=memory_format)
+    if memory_format == torch.channels_last and taps > 1:  # stored [Cout, taps, Cin]: a transpose per tap
+        _transpose(total, grad, Cin, Cout, taps * C8, taps * Cin, taps, C8, Cin)
+    else:  # [Cin * taps, C8] to [Cout, Cin * taps]
+        _transpose(total, grad, Cin * taps, Cout, C8, Cin * taps)
+    return grad
 
 
 def _input_grad(in_shape: torch.Size, weight: Tensor, grad_y: Tensor, stride: tuple[int, int],
