@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import weakref
 
 import pytest
 import torch
@@ -103,6 +104,47 @@ def test_model_row_counts_only_what_reaches_the_logits():
     row = next(r for r in audit_model(model, x).rows if r.layer == "")
     assert row.ops["mul"] == 16 * 10 and row.ops["add"] == 16 * 10 * 2
     assert row.ops["compare"] == 0 and row.ops["unknown"] == 0 and row.ops["float"] == 0
+
+
+class _ReusingAllocator:
+    """Stands in for ``ArithmeticCounter._storage``: gives each storage a fake address, always the one freed last
+    (the most eager reuse an allocator can make), so address reuse happens at every chance, not by heap luck."""
+
+    def __init__(self) -> None:
+        self.live: dict[int, tuple[weakref.ref, int]] = {}  # id(storage) -> (weak ref, fake address)
+        self.freed: list[int] = []
+        self.next = 1
+
+    def __call__(self, t: torch.Tensor):
+        storage = t.untyped_storage()
+        entry = self.live.get(id(storage))
+        if entry is not None and entry[0]() is storage:
+            return entry[1], storage
+        for key, (ref, address) in list(self.live.items()):
+            if ref() is None:
+                self.freed.append(address)
+                del self.live[key]
+        if self.freed:
+            address = self.freed.pop()
+        else:
+            address, self.next = self.next, self.next + 1
+        self.live[id(storage)] = (weakref.ref(storage), address)
+        return address, storage
+
+
+def test_freed_memory_reused_by_a_new_tensor_inherits_nothing(monkeypatch):
+    """A value built outside the dispatcher (``torch.tensor`` in a neuron) lands in just-freed memory: the freed
+    tensor's writers (here the input check's multiplication) must not flow into it. CI once saw this by heap
+    luck; the allocator stand-in makes every reuse happen, and the counts must not change."""
+    torch.manual_seed(0)
+    model = create_model("spiking_cnn_mini").eval()
+    x = torch.rand(16, 1, 28, 28)
+    plain = audit_model(model, x)
+    monkeypatch.setattr(ArithmeticCounter, "_storage", staticmethod(_ReusingAllocator()))
+    reused = audit_model(model, x)
+    assert [(r.layer, r.ops) for r in reused.rows] == [(r.layer, r.ops) for r in plain.rows]
+    row = next(r for r in reused.rows if r.layer == "")
+    assert row.ops["mul"] == 16 * 10 and row.ops["add"] == 16 * 10 * 2
 
 
 def test_keep_reaching_drops_side_computations():

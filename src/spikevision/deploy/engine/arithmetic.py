@@ -43,10 +43,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+import weakref
 from collections import defaultdict
 from typing import Iterable
 
-from torch import Tensor, nn
+from torch import Tensor, UntypedStorage, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
@@ -93,8 +94,7 @@ _MOVE = {
 _FLOAT = {"sigmoid", "exp", "log", "tanh", "sqrt", "rsqrt", "pow", "_softmax", "_log_softmax", "erf", "gelu", "silu"}
 
 
-#: ops that hand back a tensor created outside the dispatcher (``torch.tensor(...)``): its memory may have held
-#: a freed tensor, whose writers must not be inherited
+#: ops that hand back a tensor created outside the dispatcher (``torch.tensor(...)``): a new value, not a view
 _FRESH = {"lift_fresh", "lift", "lift_fresh_copy"}
 
 
@@ -171,9 +171,10 @@ class ArithmeticCounter(TorchDispatchMode):
         self._stack: list[str] = [""]
         self._paused = 0
         self._handles: list = []
-        # the data flow: per executed op (layer, counts, ops that wrote what it read); per storage, its writers
+        # the data flow: per executed op (layer, counts, ops that wrote what it read); per live storage (by
+        # address), a weak reference to it and its writers
         self._nodes: list[tuple[str, dict[str, int], frozenset[int], str]] = []
-        self._writers: dict[int, set[int]] = {}
+        self._writers: dict[int, tuple[weakref.ref, set[int]]] = {}
 
     # -- layer attribution -------------------------------------------------
     def __enter__(self):
@@ -222,27 +223,44 @@ class ArithmeticCounter(TorchDispatchMode):
         return out
 
     @staticmethod
-    def _storage(t: Tensor) -> int | None:
+    def _storage(t: Tensor) -> tuple[int, UntypedStorage] | None:
         try:
-            return t.untyped_storage().data_ptr()
+            storage = t.untyped_storage()
+            return storage.data_ptr(), storage
         except (RuntimeError, NotImplementedError):  # no storage (meta, sparse)
             return None
+
+    def _writers_of(self, t: Tensor) -> set[int]:
+        """The ops that wrote ``t``'s storage during the run; none for memory made outside the dispatcher.
+
+        Storages are found by address, and an address is reused as soon as its storage is freed (``torch.tensor``
+        builds its value outside the dispatcher, often in just-freed memory), so a record counts only while the
+        storage it was made for is alive (PyTorch keeps one Python object per live storage: a weak reference to
+        it dies with the memory).
+        """
+        found = self._storage(t)
+        record = self._writers.get(found[0]) if found is not None else None
+        return record[1] if record is not None and record[0]() is not None else set()
 
     def _record_flow(self, name: str, layer: str, counts: dict[str, int], args, kwargs, out) -> None:
         """One node of the data-flow graph: what it read (the writers of its inputs' storages) and what it wrote
         (its outputs: a new value; an in-place, ``out=`` or view op adds itself to the writers of that storage)."""
         ins = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, Tensor)]
-        keys = {self._storage(t) for t in ins} - {None}
-        deps = frozenset().union(*(self._writers.get(k, set()) for k in keys)) if keys else frozenset()
+        read = [] if name in _FRESH else ins  # a fresh value's input was made outside the run: nothing wrote it
+        deps = frozenset().union(*(self._writers_of(t) for t in read))
         node = len(self._nodes)
         self._nodes.append((layer, counts, deps, name))
-        fresh = name in _FRESH  # returns its input, a tensor made outside dispatch (torch.tensor): new memory
+        inputs = {id(found[1]) for t in read if (found := self._storage(t)) is not None}
         for t in tree_flatten(out)[0]:
-            key = self._storage(t) if isinstance(t, Tensor) else None
-            if key in keys and not fresh:  # written in place, or a view of an input: the storage keeps its earlier writers
-                self._writers.setdefault(key, set()).add(node)
-            elif key is not None:  # a new value (possibly in memory freed earlier: its old writers are gone)
-                self._writers[key] = {node}
+            found = self._storage(t) if isinstance(t, Tensor) else None
+            if found is None:
+                continue
+            key, storage = found
+            record = self._writers.get(key)
+            if id(storage) in inputs and record is not None and record[0]() is not None:
+                record[1].add(node)  # written in place, or a view of an input: the storage keeps its writers
+            else:  # a new value, or the first write into memory made before the run
+                self._writers[key] = (weakref.ref(storage), {node})
 
     def keep_reaching(self, *outputs: Tensor) -> None:
         """Recount: keep only the operations whose results reach ``outputs`` (through any chain of reads).
@@ -250,7 +268,7 @@ class ArithmeticCounter(TorchDispatchMode):
         Call after the counted run with what it returned. Operations that fed nothing the model returns (an
         input check, unused statistics) leave :attr:`counts` and :attr:`ops`.
         """
-        stack = [n for t in outputs for n in self._writers.get(self._storage(t), set())]
+        stack = [n for t in outputs for n in self._writers_of(t)]
         live: set[int] = set()
         while stack:
             n = stack.pop()
