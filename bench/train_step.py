@@ -33,8 +33,9 @@ interleaved round by round in one process on the same input, batch and ``T``:
   strict ``>`` (a tie has probability ~0 with real-valued inputs).
 
 ``--models ms_resnet_mini,ms_resnet_mini_wide`` times the headline Fashion-MNIST recipes' nets (28 px, one
-channel, widths 32/64/128 and 64/128/256; ``--optim adamw`` gives their optimiser); SpikingJelly has no
-counterpart for them, so their rows compare spikevision with itself (``x plain``).
+channel, widths 32/64/128 and 64/128/256; ``--optim adamw`` gives their optimiser), ``--models mlp_spe_mini``
+the spiking MLP recipe's (dim 48); SpikingJelly has no counterpart for them, so their rows compare spikevision
+with itself (``x plain``).
 
 Before timing, the bench copies spikevision's weights into the SpikingJelly
 net and checks the two give the same logits and gradients (printed as
@@ -92,11 +93,14 @@ from spikevision.train.memory_saving import SavedTensorMeter, enable_memory_savi
 
 CONTENDERS = ("spikevision", "spikevision-plain", "spikevision-compile", "spikevision-channels-last",
               "spikevision-per-step", "spikevision-spikes", "spikevision-mem", "spikingjelly")
-DEFAULT_SIZE = {"ms_resnet18": 64, "ms_resnet34": 64, "ms_resnet_mini": 28, "ms_resnet_mini_wide": 28}  # CIFAR: 32
+DEFAULT_SIZE = {"ms_resnet18": 64, "ms_resnet34": 64, "ms_resnet_mini": 28, "ms_resnet_mini_wide": 28,
+                "mlp_spe_mini": 28}  # CIFAR: 32
 NUM_CLASSES = {"ms_resnet18": 1000, "ms_resnet34": 1000}  # CIFAR nets and the Fashion-MNIST minis: 10
 CIFAR_N = {"ms_resnet20": 3, "ms_resnet32": 5, "ms_resnet44": 7, "ms_resnet56": 9, "ms_resnet110": 18}
-#: the headline Fashion-MNIST recipes' nets (configs/ms_resnet_mini_fashion_mnist.yaml and its wide variant)
-MINI_WIDTHS = {"ms_resnet_mini": (32, 64, 128), "ms_resnet_mini_wide": (64, 128, 256)}
+#: the Fashion-MNIST recipes' nets (28 px, one channel, no SpikingJelly counterpart): the headline
+#: (configs/ms_resnet_mini_fashion_mnist.yaml), its wide variant, and the spiking MLP's recipe
+RECIPE_NETS = {"ms_resnet_mini": {"widths": [32, 64, 128]}, "ms_resnet_mini_wide": {"widths": [64, 128, 256]},
+               "mlp_spe_mini": {"dim": 48}}
 LABEL_SMOOTHING = 0.1  # the paper's ImageNet loss, and the Fashion-MNIST recipes'
 LR, MOMENTUM = 0.01, 0.9
 ADAMW_LR, ADAMW_WEIGHT_DECAY = 3e-3, 0.02  # the Fashion-MNIST recipes' optimiser
@@ -127,9 +131,11 @@ def has_spikingjelly() -> bool:
 
 
 def build_spikevision(model: str, T: int, memory_saving: str = "none", stem_once: bool = True) -> nn.Module:
-    if model in MINI_WIDTHS:
-        net = create_model("ms_resnet_mini", T=T, num_classes=10, in_chans=1, widths=list(MINI_WIDTHS[model]),
-                           stem_once=stem_once)
+    if model == "mlp_spe_mini":  # no frame-wise stem to run once
+        net = create_model(model, T=T, **RECIPE_NETS[model])
+    elif model in RECIPE_NETS:
+        net = create_model("ms_resnet_mini", T=T, num_classes=10, in_chans=1, stem_once=stem_once,
+                           **RECIPE_NETS[model])
     else:
         net = create_model(model, T=T, num_classes=NUM_CLASSES.get(model, 10), stem_once=stem_once)
     enable_memory_saving(net, memory_saving)
@@ -213,7 +219,7 @@ def make_step(net: nn.Module, contender: str, x: Tensor, y: Tensor, optim: str =
 
 def make_batch(model: str, batch: int, size: int, seed: int, device: torch.device) -> tuple[Tensor, Tensor]:
     g = torch.Generator().manual_seed(seed + 1)
-    x = torch.randn(batch, 1 if model in MINI_WIDTHS else 3, size, size, generator=g)
+    x = torch.randn(batch, 1 if model in RECIPE_NETS else 3, size, size, generator=g)
     y = torch.randint(0, NUM_CLASSES.get(model, 10), (batch,), generator=g)
     return x.to(device), y.to(device)
 
@@ -291,7 +297,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="ms_resnet18,ms_resnet20",
-                    help="comma list: ms_resnet18, ms_resnet34, ms_resnet20/32/44/56/110, ms_resnet_mini(_wide) "
+                    help="comma list: ms_resnet18, ms_resnet34, ms_resnet20/32/44/56/110, ms_resnet_mini(_wide), mlp_spe_mini "
                          "(the Fashion-MNIST recipes' nets, 28 px, one channel; no SpikingJelly counterpart)")
     ap.add_argument("--T", type=int, nargs="+", default=[4, 6], help="time steps (several allowed)")
     ap.add_argument("--batch", type=int, default=8)
@@ -340,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     for model in [m for m in args.models.split(",") if m]:
         size = args.size or DEFAULT_SIZE.get(model, 32)
         for T in args.T:
-            sj_here = "spikingjelly" in contenders and model not in MINI_WIDTHS
+            sj_here = "spikingjelly" in contenders and model not in RECIPE_NETS
             here = [c for c in contenders if c != "spikingjelly" or sj_here]
             if sj_here:
                 dl, dg = parity(model, T, size, args.seed, device)

@@ -20,7 +20,7 @@ the dense path to float32 round-off. For backward the spikes are kept as bits
 :class:`SpikeConv2d` is an :class:`torch.nn.Conv2d` (same parameters,
 ``state_dict``, ``isinstance``) that takes this path in training mode, for
 float32 CPU inputs that are contiguous or channels-last (the output and the input
-gradient then come out channels-last too), ``groups=1``, ``dilation=1``, no bias and zero
+gradient then come out channels-last too), ``groups=1``, ``dilation=1``, zero
 padding given as numbers, outside ``torch.compile`` tracing and CPU autocast
 (which runs convolutions in bf16), when the C library builds; anything else, and an input that holds a value other than 0 or 1
 (found while the bits are packed), runs :func:`torch.nn.functional.conv2d`.
@@ -295,10 +295,11 @@ class _SpikeConvFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bits: Tensor, stride: tuple[int, int],
-                padding: tuple[int, int]) -> Tensor:
+                padding: tuple[int, int], bias: Tensor | None = None) -> Tensor:
         ctx.in_shape, ctx.stride, ctx.padding, ctx.nhwc = x.shape, stride, padding, _channels_last(x)
         ctx.save_for_backward(bits, weight)
-        return _sparse_forward(bits, weight, x.shape[2], x.shape[3], stride, padding, ctx.nhwc)
+        y = _sparse_forward(bits, weight, x.shape[2], x.shape[3], stride, padding, ctx.nhwc)
+        return y if bias is None else y.add_(bias.view(1, -1, 1, 1))
 
     @staticmethod
     @once_differentiable  # no double backward: a create_graph=True call raises instead of dropping terms
@@ -307,14 +308,16 @@ class _SpikeConvFunction(torch.autograd.Function):
         # the input's memory format for the output gradient too: the input gradient (a transposed convolution)
         # comes out in it, so it matches the input's
         grad_y = grad_y.contiguous(memory_format=torch.channels_last if ctx.nhwc else torch.contiguous_format)
-        grad_x = grad_w = None
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[5]:
+            grad_b = grad_y.sum((0, 2, 3))
         if ctx.needs_input_grad[0]:
             grad_x = _input_grad(ctx.in_shape, weight, grad_y, ctx.stride, ctx.padding)
         if ctx.needs_input_grad[1]:
             H, W = ctx.in_shape[2], ctx.in_shape[3]
             fmt = torch.channels_last if _channels_last(weight) else torch.contiguous_format  # the parameter's
             grad_w = _sparse_weight_grad(bits, grad_y, weight.shape, H, W, ctx.stride, ctx.padding, fmt)
-        return grad_x, grad_w, None, None, None
+        return grad_x, grad_w, None, None, None, grad_b
 
 
 def _applies(x: Tensor, weight: Tensor, stride: tuple[int, int], padding: tuple[int, int]) -> bool:
@@ -341,24 +344,26 @@ def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
 
 
 def spike_conv2d(x: Tensor, weight: Tensor, stride: int | tuple[int, int] = 1,
-                 padding: int | tuple[int, int] = 0) -> Tensor:
-    """``F.conv2d(x, weight, stride=stride, padding=padding)`` (no bias, groups 1), event-driven where it applies.
+                 padding: int | tuple[int, int] = 0, bias: Tensor | None = None) -> Tensor:
+    """``F.conv2d(x, weight, bias, stride, padding)`` (groups 1, dilation 1), event-driven where it applies.
 
     Args:
         x: ``[N, Cin, H, W]``; the event-driven path runs when it is a float32 CPU tensor of zeros and ones,
             contiguous or channels-last (and the switch is on), else :func:`torch.nn.functional.conv2d` does.
         weight: ``[Cout, Cin, kh, kw]``.
         stride, padding: as for :func:`torch.nn.functional.conv2d` (an int or a pair of ints).
+        bias: ``[Cout]`` or None; added to the event-driven sums in place (its gradient: the output gradient's
+            sum over batch and positions).
 
     Returns:
         ``[N, Cout, Ho, Wo]`` in ``x``'s memory format, equal to the dense result to float32 round-off.
     """
     stride, padding = _pair(stride), _pair(padding)
-    if _applies(x, weight, stride, padding):
+    if (bias is None or bias.dtype == torch.float32) and _applies(x, weight, stride, padding):
         bits = pack_spikes(x)
         if bits is not None:
-            return _SpikeConvFunction.apply(x, weight, bits, stride, padding)
-    return F.conv2d(x, weight, None, stride, padding)
+            return _SpikeConvFunction.apply(x, weight, bits, stride, padding, bias)
+    return F.conv2d(x, weight, bias, stride, padding)
 
 
 class SpikeConv2d(nn.Conv2d):
@@ -374,11 +379,12 @@ class SpikeConv2d(nn.Conv2d):
     """
 
     def _event_driven(self) -> bool:
-        return (self.training and self.bias is None and self.groups == 1 and self.dilation == (1, 1)
+        return (self.training and self.groups == 1 and self.dilation == (1, 1)
                 and self.padding_mode == "zeros" and not isinstance(self.padding, str))
 
     def forward(self, x: Tensor) -> Tensor:
         """The convolution; see the class docstring for which path runs."""
         if self._event_driven():
-            return spike_conv2d(x, self.weight, self.stride, self.padding)
+            return spike_conv2d(x, self.weight, self.stride, self.padding, self.bias)
         return super().forward(x)
+

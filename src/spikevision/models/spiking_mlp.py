@@ -58,6 +58,7 @@ from torch import Tensor, nn
 
 from spikevision.layers.encoders import DirectEncoder
 from spikevision.layers.norm import TDBatchNorm1d, TDBatchNorm2d, TokenBatchNorm1d
+from spikevision.layers.spike_conv import SpikeConv2d
 from spikevision.layers.temporal import TimeFolded
 from spikevision.models.base import NeuronKind, SpikingClassifier
 from spikevision.models.zoo import config_or_kwargs, register_config
@@ -104,9 +105,15 @@ MINI_DIM = 24
 MINI_DEPTHS = (1, 1)
 
 
-def _conv_bn(cin: int, cout: int, kernel: int, stride: int, padding: int) -> nn.Sequential:
-    """Per-step ``Conv2d`` (no bias) then BN over time and batch: ``[T, B, cin, H, W]`` to ``[T, B, cout, H', W']``."""
-    return nn.Sequential(TimeFolded(nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=False)),
+def _conv_bn(cin: int, cout: int, kernel: int, stride: int, padding: int, *, spike_input: bool = False
+             ) -> nn.Sequential:
+    """Per-step ``Conv2d`` (no bias) then BN over time and batch: ``[T, B, cin, H, W]`` to ``[T, B, cout, H', W']``.
+
+    ``spike_input``: the conv reads spikes, so it is a :class:`~spikevision.layers.SpikeConv2d` (event-driven in
+    CPU training; the same parameters and results as ``Conv2d``).
+    """
+    conv = SpikeConv2d if spike_input else nn.Conv2d
+    return nn.Sequential(TimeFolded(conv(cin, cout, kernel, stride=stride, padding=padding, bias=False)),
                          TDBatchNorm2d(cout))
 
 
@@ -141,13 +148,14 @@ class SpikingPatchEncoding(nn.Module):
                 f"multiple of 3 (e.g. 78 or 96; the authors' d = 80 crashes here)"
             )
         n = cout // SPE_BRANCHES
-        self.branch1 = _conv_bn(cin, n, 3, 2, 1)
-        self.branch2 = _conv_bn(cin, n, 3, 2, 1)
-        self.branch3 = _conv_bn(cin, n, 3, 2, 1)
+        # every conv reads spikes: the previous stage's output, or LIF_A / LIF_B's
+        self.branch1 = _conv_bn(cin, n, 3, 2, 1, spike_input=True)
+        self.branch2 = _conv_bn(cin, n, 3, 2, 1, spike_input=True)
+        self.branch3 = _conv_bn(cin, n, 3, 2, 1, spike_input=True)
         self.lif_a = build_neuron(neuron, params)
-        self.conv_a = _conv_bn(n, n, 3, 1, 1)
+        self.conv_a = _conv_bn(n, n, 3, 1, 1, spike_input=True)
         self.lif_b = build_neuron(neuron, params)
-        self.conv_b = _conv_bn(n, n, 3, 1, 1)
+        self.conv_b = _conv_bn(n, n, 3, 1, 1, spike_input=True)
 
     def forward(self, x: Tensor) -> Tensor:
         node1 = self.branch1(x)  # [T, B, n, H/2, W/2]
@@ -178,15 +186,16 @@ class TokenMixing(nn.Module):
     def __init__(self, dim: int, height: int, width: int, *, identity_norm: bool = False, neuron: NeuronKind = "lif",
                  params: NeuronParams = MLP_NEURON) -> None:
         super().__init__()
-        self.proj_h = TimeFolded(nn.Conv2d(height, height, 1))
+        # every conv reads spikes (SpikeConv2d: event-driven in CPU training, otherwise exactly Conv2d)
+        self.proj_h = TimeFolded(SpikeConv2d(height, height, 1))
         self.norm_h = TDBatchNorm2d(height)
         self.lif_h = build_neuron(neuron, params)
-        self.proj_w = TimeFolded(nn.Conv2d(width, width, 1))
+        self.proj_w = TimeFolded(SpikeConv2d(width, width, 1))
         self.norm_w = TDBatchNorm2d(width)
         self.lif_w = build_neuron(neuron, params)
         self.identity = (nn.Sequential(TDBatchNorm2d(dim), build_neuron(neuron, params)) if identity_norm
                          else nn.Identity())
-        self.fuse = TimeFolded(nn.Conv2d(SPE_BRANCHES * dim, dim, 1, bias=False))
+        self.fuse = TimeFolded(SpikeConv2d(SPE_BRANCHES * dim, dim, 1, bias=False))
         self.norm = TDBatchNorm2d(dim)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -421,7 +430,7 @@ class SpikingMLP(SpikingClassifier):
                 down = SpikingPatchEncoding(cin, cout, neuron=neuron, params=params)
                 side //= 2
             else:
-                down = _conv_bn(cin, cout, 2, 2, 0)
+                down = _conv_bn(cin, cout, 2, 2, 0, spike_input=True)  # reads the previous stage's spikes
                 side //= 2
             blocks = [MLPBlock(cout, side, side, mlp_ratio=cfg.mlp_ratio, channel_norm=cfg.channel_norm,
                                identity_norm=cfg.identity_norm, neuron=neuron, params=params)
