@@ -89,6 +89,7 @@ from spikevision.layers.memory_format import to_channels_last
 from spikevision.layers.spike_conv import spike_conv_status, use_spike_conv
 from spikevision.layers.temporal import use_time_broadcast
 from spikevision.neuron import native_status, triton_status, use_kernels
+from spikevision.train.allocator import keep_freed_memory
 from spikevision.train.memory_saving import SavedTensorMeter, enable_memory_saving
 
 CONTENDERS = ("spikevision", "spikevision-plain", "spikevision-compile", "spikevision-channels-last",
@@ -316,6 +317,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--keep-denormals", action="store_true",
                     help="do not flush denormal floats (CPU); by default they are flushed for every contender, "
                          "as spikevision's engine does (train.flush_denormal)")
+    ap.add_argument("--default-allocator", action="store_true",
+                    help="leave glibc's allocator as it starts; by default the timed process keeps freed memory "
+                         "in its heap for every contender, as spikevision's engine does "
+                         "(train.keep_freed_memory; the peak-memory subprocesses always start plain)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sj-backend", default=None,
                     help="SpikingJelly 2.x CUDA implementation: triton, cuda or torch (default: its own choice)")
@@ -329,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     # denormal gradients and momentum (zero-init BN, surrogate tails) make CPU float ops many times
     # slower; flushing is process-wide, so it applies to every contender alike
     torch.set_flush_denormal(not args.keep_denormals)
+    # the engine's allocator setting (train.keep_freed_memory): freed activations stay in the heap instead of
+    # being mapped afresh (page faults) every step; process-wide, so every contender runs under it alike
+    kept = not args.default_allocator and keep_freed_memory()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device here (torch.cuda.is_available() is False)")
@@ -389,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
           "per row); saved MiB: activations kept for backward after the forward (saved_tensors_hooks, "
           "parameters not counted).")
     print("\n".join(notes))
+    allocator = "freed memory kept in the heap, as the engine does" if kept else "glibc as it starts"
+    print(f"- allocator (timed process, every contender): {allocator}")
     print(f"- spikevision neurons: CPU {native_status()}; CUDA {triton_status()}")
     print(f"- spikevision spike convolutions (training, CPU): {spike_conv_status()}")
     if "spikingjelly" in contenders:
