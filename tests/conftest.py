@@ -84,3 +84,14 @@ def _restore_torch_globals():
     torch.set_num_threads(threads)
     torch.use_deterministic_algorithms(det)
     torch.set_flush_denormal(False)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Modules holding a test marked ``heavy`` go first (stable otherwise).
+
+    Under ``--dist loadfile`` pytest-xdist hands out whole modules in collection order; a module of several
+    minutes collected last (``tests/weights`` sorts late) would run alone at the end while the other worker
+    idles. Started first, it overlaps the many short modules.
+    """
+    heavy = {item.path for item in items if item.get_closest_marker("heavy")}
+    items.sort(key=lambda item: item.path not in heavy)

@@ -37,6 +37,8 @@ from spikevision.models.registry import get_model_info
 from spikevision.train import engine
 from spikevision.train.config import load_config
 
+pytestmark = pytest.mark.heavy  # minutes in all (a model per recipe): scheduled first, tests/conftest.py
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 DOCS = ROOT / "docs" / "recipes.md"
