@@ -242,6 +242,32 @@ def test_resume_after_a_stop_between_metrics_line_and_checkpoint_keeps_one_line_
     assert [strip(x) for x in again] == [strip(x) for x in once]  # the redone epoch is the same epoch
 
 
+def test_checkpoint_records_every_machine_the_run_trained_on(fmnist_root, tmp_path, recipe, monkeypatch):
+    from spikevision.train import run_log
+
+    base = {"train.epochs": 1, "run.tensorboard": False}
+    assert main(["train", str(recipe), *tiny_overrides(fmnist_root, tmp_path, "where", **base)]) == 0
+    last = tmp_path / "where" / "checkpoints" / LAST
+    here = run_log.machine_description()
+    assert "cores" in here and ck.load_checkpoint(last)[ck.MACHINES_KEY] == [here]
+    longer = tiny_overrides(fmnist_root, tmp_path, "where", **{**base, "train.epochs": 2})
+    assert main(["train", str(recipe), *longer, "--resume"]) == 0  # the same machine: one entry
+    assert ck.load_checkpoint(last)[ck.MACHINES_KEY] == [here]
+    monkeypatch.setattr(run_log, "machine_description", lambda: "other box")
+    assert main(["train", str(recipe), *tiny_overrides(fmnist_root, tmp_path, "where", **{**base, "train.epochs": 3}),
+                 "--resume"]) == 0
+    assert ck.load_checkpoint(last)[ck.MACHINES_KEY] == [here, "other box"]
+    # a checkpoint written before machines were recorded: its earlier training is said to be unknown
+    state = ck.load_checkpoint(last)
+    del state[ck.MACHINES_KEY]
+    ck.save_checkpoint(last, state)
+    tr = setup(load_config(recipe, longer), resume=True)
+    tr.lock.release()
+    assert tr.state.machines == [run_log.UNRECORDED_MACHINE, "other box"]
+    assert run_log.machine_history(["a", "b"], True, "a") == ["a", "b", "a"]  # back on a: listed again
+    assert run_log.machine_history(None, False, "a") == ["a"]
+
+
 def test_resume_refuses_optimiser_changes_that_cannot_carry_its_state(fmnist_root, tmp_path, recipe):
     base = {"train.epochs": 1, "run.tensorboard": False}
     assert main(["train", str(recipe), *tiny_overrides(fmnist_root, tmp_path, "fixed", **base)]) == 0

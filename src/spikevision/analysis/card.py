@@ -3,8 +3,9 @@
 :func:`build_card` evaluates a run's final (or best) checkpoint in float32 on
 every test image of its data set (the number a user reproduces with
 ``create_model(name, pretrained=tag)``), measures firing rate and energy per
-image on the first test images, and gathers the recipe, training time and
-machine; ``spikevision export RUN --format pretrained`` writes the card next to
+image on the first test images, and gathers the recipe, training time, the
+machines the run trained on (``machine``) and the one that measured the card
+(``evaluated_on``); ``spikevision export RUN --format pretrained`` writes the card next to
 the weights (see :mod:`spikevision.weights`).
 
 :func:`card_documentation` renders what a Hugging Face model card carries besides
@@ -24,8 +25,6 @@ entry (each seed's accuracy, their mean and sample standard deviation), shown by
 from __future__ import annotations
 
 import datetime
-import os
-import platform
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from typing import Any
 from torch import nn
 
 __all__ = ["build_card", "card_documentation", "card_protocol", "weights_table", "add_seed_runs", "seed_summary",
-           "final_test_top1", "DOC_KEYS", "WEIGHTS_LICENSE", "machine_description", "git_commit"]
+           "final_test_top1", "DOC_KEYS", "WEIGHTS_LICENSE", "git_commit"]
 
 #: keys :func:`card_documentation` adds to a card
 DOC_KEYS = ("license", "paper", "citation", "dataset_card", "preprocessing", "class_names", "intended_use",
@@ -130,21 +129,6 @@ def card_documentation(card: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def machine_description() -> str:
-    """CPU model, core count, OS and torch version of this machine (one line)."""
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, torch {torch.__version__}"
-
-
 def git_commit(folder: str | Path = ".") -> str:
     """``git describe``-style commit of ``folder`` (``<hash>`` or ``<hash>-dirty``), or ``"unknown"``."""
     try:
@@ -182,6 +166,7 @@ def build_card(run_dir: str | Path, tag: str, *, which: str = "last", recipe: st
     from spikevision.deploy.weights import STORAGE_DTYPES, to_storage_dtype
     from spikevision.train import checkpoint as ck
     from spikevision.train.engine import evaluate
+    from spikevision.train.run_log import UNRECORDED_MACHINE, machine_description
 
     run_dir = Path(run_dir)
     run = ck.load_run(run_dir, which)  # type: ignore[arg-type]
@@ -208,7 +193,8 @@ def build_card(run_dir: str | Path, tag: str, *, which: str = "last", recipe: st
         "train_time_s": round(float(state[ck.TRAIN_TIME_KEY]), 1),
         "logged_test_top1": next((r.get("test_top1") for r in reversed(records) if int(r["epoch"]) == epoch - 1),
                                  None),
-        "machine": machine_description(), "recipe": recipe or "see config", "config": config,
+        "machine": "; ".join(state.get(ck.MACHINES_KEY) or [UNRECORDED_MACHINE]),
+        "evaluated_on": machine_description(), "recipe": recipe or "see config", "config": config,
         "commit": git_commit(Path(__file__).parent), "date": datetime.date.today().isoformat(),
     }
     card["protocol"] = card_protocol(card)

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FORMAT_VERSION", "MODEL_KEY", "LEGACY_MODEL_KEY", "MODEL_NAME_KEY", "MODEL_KWARGS_KEY", "CONFIG_KEY",
     "EPOCH_KEY", "STEP_KEY", "EPOCH_STEP_KEY", "OPTIMIZER_KEY", "SCHEDULER_KEY", "SCALER_KEY", "RNG_KEY", "BEST_KEY", "METER_KEY",
-    "TRAIN_TIME_KEY", "LAYOUT_KEY", "VERSION_KEY", "save_checkpoint", "load_checkpoint", "capture_rng_state",
+    "TRAIN_TIME_KEY", "LAYOUT_KEY", "MACHINES_KEY", "VERSION_KEY", "save_checkpoint", "load_checkpoint", "capture_rng_state",
     "restore_rng_state", "CHECKPOINT_DIR", "LAST", "BEST", "METRICS_FILE", "CONFIG_FILE", "find_checkpoint",
     "LoadedRun", "load_run", "run_data_config", "LOCK_FILE", "RunLock", "RunDirectoryBusyError",
     "CheckpointWriteError", "load_error_reason",
@@ -87,6 +87,7 @@ BEST_KEY = "best_top1"  # best evaluation top-1 so far (-1 before the first eval
 METER_KEY = "meter"  # running sums of the current epoch's training metrics
 TRAIN_TIME_KEY = "train_time_s"  # training wall time so far, seconds, summed over resumes
 LAYOUT_KEY = "epoch_layout"  # {"batches": steps per epoch, "global_batch": samples per step}; optional (older files)
+MACHINES_KEY = "machines"  # the machines the run trained on, in order (run_log.machine_history); optional (older files)
 
 _REQUIRED = (VERSION_KEY, MODEL_KEY, MODEL_NAME_KEY, MODEL_KWARGS_KEY, CONFIG_KEY, EPOCH_KEY, STEP_KEY)
 

@@ -70,7 +70,7 @@ from spikevision.train.distributed import (SIGNAL_GRACE_S, DistInfo, SignalDeadl
 from spikevision.train.evaluation import evaluate, topk_correct
 from spikevision.train.losses import build_loss
 from spikevision.train.optim import build_optimizer, build_scheduler, changed_settings, retune
-from spikevision.train.run_log import progress_lines, trim_metrics
+from spikevision.train.run_log import machine_history, progress_lines, trim_metrics
 
 __all__ = ["train", "fit", "evaluate", "setup", "Trainer", "TrainState", "NonFiniteLossError",
            "TrainingInterrupted", "SpikeCounter", "build_model", "build_loaders", "progress_lines"]
@@ -158,6 +158,7 @@ class TrainState:
     best_top1: float = -1.0
     meter: Tensor = field(default_factory=lambda: torch.zeros(4, dtype=torch.float64))  # loss, top1, top5, n
     train_time_s: float = 0.0
+    machines: list[str] = field(default_factory=list)  # run_log.machine_history
 
 
 @dataclass
@@ -322,6 +323,7 @@ def _build(cfg: Config, resume: bool, dist: DistInfo, run_dir: Path) -> Trainer:
         _restore(tr, ck.load_checkpoint(tr.ckpt_dir / LAST, map_location=dist.device))
         if dist.is_main:
             trim_metrics(run_dir / METRICS_FILE, tr.state.epoch)
+    tr.state.machines = machine_history(tr.state.machines, resume)
     if dist.is_main:
         tr.ckpt_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -347,7 +349,7 @@ def checkpoint_state(tr: Trainer) -> dict[str, Any]:
         ck.SCHEDULER_KEY: tr.scheduler.state_dict(), ck.SCALER_KEY: tr.scaler.state_dict(),
         ck.RNG_KEY: ck.capture_rng_state(), ck.BEST_KEY: st.best_top1, ck.METER_KEY: st.meter.cpu(),
         ck.TRAIN_TIME_KEY: st.train_time_s + time.perf_counter() - tr.session_start,
-        ck.LAYOUT_KEY: _epoch_layout(tr),
+        ck.LAYOUT_KEY: _epoch_layout(tr), ck.MACHINES_KEY: st.machines,
     }
 
 
@@ -406,7 +408,7 @@ def _restore(tr: Trainer, state: dict[str, Any]) -> None:
         tr.scheduler.last_epoch = step
         retune(tr.optimizer, tr.scheduler, fresh)  # the rate at the schedule's new position
     tr.state = TrainState(epoch, step, epoch_step, state[ck.BEST_KEY], state[ck.METER_KEY].to(torch.float64),
-                          state[ck.TRAIN_TIME_KEY])
+                          state[ck.TRAIN_TIME_KEY], state.get(ck.MACHINES_KEY))
     ck.restore_rng_state(state[ck.RNG_KEY])  # last: building the model above consumed random numbers
 
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import platform
 import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 log = logging.getLogger(__name__)
 
-__all__ = ["progress_lines", "trim_metrics"]
+__all__ = ["progress_lines", "trim_metrics", "machine_description", "machine_history", "UNRECORDED_MACHINE"]
+
+#: what stands for the machines of a run's training before it recorded them (a checkpoint of an older version)
+UNRECORDED_MACHINE = "not recorded (trained before spikevision recorded machines)"
 
 
 def _duration(seconds: float) -> str:
@@ -66,3 +71,30 @@ def trim_metrics(path: Path, epochs_done: int) -> None:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text("".join(k + "\n" for k in kept))
         tmp.replace(path)
+
+
+def machine_description() -> str:
+    """CPU model, core count, OS and torch version of this machine (one line)."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, torch {torch.__version__}"
+
+
+def machine_history(saved: list[str] | None, resumed: bool, here: str | None = None) -> list[str]:
+    """The machines a run has trained on, this one (``here``, default :func:`machine_description`) last.
+
+    ``saved`` is the checkpoint's list (None when a resumed checkpoint predates the record: its earlier
+    training is :data:`UNRECORDED_MACHINE`). A machine is listed again only after another one, so a run
+    resumed on the same machine keeps one entry.
+    """
+    history = list(saved) if saved else [UNRECORDED_MACHINE] if resumed else []
+    here = machine_description() if here is None else here
+    return history if history and history[-1] == here else history + [here]

@@ -4,7 +4,9 @@ One pair of files per trained model in this folder::
 
     <model name>.<tag>.safetensors   the float state_dict (tensors only: nothing to unpickle)
     <model name>.<tag>.json          the model card: builder kwargs, data set, recipe, commit,
-                                     test accuracy, T, firing rate, energy, training time, machine
+                                     test accuracy, T, firing rate, energy, training time, the
+                                     machines it trained on (``machine``, as its checkpoint recorded
+                                     them) and the one that measured the card (``evaluated_on``)
 
 ``<tag>`` names what the weights were trained on (``fashion_mnist``). Load them
 with ``create_model(name, pretrained=tag)``; ``list_models()`` shows each
