@@ -253,6 +253,7 @@ def test_recipe_model_at_full_size_shape_only(path):
     info = get_dataset_info(cfg.data.name)
     with torch.device("meta"):
         model, kwargs = build_model(cfg, info.num_classes)
+        model.eval()  # the same shapes as training, without T per-step BN statistics per layer (BNTT) on meta
         side = cfg.data.img_size or info.img_size
         if info.is_event:
             x = torch.empty(model.T, 2, info.in_channels, side, side)

@@ -65,6 +65,23 @@ def test_bntt_has_per_step_statistics():
     assert not nob.bns[0].bias.requires_grad
 
 
+def test_bntt_in_eval_mode_is_each_steps_running_statistics_map():
+    """Evaluation is one scale-and-shift over all steps: equal to each step's own BN, memory format kept."""
+    T = 3
+    bn = BNTT2d(4, T=T)
+    for b in bn.bns:
+        b.running_mean.normal_(), b.running_var.uniform_(0.5, 2.0), b.weight.data.normal_(), b.bias.data.normal_()
+    bn.eval()
+    x = torch.randn(T * 5, 4, 6, 6).contiguous(memory_format=torch.channels_last).view(T, 5, 4, 6, 6)
+    y = bn(x)
+    for t, b in enumerate(bn.bns):
+        ref = (x[t] - b.running_mean.view(4, 1, 1)) / torch.sqrt(b.running_var.view(4, 1, 1) + 1e-4)
+        torch.testing.assert_close(y[t], ref * b.weight.view(4, 1, 1) + b.bias.view(4, 1, 1))
+    assert y.stride() == x.stride()
+    y.sum().backward()  # the parameters still get gradients (e.g. fine-tuning with frozen statistics)
+    assert all(b.weight.grad is not None and b.bias.grad is not None for b in bn.bns)
+
+
 def test_token_bn_normalises_per_token():
     x = torch.randn(2, 4, 6, 5) + torch.arange(6).view(1, 1, 6, 1)  # [T, B, N, C]
     y = TokenBatchNorm1d(6)(x)

@@ -157,6 +157,14 @@ class TokenBatchNorm1d(nn.BatchNorm1d):
         return unfold(super().forward(fold(x)), x.shape[0])
 
 
+def _weight_or_one(bn: nn.modules.batchnorm._BatchNorm) -> Tensor:
+    return bn.weight if bn.weight is not None else torch.ones_like(bn.running_var)
+
+
+def _bias_or_zero(bn: nn.modules.batchnorm._BatchNorm) -> Tensor:
+    return bn.bias if bn.bias is not None else torch.zeros_like(bn.running_mean)
+
+
 class BNTT2d(nn.Module):
     """Batch normalisation through time: one BatchNorm2d per time step.
 
@@ -188,7 +196,21 @@ class BNTT2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         _check_channels(x, 2, self.num_features, 5, "[T, B, C, H, W]", "BNTT2d")
         check_T(x, self.T, "BNTT2d")
+        if not any(bn.training or bn.running_var is None for bn in self.bns):
+            # Evaluation with running statistics: every step's BN is an affine map per channel, so all T
+            # steps are one scale-and-shift over the sequence (no per-step calls, no stacking copy; the
+            # input's memory format is kept).
+            scale, shift = self.step_affine()
+            return torch.addcmul(shift.view(self.T, 1, -1, 1, 1).to(x.dtype), x, scale.view(self.T, 1, -1, 1, 1).to(x.dtype))
         return torch.stack([bn(x[t]) for t, bn in enumerate(self.bns)])
+
+    def step_affine(self) -> tuple[Tensor, Tensor]:
+        """Each step's evaluation-mode BN as ``y = x * scale + shift``: two ``[T, C]`` tensors."""
+        var = torch.stack([bn.running_var for bn in self.bns])
+        eps = torch.tensor([[bn.eps] for bn in self.bns], dtype=var.dtype, device=var.device)
+        scale = torch.stack([_weight_or_one(bn) for bn in self.bns]) / torch.sqrt(var + eps)
+        shift = torch.stack([_bias_or_zero(bn) for bn in self.bns]) - torch.stack([bn.running_mean for bn in self.bns]) * scale
+        return scale, shift
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, T={self.T}"
