@@ -6,8 +6,8 @@ is the dense MACs per time step at the default input size, from one
 shape-only forward of batch 1 (an image, or event frames for event models:
 the registry's ``modality``) with ``T = 1`` (or the default ``T``, divided
 by ``T``, where a model needs more steps, e.g. GAC's temporal attention);
-``--no-macs`` skips it (the whole zoo then lists in about a second instead
-of about 10).
+``--no-macs`` skips it (the whole zoo then lists in about 9.5 s instead of
+about 27 on an idle 2-core CPU: building the models is the rest).
 """
 
 from __future__ import annotations
