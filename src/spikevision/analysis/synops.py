@@ -39,7 +39,7 @@ recorded calls; :meth:`SynOpsCounter.result` divides by the number of samples.
   in a container module's own ``forward`` (residual sums of MS-ResNet and
   S-ResNet blocks, the spiking MLP's shortcut and SPE node sums), one per
   output element; found generically by a ``TorchFunctionMode``, so additions
-  inside leaf layers (BN) and neurons are not counted.
+  inside leaf layers (BN, and BNTT's per-step BN) and neurons are not counted.
 
 These follow NeuroBench (Yik et al., "The neurobench framework for
 benchmarking neuromorphic computing algorithms and systems", Nature
@@ -69,6 +69,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.hooks import RemovableHandle
 
+from spikevision.layers.norm import BNTT2d
 from spikevision.neuron.modules import SpikingNeuron
 
 __all__ = [
@@ -332,7 +333,8 @@ class SynOpsCounter:
                 self._handles.append(m.register_forward_hook(self._neuron_hook(n)))
             if self.count_additions:
                 for n, m in self.model.named_modules():
-                    countable = any(True for _ in m.children()) and not isinstance(m, SpikingNeuron)
+                    # BNTT holds one BN per step but is a normalisation layer: its arithmetic is BN's
+                    countable = any(True for _ in m.children()) and not isinstance(m, (SpikingNeuron, BNTT2d))
                     self._handles.append(m.register_forward_pre_hook(self._push(n or "<model>", countable)))
                     self._handles.append(m.register_forward_hook(self._pop, always_call=True))
                 self._mode = _AdditionMode(self)
