@@ -13,7 +13,7 @@ from spikevision.models import create_model, get_model_info, list_models
 from spikevision.weights import CARD_KEYS, PretrainedNotFoundError, available_weights, read_card
 
 SHIPPED = [(name, tag) for name, tags in available_weights().items() for tag in tags]
-MAX_TOTAL_BYTES = 12_500_000  # all shipped weights together (issue budget: about 12 MB)
+MAX_TOTAL_BYTES = 20_000_000  # all shipped weights together (the evidence issue's budget: 20 MB)
 
 
 def test_cards_carry_the_rendered_documentation():
