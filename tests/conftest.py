@@ -89,8 +89,9 @@ def _restore_torch_globals():
 def pytest_collection_modifyitems(config, items):
     """Modules holding a test marked ``heavy`` go first (stable otherwise).
 
-    Under ``--dist loadfile`` pytest-xdist hands out whole modules in collection order; a module of several
-    minutes collected last (``tests/weights`` sorts late) would run alone at the end while the other worker
+    Under ``--dist loadfile --no-loadscope-reorder`` (scripts/test.sh) pytest-xdist hands out whole modules in
+    collection order (its default order is by number of tests, which put the 4-test, several-minute accuracy
+    module last); a module of minutes handed out last would run alone at the end while the other worker
     idles. Started first, it overlaps the many short modules.
     """
     heavy = {item.path for item in items if item.get_closest_marker("heavy")}
