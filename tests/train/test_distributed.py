@@ -149,15 +149,17 @@ def _launch(tmp_path: Path, args: list[str], store: "dist.TCPStore", **env: str)
 
 @pytest.fixture
 def frozen_run(fmnist_root, tmp_path, recipe):
-    """Start two ranks, rank 1 freezing in its 3rd step; yields ``(start, timeout_s) -> procs``; kills both after."""
+    """Start two ranks, rank 1 freezing in its 3rd step; yields ``start(timeout_s, freeze_in) -> procs``
+    (``freeze_in``: ``"forward"`` or ``"backward"``, see ``_freeze_entry.py``); kills both after."""
     store = dist.TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
     procs: list[subprocess.Popen] = []
 
-    def start(timeout_s: float) -> list[subprocess.Popen]:
+    def start(timeout_s: float, freeze_in: str = "forward") -> list[subprocess.Popen]:
         args = [str(recipe), *tiny_overrides(fmnist_root, tmp_path, "frozen", **{
             "train.epochs": 1, "run.tensorboard": False, "data.batch_size": 4,
             "train.dist_timeout_s": timeout_s})]
-        procs.extend(_launch(tmp_path, args, store, FREEZE_RANK="1", FREEZE_AT="3", SIGNAL_GRACE_S="3"))
+        procs.extend(_launch(tmp_path, args, store, FREEZE_RANK="1", FREEZE_AT="3", FREEZE_IN=freeze_in,
+                             SIGNAL_GRACE_S="3"))
         return procs
 
     yield start
@@ -179,9 +181,12 @@ def test_frozen_rank_stops_the_other_with_a_timeout_error(frozen_run, tmp_path):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads process states from /proc")
 def test_sigterm_ends_a_rank_blocked_by_a_frozen_one(frozen_run, tmp_path):
-    rank0, rank1 = frozen_run(timeout_s=600)  # the collective would wait 10 minutes
+    # rank 1 stops in its 3rd backward pass, after the step's loss all-reduce: rank 0 has then read its stop flag
+    # for the step (the next check is after the backward) and blocks in the gradient all-reduce, whenever the
+    # signal comes. (Frozen in the forward, rank 0 could still be finishing step 2, see the flag and stop cleanly.)
+    rank0, rank1 = frozen_run(timeout_s=600, freeze_in="backward")  # the collective would wait 10 minutes
     deadline = time.monotonic() + LAUNCH_LIMIT_S
-    while _state(rank1.pid) != "T":  # rank 1 stops in its 3rd step: rank 0 is in the loop, its steps block
+    while _state(rank1.pid) != "T":
         assert rank0.poll() is None and time.monotonic() < deadline, (tmp_path / "rank0.log").read_text()
         time.sleep(0.2)
     sent = time.monotonic()
