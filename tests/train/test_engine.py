@@ -88,6 +88,7 @@ def test_tet_and_amp_run(fmnist_root, tmp_path, recipe):
     assert recs[-1]["train_loss"] < recs[0]["train_loss"] and recs[-1]["test_top1"] >= 50, recs
 
 
+@pytest.mark.filterwarnings("ignore:torch.cuda.amp.GradScaler is enabled, but CUDA is not available")  # cuda asked
 @pytest.mark.parametrize("has_bf16", [False, True])
 def test_amp_auto_uses_bf16_only_on_a_cpu_that_has_it(recipe, monkeypatch, caplog, has_bf16):
     from spikevision.train import engine

@@ -208,6 +208,9 @@ def test_the_old_study_paths_still_work_with_a_warning(tmp_path):
         assert old_page.render_study is studies.render_study
     with pytest.raises(AttributeError):
         old_runner.no_such_name
-    with pytest.warns(DeprecationWarning, match="measure=.* is ignored"), pytest.raises(ValueError, match="'h4'"):
+    with pytest.warns(DeprecationWarning) as record, pytest.raises(ValueError, match="'h4'"):
         old_runner.run_study(studies.StudySpec("s", tmp_path / "s.yaml", arms={"h8": {}}), measure=print,
                              arms=["h4"])
+    messages = [str(w.message) for w in record]
+    assert any("moved to spikevision.studies.run_study" in m for m in messages), messages
+    assert any("measure=...) is ignored" in m for m in messages), messages
