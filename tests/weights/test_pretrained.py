@@ -3,6 +3,7 @@
 Every card reproduced on the real Fashion-MNIST test set: test_shipped_accuracy.py."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -90,6 +91,17 @@ def test_pretrained_loads_the_card_kwargs_and_weights(weights_dir):
     assert create_model("spiking_cnn_mini", pretrained=True).pretrained_cfg is None  # a card without a data set
     assert get_model_info("spiking_cnn_mini").pretrained == ("toy",)
     assert [i.name for i in list_models() if i.pretrained] == ["spiking_cnn_mini"]
+
+
+def test_weights_with_per_step_parameters_say_which_T_they_fit():
+    """S-ResNet's per-step batch norm (BNTT) ties its weights to T; the message is one readable line."""
+    trained_T = read_card("sresnet20", "fashion_mnist")["model_kwargs"]["T"]
+    with pytest.raises(ValueError) as e:
+        create_model("sresnet20", pretrained="fashion_mnist", T=trained_T + 2)
+    message = str(e.value)
+    assert re.search(rf"missing \d+ entries: stem\.bn\.bns\.{trained_T}\.weight, .* and \d+ more; ", message), message
+    assert f"fit only T={trained_T}, the T they were trained with" in message
+    assert len(message) < 600 and "\n" not in message
 
 
 def test_pretrained_errors_name_the_fix(weights_dir, tmp_path):

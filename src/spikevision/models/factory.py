@@ -8,7 +8,7 @@ is allocated. ``spikevision.create_model`` and ``spikevision.models.create_model
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from torch import nn
 
@@ -30,7 +30,9 @@ def create_model(name: str, pretrained: str | bool | None = None, **kwargs) -> n
         pretrained: tag of shipped trained weights (``"fashion_mnist"``; ``ModelInfo.pretrained``
             lists them; ``True``: the model's only tag): the model is built with the kwargs of its card
             and the weights are loaded strictly, offline. Other kwargs must agree with the card, except
-            ``T`` (the weights do not depend on it; the accuracy does). The model then carries
+            ``T`` (most families' weights do not depend on it, the accuracy does; weights with per-step
+            parameters, such as S-ResNet's per-step batch norm, fit only their own T, and another fails
+            with an error that says so). The model then carries
             ``model.pretrained_cfg`` (:class:`spikevision.pretrained.PretrainedCfg`: preprocessing,
             class names, card); ``spikevision.create_transform(model)`` builds its eval transform.
         kwargs: the builder's keyword arguments.
@@ -142,6 +144,9 @@ def build_with_weights(name: str, state: Mapping[str, Any], card: Mapping[str, A
         why = str(e).splitlines()[0]
     if why:
         args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        if "T" in trained and kwargs.get("T") != trained["T"]:  # T is the only card kwarg allowed to differ
+            why += (f"; these weights hold per-time-step parameters (e.g. per-step batch norm), so they fit "
+                    f"only T={trained['T']}, the T they were trained with")
         raise ValueError(f"{origin.where}: cannot rebuild {name}({args}) with these weights: they do not fit "
                          f"({why}); {origin.fix}")
     if card.get("dataset"):
@@ -161,9 +166,15 @@ def _load_weights(model: nn.Module, state: Mapping[str, Any]) -> str:
     own = model.state_dict()
     loaded = {own[k].data_ptr() for k in state if k in own and own[k].numel()}
     missing = [k for k in missing if not (own[k].numel() and own[k].data_ptr() in loaded)]
-    if missing or unexpected:
-        return f"missing {missing}, unexpected {unexpected}"
-    return ""
+    return "; ".join(f"{what} {_some(keys)}" for what, keys in (("missing", missing), ("unexpected", unexpected))
+                     if keys)
+
+
+def _some(keys: Sequence[str], shown: int = 4) -> str:
+    """``keys`` for a one-line message: all of a few, else the first ``shown`` and how many more."""
+    if len(keys) <= shown:
+        return ", ".join(keys)
+    return f"{len(keys)} entries: {', '.join(keys[:shown])} and {len(keys) - shown} more"
 
 
 def _only_tag(info: ModelInfo) -> str:
