@@ -18,7 +18,8 @@ from spikevision.models.registry import ModelInfo, check_shared_kwargs, get_mode
 __all__ = ["create_model", "build_with_weights", "WeightsOrigin", "PRETRAINED_FREE_KWARGS"]
 
 
-#: builder arguments that may differ from a pretrained model's card (the weights do not depend on them)
+#: builder arguments that may differ from a pretrained model's card (most weights do not depend on them; those
+#: with per-step parameters then fail to load, with a message naming the trained value)
 PRETRAINED_FREE_KWARGS = frozenset({"T"})
 
 
