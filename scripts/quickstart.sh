@@ -5,6 +5,7 @@
 #
 #   bash scripts/quickstart.sh                      # run directory runs/quickstart-<date-time>
 #   RUN_NAME=mine bash scripts/quickstart.sh train.epochs=1 data.root=/data/fmnist
+#   bash scripts/quickstart.sh run.out_dir=/tmp/runs  # OUT_DIR=/tmp/runs does the same
 #
 # Extra arguments are key=value overrides of the recipe (see docs/training.md).
 set -euo pipefail
@@ -13,6 +14,12 @@ bash scripts/setup.sh
 SV="${SPIKEVISION_VENV:-.venv}/bin/spikevision"
 RUN_NAME="${RUN_NAME:-quickstart-$(date +%Y%m%d-%H%M%S)}"
 OUT_DIR="${OUT_DIR:-runs}"
+for arg in "$@"; do  # run.name=/run.out_dir= overrides win over the variables, as they do in train
+  case "$arg" in
+    run.name=*) RUN_NAME="${arg#run.name=}" ;;
+    run.out_dir=*) OUT_DIR="${arg#run.out_dir=}" ;;
+  esac
+done
 
 start=$(date +%s)
 "$SV" train configs/quickstart.yaml run.name="$RUN_NAME" run.out_dir="$OUT_DIR" "$@"
