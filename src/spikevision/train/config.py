@@ -54,11 +54,16 @@ class ModelConfig:
 
     Args:
         name: registered model name (``spikevision models`` lists them).
+        pretrained: start from the shipped weights with this tag (``fashion_mnist``; ``spikevision models
+            --weights`` lists them) instead of a random initialisation: fine-tuning. The builder's arguments
+            are then the weights' card's, and ``kwargs`` may only repeat them, or change ``T`` where the
+            weights allow it. None (default): a fresh model.
         kwargs: the builder's keyword arguments (``T``, ``num_classes``, ...).
             ``num_classes`` defaults to the data set's when the builder takes it.
     """
 
     name: str = "mlp_spe_mini"
+    pretrained: str | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -216,7 +221,8 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML- and ``weights_only``-safe): the resolved config."""
-        out: dict[str, Any] = {"model": {"name": self.model.name, **_plain(self.model.kwargs)},
+        pretrained = {} if self.model.pretrained is None else {"pretrained": self.model.pretrained}
+        out: dict[str, Any] = {"model": {"name": self.model.name, **pretrained, **_plain(self.model.kwargs)},
                                "data": self.data.to_dict()}
         for sec in ("optim", "sched", "train", "run"):
             out[sec] = _plain(dataclasses.asdict(getattr(self, sec)))
@@ -301,10 +307,49 @@ def _check_values(cfg: Config, errors: list[str]) -> None:
 
 
 def _check_model(cfg: Config, errors: list[str]) -> None:
-    """The builder's arguments against its signature, types and ranges, a meta build and a memory estimate."""
+    """The builder's arguments against its signature, types and ranges, a meta build and a memory estimate;
+    with ``model.pretrained``, against the weights' card too."""
     from spikevision.models.arguments import check_model_kwargs
 
-    errors.extend(check_model_kwargs(cfg.model.name, cfg.model.kwargs, batch_size=cfg.data.batch_size))
+    kwargs = cfg.model.kwargs
+    if cfg.model.pretrained is not None:
+        trained = _pretrained_kwargs(cfg, errors)
+        if trained is None:
+            return
+        kwargs = {**trained, **kwargs}
+    errors.extend(check_model_kwargs(cfg.model.name, kwargs, batch_size=cfg.data.batch_size))
+
+
+def _pretrained_kwargs(cfg: Config, errors: list[str]) -> dict[str, Any] | None:
+    """The card's builder arguments for ``model.pretrained``, or None after recording why they cannot be used."""
+    from spikevision.data import get_dataset_info
+    from spikevision.models.factory import PRETRAINED_FREE_KWARGS
+    from spikevision.models.registry import UnknownModelError
+    from spikevision.weights import PretrainedNotFoundError, read_card
+
+    name, tag = cfg.model.name, cfg.model.pretrained
+    try:
+        trained = dict(read_card(name, tag)["model_kwargs"])
+    except (PretrainedNotFoundError, UnknownModelError) as e:
+        errors.append(f"model.pretrained={tag!r}: {e}")
+        return None
+    except ValueError as e:  # a damaged card
+        errors.append(f"model.pretrained={tag!r}: {e}")
+        return None
+    for key, value in cfg.model.kwargs.items():
+        if key in trained and value != trained[key] and key not in PRETRAINED_FREE_KWARGS:
+            errors.append(f"model.{key}={value!r} contradicts model.pretrained={tag!r} (trained with "
+                          f"{trained[key]!r}); drop it, or train without pretrained")
+    classes = trained.get("num_classes")
+    if "num_classes" not in cfg.model.kwargs and classes is not None:
+        try:
+            wanted = get_dataset_info(cfg.data.name).num_classes
+        except KeyError:
+            wanted = classes  # an unknown data set is reported by the data section
+        if wanted != classes:
+            errors.append(f"model.pretrained={tag!r} classifies {classes} classes, data set {cfg.data.name!r} "
+                          f"has {wanted}; a new head is not supported: train without pretrained")
+    return trained
 
 
 def _mapping(raw: Mapping[str, Any], section: str, errors: list[str]) -> dict[str, Any]:
@@ -340,6 +385,13 @@ def config_from_dict(raw: Mapping[str, Any]) -> Config:
             model.name = model_raw.pop("name")
         else:
             errors.append(f"model.name must be a registered model name, got {model_raw.pop('name')!r}")
+    if "pretrained" in model_raw:
+        tag = model_raw.pop("pretrained")
+        if tag is None or (isinstance(tag, str) and tag):
+            model.pretrained = tag
+        else:
+            errors.append(f"model.pretrained must be the tag of shipped weights (e.g. fashion_mnist) or null, "
+                          f"got {tag!r}")
     model.kwargs = model_raw
     data_raw = _mapping(raw, "data", errors)
     try:

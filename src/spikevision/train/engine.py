@@ -197,7 +197,8 @@ class Trainer:
 # ---------------------------------------------------------------------------
 
 def build_model(cfg: Config, num_classes: int) -> tuple[nn.Module, dict[str, Any]]:
-    """The registered model with ``cfg.model.kwargs`` (``num_classes`` filled from the data set if the builder takes it)."""
+    """The registered model with ``cfg.model.kwargs`` (``num_classes`` filled from the data set if the builder
+    takes it; with ``model.pretrained``, the card's and its weights) and its complete builder arguments."""
     from spikevision.models.factory import create_model
     from spikevision.models.registry import get_model_info
 
@@ -205,7 +206,12 @@ def build_model(cfg: Config, num_classes: int) -> tuple[nn.Module, dict[str, Any
     params = inspect.signature(get_model_info(cfg.model.name).builder).parameters
     if "num_classes" in params and kwargs.get("num_classes") is None:
         kwargs["num_classes"] = num_classes
-    model = create_model(cfg.model.name, **kwargs)
+    model = create_model(cfg.model.name, pretrained=cfg.model.pretrained, **kwargs)
+    if cfg.model.pretrained is not None:  # the card's arguments complete the checkpoint's
+        from spikevision.weights import read_card
+
+        kwargs = {**read_card(cfg.model.name, cfg.model.pretrained)["model_kwargs"], **kwargs}
+        log.info(f"model: {cfg.model.name} starts from its shipped {cfg.model.pretrained!r} weights")
     if cfg.train.memory_saving:
         from spikevision.train.memory_saving import enable_memory_saving
 
